@@ -1,0 +1,49 @@
+"""An OpenAI-compatible Whisper service. `create_app()` builds the Flask app; gunicorn.conf.py serves it.
+
+Imports stay inside create_app so that the gunicorn master (which reads service.settings) never loads
+torch: only the workers, one per GPU, do.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+
+def create_app(settings=None, *, device_index: int | None = None):
+    """Build the app: settings, errors, auth, health, the two API faces, and the inference scheduler."""
+    import os
+
+    from flask import Flask
+
+    from . import errors, http
+    from . import settings as settings_module
+    from .api import asr, openai
+    from .engines import create_engine
+    from .scheduler import Scheduler
+
+    settings = settings or settings_module.from_env()
+    http.configure_logging(settings.log_level)
+    app = Flask(__name__)
+    app.config.update(
+        SETTINGS=settings,
+        MAX_CONTENT_LENGTH=settings.max_upload_bytes,  # werkzeug answers 413 before reading a bigger body
+        MAX_FORM_MEMORY_SIZE=1024 * 1024,  # text fields; files stream to disk
+        JSON_SORT_KEYS=False,
+    )
+    if device_index is None:
+        device_index = int(os.environ.get("WHISPER_DEVICE_INDEX", "0"))
+    engine = create_engine(settings, device_index=device_index)
+    scheduler = Scheduler(
+        engine,
+        batch_size=settings.batch_size,
+        queue_max_seconds=settings.queue_max_seconds,
+        queue_max_requests=settings.queue_max_requests,
+        warmup=settings.warmup,
+    )
+    app.extensions["scheduler"] = scheduler
+    errors.register(app)
+    http.register(app)
+    app.register_blueprint(openai.bp)
+    app.register_blueprint(asr.bp)
+    scheduler.start()
+    return app

@@ -1,0 +1,102 @@
+"""gunicorn settings: `gunicorn -c gunicorn.conf.py 'service:create_app()'` (make run and the container).
+
+One gthread worker per GPU, each owning one model; request threads wait on the worker's scheduler. The
+master validates settings before anything starts (a bad one: one line naming it, exit 2), wipes the
+Prometheus multiprocess directory, serves /metrics on METRICS_PORT, and gives each worker a GPU index.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+
+from service.settings import SettingsError, from_env
+
+try:
+    settings = from_env()
+except SettingsError as error:
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(2)
+
+# prometheus_client picks its storage when first imported: set this before any worker imports it
+os.environ.setdefault(
+    "PROMETHEUS_MULTIPROC_DIR", os.path.join(tempfile.gettempdir(), f"whisper-metrics-{settings.port}")
+)
+
+
+def _gpu_count() -> int:
+    """GPUs visible to this process, without initialising CUDA in the master (workers are forked)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
+
+
+gpus = _gpu_count() if settings.whisper_device != "cpu" else 0
+
+wsgi_app = "service:create_app()"
+bind = [f"0.0.0.0:{settings.port}"]
+worker_class = "gthread"
+workers = settings.workers or max(1, gpus)
+threads = settings.threads
+timeout = 120  # a worker whose main loop stops answering this long is restarted (inference runs elsewhere)
+graceful_timeout = int(settings.graceful_timeout)  # in-flight and queued requests finish within this
+keepalive = 5
+limit_request_line = 8190
+forwarded_allow_ips = "127.0.0.1,::1"
+accesslog = None  # the app logs one structured line per request
+errorlog = "-"
+loglevel = settings.log_level
+
+
+def on_starting(server):
+    path = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path, exist_ok=True)
+
+
+def when_ready(server):
+    if not settings.metrics_port:
+        return
+    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=registry)
+    server.log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
+
+
+def pre_fork(server, worker):
+    """Give the new worker the lowest GPU index no live worker holds."""
+    taken = {getattr(w, "gpu_index", None) for w in server.WORKERS.values()}
+    free = [i for i in range(max(1, gpus)) if i not in taken]
+    worker.gpu_index = free[0] if free else 0
+
+
+def post_fork(server, worker):
+    os.environ["WHISPER_DEVICE_INDEX"] = str(worker.gpu_index)
+
+
+def post_worker_init(worker):
+    """On SIGTERM, refuse new work with 503 + Retry-After while accepted work finishes."""
+    scheduler = worker.wsgi.extensions["scheduler"]
+    stop = worker.handle_exit
+
+    def handle_exit(sig, frame):
+        scheduler.begin_shutdown()
+        stop(sig, frame)
+
+    worker.handle_exit = handle_exit
+    signal.signal(signal.SIGTERM, handle_exit)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -1,0 +1,109 @@
+"""Uploads -> 16 kHz mono float32 through ffmpeg, with size, duration and time limits; and 30 s windows."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from typing import BinaryIO
+
+import numpy as np
+
+from .engines.base import SAMPLE_RATE, WINDOW_SECONDS
+from .errors import AudioTooLong, InsufficientStorage, InvalidAudio
+
+log = logging.getLogger(__name__)
+
+FRAME = SAMPLE_RATE // 100  # 160 samples: 10 ms energy frames for finding silences
+MIN_WINDOW_SECONDS = 20  # a cut is searched for between 20 and 30 s into each window
+QUIET_SPAN_FRAMES = 20  # 200 ms: the stretch whose energy decides where to cut
+
+
+@contextlib.contextmanager
+def spooled_upload(stream: BinaryIO, tmp_dir: str) -> Iterator[str]:
+    """Copy an upload to a private temporary file (never wholly into memory) and delete it afterwards."""
+    try:
+        fd, path = tempfile.mkstemp(prefix="upload-", dir=tmp_dir)
+    except OSError as error:
+        raise _storage_error(error) from None
+    try:
+        with os.fdopen(fd, "wb") as out:
+            shutil.copyfileobj(stream, out, length=1 << 20)
+        yield path
+    except OSError as error:
+        raise _storage_error(error) from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+def _storage_error(error: OSError) -> Exception:
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return InsufficientStorage("The server has no room to store the upload; try again later.")
+    log.error("cannot spool upload: %s", error)
+    return InsufficientStorage("The server could not store the upload; try again later.")
+
+
+def decode_file(path: str, max_seconds: float, timeout: float) -> np.ndarray:
+    """Decode any format ffmpeg reads into 16 kHz mono float32 in [-1, 1].
+
+    ffmpeg stops after `max_seconds` (plus a little), so a small file that expands to hours of audio costs
+    no more than the limit; anything longer is refused by duration.
+    """
+    if os.path.getsize(path) == 0:
+        raise InvalidAudio("The uploaded file is empty.", param="file", code="empty_file")
+    cmd = [
+        "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-threads", "0",
+        "-i", path, "-t", f"{max_seconds + 1:.3f}", "-vn", "-sn", "-dn",
+        "-f", "s16le", "-ac", "1", "-ar", str(SAMPLE_RATE), "-",
+    ]  # fmt: skip
+    try:
+        proc = subprocess.run(cmd, capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise InvalidAudio(
+            f"Decoding the audio took longer than {timeout:g} s; the file may be corrupt or stalled.",
+            param="file", code="decode_timeout",
+        ) from None  # fmt: skip
+    if proc.returncode != 0:
+        log.info("ffmpeg rejected an upload: %s", proc.stderr.decode(errors="replace")[-300:].strip())
+        raise InvalidAudio(
+            "The file could not be decoded as audio. Supported: anything ffmpeg reads "
+            "(wav, mp3, m4a/mp4, ogg/opus, webm, flac, video containers).",
+            param="file",
+        )
+    audio = np.frombuffer(proc.stdout, np.int16).astype(np.float32) / 32768.0
+    if audio.size == 0:
+        raise InvalidAudio("The file contains no audio samples.", param="file", code="empty_audio")
+    if audio.size > max_seconds * SAMPLE_RATE:
+        raise AudioTooLong(
+            f"The audio is longer than the {max_seconds:g} s this server accepts (MAX_AUDIO_SECONDS).",
+            param="file",
+        )
+    return audio
+
+
+def split_windows(audio: np.ndarray) -> list[tuple[int, int]]:
+    """Cut audio into [start, end) sample ranges of at most 30 s, each cut at the quietest 200 ms found
+    20-30 s into the window, so that words are not split where the speaker pauses."""
+    limit, earliest = WINDOW_SECONDS * SAMPLE_RATE, MIN_WINDOW_SECONDS * SAMPLE_RATE
+    energy = _frame_energy(audio)
+    windows, start = [], 0
+    while len(audio) - start > limit:
+        lo, hi = (start + earliest) // FRAME, (start + limit) // FRAME - QUIET_SPAN_FRAMES
+        span = np.convolve(energy[lo : hi + QUIET_SPAN_FRAMES], np.ones(QUIET_SPAN_FRAMES), "valid")
+        quietest = lo + int(np.argmin(span)) + QUIET_SPAN_FRAMES // 2
+        end = min(quietest * FRAME, start + limit)
+        windows.append((start, end))
+        start = end
+    windows.append((start, len(audio)))
+    return windows
+
+
+def _frame_energy(audio: np.ndarray) -> np.ndarray:
+    frames = len(audio) // FRAME
+    return np.square(audio[: frames * FRAME].reshape(frames, FRAME), dtype=np.float32).mean(axis=1)

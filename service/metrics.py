@@ -1,0 +1,89 @@
+"""Prometheus metrics. Whoever records imports the objects; the exporter serves them on METRICS_PORT.
+
+Under gunicorn every worker writes to PROMETHEUS_MULTIPROC_DIR (wiped by the master before start) and the
+master serves the aggregate. Gauge modes: queue and in-flight gauges are summed over live workers
+(`livesum`: a dead worker's values vanish with it); model load time takes the max; build info is per process.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+# Speech runs from a word to hours: buckets from 10 ms to 30 min (the library's default stops at 10 s).
+DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800,
+                    3600)  # fmt: skip
+RTF_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10)
+BATCH_BUCKETS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64)
+MODEL = ("model", "engine")
+
+REQUESTS = Counter("whisper_requests", "HTTP requests served.", ("endpoint", "status", *MODEL))
+REQUEST_DURATION = Histogram(
+    "whisper_request_duration_seconds", "End-to-end request time.", ("endpoint", *MODEL),
+    buckets=DURATION_BUCKETS,
+)  # fmt: skip
+STAGE_DURATION = Histogram(
+    "whisper_stage_duration_seconds",
+    "Time per request spent in each stage: queue_wait, audio_decode, inference, render.",
+    ("stage", *MODEL), buckets=DURATION_BUCKETS,
+)  # fmt: skip
+AUDIO_SECONDS = Counter("whisper_audio_seconds", "Seconds of audio transcribed.", MODEL)
+AUDIO_DURATION = Histogram(
+    "whisper_audio_duration_seconds", "Audio length per request.", MODEL, buckets=DURATION_BUCKETS
+)
+REAL_TIME_FACTOR = Histogram(
+    "whisper_real_time_factor", "Inference seconds per second of audio (lower is faster).", MODEL,
+    buckets=RTF_BUCKETS,
+)  # fmt: skip
+BATCH_SIZE = Histogram("whisper_batch_size", "Windows per model call.", MODEL, buckets=BATCH_BUCKETS)
+BATCH_DURATION = Histogram(
+    "whisper_batch_duration_seconds", "Time of one model call (decode or detect_language).",
+    ("kind", *MODEL), buckets=DURATION_BUCKETS,
+)  # fmt: skip
+QUEUE_DEPTH = Gauge("whisper_queue_depth", "Windows waiting for the model.", multiprocess_mode="livesum")
+QUEUE_AUDIO = Gauge(
+    "whisper_queue_audio_seconds",
+    "Audio seconds accepted and not finished.",
+    multiprocess_mode="livesum",
+)
+IN_FLIGHT = Gauge("whisper_requests_in_flight", "Requests being handled.", multiprocess_mode="livesum")
+REJECTED = Counter("whisper_rejected_requests", "Requests refused before work started.", ("reason",))
+CANCELLED = Counter("whisper_cancelled_requests", "Accepted requests abandoned.", ("reason",))
+CANCELLED_WINDOWS = Counter("whisper_cancelled_windows", "Windows dropped undecoded by cancellation.")
+ERRORS = Counter("whisper_errors", "Errors returned, by type.", ("type",))
+MODEL_LOAD = Gauge("whisper_model_load_seconds", "Time to load and warm the model.", multiprocess_mode="max")
+MODEL_READY = Gauge(
+    "whisper_model_ready", "Workers whose model is loaded and warm.", multiprocess_mode="livesum"
+)
+GPU_ALLOCATED = Gauge(
+    "whisper_gpu_memory_allocated_bytes", "GPU memory held by tensors.", ("device",),
+    multiprocess_mode="livesum",
+)  # fmt: skip
+GPU_RESERVED = Gauge(
+    "whisper_gpu_memory_reserved_bytes", "GPU memory reserved by the caching allocator.", ("device",),
+    multiprocess_mode="livesum",
+)  # fmt: skip
+BUILD_INFO = Gauge(
+    "whisper_build_info", "Version, model, engine, device and precision; always 1.",
+    ("version", "model", "engine", "device", "precision"), multiprocess_mode="max",
+)  # fmt: skip
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text: all workers' metrics in multiprocess mode, this process's otherwise."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    from prometheus_client import REGISTRY
+
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

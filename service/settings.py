@@ -1,0 +1,193 @@
+"""Every knob of the service, read once from the environment and validated at start.
+
+A bad value raises `SettingsError`, whose message names the variable and a valid example; the entry points
+print that one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ENGINES = ("openai-whisper", "faster-whisper")
+DEVICES = ("auto", "cpu", "cuda")
+DECODE_MODES = ("batched", "sequential")
+
+
+class SettingsError(ValueError):
+    """A setting is missing or invalid; the message names the variable and a valid example."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    # model
+    whisper_model: str = "turbo"  # official name (downloaded when online) or a checkpoint path
+    whisper_model_dir: str = str(Path.home() / ".cache" / "whisper")  # where official models live
+    whisper_engine: str = "openai-whisper"  # openai-whisper | faster-whisper
+    whisper_device: str = "auto"  # auto | cpu | cuda
+    whisper_compute_type: str = "default"  # faster-whisper: float16, int8_float16, int8, float32
+    warmup: bool = True  # one inference at start, before /readyz turns 200
+
+    # http
+    port: int = 5000
+    metrics_port: int = 9101  # Prometheus /metrics, served by the gunicorn master on its own port
+    metrics_host: str = "0.0.0.0"  # noqa: S104 - publish as 127.0.0.1:9101 on the host
+    api_keys: tuple[str, ...] = ()  # empty: no authentication
+    workers: int = 0  # gunicorn workers; 0 = one per GPU (1 on CPU)
+    threads: int = 32  # request threads per worker (they wait on the scheduler, not the CPU)
+    graceful_timeout: float = 120.0  # seconds in-flight requests get after SIGTERM
+
+    # limits
+    max_upload_mb: float = 100.0  # multipart body cap; bigger uploads get 413 before being read
+    max_audio_seconds: float = 3 * 3600.0  # decoded duration cap
+    ffmpeg_timeout: float = 120.0  # seconds one decode may take
+    tmp_dir: str = tempfile.gettempdir()  # uploads are streamed here, then deleted
+
+    # scheduler
+    decode_mode: str = "batched"  # batched | sequential (openai-whisper's transcribe())
+    batch_size: int = 0  # windows per model call; 0 = per device (16 on CUDA, 4 on CPU)
+    queue_max_seconds: float = 4 * 3600.0  # audio seconds accepted but not yet finished
+    queue_max_requests: int = 256  # requests accepted but not yet finished
+    request_timeout: float = 120.0  # seconds of deadline for any request ...
+    request_timeout_per_audio_second: float = 1.0  # ... plus this many per second of audio
+    force_tokens: int = 0  # benchmark only: decode exactly N tokens per window (0 = off)
+
+    log_level: str = "info"
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _text(name: str, raw: str) -> str:
+    return raw.strip()
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[str, str], str]:
+    def parse(name: str, raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in options:
+            raise SettingsError(f"{name}={raw!r} is invalid: use one of {', '.join(options)}")
+        return value
+
+    return parse
+
+
+def _number(kind: type, minimum: float, example: str) -> Callable[[str, str], Any]:
+    def parse(name: str, raw: str) -> Any:
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise SettingsError(f"{name}={raw!r} is not a number, e.g. {name}={example}") from None
+        if value < minimum:
+            raise SettingsError(f"{name}={raw!r} must be >= {minimum}, e.g. {name}={example}")
+        return value
+
+    return parse
+
+
+def _port(name: str, raw: str) -> int:
+    value = _number(int, 0, "5000")(name, raw)
+    if value > 65535:
+        raise SettingsError(f"{name}={raw!r} is not a TCP port, e.g. {name}=5000")
+    return value
+
+
+def _bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name}={raw!r} is not a boolean, e.g. {name}=true")
+
+
+def _keys(name: str, raw: str) -> tuple[str, ...]:
+    keys = tuple(k.strip() for k in raw.split(",") if k.strip())
+    if any(len(k) < 16 for k in keys):
+        raise SettingsError(
+            f"{name}: each key needs at least 16 characters, e.g. {name}=$(openssl rand -hex 24)"
+        )
+    return keys
+
+
+def _directory(name: str, raw: str) -> str:
+    if not os.path.isdir(raw):
+        raise SettingsError(f"{name}={raw!r} is not an existing directory, e.g. {name}=/tmp")
+    return raw
+
+
+# environment variable -> (field, parser)
+_PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
+    "WHISPER_MODEL": ("whisper_model", _text),
+    "WHISPER_MODEL_DIR": ("whisper_model_dir", _text),
+    "WHISPER_ENGINE": ("whisper_engine", _choice(ENGINES)),
+    "WHISPER_DEVICE": ("whisper_device", _choice(DEVICES)),
+    "WHISPER_COMPUTE_TYPE": ("whisper_compute_type", _text),
+    "WARMUP": ("warmup", _bool),
+    "PORT": ("port", _port),
+    "METRICS_PORT": ("metrics_port", _port),
+    "METRICS_HOST": ("metrics_host", _text),
+    "API_KEYS": ("api_keys", _keys),
+    "WORKERS": ("workers", _number(int, 0, "1")),
+    "THREADS": ("threads", _number(int, 1, "32")),
+    "GRACEFUL_TIMEOUT": ("graceful_timeout", _number(float, 1, "120")),
+    "MAX_UPLOAD_MB": ("max_upload_mb", _number(float, 0.001, "100")),
+    "MAX_AUDIO_SECONDS": ("max_audio_seconds", _number(float, 1, "10800")),
+    "FFMPEG_TIMEOUT": ("ffmpeg_timeout", _number(float, 1, "120")),
+    "TMPDIR": ("tmp_dir", _directory),
+    "DECODE_MODE": ("decode_mode", _choice(DECODE_MODES)),
+    "BATCH_SIZE": ("batch_size", _number(int, 0, "16")),
+    "QUEUE_MAX_SECONDS": ("queue_max_seconds", _number(float, 1, "14400")),
+    "QUEUE_MAX_REQUESTS": ("queue_max_requests", _number(int, 1, "256")),
+    "REQUEST_TIMEOUT": ("request_timeout", _number(float, 1, "120")),
+    "REQUEST_TIMEOUT_PER_AUDIO_SECOND": (
+        "request_timeout_per_audio_second",
+        _number(float, 0, "1.0"),
+    ),
+    "WHISPER_FORCE_TOKENS": ("force_tokens", _number(int, 0, "96")),
+    "LOG_LEVEL": ("log_level", _choice(("debug", "info", "warning", "error"))),
+}
+
+COMPUTE_TYPES = (
+    "default",
+    "float16",
+    "int8_float16",
+    "int8",
+    "int8_float32",
+    "float32",
+    "bfloat16",
+)
+
+
+def from_env(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from the environment; raise SettingsError on the first bad value."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for name, (attr, parse) in _PARSERS.items():
+        raw = environ.get(name)
+        if raw is not None and raw != "":
+            values[attr] = parse(name, raw)
+    settings = Settings(**values)
+    _check_combinations(settings)
+    return settings
+
+
+def _check_combinations(settings: Settings) -> None:
+    if settings.whisper_compute_type not in COMPUTE_TYPES:
+        raise SettingsError(
+            f"WHISPER_COMPUTE_TYPE={settings.whisper_compute_type!r} is invalid: "
+            f"use one of {', '.join(COMPUTE_TYPES)}"
+        )
+    if not settings.whisper_model.strip():
+        raise SettingsError("WHISPER_MODEL is empty, e.g. WHISPER_MODEL=turbo")
+    if settings.metrics_port and settings.metrics_port == settings.port:
+        raise SettingsError(f"METRICS_PORT must differ from PORT ({settings.port}), e.g. METRICS_PORT=9101")
