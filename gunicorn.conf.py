@@ -81,6 +81,8 @@ def pre_fork(server, worker):
 
 def post_fork(server, worker):
     os.environ["WHISPER_DEVICE_INDEX"] = str(worker.gpu_index)
+    # on CPU, workers share the cores instead of each starting one torch thread per core
+    os.environ.setdefault("WHISPER_CPU_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
 
 
 def post_worker_init(worker):

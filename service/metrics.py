@@ -45,6 +45,9 @@ REAL_TIME_FACTOR = Histogram(
     buckets=RTF_BUCKETS,
 )  # fmt: skip
 BATCH_SIZE = Histogram("whisper_batch_size", "Windows per model call.", MODEL, buckets=BATCH_BUCKETS)
+BATCH_REQUESTS = Histogram(
+    "whisper_batch_requests", "Distinct requests sharing one model call.", MODEL, buckets=BATCH_BUCKETS
+)
 BATCH_DURATION = Histogram(
     "whisper_batch_duration_seconds", "Time of one model call (decode or detect_language).",
     ("kind", *MODEL), buckets=DURATION_BUCKETS,

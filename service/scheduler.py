@@ -481,6 +481,7 @@ class Scheduler:
         metrics.BATCH_DURATION.labels(kind=kind, **self.labels).observe(elapsed)
         if kind == "decode":
             metrics.BATCH_SIZE.labels(**self.labels).observe(len(jobs))
+            metrics.BATCH_REQUESTS.labels(**self.labels).observe(len({job.id for job in jobs}))
             rate = audio_seconds / max(elapsed, 1e-6)
             self._throughput = rate if self._throughput == 0 else 0.8 * self._throughput + 0.2 * rate
         for job in set(jobs):

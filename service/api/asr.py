@@ -84,5 +84,5 @@ def _attachment(output: str) -> str:
     upload = request.files.get("audio_file")
     name = (upload.filename if upload else "") or "audio"
     stem = re.split(r"[\\/]", name)[-1].rsplit(".", 1)[0] or "audio"
-    ascii_stem = re.sub(r"[^A-Za-z0-9._-]+", "_", unicodedata.normalize("NFKD", stem)).strip("._") or "audio"
+    ascii_stem = re.sub(r"[^A-Za-z0-9_-]+", "_", unicodedata.normalize("NFKD", stem)).strip("_") or "audio"
     return f"attachment; filename=\"{ascii_stem}.{output}\"; filename*=UTF-8''{quote(stem)}.{output}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -98,6 +99,15 @@ class Transcript:
     segments: list[tuple[Segment, WindowResult]]
 
 
+class TimestampTokenizer(Protocol):
+    """What split_segments needs of a tokenizer; openai-whisper's and faster-whisper's both have it."""
+
+    eot: int  # end of text; every token id below it is text
+    timestamp_begin: int  # <|0.00|>; every token id from here on is a timestamp (0.02 s steps)
+
+    def decode(self, tokens: list[int]) -> str: ...
+
+
 class Engine(abc.ABC):
     """One model on one device. Only the scheduler's inference thread calls these methods."""
 
@@ -139,3 +149,43 @@ class Engine(abc.ABC):
     def is_out_of_memory(error: BaseException) -> bool:
         """Whether an exception from decode() means the batch did not fit on the device."""
         return False
+
+
+def split_segments(tokens: list[int], tokenizer: TimestampTokenizer, window_seconds: float) -> list[Segment]:
+    """Cut one window's tokens into segments at timestamp pairs, like openai-whisper's transcribe().
+
+    Shared by both engines so that the same tokens give the same segments whichever engine decoded them.
+    Unlike transcribe(), a window is never re-decoded from its last timestamp: text after the last closed
+    pair becomes a final segment that ends with the window. Times are clamped into [0, window] and made
+    monotonic, so segments never overlap even when the weights emit odd timestamps.
+    """
+    begin = tokenizer.timestamp_begin
+    text_tokens = [t for t in tokens if t < tokenizer.eot]
+    if not text_tokens:
+        return []
+    pieces: list[tuple[float | None, float | None, list[int]]] = []
+    start: float | None = None
+    current: list[int] = []
+    for token in tokens:
+        if token >= begin:
+            stamp = (token - begin) * 0.02
+            if current:  # a closing timestamp
+                pieces.append((start, stamp, current))
+                start, current = None, []
+            else:  # an opening timestamp (the second of a pair)
+                start = stamp
+        elif token < tokenizer.eot:
+            current.append(token)
+    if current:
+        pieces.append((start, None, current))
+    segments: list[Segment] = []
+    previous_end = 0.0
+    for piece_start, piece_end, piece_tokens in pieces:
+        seg_start = min(max(piece_start if piece_start is not None else previous_end, previous_end),
+                        window_seconds)  # fmt: skip
+        seg_end = window_seconds if piece_end is None else min(piece_end, window_seconds)
+        seg_end = max(seg_end, seg_start)
+        text = tokenizer.decode(piece_tokens)
+        segments.append(Segment(round(seg_start, 3), round(seg_end, 3), text, piece_tokens))
+        previous_end = seg_end
+    return segments

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from .base import (
     Transcript,
     WindowResult,
     Word,
+    split_segments,
 )
 
 log = logging.getLogger(__name__)
@@ -94,6 +96,8 @@ class OpenAIWhisperEngine(Engine):
     def load(self) -> None:
         if self.device.startswith("cuda"):
             torch.cuda.set_device(self.device)
+        elif os.environ.get("WHISPER_CPU_THREADS"):
+            torch.set_num_threads(int(os.environ["WHISPER_CPU_THREADS"]))
         self.model = whisper.load_model(self.source, device=self.device, download_root=self.download_root)
         self.model.eval()
         self.is_multilingual = self.model.is_multilingual
@@ -204,45 +208,6 @@ class OpenAIWhisperEngine(Engine):
     def release_cache(self) -> None:
         if self.device.startswith("cuda"):
             torch.cuda.empty_cache()
-
-
-def split_segments(tokens: list[int], tokenizer: Tokenizer, window_seconds: float) -> list[Segment]:
-    """Cut one window's tokens into segments at timestamp pairs, like openai-whisper's transcribe().
-
-    Unlike transcribe(), a window is never re-decoded from its last timestamp: text after the last closed
-    pair becomes a final segment that ends with the window. Times are clamped into [0, window] and made
-    monotonic, so segments never overlap even when the weights emit odd timestamps.
-    """
-    begin = tokenizer.timestamp_begin
-    text_tokens = [t for t in tokens if t < tokenizer.eot]
-    if not text_tokens:
-        return []
-    pieces: list[tuple[float | None, float | None, list[int]]] = []
-    start: float | None = None
-    current: list[int] = []
-    for token in tokens:
-        if token >= begin:
-            stamp = (token - begin) * 0.02
-            if current:  # a closing timestamp
-                pieces.append((start, stamp, current))
-                start, current = None, []
-            else:  # an opening timestamp (the second of a pair)
-                start = stamp
-        elif token < tokenizer.eot:
-            current.append(token)
-    if current:
-        pieces.append((start, None, current))
-    segments: list[Segment] = []
-    previous_end = 0.0
-    for piece_start, piece_end, piece_tokens in pieces:
-        seg_start = min(max(piece_start if piece_start is not None else previous_end, previous_end),
-                        window_seconds)  # fmt: skip
-        seg_end = window_seconds if piece_end is None else min(piece_end, window_seconds)
-        seg_end = max(seg_end, seg_start)
-        text = tokenizer.decode(piece_tokens)
-        segments.append(Segment(round(seg_start, 3), round(seg_end, 3), text, piece_tokens))
-        previous_end = seg_end
-    return segments
 
 
 def window_result(result: DecodingResult, segments: list[Segment]) -> WindowResult:

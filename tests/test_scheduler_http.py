@@ -1,0 +1,159 @@
+"""The scheduler through the real server: queue bounds, cancellation, cross-request batching, windows, SSE."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from urllib.parse import urlparse
+
+import pytest
+import requests
+
+ENDPOINT = "/v1/audio/transcriptions"
+GREEDY = {"compression_ratio_threshold": "100", "logprob_threshold": "-100"}  # no fallback: deterministic
+
+
+def transcribe(service, path, data=None, timeout=180):
+    with open(path, "rb") as f:
+        return requests.post(service.url + ENDPOINT, files={"file": f}, data=data or {}, timeout=timeout)
+
+
+def in_background(fn, *args, **kwargs) -> dict:
+    """Run fn in a thread; the returned dict gets 'result' (or 'error') and 'thread'."""
+    box: dict = {}
+
+    def run():
+        try:
+            box["result"] = fn(*args, **kwargs)
+        except Exception as error:  # reported by the test that reads the box
+            box["error"] = error
+
+    box["thread"] = threading.Thread(target=run, daemon=True)
+    box["thread"].start()
+    return box
+
+
+def wait_for(condition, timeout=30.0, interval=0.05) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
+
+
+def test_full_queue_refuses_at_once_and_accepted_work_finishes(start_service, audio_dir):
+    service = start_service(QUEUE_MAX_SECONDS="100", BATCH_SIZE="1")
+    first = in_background(transcribe, service, audio_dir / "long.wav", {"language": "en"})
+    wait_for(lambda: service.metric("whisper_queue_audio_seconds") > 0)
+    began = time.monotonic()
+    refused = transcribe(service, audio_dir / "long.wav", {"language": "en"})
+    assert time.monotonic() - began < 10  # refused at once, not after the first finished
+    assert refused.status_code == 429
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert refused.json()["error"]["code"] == "queue_full"
+    first["thread"].join(180)
+    assert first["result"].status_code == 200, first.get("error") or first["result"].text
+    assert service.metric("whisper_rejected_requests_total", reason="queue_full") == 1
+
+
+def send_and_hang_up(service, path, data: dict, after: float) -> None:
+    """POST a multipart upload over a raw socket, then close the connection without reading the answer."""
+    prepared = requests.Request("POST", service.url + ENDPOINT, files={"file": open(path, "rb")},
+                                data=data).prepare()  # fmt: skip
+    url = urlparse(service.url)
+    head = f"POST {ENDPOINT} HTTP/1.1\r\nHost: {url.netloc}\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in prepared.headers.items()) + "\r\n"
+    with socket.create_connection((url.hostname, url.port)) as sock:
+        sock.sendall(head.encode() + prepared.body)
+        time.sleep(after)
+
+
+def test_disconnect_cancels_queued_windows(start_service, audio_dir):
+    service = start_service(BATCH_SIZE="1")
+    send_and_hang_up(service, audio_dir / "long.wav", {"language": "en"}, after=1.0)
+    wait_for(lambda: service.metric("whisper_cancelled_requests_total", reason="disconnect") == 1)
+    dropped = service.metric("whisper_cancelled_windows_total")
+    decoded = service.metric("whisper_batch_size_sum")
+    assert dropped >= 1  # windows that were never decoded
+    time.sleep(1.5)  # nothing of the cancelled request is decoded afterwards
+    assert service.metric("whisper_batch_size_sum") == decoded
+    assert service.metric("whisper_queue_depth") == 0 and service.metric("whisper_queue_audio_seconds") == 0
+    assert requests.get(service.url + "/readyz").status_code == 200
+
+
+def test_windows_of_concurrent_requests_share_a_batch(start_service, audio_dir):
+    service = start_service(BATCH_SIZE="8")
+    # keep the model busy with an incompatible request (other language) while two compatible ones queue
+    blocker = in_background(transcribe, service, audio_dir / "long.wav", {"language": "de"})
+    wait_for(lambda: service.metric("whisper_queue_audio_seconds") > 0)
+    pair = [in_background(transcribe, service, audio_dir / "speech.wav", {"language": "en", **GREEDY})
+            for _ in range(2)]  # fmt: skip
+    for box in [blocker, *pair]:
+        box["thread"].join(180)
+        assert box["result"].status_code == 200
+    shared = service.metric("whisper_batch_requests_count") - service.metric(
+        "whisper_batch_requests_bucket", le="1.0"
+    )
+    assert shared >= 1  # at least one model call decoded windows of two requests
+
+
+def test_timestamps_continue_across_windows(service, audio_dir):
+    body = transcribe(service, audio_dir / "long.wav", {"response_format": "verbose_json", "language": "en",
+                                                          **GREEDY}).json()  # fmt: skip
+    segments = body["segments"]
+    assert body["duration"] == pytest.approx(75, abs=0.1)
+    seeks = sorted({s["seek"] for s in segments})
+    assert len(seeks) >= 3  # segments from every window
+    assert [s["id"] for s in segments] == list(range(len(segments)))
+    previous_end = 0.0
+    for segment in segments:
+        assert previous_end - 1e-6 <= segment["start"] <= segment["end"] <= body["duration"] + 1e-6
+        assert segment["start"] >= segment["seek"] * 0.01 - 1e-6  # inside its own window
+        previous_end = segment["end"]
+    assert segments[-1]["start"] > 45  # the last window's times are offset, not restarted at 0
+
+
+def sse_events(resp) -> list[dict]:
+    events = []
+    for line in resp.iter_lines(decode_unicode=True):
+        if line.startswith("data: "):
+            events.append(json.loads(line[6:]))
+    return events
+
+
+def test_sse_order_and_final_text_match_the_plain_response(service, audio_dir):
+    data = {"language": "en", **GREEDY}
+    plain = transcribe(service, audio_dir / "long.wav", {**data, "response_format": "json"}).json()
+    with open(audio_dir / "long.wav", "rb") as f:
+        resp = requests.post(service.url + ENDPOINT, files={"file": f}, data={**data, "stream": "true"},
+                             stream=True, timeout=180)  # fmt: skip
+    assert resp.headers["Content-Type"].startswith("text/event-stream")
+    events = sse_events(resp)
+    assert [e["type"] for e in events[:-1]] == ["transcript.text.delta"] * (len(events) - 1)
+    assert events[-1]["type"] == "transcript.text.done"
+    assert events[-1]["text"] == plain["text"]
+    assert "".join(e["delta"] for e in events[:-1]).strip() == plain["text"]
+    assert events[-1]["usage"] == plain["usage"]
+
+
+@pytest.mark.parametrize("mode", [{}, {"condition_on_previous_text": "true"}])
+def test_batched_and_sequential_give_valid_verbose_json(service, audio_dir, mode):
+    body = transcribe(service, audio_dir / "long.wav",
+                      {"response_format": "verbose_json", "language": "en", **mode}).json()  # fmt: skip
+    assert body["language"] == "english" and body["duration"] == pytest.approx(75, abs=0.1)
+    assert body["segments"], body
+    for s in body["segments"]:
+        assert 0 <= s["start"] <= s["end"] <= body["duration"] + 0.05
+        assert isinstance(s["tokens"], list) and s["temperature"] in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    assert body["text"] == "".join(s["text"] for s in body["segments"]).strip()
+
+
+def test_deadline_gives_a_clean_timeout(start_service, audio_dir):
+    service = start_service(REQUEST_TIMEOUT="1", REQUEST_TIMEOUT_PER_AUDIO_SECOND="0", BATCH_SIZE="1")
+    resp = transcribe(service, audio_dir / "long.wav", {"language": "en"})
+    assert resp.status_code == 504 and resp.json()["error"]["code"] == "timeout"
+    assert service.metric("whisper_cancelled_requests_total", reason="timeout") == 1
+    assert requests.get(service.url + "/readyz").status_code == 200
