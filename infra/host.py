@@ -1,0 +1,67 @@
+"""The GPU host's shape, shared by the single VM and the fleet's instance template.
+
+Both declare the same GPUs, scheduling, Shielded VM settings, scopes and startup script, so a
+fleet instance is the single VM copied N times. Pulumi's Instance and InstanceTemplate take
+different Args classes with the same fields, hence the class parameter.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from config import StackConfig
+
+SERVICE_TAG = "whisper-gpu"  # network tag: every firewall rule targets this tag, every VM has it
+STARTUP_SCRIPT = Path(__file__).with_name("startup.sh")
+
+# Write logs and metrics, nothing else. The identity's IAM roles are the real limit; the scopes
+# keep a stolen token from reaching any other API even if a role is added later by hand.
+BASE_SCOPES = (
+    "https://www.googleapis.com/auth/logging.write",
+    "https://www.googleapis.com/auth/monitoring.write",
+)
+# Secret Manager publishes no narrower scope; IAM limits the account to one secret (fleet.py).
+SECRET_SCOPE = "https://www.googleapis.com/auth/cloud-platform"  # noqa: S105 (a scope URL)
+
+
+def startup_script() -> str:
+    return STARTUP_SCRIPT.read_text(encoding="utf-8")
+
+
+def metadata(extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`startup-script` in metadata, not `metadata_startup_script`: that field recreates the VM
+    on every edit, while a metadata change is applied in place and runs at the next boot."""
+    return {"startup-script": startup_script(), "enable-oslogin": "TRUE", **(extra or {})}
+
+
+def accelerators(cfg: StackConfig, args_cls: type) -> list[Any] | None:
+    """Guest accelerators only where GPUs are attached (n1); g2/a2/a3 machine types carry theirs
+    and declaring them there shows a diff on every `pulumi up`."""
+    if not cfg.attaches_gpus:
+        return None
+    return [args_cls(type=cfg.gpu_type, count=cfg.gpu_count)]
+
+
+def scheduling(cfg: StackConfig, args_cls: type, spot_termination: str) -> Any:
+    """GPUs cannot live-migrate, so host maintenance stops the VM (TERMINATE) in every mode."""
+    if cfg.spot:
+        return args_cls(
+            provisioning_model="SPOT",
+            preemptible=True,
+            automatic_restart=False,
+            on_host_maintenance="TERMINATE",
+            instance_termination_action=spot_termination,
+        )
+    return args_cls(
+        provisioning_model="STANDARD",
+        preemptible=False,
+        automatic_restart=True,
+        on_host_maintenance="TERMINATE",
+    )
+
+
+def shielded(args_cls: type) -> Any:
+    """vTPM and integrity monitoring on. Secure Boot off: the NVIDIA kernel module is built on
+    the VM at first boot and is not signed with a key the firmware trusts, so it would not load."""
+    return args_cls(enable_secure_boot=False, enable_vtpm=True, enable_integrity_monitoring=True)

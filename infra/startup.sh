@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# Startup script of every Whisper GPU host (metadata "startup-script"; Google's guest agent runs it
+# as root at every boot). It makes the host ready for `docker run --gpus all`:
+#   1. Docker Engine from Docker's apt repository,
+#   2. the NVIDIA Container Toolkit, wired into Docker,
+#   3. the NVIDIA driver with Google's installer, which reboots the VM; the next boot runs this
+#      script again and continues where it stopped.
+# Every step checks before it acts, so a re-run (each boot, or by hand) changes nothing.
+# Fleet hosts carry a `docker-image` metadata attribute: for them it then starts the service
+# container on port 80, with the API key read from Secret Manager at boot (never from metadata).
+# Single-VM hosts have no such attribute: Ansible and Fabric deploy the service there.
+set -euo pipefail
+
+METADATA_URL="${METADATA_URL:-http://metadata.google.internal/computeMetadata/v1}"
+SECRETS_URL="${SECRETS_URL:-https://secretmanager.googleapis.com/v1}"
+INSTALLER_DIR="${INSTALLER_DIR:-/opt/google/cuda-installer}"  # where Google's installer keeps its logs
+RUN_DIR="${RUN_DIR:-/run/whisper}"  # tmpfs: the API key never lands on the disk
+DOCKER_DAEMON_JSON="${DOCKER_DAEMON_JSON:-/etc/docker/daemon.json}"
+INSTALLER_URL="https://storage.googleapis.com/compute-gpu-installation-us/installer/latest/cuda_installer.pyz"
+CONTAINER=whisper
+HOST_PORT=80 # the only port the firewall opens
+SERVICE_PORT=5000 # gunicorn's PORT inside the image
+# Seconds docker gives gunicorn to drain at shutdown: a spot preemption leaves about 30 before the power
+# goes. Rolling updates and scale-in drain through the load balancer first (connection draining).
+STOP_TIMEOUT=25
+
+log() { echo "whisper-startup: $*"; }
+
+metadata() { # metadata PATH: the value, or nothing when the key is absent
+  curl -fsS -H 'Metadata-Flavor: Google' "${METADATA_URL}/$1" 2>/dev/null || true
+}
+
+apt_install() {
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q \
+    --no-install-recommends "$@"
+}
+
+installed() { # installed PACKAGE: true when dpkg has it fully installed
+  dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
+}
+
+install_docker() {
+  if command -v docker >/dev/null 2>&1; then return 0; fi
+  log "installing Docker Engine"
+  local os_id codename
+  # shellcheck source=/dev/null
+  os_id="$(. /etc/os-release && echo "${ID}")"
+  # shellcheck source=/dev/null
+  codename="$(. /etc/os-release && echo "${VERSION_CODENAME}")"
+  install -m 0755 -d /etc/apt/keyrings
+  curl -fsSL "https://download.docker.com/linux/${os_id}/gpg" -o /etc/apt/keyrings/docker.asc
+  chmod a+r /etc/apt/keyrings/docker.asc
+  echo "deb [arch=$(dpkg --print-architecture) signed-by=/etc/apt/keyrings/docker.asc]" \
+    "https://download.docker.com/linux/${os_id} ${codename} stable" \
+    >/etc/apt/sources.list.d/docker.list
+  apt-get -o DPkg::Lock::Timeout=600 update -q
+  apt_install docker-ce docker-ce-cli containerd.io
+}
+
+install_container_toolkit() {
+  if ! installed nvidia-container-toolkit; then
+    log "installing the NVIDIA Container Toolkit"
+    # Same key and source line as the Ansible role nvidia_container_toolkit, so neither rewrites them.
+    local repo=https://nvidia.github.io/libnvidia-container
+    install -m 0755 -d /etc/apt/keyrings
+    curl -fsSL "${repo}/gpgkey" -o /etc/apt/keyrings/nvidia-container-toolkit.asc
+    # shellcheck disable=SC2016 # $(ARCH) is apt's own variable, written literally
+    echo 'deb [signed-by=/etc/apt/keyrings/nvidia-container-toolkit.asc]' \
+      "${repo}/stable/deb/"'$(ARCH) /' >/etc/apt/sources.list.d/nvidia-container-toolkit.list
+    apt-get -o DPkg::Lock::Timeout=600 update -q
+    apt_install nvidia-container-toolkit
+  fi
+  if ! grep -qs '"nvidia"' "${DOCKER_DAEMON_JSON}"; then
+    log "registering the nvidia runtime with Docker"
+    nvidia-ctk runtime configure --runtime=docker --config="${DOCKER_DAEMON_JSON}"
+    systemctl restart docker
+  fi
+}
+
+install_driver() {
+  if nvidia-smi >/dev/null 2>&1; then return 0; fi
+  log "installing the NVIDIA driver with Google's installer (it reboots; this script resumes)"
+  local installer="${INSTALLER_DIR}/cuda_installer.pyz"
+  mkdir -p "${INSTALLER_DIR}"
+  [ -s "${installer}" ] || curl -fsSL "${INSTALLER_URL}" -o "${installer}"
+  python3 "${installer}" install_driver --installation-mode=repo --installation-branch=prod
+  nvidia-smi >/dev/null # still here without a reboot: the driver must answer now
+}
+
+api_key_line() { # api_key_line SECRET: prints API_KEYS=<key> from Secret Manager
+  local secret="$1" project header_file
+  project="$(metadata project/project-id)"
+  header_file="$(mktemp -p "${RUN_DIR}")"
+  # The access token goes to curl in a 0600 file, not on its command line (visible in ps).
+  metadata instance/service-accounts/default/token |
+    python3 -c 'import json, sys; print("Authorization: Bearer " + json.load(sys.stdin)["access_token"])' \
+      >"${header_file}"
+  curl -fsS -H "@${header_file}" \
+    "${SECRETS_URL}/projects/${project}/secrets/${secret}/versions/latest:access" |
+    python3 -c 'import base64, json, sys
+print("API_KEYS=" + base64.b64decode(json.load(sys.stdin)["payload"]["data"]).decode())'
+  rm -f "${header_file}"
+}
+
+write_service_env() { # write_service_env FILE SECRET: the container's settings beyond the image's own
+  local env_file="$1" secret="$2"
+  : >"${env_file}"
+  if [ -n "${secret}" ]; then api_key_line "${secret}" >>"${env_file}"; fi
+}
+
+run_service() {
+  local image secret env_file
+  image="$(metadata instance/attributes/docker-image)"
+  if [ -z "${image}" ]; then
+    log "host ready; no docker-image attribute, so the deploy tool starts the service"
+    return 0
+  fi
+  if [ "$(docker inspect -f '{{.Config.Image}} {{.State.Running}}' "${CONTAINER}" 2>/dev/null)" \
+    = "${image} true" ]; then
+    log "service already runs ${image}"
+    return 0
+  fi
+  secret="$(metadata instance/attributes/api-key-secret)"
+  mkdir -p "${RUN_DIR}"
+  chmod 0700 "${RUN_DIR}"
+  env_file="${RUN_DIR}/service.env"
+  (umask 077 && write_service_env "${env_file}" "${secret}")
+  log "starting ${image}"
+  docker pull -q "${image}"
+  docker rm -f "${CONTAINER}" >/dev/null 2>&1 || true
+  docker run -d --name "${CONTAINER}" --restart unless-stopped --gpus all \
+    -p "${HOST_PORT}:${SERVICE_PORT}" --env-file "${env_file}" \
+    --stop-timeout "${STOP_TIMEOUT}" "${image}"
+  rm -f "${env_file}"
+}
+
+main() {
+  install_docker
+  install_container_toolkit
+  install_driver
+  run_service
+  log "done"
+}
+
+main "$@"

@@ -1,0 +1,246 @@
+"""infra/startup.sh: lint, and real runs against fake system commands.
+
+The script is run by the real bash; only the commands that need a GPU VM (curl to the metadata
+server and Secret Manager, docker, nvidia-smi, apt/dpkg, systemctl, nvidia-ctk) are stand-ins on
+PATH that record their arguments. Paths the script writes to are pointed into tmp_path.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "infra" / "startup.sh"
+API_KEY = "sk-test-4f9a"  # the value the fake Secret Manager returns
+TOKEN = "ya29.fake-access-token"
+IMAGE = "myuser/whisper-gpu:1a2b3c4"
+
+FAKE_CURL = r"""#!/usr/bin/env python3
+# Fake curl: the GCE metadata server, Secret Manager and downloads, from files under $FAKE.
+import base64, json, os, pathlib, sys
+fake = pathlib.Path(os.environ["FAKE"])
+with open(fake / "calls.log", "a") as log:
+    log.write("curl " + " ".join(sys.argv[1:]) + "\n")
+args = sys.argv[1:]
+url = next(a for a in args if a.startswith("http"))
+out = args[args.index("-o") + 1] if "-o" in args else None
+if "/attributes/" in url or url.endswith("/project/project-id"):
+    value = fake / "metadata" / url.rsplit("/", 1)[1]
+    if not value.exists():
+        sys.exit(22)  # curl -f on a 404
+    sys.stdout.write(value.read_text())
+elif url.endswith("/service-accounts/default/token"):
+    print(json.dumps({"access_token": os.environ["FAKE_TOKEN"], "expires_in": 3599}))
+elif "/secrets/" in url:
+    header = next(a for a in args if a.startswith("@"))
+    seen = pathlib.Path(header[1:]).read_text()
+    (fake / "auth-header-seen").write_text(seen)
+    key = base64.b64encode(os.environ["FAKE_API_KEY"].encode()).decode()
+    print(json.dumps({"name": url, "payload": {"data": key}}))
+elif url.endswith("cuda_installer.pyz"):
+    pathlib.Path(out).write_text(
+        "import pathlib, sys\n"
+        f"pathlib.Path({str(fake)!r}, 'driver-installed').touch()\n"
+        f"open({str(fake / 'calls.log')!r}, 'a').write('installer ' + ' '.join(sys.argv[1:]) + '\\n')\n"
+    )
+else:
+    sys.exit(f"fake curl: unexpected URL {url}")
+"""
+
+FAKE_DOCKER = r"""#!/usr/bin/env bash
+# Fake docker: records calls; `run` snapshots the env file; `inspect` answers from $FAKE/container.
+echo "docker $*" >>"$FAKE/calls.log"
+case "$1" in
+  inspect) [ -f "$FAKE/container" ] && cat "$FAKE/container" || exit 1 ;;
+  run)
+    while [ $# -gt 0 ]; do
+      case "$1" in --env-file) cp "$2" "$FAKE/env-at-run"; shift ;; esac
+      last="$1"; shift
+    done
+    echo "$last true" >"$FAKE/container" ;;
+esac
+"""
+
+FAKE_NVIDIA_SMI = """#!/usr/bin/env bash
+echo "nvidia-smi $*" >>"$FAKE/calls.log"
+[ -f "$FAKE/driver-installed" ]
+"""
+
+FAKE_NVIDIA_CTK = """#!/usr/bin/env bash
+echo "nvidia-ctk $*" >>"$FAKE/calls.log"
+echo '{"runtimes": {"nvidia": {"path": "nvidia-container-runtime"}}}' >"$DOCKER_DAEMON_JSON"
+"""
+
+FAKE_DPKG_QUERY = """#!/usr/bin/env bash
+echo "dpkg-query $*" >>"$FAKE/calls.log"
+echo "install ok installed"
+"""
+
+RECORD_ONLY = """#!/usr/bin/env bash
+echo "$(basename "$0") $*" >>"$FAKE/calls.log"
+"""
+
+
+@pytest.fixture
+def host(tmp_path: Path):
+    """A fake GPU host: stand-in commands on PATH and a metadata server fed from files."""
+    fake = tmp_path / "fake"
+    bin_dir = tmp_path / "bin"
+    (fake / "metadata").mkdir(parents=True)
+    bin_dir.mkdir()
+    stubs = {
+        "curl": FAKE_CURL,
+        "docker": FAKE_DOCKER,
+        "nvidia-smi": FAKE_NVIDIA_SMI,
+        "nvidia-ctk": FAKE_NVIDIA_CTK,
+        "dpkg-query": FAKE_DPKG_QUERY,
+        **{name: RECORD_ONLY for name in ("apt-get", "systemctl", "install", "dpkg")},
+    }
+    for name, body in stubs.items():
+        path = bin_dir / name
+        path.write_text(body)
+        path.chmod(0o755)
+    (fake / "metadata" / "project-id").write_text("demo-project")
+    (fake / "driver-installed").touch()
+    daemon_json = tmp_path / "daemon.json"
+    daemon_json.write_text('{"runtimes": {"nvidia": {}}}')
+    env = {
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "FAKE": str(fake),
+        "FAKE_TOKEN": TOKEN,
+        "FAKE_API_KEY": API_KEY,
+        "INSTALLER_DIR": str(tmp_path / "installer"),
+        "RUN_DIR": str(tmp_path / "run"),
+        "DOCKER_DAEMON_JSON": str(daemon_json),
+        "METADATA_URL": "http://metadata.invalid/computeMetadata/v1",
+        "SECRETS_URL": "https://secretmanager.invalid/v1",
+    }
+    return FakeHost(fake, env, tmp_path)
+
+
+class FakeHost:
+    def __init__(self, fake: Path, env: dict[str, str], root: Path):
+        self.fake, self.env, self.root = fake, env, root
+
+    def set_metadata(self, **attributes: str) -> None:
+        for key, value in attributes.items():
+            (self.fake / "metadata" / key.replace("_", "-")).write_text(value)
+
+    def boot(self) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            ["bash", str(SCRIPT)], env=self.env, capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result
+
+    def calls(self, command: str = "") -> list[str]:
+        log = self.fake / "calls.log"
+        lines = log.read_text().splitlines() if log.exists() else []
+        return [line for line in lines if line.startswith(command)]
+
+
+def test_script_parses_with_bash_n():
+    result = subprocess.run(["bash", "-n", str(SCRIPT)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_script_passes_shellcheck():
+    shellcheck = shutil.which("shellcheck")
+    assert shellcheck, "shellcheck missing: run scripts/system-deps.sh test"
+    result = subprocess.run([shellcheck, str(SCRIPT)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def test_single_vm_host_is_prepared_but_runs_no_service(host):
+    result = host.boot()
+    assert "no docker-image attribute" in result.stdout
+    assert host.calls("docker run") == []
+    assert host.calls("apt-get") == []  # everything already there: nothing installed
+
+
+def test_fleet_host_starts_the_image_on_port_80_with_gpus(host):
+    host.set_metadata(docker_image=IMAGE, api_key_secret="whisper-dev-key")
+    host.boot()
+    (run,) = host.calls("docker run")
+    args = run.split()
+    assert args[-1] == IMAGE
+    assert "--gpus all" in run
+    assert args[args.index("-p") + 1] == "80:5000"
+    assert args[args.index("--restart") + 1] == "unless-stopped"
+    env = (host.fake / "env-at-run").read_text().splitlines()
+    assert env == [f"API_KEYS={API_KEY}"]  # the model and the rest come baked in the image
+    assert "-v" not in args and "--volume" not in args  # a mount would hide the baked model
+    assert host.calls(f"docker pull -q {IMAGE}")
+
+
+def test_api_key_and_token_never_appear_in_arguments_or_output_and_leave_no_file(host):
+    host.set_metadata(docker_image=IMAGE, api_key_secret="whisper-dev-key")
+    result = host.boot()
+    calls = "\n".join(host.calls())
+    assert API_KEY not in calls and API_KEY not in result.stdout + result.stderr
+    assert TOKEN not in calls and TOKEN not in result.stdout + result.stderr
+    assert (host.fake / "auth-header-seen").read_text().strip() == f"Authorization: Bearer {TOKEN}"
+    secret_call = next(c for c in host.calls("curl") if "/secrets/" in c)
+    assert "/projects/demo-project/secrets/whisper-dev-key/versions/latest:access" in secret_call
+    leftovers = [p for p in (host.root / "run").iterdir()]
+    assert leftovers == [], f"secret material left behind: {leftovers}"
+
+
+def test_without_a_secret_the_service_runs_without_api_keys(host):
+    host.set_metadata(docker_image=IMAGE)
+    host.boot()
+    env = (host.fake / "env-at-run").read_text()
+    assert "API_KEYS" not in env
+    assert env == ""
+    assert not any("/secrets/" in c for c in host.calls("curl"))
+
+
+def test_second_boot_changes_nothing(host):
+    host.set_metadata(docker_image=IMAGE, api_key_secret="whisper-dev-key")
+    host.boot()
+    before = len(host.calls())
+    second = host.boot()
+    new_calls = host.calls()[before:]
+    assert "already runs" in second.stdout
+    assert not [c for c in new_calls if c.split()[0] in ("apt-get", "systemctl", "nvidia-ctk")]
+    assert not [c for c in new_calls if c.startswith(("docker run", "docker pull", "docker rm"))]
+
+
+def test_a_new_image_replaces_the_running_container(host):
+    host.set_metadata(docker_image=IMAGE)
+    host.boot()
+    host.set_metadata(docker_image="myuser/whisper-gpu:5e6f7a8")
+    host.boot()
+    runs = host.calls("docker run")
+    assert [r.split()[-1] for r in runs] == [IMAGE, "myuser/whisper-gpu:5e6f7a8"]
+    assert host.calls("docker rm -f whisper")
+
+
+def test_docker_gets_the_nvidia_runtime_once(host):
+    Path(host.env["DOCKER_DAEMON_JSON"]).write_text("{}")
+    host.boot()
+    assert host.calls("nvidia-ctk") == [
+        f"nvidia-ctk runtime configure --runtime=docker --config={host.env['DOCKER_DAEMON_JSON']}"
+    ]
+    assert host.calls("systemctl") == ["systemctl restart docker"]
+    host.boot()
+    assert len(host.calls("nvidia-ctk")) == 1
+    assert len(host.calls("systemctl")) == 1
+
+
+def test_missing_driver_is_installed_with_googles_installer_once(host):
+    (host.fake / "driver-installed").unlink()
+    host.boot()
+    assert host.calls("installer") == [
+        "installer install_driver --installation-mode=repo --installation-branch=prod"
+    ]
+    downloads = [c for c in host.calls("curl") if "cuda_installer.pyz" in c]
+    assert len(downloads) == 1
+    assert "https://storage.googleapis.com/compute-gpu-installation-us/" in downloads[0]
+    host.boot()  # the driver answers now: no second install
+    assert len(host.calls("installer")) == 1
