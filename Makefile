@@ -16,8 +16,7 @@ export PORT WHISPER_MODEL
 .PHONY: help install system-deps run checkpoint test lint format pytest bench loadtest clean
 
 help: ## List the targets.
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/^[^:]*://' | \
-	  awk 'BEGIN{FS=":.*## "} {printf "  %-14s %s\n", $$1, $$2}' | sort
+	@awk 'BEGIN{FS=":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 # ---------------------------------------------------------------- set-up
 $(STAMP): pyproject.toml
@@ -42,7 +41,7 @@ checkpoint: $(STAMP) ## Write a small random-weight checkpoint for offline runs:
 # ---------------------------------------------------------------- checks
 test: $(STAMP) system-deps lint pytest ## Everything CI runs: linters, then the whole test suite.
 
-lint: $(STAMP) ## ruff check + ruff format --check.
+lint: $(STAMP) lint-ansible lint-docker lint-infra lint-monitoring ## ruff check + ruff format --check (+ the area linters it depends on).
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
@@ -59,3 +58,154 @@ bench: $(STAMP) ## Side-by-side benchmark; writes docs/benchmarks.md (see bench/
 
 clean: ## Remove the virtualenv and build output.
 	rm -rf $(VENV) build .pytest_cache .ruff_cache
+
+# ---------------------------------------------------------------- host configuration (Ansible)
+.PHONY: lint-ansible configure test-ansible
+# ansible-lint wants the venv's tools on PATH; ansible.cfg sits beside the playbook, not in the cwd.
+ANSIBLE_ENV := PATH="$(CURDIR)/$(BIN):$$PATH" ANSIBLE_CONFIG=ansible/ansible.cfg
+OUTPUTS ?= .deploy/outputs.json
+
+lint-ansible: $(STAMP) ## ansible-lint (production profile) and ansible-playbook --syntax-check.
+	$(ANSIBLE_ENV) $(BIN)/ansible-lint -q -c ansible/.ansible-lint ansible/
+	$(ANSIBLE_ENV) ANSIBLE_HOST_PATTERN_MISMATCH=ignore \
+	  $(BIN)/ansible-playbook --syntax-check -i localhost, ansible/site.yml
+
+configure: ## Configure the VM (driver, Docker, toolkit, monitoring) with Ansible; needs `make outputs`.
+	@test -x $(BIN)/ansible-playbook || { echo "no ansible-playbook in $(BIN): run make install" >&2; exit 1; }
+	@test -f $(OUTPUTS) || { echo "no $(OUTPUTS): run make outputs (after pulumi up)" >&2; exit 1; }
+	$(ANSIBLE_ENV) WHISPER_OUTPUTS=$(OUTPUTS) $(BIN)/ansible-playbook -i ansible/inventory.py ansible/site.yml $(ANSIBLE_ARGS)
+
+test-ansible: $(STAMP) ## Only the Ansible tests: a real run of site.yml on this machine (root), twice.
+	$(BIN)/pytest -q tests/ansible $(PYTEST_ARGS)
+
+# ---------------------------------------------------------------- image and deploy
+# `make deploy` = image -> push -> infra -> configure -> app-deploy -> smoke; each step is its own target.
+# DRY_RUN=1 prints every command the steps would run (make -n); the preflight still checks the tools.
+# A stack in fleet mode (.deploy/outputs.json "mode") rolls the tag through Pulumi instead of Fabric.
+.PHONY: lint-docker image push app-deploy rollback smoke deploy deploy-preflight fleet-image test-deploy
+IMAGE ?= $(if $(DOCKERHUB_USERNAME),$(DOCKERHUB_USERNAME)/whisper-gpu-service)
+TAG ?= $(shell git describe --always --dirty --abbrev=12 --exclude '*' 2>/dev/null)
+DEPLOY_OUTPUTS ?= $(or $(OUTPUTS),.deploy/outputs.json)
+DEPLOY_MODE ?= $(or $(shell DEPLOY_OUTPUTS=$(DEPLOY_OUTPUTS) $(BIN)/python -m deploy.config output mode 2>/dev/null),vm)
+FAB := $(BIN)/fab -r $(CURDIR)
+PREFLIGHT := $(BIN)/python -m deploy.preflight
+export IMAGE DEPLOY_OUTPUTS
+DEPLOY_STEPS := image push $(if $(filter fleet,$(DEPLOY_MODE)),fleet-image infra,infra configure app-deploy) smoke
+
+lint-docker: $(STAMP) ## hadolint the Dockerfile.
+	$(BIN)/hadolint Dockerfile
+
+image: $(STAMP) ## docker build the service image, tagged $(TAG) and latest (ALLOW_DIRTY=1 for a dirty tree).
+	@$(PREFLIGHT) docker
+	$(FAB) build --tag $(TAG) $(if $(ALLOW_DIRTY),--allow-dirty)
+
+push: $(STAMP) ## Push $(IMAGE):$(TAG) and latest to Docker Hub (DOCKERHUB_USERNAME, DOCKERHUB_TOKEN).
+	@$(PREFLIGHT) docker dockerhub
+	$(FAB) push --tag $(TAG)
+
+fleet-image: ## Fleet mode: point the stack's dockerImage at $(IMAGE):$(TAG) (the next pulumi up rolls it).
+	$(PULUMI) config set dockerImage $(IMAGE):$(TAG) --stack $(STACK)
+
+app-deploy: $(STAMP) ## Blue/green deploy of $(TAG) to the VM with Fabric (HOST=user@ip overrides the stack's ip).
+	$(FAB) deploy --tag $(TAG) $(if $(HOST),--host $(HOST))
+
+rollback: $(STAMP) ## Put the previous tag back on the VM (blue/green, same checks).
+	$(FAB) rollback $(if $(HOST),--host $(HOST))
+
+smoke: $(STAMP) ## Transcribe one clip through the stack's public URL (API_KEY or API_KEYS from the env).
+	$(BIN)/python scripts/smoke.py $(if $(URL),--url $(URL),--outputs $(DEPLOY_OUTPUTS))
+
+deploy-preflight: $(STAMP)
+	@$(PREFLIGHT) docker dockerhub pulumi gcloud fab $(if $(filter fleet,$(DEPLOY_MODE)),,ansible)
+
+deploy: deploy-preflight ## image -> push -> infra -> configure -> app-deploy -> smoke (DRY_RUN=1: print only).
+	@$(MAKE) --no-print-directory $(if $(DRY_RUN),-n) $(DEPLOY_STEPS) TAG=$(TAG) DEPLOY_MODE=$(DEPLOY_MODE)
+
+test-deploy: $(STAMP) ## Only the image and deploy tests (sshd on loopback, stand-in docker, real service).
+	$(BIN)/pytest -q tests/deploy $(PYTEST_ARGS)
+
+# --- provisioning
+# The Pulumi program in infra/ (README "Provisioning (Pulumi)"). STACK picks the stack; the CLI is
+# not a Python package, so each target first checks it is installed and names the fix if not.
+# `infra` refreshes $(OUTPUTS) after every `pulumi up`, so `configure` and `deploy` read current values.
+.PHONY: infra infra-preview infra-destroy outputs infra-test lint-infra
+STACK ?= dev
+PULUMI ?= pulumi
+OUTPUTS ?= .deploy/outputs.json
+PULUMI_INSTALL := https://www.pulumi.com/docs/iac/download-install/ (or: curl -fsSL https://get.pulumi.com | sh)
+need-pulumi = @command -v $(PULUMI) >/dev/null 2>&1 || \
+	{ echo "pulumi CLI not found; install it: $(PULUMI_INSTALL)" >&2; exit 1; }
+
+infra: $(STAMP) ## Create or update stack $(STACK)'s cloud resources (pulumi up --yes), then `outputs`.
+	$(need-pulumi)
+	$(PULUMI) up --yes --stack $(STACK)
+	@$(MAKE) --no-print-directory outputs
+
+infra-preview: $(STAMP) ## Show what `make infra` would change; changes nothing.
+	$(need-pulumi)
+	$(PULUMI) preview --stack $(STACK)
+
+infra-destroy: $(STAMP) ## Delete stack $(STACK)'s cloud resources (asks first; YES=1 does not).
+	$(need-pulumi)
+	$(PULUMI) destroy --stack $(STACK) $(if $(YES),--yes)
+
+outputs: ## Write stack $(STACK)'s outputs (ip, url, mode, ...) to $(OUTPUTS) for Ansible and Fabric.
+	$(need-pulumi)
+	@mkdir -p $(dir $(OUTPUTS))
+	$(PULUMI) stack output --json --stack $(STACK) >$(OUTPUTS).tmp && mv $(OUTPUTS).tmp $(OUTPUTS)
+	@echo "wrote $(OUTPUTS)"
+
+infra-test: $(STAMP) ## Only the provisioning tests: the Pulumi program under mocks, startup script.
+	$(BIN)/pytest -q tests/infra $(PYTEST_ARGS)
+
+lint-infra: ## shellcheck the VM startup script.
+	@command -v shellcheck >/dev/null || { echo "shellcheck missing: run make system-deps" >&2; exit 1; }
+	shellcheck infra/startup.sh
+
+# ---------------------------------------------------------------- engines (openai-whisper, faster-whisper)
+.PHONY: convert test-engines bench-engines
+QUANTIZATION ?= float16
+
+convert: $(STAMP) ## Offline: openai-whisper SRC=model.pt -> faster-whisper DST=model-ct2/ (verified; QUANTIZATION=float16).
+	@test -n "$(SRC)" -a -n "$(DST)" || { echo "usage: make convert SRC=model.pt DST=model-ct2/" >&2; exit 2; }
+	$(BIN)/python -m service.convert $(SRC) $(DST) --quantization $(QUANTIZATION)
+
+test-engines: $(STAMP) ## Only the engine and converter tests.
+	$(BIN)/pytest -q tests/engines $(PYTEST_ARGS)
+
+bench-engines: $(STAMP) ## In-process engine benchmark only (BENCH_ENGINES_ARGS="--dims test" for a quick one).
+	$(BIN)/python -m bench.engines $(BENCH_ENGINES_ARGS)
+
+# ---------------------------------------------------------------- monitoring (Prometheus, Grafana)
+.PHONY: lint-monitoring dashboards-json dashboards test-monitoring
+PROMTOOL ?= promtool
+GRAFANA_LOCAL_PORT ?= 3000
+PROMETHEUS_LOCAL_PORT ?= 9090
+GRAFANA_REMOTE_PORT ?= 3000
+PROMETHEUS_REMOTE_PORT ?= 9090
+TUNNEL_SSH ?= ssh
+
+lint-monitoring: $(STAMP) ## promtool check config/rules, promtool test rules; dashboards JSON matches its generator.
+	@command -v $(PROMTOOL) >/dev/null || { echo "no promtool: run make system-deps" >&2; exit 1; }
+	$(PROMTOOL) check config monitoring/prometheus/prometheus.yml
+	$(PROMTOOL) check rules monitoring/prometheus/rules/*.yml
+	$(PROMTOOL) test rules monitoring/prometheus/tests/*.yaml
+	$(BIN)/python monitoring/grafana/build_dashboards.py --check
+
+dashboards-json: $(STAMP) ## Regenerate monitoring/grafana/dashboards/*.json from build_dashboards.py.
+	$(BIN)/python monitoring/grafana/build_dashboards.py
+
+# Plain ssh rather than `fab tunnel`: a tunnel needs only the VM's address, not the deploy settings (IMAGE).
+dashboards: ## SSH tunnel to the VM's Grafana and Prometheus (user: SSH_USER); prints the URLs.
+	@test -f $(DEPLOY_OUTPUTS) || { echo "no $(DEPLOY_OUTPUTS): run make outputs first" >&2; exit 1; }
+	@ip=$$($(PYTHON) -c 'import json, sys; print(json.load(open(sys.argv[1]))["ip"])' $(DEPLOY_OUTPUTS)) || exit 1; \
+	  dest=$${SSH_USER:+$$SSH_USER@}$$ip; \
+	  echo "Grafana     http://127.0.0.1:$(GRAFANA_LOCAL_PORT)  (user admin, password GRAFANA_ADMIN_PASSWORD)"; \
+	  echo "Prometheus  http://127.0.0.1:$(PROMETHEUS_LOCAL_PORT)"; \
+	  echo "tunnel to $$dest open; Ctrl-C closes it"; \
+	  exec $(TUNNEL_SSH) -N -o ExitOnForwardFailure=yes \
+	    -L 127.0.0.1:$(GRAFANA_LOCAL_PORT):127.0.0.1:$(GRAFANA_REMOTE_PORT) \
+	    -L 127.0.0.1:$(PROMETHEUS_LOCAL_PORT):127.0.0.1:$(PROMETHEUS_REMOTE_PORT) "$$dest"
+
+test-monitoring: $(STAMP) ## Only the monitoring tests (promtool, dashboards, compose, live Prometheus).
+	$(BIN)/pytest -q tests/monitoring $(PYTEST_ARGS)

@@ -6,7 +6,7 @@
 set -euo pipefail
 
 run_pkgs=(ffmpeg)
-test_pkgs=(ffmpeg espeak-ng openssh-server prometheus prometheus-node-exporter iproute2 sudo)
+test_pkgs=(ffmpeg espeak-ng openssh-server prometheus prometheus-node-exporter iproute2 sudo shellcheck nginx curl)
 
 case "${1:-run}" in
   run) wanted=("${run_pkgs[@]}") ;;
