@@ -90,23 +90,23 @@ DEPLOY_MODE ?= $(or $(shell DEPLOY_OUTPUTS=$(DEPLOY_OUTPUTS) $(BIN)/python -m de
 FAB := $(BIN)/fab -r $(CURDIR)
 PREFLIGHT := $(BIN)/python -m deploy.preflight
 export IMAGE DEPLOY_OUTPUTS
-DEPLOY_STEPS := image push $(if $(filter fleet,$(DEPLOY_MODE)),fleet-image infra,infra configure app-deploy) smoke
+DEPLOY_STEPS = image push $(if $(filter fleet,$(DEPLOY_MODE)),fleet-image infra,infra configure app-deploy) smoke
 
 lint-docker: $(STAMP) ## hadolint the Dockerfile.
 	$(BIN)/hadolint Dockerfile
 
-image: $(STAMP) ## docker build the service image, tagged $(TAG) and latest (ALLOW_DIRTY=1 for a dirty tree).
+image: $(STAMP) ## docker build the service image, tagged with the commit id and latest (ALLOW_DIRTY=1: dirty tree).
 	@$(PREFLIGHT) docker
 	$(FAB) build --tag $(TAG) $(if $(ALLOW_DIRTY),--allow-dirty)
 
-push: $(STAMP) ## Push $(IMAGE):$(TAG) and latest to Docker Hub (DOCKERHUB_USERNAME, DOCKERHUB_TOKEN).
+push: $(STAMP) ## Push the image (tag and latest) to Docker Hub (DOCKERHUB_USERNAME, DOCKERHUB_TOKEN).
 	@$(PREFLIGHT) docker dockerhub
 	$(FAB) push --tag $(TAG)
 
-fleet-image: ## Fleet mode: point the stack's dockerImage at $(IMAGE):$(TAG) (the next pulumi up rolls it).
+fleet-image: ## Fleet mode: set the stack's dockerImage to this tag (the next pulumi up rolls it out).
 	$(PULUMI) config set dockerImage $(IMAGE):$(TAG) --stack $(STACK)
 
-app-deploy: $(STAMP) ## Blue/green deploy of $(TAG) to the VM with Fabric (HOST=user@ip overrides the stack's ip).
+app-deploy: $(STAMP) ## Blue/green deploy of the tag to the VM with Fabric (HOST=user@addr overrides the stack's ip).
 	$(FAB) deploy --tag $(TAG) $(if $(HOST),--host $(HOST))
 
 rollback: $(STAMP) ## Put the previous tag back on the VM (blue/green, same checks).

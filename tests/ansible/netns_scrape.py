@@ -1,0 +1,80 @@
+"""Run inside a private network namespace (`unshare -n`): starts node-exporter on 127.0.0.1:9100 and
+Prometheus on 127.0.0.1:9090 with the given prometheus.yml, exactly the loopback ports compose.yml gives
+them on the VM, waits until Prometheus has scraped every target of the config once (and both of them
+successfully), and prints `up` per job as JSON.
+
+    unshare -n python netns_scrape.py <prometheus.yml> <tsdb dir> <deadline seconds>
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from contextlib import ExitStack
+
+import yaml
+
+JOBS = ("node", "prometheus")  # the targets that exist in this namespace
+
+
+def start(stack: ExitStack, command: list[str]) -> None:
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stack.callback(process.wait, timeout=10)
+    stack.callback(process.terminate)
+
+
+def target_count(config: str) -> int:
+    with open(config) as file:
+        scrape_configs = yaml.safe_load(file)["scrape_configs"]
+    return sum(len(static["targets"]) for job in scrape_configs for static in job.get("static_configs", []))
+
+
+def done(seen: dict[str, list[float]], targets: int) -> bool:
+    scraped = sum(len(values) for values in seen.values())
+    return scraped == targets and all(seen.get(job) == [1.0] for job in JOBS)
+
+
+def up_by_job() -> dict[str, list[float]]:
+    url = "http://127.0.0.1:9090/api/v1/query?" + urllib.parse.urlencode({"query": "up"})
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            body = json.load(response)
+    except OSError:
+        return {}
+    result: dict[str, list[float]] = {}
+    for sample in body["data"]["result"]:
+        result.setdefault(sample["metric"]["job"], []).append(float(sample["value"][1]))
+    return result
+
+
+def main(config: str, tsdb: str, deadline_s: float) -> int:
+    targets = target_count(config)
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    with ExitStack() as stack:
+        start(stack, ["prometheus-node-exporter", "--web.listen-address=127.0.0.1:9100"])
+        start(
+            stack,
+            [
+                "prometheus",
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tsdb}",
+                "--web.listen-address=127.0.0.1:9090",
+            ],
+        )
+        deadline = time.monotonic() + deadline_s
+        seen: dict[str, list[float]] = {}
+        while time.monotonic() < deadline:
+            seen = up_by_job()
+            if done(seen, targets):
+                break
+            time.sleep(0.5)
+    print(json.dumps(seen))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], sys.argv[2], float(sys.argv[3])))
