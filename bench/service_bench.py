@@ -1,0 +1,117 @@
+"""Side (2) and (3): the real service under gunicorn, driven over HTTP on loopback.
+
+`Server` starts `gunicorn -c gunicorn.conf.py` with the benchmark's checkpoint and forced token count, and
+samples the peak RSS of its processes. `drive()` sends a fixed number of requests at a fixed concurrency
+and returns per-request latencies; every request must succeed (a benchmark that drops work measures nothing).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import psutil
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, model: Path, device: str, force_tokens: int, log_dir: Path, **env: str):
+        self.port, self.metrics_port = free_port(), free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ, "WHISPER_MODEL": str(model), "WHISPER_DEVICE": device, "PORT": str(self.port),
+            "METRICS_PORT": str(self.metrics_port), "METRICS_HOST": "127.0.0.1",
+            "WHISPER_FORCE_TOKENS": str(force_tokens), "REQUEST_TIMEOUT": "3600",
+            "QUEUE_MAX_REQUESTS": "1024", "QUEUE_MAX_SECONDS": "360000",
+            "PROMETHEUS_MULTIPROC_DIR": str(log_dir / f"prom-{self.port}"), **env,
+        }  # fmt: skip
+        self.log_path = log_dir / f"server-{self.port}.log"
+        self.process: subprocess.Popen | None = None
+        self.peak_rss = 0
+        self._sampling = False
+
+    def __enter__(self) -> Server:
+        gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [gunicorn, "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{self.port}"],
+                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        self._wait_ready()
+        self._sampling = True
+        threading.Thread(target=self._sample_rss, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._sampling = False
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+    def _wait_ready(self, timeout: float = 600) -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log_path.read_text()[-2000:]}")
+            try:
+                if requests.get(self.url + "/readyz", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.5)
+        raise RuntimeError("server not ready in time")
+
+    def rss(self) -> int:
+        """Resident memory of the master and its workers now."""
+        try:
+            master = psutil.Process(self.process.pid)
+            return sum(p.memory_info().rss for p in [master, *master.children(recursive=True)])
+        except psutil.Error:
+            return 0
+
+    def _sample_rss(self) -> None:
+        while self._sampling:
+            self.peak_rss = max(self.peak_rss, self.rss())
+            time.sleep(0.2)
+
+    def metric(self, name: str) -> float:
+        text = requests.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10).text
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith(name) and not line.startswith("#"))  # fmt: skip
+
+
+def transcribe(url: str, clip: Path, data: dict) -> float:
+    began = time.perf_counter()
+    with open(clip, "rb") as f:
+        resp = requests.post(url + "/v1/audio/transcriptions", files={"file": f}, data=data, timeout=3600)
+    if resp.status_code != 200:
+        raise RuntimeError(f"benchmark request failed: {resp.status_code} {resp.text[:300]}")
+    return time.perf_counter() - began
+
+
+def drive(
+    url: str, clip: Path, concurrency: int, requests_total: int, data: dict
+) -> tuple[list[float], float]:
+    """Send `requests_total` requests, `concurrency` at a time; (latencies, wall seconds)."""
+    began = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        latencies = list(pool.map(lambda _: transcribe(url, clip, data), range(requests_total)))
+    return latencies, time.perf_counter() - began

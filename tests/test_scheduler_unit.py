@@ -1,0 +1,100 @@
+"""The scheduler in-process with the real openai-whisper engine: OOM splitting, fairness, admission."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from service.engines.openai_whisper import OpenAIWhisperEngine
+from service.errors import QueueFull, Unavailable
+from service.scheduler import Job, JobOptions, Scheduler
+
+GREEDY = JobOptions(language="en", temperatures=(0.0,))
+
+
+class OutOfMemoryAbove(OpenAIWhisperEngine):
+    """The real engine, except that a batch larger than `fits` raises CUDA's out-of-memory error,
+    as a GPU would. (No GPU here: this is the narrowest seam at which OOM can be produced.)"""
+
+    fits = 2
+    calls: list[int]
+
+    def decode(self, windows, options):
+        self.calls.append(len(windows))
+        if len(windows) > self.fits:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return super().decode(windows, options)
+
+
+def started(engine, **kwargs) -> Scheduler:
+    scheduler = Scheduler(engine, warmup=False, **kwargs)
+    scheduler.start()
+    deadline = time.monotonic() + 60
+    while not scheduler.ready:
+        assert time.monotonic() < deadline and scheduler.health.value != "failed", scheduler.reason
+        time.sleep(0.05)
+    return scheduler
+
+
+def job(seconds: float, options: JobOptions = GREEDY) -> Job:
+    audio = (np.random.default_rng(0).standard_normal(int(seconds * 16000)) * 0.1).astype(np.float32)
+    return Job(audio=audio, options=options, deadline=time.monotonic() + 300)
+
+
+def test_out_of_memory_splits_the_batch_and_every_window_is_decoded(checkpoint):
+    engine = OutOfMemoryAbove(str(checkpoint), "cpu")
+    engine.calls = []
+    scheduler = started(engine, batch_size=8)
+    jobs = [job(70), job(10)]  # 3 + 1 windows, queued before the first batch is built
+    for j in jobs:
+        scheduler.submit(j)
+    for j in jobs:
+        scheduler.wait(j)
+    assert all(r is not None for j in jobs for r in j.results)
+    assert engine.calls[0] > 2 and max(engine.calls[1:]) <= 2  # the first, too-big batch was halved
+    assert scheduler.batch_size == 2  # and later batches start at the size that fits
+
+
+def test_a_window_that_alone_does_not_fit_fails_cleanly_and_the_worker_lives_on(checkpoint):
+    engine = OutOfMemoryAbove(str(checkpoint), "cpu")
+    engine.calls, engine.fits = [], 0
+    scheduler = started(engine, batch_size=4)
+    doomed = job(5)
+    scheduler.submit(doomed)
+    with pytest.raises(Unavailable) as caught:
+        scheduler.wait(doomed)
+    assert caught.value.status == 503
+    engine.fits = 4  # memory is free again: the next request succeeds on the same scheduler
+    healthy = job(5)
+    scheduler.submit(healthy)
+    scheduler.wait(healthy)
+    assert healthy.results[0] is not None
+
+
+def test_long_file_does_not_starve_a_short_one(checkpoint):
+    engine = OpenAIWhisperEngine(str(checkpoint), "cpu")
+    scheduler = started(engine, batch_size=2)
+    long_job, short_job = job(300), job(5)  # 10+ windows, then 1
+    scheduler.submit(long_job)
+    scheduler.submit(short_job)
+    scheduler.wait(short_job)
+    finished = sum(r is not None for r in long_job.results)
+    assert finished < len(long_job.results) // 2  # the short job did not wait for the whole file
+    scheduler.wait(long_job)
+
+
+def test_admission_is_bounded_by_audio_seconds_but_always_takes_one_job(checkpoint):
+    engine = OpenAIWhisperEngine(str(checkpoint), "cpu")
+    scheduler = started(engine, batch_size=1, queue_max_seconds=60)
+    big = job(90)  # larger than the bound: accepted because nothing else is queued
+    scheduler.submit(big)
+    with pytest.raises(QueueFull) as caught:
+        scheduler.submit(job(5))
+    assert caught.value.status == 429 and caught.value.retry_after >= 1
+    scheduler.wait(big)
+    after = job(5)
+    scheduler.submit(after)  # the budget came back when the big job finished
+    scheduler.wait(after)
