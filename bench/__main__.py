@@ -1,4 +1,4 @@
-"""`make bench`: the service against the in-process baseline, side by side in one run; writes docs/benchmarks.md.
+"""`make bench`: the service against the in-process baseline, side by side in one run -> docs/benchmarks.md.
 
     python -m bench                                   # CPU, tiny dims (this machine)
     python -m bench --device cuda --dims large-v3-turbo
@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -145,59 +144,56 @@ def ratio(a: float, b: float) -> str:
 
 
 def render(args, baseline, http, batched, sequential, soak_rss, seconds) -> str:
+    import os
+
     import torch
     import whisper
 
-    rows = [baseline, *http.values(), batched, sequential]
     mib = 1024 * 1024
-    lines = [
-        "# Benchmarks",
-        "",
-        f"Written by `make bench` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}); "
-        f"{seconds / 60:.1f} min wall.",
-        "",
-        f"- Machine: {platform.machine()}, {platform.processor() or 'cpu'}, "
-        f"{__import__('os').cpu_count()} cores, device `{args.device}`"
-        + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else ""),
-        f"- Versions: Python {platform.python_version()}, torch {torch.__version__}, "
-        f"openai-whisper {whisper.__version__}",
-        f"- Command: `python -m bench {' '.join(sys.argv[1:])}`",
-        f"- Model: random weights with `{args.dims}` dimensions; exactly {args.force_tokens} tokens decoded per "
-        "30 s window on every side (end-of-text suppressed), greedy, temperature fallback off, language `en`.",
-        f"- Rounds: {args.rounds}, sides interleaved within each round.",
-        "",
-        "| side | requests | audio s / wall s (x realtime) | p50 latency s | p95 latency s | peak RSS MiB "
-        "| peak GPU MiB |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for s in rows:
-        lines.append(f"| {s.name} | {s.requests} | {s.x_realtime:.2f} | {s.percentile(0.5):.2f} | "
-                     f"{s.percentile(0.95):.2f} | {s.peak_rss / mib:.0f} | {s.peak_gpu / mib:.0f} |")  # fmt: skip
+    device = args.device + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else "")
+    rows = "\n".join(
+        f"| {s.name} | {s.requests} | {s.x_realtime:.2f} | {s.percentile(0.5):.2f} "
+        f"| {s.percentile(0.95):.2f} "
+        f"| {s.peak_rss / mib:.0f} | {s.peak_gpu / mib:.0f} |"
+        for s in [baseline, *http.values(), batched, sequential]
+    )
     first, last = http[min(http)], http[max(http)]
-    lines += [
-        "",
-        "Ratios (same run):",
-        "",
-        f"- Service at concurrency 1 vs in-process, p50 latency: {ratio(first.percentile(0.5), baseline.percentile(0.5))}"
-        " (target: within 1.05x)",
-        f"- Concurrency {max(http)} vs 1, throughput: {ratio(last.x_realtime, first.x_realtime)}"
-        " (target: >= 1.5x on CPU, >= 5x on GPU)",
-        f"- Long file, batched vs sequential, throughput: {ratio(batched.x_realtime, sequential.x_realtime)}"
-        " (target: >= 1.5x on CPU with tiny dims, >= 8x on GPU with large-v3-turbo dims)",
-    ]
+    c1_latency = ratio(first.percentile(0.5), baseline.percentile(0.5))
+    memory = ""
     if soak_rss:
-        lines.append(f"- Memory: service RSS after {max(1, args.soak // 10)} requests {soak_rss[0] / mib:.0f} MiB, "
-                     f"after {args.soak}: {soak_rss[1] / mib:.0f} MiB = {ratio(soak_rss[1], soak_rss[0])}"
-                     " (target: within 1.10x)")  # fmt: skip
-    lines += [
-        "",
-        "Notes: the batched side cuts the file at pauses (20-30 s windows), so it decodes at least as many windows"
-        " as the sequential side (which steps a full 30 s per window when lengths are forced); the ratio"
-        " understates batching's advantage. Sequential mode also conditions each window on the previous text,"
-        " as openai-whisper's transcribe() does.",
-        "",
-    ]
-    return "\n".join(lines)
+        early = max(1, args.soak // 10)
+        memory = (f"- Memory: service RSS after {early} requests {soak_rss[0] / mib:.0f} MiB, "
+                  f"after {args.soak} {soak_rss[1] / mib:.0f} MiB: {ratio(soak_rss[1], soak_rss[0])} "
+                  "(target: within 1.10x)\n")  # fmt: skip
+    return f"""# Benchmarks
+
+Written by `make bench` on {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())} in {seconds / 60:.1f} min.
+
+- Machine: {platform.machine()}, {os.cpu_count()} cores, device `{device}`
+- Versions: Python {platform.python_version()}, torch {torch.__version__},
+  openai-whisper {whisper.__version__}
+- Command: `python -m bench {" ".join(sys.argv[1:])}`
+- Model: random weights with `{args.dims}` dimensions; exactly {args.force_tokens} tokens decoded per 30 s
+  window on every side (end-of-text suppressed), greedy, temperature fallback off, language `en`.
+- Rounds: {args.rounds}, sides interleaved within each round.
+
+| side | requests | x realtime | p50 latency s | p95 latency s | peak RSS MiB | peak GPU MiB |
+|---|---:|---:|---:|---:|---:|---:|
+{rows}
+
+Ratios (same run):
+
+- Service at concurrency 1 vs in-process, p50 latency: {c1_latency} (target: within 1.05x)
+- Concurrency {max(http)} vs 1, throughput: {ratio(last.x_realtime, first.x_realtime)}
+  (target: >= 1.5x on CPU, >= 5x on GPU)
+- Long file, batched vs sequential, throughput: {ratio(batched.x_realtime, sequential.x_realtime)}
+  (target: >= 1.5x on CPU with tiny dims, >= 8x on GPU with large-v3-turbo dims)
+{memory}
+x realtime = audio seconds per wall second over all requests of a side. The batched side cuts the file at
+pauses (20-30 s windows), so it decodes at least as many windows as the sequential side (which steps a full
+30 s per window when lengths are forced): the ratio understates batching's advantage. Sequential mode also
+conditions each window on the previous text, as openai-whisper's transcribe() does.
+"""
 
 
 if __name__ == "__main__":
