@@ -1,0 +1,203 @@
+"""Every deploy knob in one place, read once from the environment and the Pulumi stack's outputs.
+
+The service's own settings (API_KEYS, WHISPER_ENGINE, ...) are not knobs of the deploy: they are copied
+from the operator's environment into the host's env file (see SERVICE_ENV_KEYS) and read by the service.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUTPUTS = ROOT / ".deploy" / "outputs.json"  # written by `make outputs` (Pulumi stack outputs)
+
+# Service settings copied from the operator's environment into the host's 0600 env file when set.
+SERVICE_ENV_KEYS = (
+    "API_KEYS",
+    "WHISPER_ENGINE",
+    "WHISPER_DEVICE",
+    "WORKERS",
+    "GRACEFUL_TIMEOUT",
+)
+STOP_MARGIN_SECONDS = 15  # docker stop waits GRACEFUL_TIMEOUT + this before it kills
+
+
+class ConfigError(Exception):
+    """A deploy setting is missing or wrong; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One colour of the blue/green pair: its container and its loopback-only host ports."""
+
+    color: str  # blue | green
+    app_port: int  # 127.0.0.1:<app_port> -> container :5000, what the proxy forwards to
+    metrics_port: int  # 127.0.0.1:<metrics_port> -> container :9101, scraped by Prometheus
+
+    @property
+    def container(self) -> str:
+        return f"whisper-{self.color}"
+
+
+@dataclass(frozen=True)
+class DeployConfig:
+    # --- the image
+    image: str  # Docker Hub repository, e.g. alice/whisper-gpu-service
+    whisper_model: str = "turbo"  # baked into the image at build time
+    whisper_engine: str = "openai-whisper"  # whose weights are baked (the container's default engine)
+    # --- the host
+    host: str = ""  # user@address; empty = the stack's `ip` output
+    public_port: int = 80  # the proxy's port, the only public one
+    blue: Slot = Slot("blue", 5001, 9101)
+    green: Slot = Slot("green", 5002, 9102)
+    grafana_port: int = 3000  # the monitoring stack on the host's loopback (monitoring/compose.yml)
+    prometheus_port: int = 9090
+    proxy_image: str = "nginx:1.28-alpine"
+    proxy_container: str = "whisper-proxy"
+    # --- files on the host
+    state_file: str = "/var/lib/whisper/deploy.json"  # current and previous tag
+    env_file: str = "/etc/whisper/whisper.env"  # service settings and API keys, mode 0600
+    proxy_dir: str = "/etc/whisper/proxy"  # mounted as the proxy's /etc/nginx/conf.d
+    # --- timing
+    ready_timeout: float = 600.0  # seconds for a new container to load its model and pass /readyz
+    poll_interval: float = 2.0  # seconds between readiness probes
+    graceful_timeout: int = 120  # the service's GRACEFUL_TIMEOUT; in-flight requests get this long
+    drain_delay: float = 2.0  # seconds between the proxy switch and stopping the old colour
+
+    @property
+    def stop_timeout(self) -> int:
+        return self.graceful_timeout + STOP_MARGIN_SECONDS
+
+    def slot(self, color: str) -> Slot:
+        return {"blue": self.blue, "green": self.green}[color]
+
+    def other(self, color: str | None) -> Slot:
+        return self.green if color == "blue" else self.blue
+
+    @classmethod
+    def from_env(cls, env: os._Environ[str] | dict[str, str] = os.environ) -> DeployConfig:
+        def num(name: str, default: float) -> float:
+            try:
+                return float(env.get(name) or default)  # unset or empty: the default
+            except ValueError:
+                raise ConfigError(f"{name} must be a number, got {env[name]!r}") from None
+
+        return cls(
+            image=image_repository(env),
+            whisper_model=env.get("WHISPER_MODEL", "turbo"),
+            whisper_engine=env.get("WHISPER_ENGINE", "openai-whisper"),
+            host=env.get("DEPLOY_HOST", ""),
+            public_port=int(num("DEPLOY_PUBLIC_PORT", 80)),
+            blue=Slot("blue", int(num("DEPLOY_BLUE_PORT", 5001)), int(num("DEPLOY_BLUE_METRICS_PORT", 9101))),
+            green=Slot(
+                "green", int(num("DEPLOY_GREEN_PORT", 5002)), int(num("DEPLOY_GREEN_METRICS_PORT", 9102))
+            ),
+            grafana_port=int(num("DEPLOY_GRAFANA_PORT", cls.grafana_port)),
+            prometheus_port=int(num("DEPLOY_PROMETHEUS_PORT", cls.prometheus_port)),
+            proxy_image=env.get("DEPLOY_PROXY_IMAGE", cls.proxy_image),
+            state_file=env.get("DEPLOY_STATE_FILE", cls.state_file),
+            env_file=env.get("DEPLOY_ENV_FILE", cls.env_file),
+            proxy_dir=env.get("DEPLOY_PROXY_DIR", cls.proxy_dir),
+            ready_timeout=num("DEPLOY_READY_TIMEOUT", cls.ready_timeout),
+            poll_interval=num("DEPLOY_POLL_INTERVAL", cls.poll_interval),
+            graceful_timeout=int(num("GRACEFUL_TIMEOUT", cls.graceful_timeout)),
+            drain_delay=num("DEPLOY_DRAIN_DELAY", cls.drain_delay),
+        )
+
+
+def image_repository(env: os._Environ[str] | dict[str, str] = os.environ) -> str:
+    """IMAGE if set, else <DOCKERHUB_USERNAME>/whisper-gpu-service; empty when neither is known."""
+    if env.get("IMAGE"):
+        return env["IMAGE"]
+    user = env.get("DOCKERHUB_USERNAME", "")
+    return f"{user}/whisper-gpu-service" if user else ""
+
+
+def stack_outputs(path: str | Path | None = None) -> dict:
+    """The Pulumi stack outputs that `make outputs` wrote (keys ip, url, mode, instanceName, zone)."""
+    path = Path(path or os.environ.get("DEPLOY_OUTPUTS") or DEFAULT_OUTPUTS)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path} not found; run: make outputs (or pass --host)") from None
+
+
+GCLOUD_KEY = Path("~/.ssh/google_compute_engine")  # the key `gcloud compute ssh` installs
+
+
+@dataclass(frozen=True)
+class SshTarget:
+    """How Fabric reaches the VM: the same route as the Ansible inventory (ansible/inventory.py)."""
+
+    host: str
+    user: str | None = None  # WHISPER_SSH_USER; None = ~/.ssh/config or the local user
+    key_file: str | None = None  # WHISPER_SSH_KEY, else gcloud's key when it exists
+    gateway: str | None = None  # a ProxyCommand: Google's IAP tunnel when port 22 is open to IAP only
+
+
+def ssh_target(
+    cfg: DeployConfig, env: os._Environ[str] | dict[str, str] = os.environ, home: Path | None = None
+) -> SshTarget:
+    """--host / DEPLOY_HOST as given (ssh config applies), else the stack outputs' ip and sshCommand."""
+    if cfg.host:
+        return SshTarget(cfg.host)
+    outputs = stack_outputs()
+    if not outputs.get("ip"):
+        raise ConfigError("the stack outputs have no `ip`; run: make infra (or pass --host)")
+    gcloud_key = (home or Path.home()) / GCLOUD_KEY.relative_to("~")
+    key_file = env.get("WHISPER_SSH_KEY") or (str(gcloud_key) if gcloud_key.is_file() else None)
+    return SshTarget(
+        host=outputs["ip"],
+        user=env.get("WHISPER_SSH_USER") or None,
+        key_file=key_file,
+        gateway=iap_proxy_command(outputs),
+    )
+
+
+def iap_proxy_command(outputs: dict) -> str | None:
+    """`gcloud compute start-iap-tunnel` for a stack whose sshCommand tunnels through IAP, else None."""
+    words = shlex.split(outputs.get("sshCommand", ""))
+    if "--tunnel-through-iap" not in words:
+        return None
+    command = ["gcloud", "compute", "start-iap-tunnel", outputs["instanceName"], "22", "--listen-on-stdin"]
+    command += ["--zone", outputs["zone"], "--verbosity", "warning"]
+    project = next((w.split("=", 1)[1] for w in words if w.startswith("--project=")), None)
+    if "--project" in words:
+        project = words[words.index("--project") + 1]
+    return shlex.join(command + (["--project", project] if project else []))
+
+
+def git_tag(repo: str | Path = ROOT) -> str:
+    """The image tag: the 12-digit commit id, with -dirty when the tree has uncommitted changes."""
+    out = subprocess.run(
+        ["git", "describe", "--always", "--dirty", "--abbrev=12", "--exclude", "*"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise ConfigError(f"cannot read the commit id in {repo}: {out.stderr.strip()}")
+    return out.stdout.strip()
+
+
+def main(argv: list[str]) -> int:
+    """`python -m deploy.config output KEY`: print one stack output ('' when absent) for the Makefile."""
+    if len(argv) != 2 or argv[0] != "output":
+        print("usage: python -m deploy.config output KEY", file=sys.stderr)
+        return 2
+    try:
+        print(stack_outputs().get(argv[1], ""))
+    except ConfigError:
+        print("")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

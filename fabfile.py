@@ -1,0 +1,147 @@
+"""Fabric tasks: build and push the image, deploy it blue/green to the GPU VM, roll back, look at it.
+
+    fab build [--allow-dirty]            docker build, tag = commit id (+ latest)
+    fab push [--tag T]                   to Docker Hub with DOCKERHUB_USERNAME / DOCKERHUB_TOKEN
+    fab deploy [--tag T] [--host H]      blue/green on the host (default: the stack's `ip` output)
+    fab rollback [--host H]              back to the recorded previous tag
+    fab status | logs | tunnel           tag, health and uptime; container logs; Grafana + Prometheus
+
+Knobs are environment variables (deploy/config.py); the flow lives in deploy/remote.py.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import replace
+
+from fabric import Connection, task
+from invoke.exceptions import Exit
+
+from deploy import remote
+from deploy.config import ROOT, ConfigError, DeployConfig, git_tag, ssh_target
+
+
+def load_config(need_image: bool = True) -> DeployConfig:
+    try:
+        cfg = DeployConfig.from_env()
+    except ConfigError as err:
+        raise Exit(str(err)) from None
+    if need_image and not cfg.image:
+        raise Exit("set IMAGE (e.g. alice/whisper-gpu-service) or DOCKERHUB_USERNAME")
+    return cfg
+
+
+def open_host(c, host: str, need_image: bool = False) -> remote.Host:
+    cfg = load_config(need_image)
+    if host:
+        cfg = replace(cfg, host=host)
+    try:
+        target = ssh_target(cfg)
+    except ConfigError as err:
+        raise Exit(str(err)) from None
+    connect_kwargs = {"key_filename": target.key_file} if target.key_file else None  # None: fab -i
+    conn = Connection(
+        target.host, user=target.user, gateway=target.gateway, config=c.config, connect_kwargs=connect_kwargs
+    )
+    return remote.Host(conn, cfg)
+
+
+@task
+def build(c, tag="", allow_dirty=False):
+    """docker build the image; tag = commit id, also `latest`. Refuses a dirty tree unless --allow-dirty."""
+    cfg = load_config()
+    commit = git_tag()
+    if commit.endswith("-dirty") and not allow_dirty:
+        raise Exit("the work tree has uncommitted changes; commit them or pass --allow-dirty")
+    tag = tag or commit
+    c.run(
+        f"docker build --build-arg WHISPER_MODEL={cfg.whisper_model}"
+        f" --build-arg WHISPER_ENGINE={cfg.whisper_engine}"
+        f" --tag {cfg.image}:{tag} --tag {cfg.image}:latest {ROOT}",
+        env={"DOCKER_BUILDKIT": "1"},
+    )
+
+
+@task
+def push(c, tag=""):
+    """Push the tag and `latest` to Docker Hub. The token goes to `docker login` on stdin, nowhere else."""
+    cfg = load_config()
+    user, token = os.environ.get("DOCKERHUB_USERNAME"), os.environ.get("DOCKERHUB_TOKEN")
+    if not user or not token:
+        raise Exit("set DOCKERHUB_USERNAME and DOCKERHUB_TOKEN (a Docker Hub access token)")
+    tag = tag or git_tag()
+    # A throwaway docker config: the login lives only as long as this push, not in ~/.docker.
+    docker_config = tempfile.mkdtemp(prefix="whisper-push-")
+    env = {**os.environ, "DOCKER_CONFIG": docker_config}
+    try:
+        login = subprocess.run(
+            ["docker", "login", "--username", user, "--password-stdin"],
+            input=token, capture_output=True, text=True, env=env, check=False,
+        )  # fmt: skip
+        if login.returncode != 0:
+            raise Exit(f"docker login failed: {login.stderr.strip().replace(token, '***')}")
+        for ref in (f"{cfg.image}:{tag}", f"{cfg.image}:latest"):
+            c.run(f"docker push {ref}", env={"DOCKER_CONFIG": docker_config})
+    finally:
+        shutil.rmtree(docker_config, ignore_errors=True)
+
+
+@task
+def deploy(c, tag="", host=""):
+    """Blue/green deploy of the tag: start beside, /readyz, smoke test, switch port 80, stop the old one."""
+    target = open_host(c, host, need_image=True)
+    try:
+        remote.deploy(target, tag or git_tag())
+    except remote.DeployError as err:
+        raise Exit(f"deploy failed: {err}") from None
+
+
+@task
+def rollback(c, host=""):
+    """Deploy the recorded previous tag again (blue/green, same checks)."""
+    target = open_host(c, host)
+    try:
+        remote.rollback(target)
+    except remote.DeployError as err:
+        raise Exit(f"rollback failed: {err}") from None
+
+
+@task
+def status(c, host=""):
+    """The live tag, its container's health and uptime, /readyz through the proxy, the previous tag."""
+    print("\n".join(remote.status_lines(open_host(c, host))))
+
+
+@task
+def logs(c, host="", lines=100, follow=False):
+    """The live container's logs (--follow to stream them)."""
+    target = open_host(c, host)
+    current = target.read_state().get("current")
+    if not current:
+        raise Exit("nothing deployed yet")
+    container = target.cfg.slot(current["color"]).container
+    follow_flag = " --follow" if follow else ""
+    target.conn.run(f"{target.sudo}docker logs --tail {int(lines)}{follow_flag} {container}")
+
+
+@task
+def tunnel(c, host="", grafana_port=3000, prometheus_port=9090, seconds=0):
+    """Forward the host's Grafana and Prometheus to localhost:3000 and :9090 until Ctrl-C (or --seconds)."""
+    target = open_host(c, host)
+    cfg, conn = target.cfg, target.conn
+    with (
+        conn.forward_local(int(grafana_port), remote_port=cfg.grafana_port),
+        conn.forward_local(int(prometheus_port), remote_port=cfg.prometheus_port),
+    ):
+        print(f"Grafana http://127.0.0.1:{grafana_port}  Prometheus http://127.0.0.1:{prometheus_port}")
+        print("Ctrl-C closes the tunnel", flush=True)
+        deadline = time.monotonic() + float(seconds) if float(seconds) else None
+        try:
+            while deadline is None or time.monotonic() < deadline:
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            pass

@@ -1,0 +1,151 @@
+"""The Dockerfile: hadolint-clean, the same pins as CI, the same command as `make run`, no secrets."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from deploy.pins import image_requirements, pinned_version
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+HADOLINT = str(Path(sys.executable).with_name("hadolint"))
+
+
+def instructions(name: str) -> list[str]:
+    """The arguments of every `name` instruction, continuation lines joined."""
+    joined = re.sub(r"\\\n\s*", " ", DOCKERFILE)
+    return [line.split(None, 1)[1] for line in joined.splitlines() if line.startswith(f"{name} ")]
+
+
+def arg_default(name: str) -> str:
+    (value,) = [a.split("=", 1)[1] for a in instructions("ARG") if a.startswith(f"{name}=")]
+    return value
+
+
+def test_hadolint_finds_nothing():
+    result = subprocess.run([HADOLINT, str(ROOT / "Dockerfile")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_torch_is_the_cuda_build_of_the_version_ci_pins():
+    assert arg_default("TORCH_VERSION") == pinned_version(ROOT / "pyproject.toml", "torch")
+    cuda = arg_default("TORCH_CUDA")  # e.g. cu128 -> the base image must be CUDA 12.8
+    (base,) = instructions("FROM")
+    major, minor = cuda[2:-1], cuda[-1]
+    assert base.startswith(f"nvidia/cuda:{major}.{minor}.") and "cudnn-runtime" in base
+    (torch_install,) = [r for r in instructions("RUN") if "download.pytorch.org" in r]
+    assert 'https://download.pytorch.org/whl/${TORCH_CUDA}"' in torch_install
+    assert '"torch==${TORCH_VERSION}+${TORCH_CUDA}"' in torch_install
+
+
+def test_every_other_dependency_comes_from_pyproject_via_pins_py(tmp_path):
+    assert "COPY pyproject.toml deploy/pins.py /tmp/pins/" in DOCKERFILE
+    (install,) = [r for r in instructions("RUN") if "pins.py" in r]
+    command = shlex.split(install.split("&&")[0].split(">")[0])  # python /tmp/pins/pins.py PYPROJECT EXTRAS
+    assert command[:2] == ["python", "/tmp/pins/pins.py"] and command[2] == "/tmp/pins/pyproject.toml"
+    assert "pip install -r /tmp/pins/requirements.txt" in install
+    # run what the image runs, on the real pyproject.toml
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "deploy/pins.py"), str(ROOT / "pyproject.toml"), *command[3:]],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    lines = result.stdout.split()
+    assert lines == image_requirements(ROOT / "pyproject.toml", ("faster",))
+    assert all("==" in line for line in lines), lines  # exact pins only
+    assert {"flask", "gunicorn", "openai-whisper", "torch", "faster-whisper"} <= {
+        line.split("==")[0] for line in lines
+    }
+    assert not {"pytest", "fabric", "pulumi"} & {line.split("==")[0] for line in lines}  # no ops/dev extras
+
+
+def test_the_container_runs_the_same_command_as_make_run():
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = makefile.split("\nrun:", 1)[1].split("\n\n", 1)[0]
+    (gunicorn,) = [line.strip() for line in recipe.splitlines() if line.startswith("\t$(BIN)/gunicorn")]
+    make_run = shlex.split(gunicorn.replace("$(BIN)/", ""))
+    (cmd,) = instructions("CMD")
+    assert json.loads(cmd) == make_run
+
+
+def test_ports_health_stop_signal_and_user():
+    assert instructions("EXPOSE") == ["5000 9101"]
+    (healthcheck,) = instructions("HEALTHCHECK")
+    assert "/healthz" in healthcheck and "--start-period" in healthcheck
+    assert instructions("STOPSIGNAL") == ["SIGTERM"]
+    (user,) = instructions("USER")
+    assert user.split(":")[0] not in ("0", "root")
+    assert any("WHISPER_MODEL_DIR=/models" in env for env in instructions("ENV"))
+    assert arg_default("WHISPER_MODEL") == "turbo"
+    assert arg_default("WHISPER_ENGINE") == "openai-whisper"
+    assert any("WHISPER_ENGINE=${WHISPER_ENGINE}" in env for env in instructions("ENV"))
+
+
+def test_no_secret_enters_any_layer():
+    names = [a.split("=")[0] for a in instructions("ARG")] + re.findall(
+        r"(\w+)=", " ".join(instructions("ENV"))
+    )
+    assert not [n for n in names if re.search(r"TOKEN|SECRET|PASSWORD|API_KEY|CREDENTIAL", n)], names
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    ignore = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    assert ignore[0] == "*"  # nothing enters the build context unless listed
+    allowed = [p[1:] for p in ignore if p.startswith("!")]
+    for copy in instructions("COPY"):
+        for source in copy.split()[:-1]:
+            assert any(source.rstrip("/") == a.rstrip("/") for a in allowed), source
+    assert not [a for a in allowed if re.search(r"\.env|\.deploy|Pulumi|\.venv|secret", a)]
+
+
+def bake(tmp_path: Path, model: str, engine: str = "openai-whisper") -> tuple[Path, str]:
+    """Run the Dockerfile's weight-baking step in a sandbox: /context, /app, /models moved under tmp_path,
+    `python` a stub that records its arguments (no download here)."""
+    (step,) = [r for r in instructions("RUN") if r.startswith("--mount=type=bind,target=/context")]
+    script = step.split(None, 1)[1]
+    for path in ("/context", "/app", "/models"):
+        script = script.replace(path, str(tmp_path / path.strip("/")))
+    stub_bin = tmp_path / "bin"
+    stub_bin.mkdir(exist_ok=True)
+    (stub_bin / "python").write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {tmp_path}/python-args\n')
+    (stub_bin / "python").chmod(0o755)
+    env = {"PATH": f"{stub_bin}:/usr/bin:/bin", "WHISPER_MODEL": model, "WHISPER_ENGINE": engine}
+    subprocess.run(["sh", "-c", script], env=env, check=True)
+    args = tmp_path / "python-args"
+    return tmp_path / "app", args.read_text() if args.exists() else ""
+
+
+def test_a_checkpoint_in_the_context_is_baked_at_the_path_make_run_uses(tmp_path):
+    (tmp_path / "context" / "build").mkdir(parents=True)
+    (tmp_path / "context" / "build" / "tiny.pt").write_bytes(b"weights")
+    app, python_args = bake(tmp_path, "build/tiny.pt")
+    assert (app / "build" / "tiny.pt").read_bytes() == b"weights"  # WORKDIR /app + WHISPER_MODEL
+    assert python_args == ""  # nothing downloaded
+    assert any(line == "!build/*.pt" for line in (ROOT / ".dockerignore").read_text().splitlines())
+
+
+def test_a_converted_model_directory_is_baked_for_faster_whisper(tmp_path):
+    (tmp_path / "context" / "models" / "tiny-ct2").mkdir(parents=True)
+    (tmp_path / "context" / "models" / "tiny-ct2" / "model.bin").write_bytes(b"ct2")
+    app, python_args = bake(tmp_path, "models/tiny-ct2", engine="faster-whisper")
+    assert (app / "models" / "tiny-ct2" / "model.bin").read_bytes() == b"ct2"
+    assert python_args == ""
+
+
+def test_faster_whisper_weights_are_downloaded_into_the_model_dir(tmp_path):
+    (tmp_path / "context").mkdir()
+    _, python_args = bake(tmp_path, "turbo", engine="faster-whisper")
+    code, name = python_args.splitlines()[1:3]
+    assert "download_model(sys.argv[1], cache_dir=" in code and f"'{tmp_path}/models'" in code
+    assert name == "turbo"
+
+
+def test_an_official_name_is_downloaded_into_the_model_dir(tmp_path):
+    (tmp_path / "context").mkdir()
+    app, python_args = bake(tmp_path, "turbo")
+    assert not app.exists()
+    code, name = python_args.splitlines()[1:3]  # -c CODE NAME
+    assert "whisper.load_model(sys.argv[1]" in code and f"download_root='{tmp_path}/models'" in code
+    assert name == "turbo"

@@ -1,0 +1,113 @@
+"""`make deploy`: DRY_RUN=1 prints every step's commands in order and runs none; a missing tool stops it at
+the start with one line that says how to fix it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+MAKE = shutil.which("make")
+
+
+@pytest.fixture
+def operator(tmp_path):
+    """Stub docker and pulumi that record any run (a dry run must run neither), and ADC credentials."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("docker", "pulumi"):
+        stub = bin_dir / tool
+        stub.write_text(f'#!/bin/sh\necho "{tool} $*" >> {tmp_path}/ran.log\nexit 1\n')
+        stub.chmod(0o755)
+    credentials = tmp_path / "adc.json"
+    credentials.write_text("{}")
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "GOOGLE_APPLICATION_CREDENTIALS": str(credentials),
+        "DOCKERHUB_USERNAME": "alice",
+        "DOCKERHUB_TOKEN": "dckr_pat_not_used_in_a_dry_run",
+    }
+    return tmp_path, env
+
+
+def make_deploy(tmp_path: Path, env: dict, mode: str | None, *args: str) -> subprocess.CompletedProcess:
+    outputs = tmp_path / "outputs.json"
+    if mode:
+        outputs.write_text(json.dumps({"ip": "203.0.113.7", "url": "http://203.0.113.7", "mode": mode}))
+    return subprocess.run(
+        [MAKE, "--no-print-directory", "-C", str(ROOT), "deploy", "TAG=abc123", f"OUTPUTS={outputs}", *args],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def positions(out: str, *needles: str) -> list[int]:
+    lines = out.splitlines()
+    found = []
+    for needle in needles:
+        hits = [i for i, line in enumerate(lines) if needle in line]
+        assert hits, f"{needle!r} not in:\n{out}"
+        found.append(hits[0])
+    return found
+
+
+def test_dry_run_prints_every_step_in_order_and_runs_nothing(operator):
+    tmp_path, env = operator
+    result = make_deploy(tmp_path, env, "vm", "DRY_RUN=1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    steps = positions(
+        result.stdout,
+        "fab -r " + str(ROOT) + " build --tag abc123",
+        "push --tag abc123",
+        "pulumi up --yes",
+        "pulumi stack output --json",
+        "ansible-playbook -i ansible/inventory.py ansible/site.yml",
+        "deploy --tag abc123",
+        f"scripts/smoke.py --outputs {tmp_path}/outputs.json",
+    )
+    assert steps == sorted(steps)
+    assert "dockerImage" not in result.stdout  # vm mode: Fabric deploys, Pulumi does not roll the tag
+    assert not (tmp_path / "ran.log").exists()
+
+
+def test_dry_run_in_fleet_mode_rolls_the_tag_through_pulumi(operator):
+    tmp_path, env = operator
+    result = make_deploy(tmp_path, env, "fleet", "DRY_RUN=1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    steps = positions(
+        result.stdout,
+        "build --tag abc123",
+        "push --tag abc123",
+        "pulumi config set dockerImage alice/whisper-gpu-service:abc123",
+        "pulumi up --yes",
+        "scripts/smoke.py",
+    )
+    assert steps == sorted(steps)
+    assert "deploy --tag" not in result.stdout and "ansible-playbook" not in result.stdout
+    assert not (tmp_path / "ran.log").exists()
+
+
+def test_missing_tools_stop_it_at_the_start_with_the_fix(operator):
+    tmp_path, env = operator
+    env = {"PATH": str(tmp_path / "empty"), "HOME": str(tmp_path)}  # no docker, pulumi or credentials
+    result = make_deploy(tmp_path, env, "vm", "DRY_RUN=1")
+    assert result.returncode != 0
+    assert "missing docker: install Docker Engine: https://docs.docker.com/engine/install/" in result.stderr
+    assert "missing pulumi: install the Pulumi CLI" in result.stderr
+    assert "missing gcloud credentials: run: gcloud auth application-default login" in result.stderr
+    assert "missing Docker Hub credentials: export DOCKERHUB_USERNAME=" in result.stderr
+    assert "fab" not in result.stdout  # stopped before the first step
+
+
+def test_one_missing_tool_gives_exactly_its_line(operator):
+    tmp_path, env = operator
+    (tmp_path / "bin" / "pulumi").unlink()
+    result = make_deploy(tmp_path, env, "vm")
+    assert result.returncode != 0
+    missing = [line for line in result.stderr.splitlines() if line.startswith("missing ")]
+    assert missing == ["missing pulumi: install the Pulumi CLI: curl -fsSL https://get.pulumi.com | sh"]
+    assert not (tmp_path / "ran.log").exists()  # not even docker build ran
