@@ -45,6 +45,9 @@ def build_checkpoint(path: str | Path, dims: str = "test", seed: int = 0) -> Pat
     torch.manual_seed(seed)
     model_dims = ModelDimensions(**DIMS[dims])
     model = Whisper(model_dims)
+    # openai-whisper allocates this with torch.empty (the real weights overwrite it): give it finite values,
+    # or leftover memory (seen: 1e24) overflows into NaN logits
+    torch.nn.init.normal_(model.decoder.positional_embedding, std=0.02)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v for k, v in model.state_dict().items() if k != "alignment_heads"}

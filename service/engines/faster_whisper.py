@@ -1,0 +1,332 @@
+"""The second engine: faster-whisper on CTranslate2. The only module that touches faster_whisper/ctranslate2.
+
+Windows are decoded as one CTranslate2 batch (encode once, generate once), cut into segments by the same
+`split_segments` as the reference engine, and word-aligned with faster-whisper's own alignment. torch is never
+imported here, so a faster-whisper worker does not pay for it in memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import ctranslate2
+import numpy as np
+from faster_whisper import WhisperModel
+from faster_whisper.tokenizer import Tokenizer
+from faster_whisper.transcribe import get_suppressed_tokens
+
+from ..settings import Settings
+from .base import (
+    SAMPLE_RATE,
+    WINDOW_SAMPLES,
+    DecodeOptions,
+    Engine,
+    Segment,
+    Thresholds,
+    Transcript,
+    WindowResult,
+    Word,
+    split_segments,
+)
+
+log = logging.getLogger(__name__)
+
+HOP_LENGTH = 160  # samples per mel frame: 100 frames per second
+OFFICIAL_TEXT_CTX = 448  # decoder positions of every official Whisper model
+DEFAULT_COMPUTE_TYPE = {"cuda": "float16", "cpu": "int8"}
+PREPEND_PUNCTUATIONS = "\"'“¿([{-"  # openai-whisper's defaults, so that both engines group words alike
+APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
+
+
+def resolve_device(requested: str, index: int = 0) -> tuple[str, int]:
+    """("cuda", n) or ("cpu", 0), as CTranslate2 sees the machine (no torch needed)."""
+    gpus = ctranslate2.get_cuda_device_count()
+    if requested == "auto":
+        requested = "cuda" if gpus else "cpu"
+    if requested == "cuda":
+        if not gpus:
+            raise RuntimeError("WHISPER_DEVICE=cuda but CTranslate2 sees no CUDA device")
+        return "cuda", index % gpus
+    return "cpu", 0
+
+
+def resolve_compute_type(requested: str, device: str) -> str:
+    """WHISPER_COMPUTE_TYPE, or the device's default; refuse a type the device cannot run."""
+    compute_type = DEFAULT_COMPUTE_TYPE[device] if requested == "default" else requested
+    supported = ctranslate2.get_supported_compute_types(device)
+    if compute_type not in supported:
+        raise ValueError(
+            f"WHISPER_COMPUTE_TYPE={compute_type} is not supported on {device}: "
+            f"use one of {', '.join(sorted(supported))}"
+        )
+    return compute_type
+
+
+def text_context(model_path: str) -> int:
+    """Decoder positions: `service.convert` records them in config.json; official models have 448."""
+    config = Path(model_path) / "config.json"
+    if config.is_file():
+        return int(json.loads(config.read_text()).get("n_text_ctx", OFFICIAL_TEXT_CTX))
+    return OFFICIAL_TEXT_CTX
+
+
+class FasterWhisperEngine(Engine):
+    name = "faster-whisper"
+
+    def __init__(self, settings: Settings, device_index: int = 0, cpu_threads: int = 0):
+        self.source = settings.whisper_model
+        if self.source.endswith(".pt"):
+            raise ValueError(
+                f"WHISPER_MODEL={self.source} is an openai-whisper checkpoint; faster-whisper needs a "
+                f"CTranslate2 directory: make convert SRC={self.source} DST={self.source[:-3]}-ct2/"
+            )
+        self.model_name = Path(self.source.rstrip("/")).name if os.path.isdir(self.source) else self.source
+        self.kind, self.index = resolve_device(settings.whisper_device, device_index)
+        self.device = f"cuda:{self.index}" if self.kind == "cuda" else "cpu"
+        self.precision = resolve_compute_type(settings.whisper_compute_type, self.kind)
+        self.batch_size = 16 if self.kind == "cuda" else 4
+        self.download_root = settings.whisper_model_dir
+        self.cpu_threads = cpu_threads  # 0: CTranslate2's default (OMP_NUM_THREADS, else 4)
+        self.model: WhisperModel | None = None
+        self.text_ctx = OFFICIAL_TEXT_CTX
+
+    # -- loading -------------------------------------------------------------------------------------------
+    def load(self) -> None:
+        self.model = WhisperModel(
+            self.source, device=self.kind, device_index=self.index, compute_type=self.precision,
+            cpu_threads=self.cpu_threads, download_root=self.download_root,
+        )  # fmt: skip
+        if os.path.isdir(self.source):
+            self.text_ctx = text_context(self.source)
+        # faster-whisper assumes 448 positions; a converted small model has fewer (prompt cut, max length).
+        self.model.max_length = self.text_ctx
+        self.is_multilingual = self.model.model.is_multilingual
+
+    def tokenizer(self, task: str = "transcribe", language: str | None = None) -> Tokenizer:
+        return Tokenizer(self.model.hf_tokenizer, self.is_multilingual, task=task, language=language or "en")
+
+    def _encode(self, windows: list[np.ndarray]) -> ctranslate2.StorageView:
+        """Log-mel of each window padded to 30 s, encoded as one batch."""
+        extract = self.model.feature_extractor
+        mels = [extract(pad_to_window(w), padding=0)[:, : extract.nb_max_frames] for w in windows]
+        return self.model.encode(np.stack(mels).astype(np.float32))
+
+    # -- inference -----------------------------------------------------------------------------------------
+    def detect_language(self, windows: list[np.ndarray]) -> list[dict[str, float]]:
+        return self._languages(self._encode(windows))
+
+    def _languages(self, features: ctranslate2.StorageView) -> list[dict[str, float]]:
+        if not self.is_multilingual:
+            return [{"en": 1.0} for _ in range(features.shape[0])]
+        return [{token[2:-2]: prob for token, prob in window}
+                for window in self.model.model.detect_language(features)]  # fmt: skip
+
+    def decode(self, windows: list[np.ndarray], options: DecodeOptions) -> list[WindowResult]:
+        features = self._encode(windows)
+        tokenizer = self.tokenizer(options.task, options.language)
+        prompts = self._prompts(tokenizer, options, features)
+        generate_options = self._generate_options(tokenizer, options, len(prompts[0]))
+        results = self.model.model.generate(features, prompts, **generate_options)
+        out = []
+        for window, result in zip(windows, results):
+            tokens = list(result.sequences_ids[0])
+            segments = split_segments(tokens, tokenizer, len(window) / SAMPLE_RATE)
+            out.append(window_result(result, tokens, segments, tokenizer, options.temperature))
+        if options.word_timestamps:
+            self._align_words([r.segments for r in out], tokenizer, features, windows)
+        return out
+
+    def _prompts(self, tokenizer: Tokenizer, options: DecodeOptions,
+                 features: ctranslate2.StorageView) -> list[list[int]]:  # fmt: skip
+        """Previous text, then the start sequence; each window's own language when none is given."""
+        previous = tokenizer.encode(" " + options.prompt.strip()) if options.prompt else []
+        prompt = self.model.get_prompt(tokenizer, previous)
+        if options.language or not self.is_multilingual:
+            return [prompt] * features.shape[0]
+        position = prompt.index(tokenizer.language)
+        prompts = []
+        for languages in self._languages(features):
+            language = max(languages, key=languages.get)
+            prompts.append([*prompt[:position], tokenizer.tokenizer.token_to_id(f"<|{language}|>"),
+                            *prompt[position + 1 :]])  # fmt: skip
+        return prompts
+
+    def _generate_options(self, tokenizer: Tokenizer, options: DecodeOptions, prompt_length: int) -> dict:
+        """openai-whisper's decoding rules in CTranslate2's terms (greedy/beam at 0, sampling above)."""
+        suppress = list(get_suppressed_tokens(tokenizer, [-1]))
+        max_length = self.text_ctx  # at most text_ctx / 2 new tokens, like whisper's sample_len
+        if options.force_tokens:
+            # Equal work for benchmarks: end-of-text is never chosen, and the length allows exactly N.
+            suppress.append(tokenizer.eot)
+            max_length = forced_max_length(prompt_length, options.force_tokens)
+        common = dict(
+            max_length=max_length, suppress_tokens=suppress, suppress_blank=True, return_scores=True,
+            return_no_speech_prob=True, max_initial_timestamp_index=50,  # openai-whisper: first stamp <= 1 s
+        )  # fmt: skip
+        if options.temperature > 0:
+            return {**common, "beam_size": 1, "num_hypotheses": options.best_of or 1,
+                    "sampling_topk": 0, "sampling_temperature": options.temperature}  # fmt: skip
+        return {**common, "beam_size": options.beam_size or 1, "patience": 1.0}
+
+    def _align_words(self, per_window: list[list[Segment]], tokenizer: Tokenizer,
+                     features: ctranslate2.StorageView, windows: list[np.ndarray]) -> None:  # fmt: skip
+        """faster-whisper's word alignment: one CTranslate2 `align` call for the batch, then its heuristics
+        per window with no carry-over between windows (a request's timings must not depend on its batch)."""
+        frames = [len(w) // HOP_LENGTH for w in windows]
+        texts = [[t for s in segments for t in s.tokens if t < tokenizer.eot] for segments in per_window]
+        batch = [i for i, text in enumerate(texts) if text]
+        if not batch:
+            return
+        if len(batch) < len(windows):
+            features = self._encode([windows[i] for i in batch])
+        alignments = self.model.find_alignment(tokenizer, [texts[i] for i in batch], features,
+                                               [frames[i] for i in batch])  # fmt: skip
+        for i, alignment in zip(batch, alignments):
+            dicts = [[{"seek": 0, "start": s.start, "end": s.end, "tokens": s.tokens} for s in per_window[i]]]
+            with given_alignment(self.model, alignment):
+                self.model.add_word_timestamps(dicts, tokenizer, features, [frames[i]],
+                                               PREPEND_PUNCTUATIONS, APPEND_PUNCTUATIONS, 0.0)  # fmt: skip
+            for segment, aligned in zip(per_window[i], dicts[0]):
+                segment.start, segment.end = float(aligned["start"]), float(aligned["end"])
+                segment.words = [Word(w["word"], float(w["start"]), float(w["end"]), float(w["probability"]))
+                                 for w in aligned.get("words", [])]  # fmt: skip
+
+    def transcribe(self, audio: np.ndarray, options: DecodeOptions, temperatures: tuple[float, ...],
+                   thresholds: Thresholds, condition_on_previous_text: bool) -> Transcript:  # fmt: skip
+        with forced_length(self.model, options.force_tokens):
+            return self._transcribe(audio, options, temperatures, thresholds, condition_on_previous_text)
+
+    def _transcribe(self, audio: np.ndarray, options: DecodeOptions, temperatures: tuple[float, ...],
+                    thresholds: Thresholds, condition_on_previous_text: bool) -> Transcript:  # fmt: skip
+        tokenizer = self.tokenizer(options.task, options.language)
+        suppress = [-1, tokenizer.eot] if options.force_tokens else [-1]
+        segments, info = self.model.transcribe(
+            audio, language=options.language, task=options.task, temperature=list(temperatures),
+            beam_size=options.beam_size or 1, best_of=options.best_of or 1,
+            initial_prompt=options.prompt, word_timestamps=options.word_timestamps,
+            compression_ratio_threshold=thresholds.compression_ratio,
+            log_prob_threshold=thresholds.logprob, no_speech_threshold=thresholds.no_speech,
+            hallucination_silence_threshold=thresholds.hallucination_silence,
+            condition_on_previous_text=condition_on_previous_text, vad_filter=False,
+            suppress_tokens=suppress, prepend_punctuations=PREPEND_PUNCTUATIONS,
+            append_punctuations=APPEND_PUNCTUATIONS,
+        )  # fmt: skip
+        return Transcript(info.language, [from_transcribe_segment(s) for s in segments])
+
+    # -- device --------------------------------------------------------------------------------------------
+    def memory(self) -> dict[str, tuple[int, int]]:
+        """CTranslate2 reports no allocator figures; the device's used memory (NVML) stands for both."""
+        if self.kind != "cuda":
+            return {}
+        used = nvml_used_bytes(self.index)
+        return {} if used is None else {self.device: (used, used)}
+
+    @staticmethod
+    def is_out_of_memory(error: BaseException) -> bool:
+        return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+
+
+def forced_max_length(prompt_length: int, tokens: int) -> int:
+    """The `max_length` for which CTranslate2 generates exactly `tokens` new tokens (end-of-text suppressed).
+
+    CTranslate2's Whisper generates min(max_length // 2, max_length - prompt_length + 1) tokens (measured
+    with 4.8.5 for prompts of 3 to 23 tokens), so the larger of the two bounds that give `tokens` is taken.
+    """
+    return max(2 * tokens, tokens + prompt_length - 1)
+
+
+class ForcedLength:
+    """A CTranslate2 Whisper whose `generate` always decodes exactly `tokens` tokens; for transcribe(),
+    where faster-whisper computes max_length itself from the prompt of each window."""
+
+    def __init__(self, model: ctranslate2.models.Whisper, tokens: int):
+        self.model, self.tokens = model, tokens
+
+    def generate(self, features, prompts, **options):
+        options["max_length"] = forced_max_length(len(prompts[0]), self.tokens)
+        return self.model.generate(features, prompts, **options)
+
+    def __getattr__(self, name: str):
+        return getattr(self.model, name)
+
+
+@contextlib.contextmanager
+def forced_length(model: WhisperModel, tokens: int) -> Iterator[None]:
+    """Make every generate() of `model` in this block decode exactly `tokens` tokens (0: unchanged)."""
+    if not tokens:
+        yield
+        return
+    original = model.model
+    model.model = ForcedLength(original, tokens)
+    try:
+        yield
+    finally:
+        model.model = original
+
+
+def pad_to_window(window: np.ndarray) -> np.ndarray:
+    window = window[:WINDOW_SAMPLES].astype(np.float32, copy=False)
+    return np.pad(window, (0, WINDOW_SAMPLES - len(window)))
+
+
+@contextlib.contextmanager
+def given_alignment(model: WhisperModel, alignment: list[dict]) -> Iterator[None]:
+    """Make `model.add_word_timestamps` use an alignment computed beforehand (for one window)."""
+    model.find_alignment = lambda *args, **kwargs: [alignment]
+    try:
+        yield
+    finally:
+        del model.find_alignment
+
+
+def window_result(result, tokens: list[int], segments: list[Segment], tokenizer: Tokenizer,
+                  temperature: float) -> WindowResult:  # fmt: skip
+    """The same statistics openai-whisper computes: mean log-probability over tokens + end, gzip ratio."""
+    text = tokenizer.decode(tokens).strip()
+    cumulative = result.scores[0] * len(tokens)  # scores are length-normalised (length_penalty 1)
+    return WindowResult(
+        segments=segments,
+        text=text,
+        temperature=temperature,
+        avg_logprob=cumulative / (len(tokens) + 1),
+        compression_ratio=compression_ratio(text),
+        no_speech_prob=result.no_speech_prob,
+        tokens=tokens,
+    )
+
+
+def compression_ratio(text: str) -> float:
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+def from_transcribe_segment(s) -> tuple[Segment, WindowResult]:
+    words = [Word(w.word, w.start, w.end, w.probability) for w in s.words] if s.words is not None else None
+    segment = Segment(s.start, s.end, s.text, list(s.tokens), words)
+    stats = WindowResult([], s.text, s.temperature, s.avg_logprob, s.compression_ratio, s.no_speech_prob)
+    return segment, stats
+
+
+class _NvmlMemory(ctypes.Structure):
+    _fields_ = [("total", ctypes.c_ulonglong), ("free", ctypes.c_ulonglong), ("used", ctypes.c_ulonglong)]
+
+
+def nvml_used_bytes(index: int) -> int | None:
+    """Used memory of GPU `index` from the driver's NVML library; None where it cannot be read."""
+    try:
+        nvml = ctypes.CDLL("libnvidia-ml.so.1")
+        handle, memory = ctypes.c_void_p(), _NvmlMemory()
+        if nvml.nvmlInit_v2() != 0 or nvml.nvmlDeviceGetHandleByIndex_v2(index, ctypes.byref(handle)) != 0:
+            return None
+        if nvml.nvmlDeviceGetMemoryInfo(handle, ctypes.byref(memory)) != 0:
+            return None
+        return int(memory.used)
+    except OSError:
+        return None

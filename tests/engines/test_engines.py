@@ -1,0 +1,144 @@
+"""Both engines at the engine boundary, on the same random model and the same audio.
+
+With the float32 conversion the two engines compute the same function (the converter checks the logits), so
+greedy decoding must choose the same tokens and, through the shared split_segments, the same segments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+from service.engines import DecodeOptions, Segment, Thresholds, WindowResult, create_engine
+from service.engines.faster_whisper import FasterWhisperEngine, resolve_compute_type
+from service.settings import SettingsError, from_env
+
+SAMPLE_RATE = 16000
+
+
+def test_create_engine_serves_a_converted_directory_with_the_device_default(converted):
+    settings = from_env({"WHISPER_ENGINE": "faster-whisper", "WHISPER_MODEL": str(converted.destination),
+                         "WHISPER_DEVICE": "cpu"})  # fmt: skip
+    engine = create_engine(settings)
+    assert isinstance(engine, FasterWhisperEngine)
+    assert (engine.name, engine.device, engine.precision) == ("faster-whisper", "cpu", "int8")
+    assert engine.model_name == converted.destination.name
+    engine.load()
+    engine.warmup()
+    assert engine.is_multilingual and engine.text_ctx == 96
+    result = engine.decode([np.zeros(SAMPLE_RATE, np.float32)], DecodeOptions(language="en", force_tokens=5))
+    assert len(result) == 1 and len(result[0].tokens) == 5
+    assert engine.memory() == {}
+
+
+def test_a_compute_type_the_device_cannot_run_is_refused(converted):
+    with pytest.raises(ValueError, match="WHISPER_COMPUTE_TYPE=float16 is not supported on cpu"):
+        resolve_compute_type("float16", "cpu")
+    assert resolve_compute_type("default", "cpu") == "int8"
+    assert resolve_compute_type("float32", "cpu") == "float32"
+    with pytest.raises(SettingsError, match="WHISPER_COMPUTE_TYPE"):
+        from_env({"WHISPER_ENGINE": "faster-whisper", "WHISPER_COMPUTE_TYPE": "int4"})
+
+
+def test_a_pt_checkpoint_is_refused_with_the_convert_command(source_checkpoint):
+    settings = from_env({"WHISPER_ENGINE": "faster-whisper", "WHISPER_MODEL": str(source_checkpoint)})
+    with pytest.raises(ValueError, match=r"make convert SRC=.*test\.pt DST=.*test-ct2/"):
+        create_engine(settings)
+
+
+def test_out_of_memory_errors_are_recognised():
+    assert FasterWhisperEngine.is_out_of_memory(RuntimeError("CUDA failed with error out of memory"))
+    assert not FasterWhisperEngine.is_out_of_memory(RuntimeError("No position encodings are defined"))
+    assert not FasterWhisperEngine.is_out_of_memory(ValueError("out of memory"))
+
+
+def test_language_probabilities_agree(openai_engine, faster_engine, windows):
+    reference, ours = openai_engine.detect_language(windows), faster_engine.detect_language(windows)
+    assert len(ours) == len(windows)
+    for expected, got in zip(reference, ours):
+        assert set(got) == set(expected) and len(got) == 99
+        assert math.isclose(sum(got.values()), 1.0, abs_tol=1e-3)
+        assert max(abs(got[code] - p) for code, p in expected.items()) < 1e-3
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        DecodeOptions(language="en"),
+        DecodeOptions(language="de", task="translate", prompt="Vorher gesagter Text"),
+        DecodeOptions(language="en", word_timestamps=True),
+        DecodeOptions(language=None),  # each window's own language, as openai-whisper does
+    ],
+    ids=["greedy", "prompt-translate", "words", "detect"],
+)
+def test_both_engines_give_the_same_tokens_and_segments(openai_engine, faster_engine, windows, options):
+    reference, ours = openai_engine.decode(windows, options), faster_engine.decode(windows, options)
+    assert len(ours) == len(reference) == len(windows)
+    for window, expected, got in zip(windows, reference, ours):
+        assert got.tokens == expected.tokens and got.tokens
+        assert got.text == expected.text
+        assert got.compression_ratio == pytest.approx(expected.compression_ratio)
+        assert got.avg_logprob == pytest.approx(expected.avg_logprob, abs=1e-3)
+        assert got.no_speech_prob == pytest.approx(expected.no_speech_prob, abs=1e-3)
+        assert [segment_fields(s) for s in got.segments] == [segment_fields(s) for s in expected.segments]
+        assert_well_formed(got, len(window) / SAMPLE_RATE, options.word_timestamps)
+
+
+def segment_fields(segment: Segment) -> tuple:
+    words = None if segment.words is None else [(w.word, w.start, w.end, round(w.probability, 3))
+                                                 for w in segment.words]  # fmt: skip
+    return segment.start, segment.end, segment.text, segment.tokens, words
+
+
+def assert_well_formed(result: WindowResult, seconds: float, words: bool) -> None:
+    assert isinstance(result, WindowResult) and result.segments
+    previous_end = 0.0
+    for segment in result.segments:
+        assert 0.0 <= previous_end <= segment.start <= segment.end <= seconds + 0.02
+        assert segment.tokens and all(t < 50257 for t in segment.tokens)
+        assert (segment.words is not None) == words
+        for word in segment.words or []:
+            assert segment.start - 0.02 <= word.start <= word.end <= segment.end + 0.02
+            assert 0.0 <= word.probability <= 1.0
+        previous_end = segment.end
+
+
+@pytest.mark.parametrize("tokens", [1, 7, 32, 48])
+@pytest.mark.parametrize("prompt", [None, "some earlier words of the same file"])
+def test_forced_token_counts_are_exact_on_both_engines(openai_engine, faster_engine, windows, tokens, prompt):
+    options = DecodeOptions(language="en", force_tokens=tokens, prompt=prompt)
+    for engine in (openai_engine, faster_engine):
+        assert [len(r.tokens) for r in engine.decode(windows, options)] == [tokens] * 3, engine.name
+
+
+def test_a_window_decodes_the_same_alone_and_in_a_batch(faster_engine, windows):
+    """Batching across requests must not change a request's tokens or word timings."""
+    options = DecodeOptions(language="en", word_timestamps=True)
+    batched = faster_engine.decode(windows, options)
+    for window, in_batch in zip(windows, batched):
+        (alone,) = faster_engine.decode([window], options)
+        assert alone.tokens == in_batch.tokens
+        assert [segment_fields(s) for s in alone.segments] == [segment_fields(s) for s in in_batch.segments]
+
+
+def test_sampling_and_beam_search_follow_the_options(faster_engine, windows):
+    sampled = faster_engine.decode(windows, DecodeOptions(language="en", temperature=0.8, best_of=2))
+    assert all(r.temperature == 0.8 and 0 < len(r.tokens) <= 48 for r in sampled)
+    beam = faster_engine.decode(windows[:1], DecodeOptions(language="en", beam_size=3))
+    assert beam[0].temperature == 0.0 and 0 < len(beam[0].tokens) <= 48
+
+
+def test_sequential_transcription_gives_absolute_monotonic_segments(openai_engine, faster_engine, windows):
+    audio = np.concatenate(windows[:2])  # 42 s: two windows
+    options = DecodeOptions(language="en", force_tokens=8)
+    for engine in (openai_engine, faster_engine):
+        transcript = engine.transcribe(audio, options, (0.0, 0.2), Thresholds(), True)
+        assert transcript.language == "en" and transcript.segments, engine.name
+        starts = [segment.start for segment, _ in transcript.segments]
+        assert starts == sorted(starts) and transcript.segments[-1][0].end <= len(audio) / SAMPLE_RATE + 0.02
+        assert all(isinstance(stats, WindowResult) for _, stats in transcript.segments)
+        assert {f.name for f in dataclasses.fields(transcript.segments[0][0])} == {
+            "start", "end", "text", "tokens", "words"}  # fmt: skip
