@@ -52,7 +52,8 @@ format: $(STAMP) ## Apply ruff format and ruff's safe fixes.
 pytest: $(STAMP)
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
-bench: $(STAMP) ## Side-by-side benchmark -> docs/benchmarks.md (BENCH_ARGS="--device cuda --dims large-v3-turbo").
+BENCH_ARGS ?= --engines
+bench: $(STAMP) ## Side-by-side benchmark -> docs/benchmarks.md (BENCH_ARGS="--engines --device cuda --dims large-v3-turbo").
 	@scripts/system-deps.sh test
 	$(BIN)/python -m bench $(BENCH_ARGS)
 

@@ -11,6 +11,8 @@ interleaved rounds so that drift in the machine hits all of them alike:
   (2) the service over HTTP at concurrency 1, 4 and 16 with the same 30 s clip;
   (3) a 10-minute file through the service, batched (default) vs sequential (condition_on_previous_text).
 Then a memory soak: peak RSS of the service after 20 and after 200 short requests.
+With --engines, both engines on equal work (the checkpoint converted offline, float32 storage): through the
+service at concurrency 1 and 8 (interleaved rounds), and in-process (bench.engines).
 """
 
 from __future__ import annotations
@@ -103,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--long-seconds", type=float, default=600)
     parser.add_argument("--soak", type=int, default=200, help="requests in the memory soak (0: skip)")
     parser.add_argument("--levels", default="1,4,16", help="HTTP concurrency levels")
+    parser.add_argument(
+        "--engines", action="store_true", help="also compare openai-whisper and faster-whisper"
+    )
+    parser.add_argument("--compute-type", default="", help="faster-whisper's (default: int8 on cpu)")
     parser.add_argument("--quick", action="store_true", help="1 round, 120 s long file, 40-request soak")
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
     if "--quick" in (sys.argv[1:] if argv is None else argv):  # smaller defaults; explicit flags still win
@@ -134,9 +140,57 @@ def main(argv: list[str] | None = None) -> int:
             )
         soak_rss = soak(server, short, args.soak) if args.soak else None
     report = render(args, baseline, http, batched, sequential, soak_rss, time.time() - began)
+    if args.engines:
+        report += compare_engines(args, model, clip, work)
     Path(args.out).write_text(report)
     print(report)
     return 0
+
+
+def compare_engines(args, model: Path, clip: Path, work: Path) -> str:
+    """Both engines through the service at concurrency 1 and 8, rounds interleaved; then in-process."""
+    from service.convert import convert
+
+    from . import engines
+
+    ct2 = convert(model, work / "ct2", quantization="float32").destination
+    compute = args.compute_type or ("int8" if args.device == "cpu" else "float16")
+    configs = {
+        "openai-whisper": (model, {}),
+        f"faster-whisper {compute}": (
+            ct2,
+            {"WHISPER_ENGINE": "faster-whisper", "WHISPER_COMPUTE_TYPE": compute},
+        ),
+    }
+    sides = {(name, c): Side(f"{name}, service, concurrency {c}", 30) for name in configs for c in (1, 8)}
+    for round_ in range(args.rounds):
+        print(f"engines round {round_ + 1}/{args.rounds}", file=sys.stderr)
+        for name, (path, env) in configs.items():
+            with Server(path, args.device, args.force_tokens, work, **env) as server:
+                for c in (1, 8):
+                    run_http(sides[name, c], server, clip, c, max(args.repeats, 2 * c), NO_FALLBACK)
+    mib = 1024 * 1024
+    rows = "\n".join(
+        f"| {s.name} | {s.requests} | {s.x_realtime:.2f} | {s.percentile(0.5):.2f} | {s.peak_rss / mib:.0f} |"
+        for s in sides.values()
+    )
+    reference, other = sides["openai-whisper", 8], sides[f"faster-whisper {compute}", 8]
+    in_process = engines.markdown(engines.run(engines.Config(dims=args.dims, device=args.device,
+                                                             force_tokens=args.force_tokens)))  # fmt: skip
+    return f"""
+## Engines: openai-whisper vs faster-whisper
+
+Same checkpoint (converted offline with `service.convert`, float32 storage; faster-whisper runs it as
+`{compute}`), same 30 s clip, exactly {args.force_tokens} tokens per window, greedy, no fallback.
+
+| side | requests | x realtime | p50 latency s | peak RSS MiB |
+|---|---:|---:|---:|---:|
+{rows}
+
+- faster-whisper vs openai-whisper through the service at concurrency 8, throughput:
+  {ratio(other.x_realtime, reference.x_realtime)} (target on CPU: >= 2x)
+
+{in_process}"""
 
 
 def ratio(a: float, b: float) -> str:
