@@ -88,13 +88,30 @@ def post_fork(server, worker):
 def post_worker_init(worker):
     """On SIGTERM, refuse new work with 503 + Retry-After while accepted work finishes."""
     scheduler = worker.wsgi.extensions["scheduler"]
-    stop = worker.handle_exit
+    stop, accept = worker.handle_exit, worker.accept
 
     def handle_exit(sig, frame):
         scheduler.begin_shutdown()
         stop(sig, frame)
+        worker.method_queue.defer(close_listeners)
 
-    worker.handle_exit = handle_exit
+    def close_listeners():
+        # gunicorn stops accepting but keeps its listener open until the drain ends, so the kernel queues
+        # new connections that nobody answers and resets them only then. Closing this worker's copy (the
+        # master closed its own first) makes the kernel refuse them at once; on a reload (HUP) the master
+        # keeps its copy and the new workers go on accepting.
+        worker.set_accept_enabled(False)
+        for listener in worker.sockets:
+            listener.close()
+
+    def accept_while_alive(listener):
+        try:
+            accept(listener)
+        except (OSError, AttributeError):  # a readiness event that raced close_listeners
+            if worker.alive:
+                raise
+
+    worker.handle_exit, worker.accept = handle_exit, accept_while_alive
     signal.signal(signal.SIGTERM, handle_exit)
 
 

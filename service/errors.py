@@ -8,6 +8,7 @@ so no traceback or server path ever reaches a client.
 
 from __future__ import annotations
 
+import errno
 import logging
 
 from flask import Flask, jsonify
@@ -158,5 +159,9 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def handle_unexpected(exc: Exception):
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            # werkzeug spools large multipart forms to TMPDIR before any view runs: a full disk lands here
+            log.warning("no room to store an upload: %s", exc)
+            return response(InsufficientStorage("The server has no room to store the upload; retry later."))
         log.exception("unhandled error")
         return response(InternalError("The server failed to handle the request."))

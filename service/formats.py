@@ -66,7 +66,7 @@ def clock(seconds: float, separator: str, always_hours: bool = True) -> str:
 def cue_text(text: str) -> str:
     """One line of cue text: no line breaks (a blank line ends a cue) and no '-->' (it starts a timing)."""
     text = re.sub(r"\s*[\r\n]+\s*", " ", text).strip()
-    return text.replace("-->", "->")
+    return re.sub(r"-{2,}>", "->", text)  # not str.replace: "--->" would become "-->" again
 
 
 def cues(t: Transcription) -> list[tuple[float, float, str]]:

@@ -13,6 +13,7 @@ from flask import Flask, current_app, g, request
 
 from . import __version__, metrics
 from .errors import APIError, Unauthorized, Unavailable, response
+from .openapi import openapi_json
 from .scheduler import Health
 
 log = logging.getLogger("service.request")
@@ -34,6 +35,7 @@ def register(app: Flask) -> None:
     app.teardown_request(_teardown)
     app.add_url_rule("/healthz", "healthz", healthz)
     app.add_url_rule("/readyz", "readyz", readyz)
+    app.add_url_rule("/openapi.json", "openapi", openapi_json)
     _publish_build_info(app)
 
 

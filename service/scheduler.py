@@ -261,24 +261,32 @@ class Scheduler:
         return True
 
     # -- admission -----------------------------------------------------------------------------------------
+    def check_admission(self) -> None:
+        """Refuse before the upload is decoded what submit() would refuse anyway: under overload, ffmpeg
+        decoding requests only to refuse them would take the CPU that inference needs."""
+        with self._lock:
+            self._refuse_if_full(0.0)
+
+    def _refuse_if_full(self, duration: float) -> None:
+        """Called with the lock held: raise 503 when not serving, 429 when a job this long does not fit."""
+        if self.health is not Health.READY:
+            metrics.REJECTED.labels("shutting_down" if self.health is Health.STOPPING else "not_ready").inc()
+            raise Unavailable(f"The server is not ready: {self.reason}.", retry_after=10)
+        queued = sum(j.duration for j in self._accepted.values())
+        full = len(self._accepted) >= self.queue_max_requests or (
+            self._accepted and queued + duration > self.queue_max_seconds
+        )
+        if full:
+            metrics.REJECTED.labels("queue_full").inc()
+            raise QueueFull(
+                f"The server is busy: {queued:.0f} s of audio are queued. Retry later.",
+                retry_after=self._retry_after(queued),
+            )
+
     def submit(self, job: Job) -> None:
         """Accept a job or refuse it at once (429 when full, 503 when not serving)."""
         with self._lock:
-            if self.health is not Health.READY:
-                metrics.REJECTED.labels(
-                    "shutting_down" if self.health is Health.STOPPING else "not_ready"
-                ).inc()
-                raise Unavailable(f"The server is not ready: {self.reason}.", retry_after=10)
-            queued = sum(j.duration for j in self._accepted.values())
-            full = len(self._accepted) >= self.queue_max_requests or (
-                self._accepted and queued + job.duration > self.queue_max_seconds
-            )
-            if full:
-                metrics.REJECTED.labels("queue_full").inc()
-                raise QueueFull(
-                    f"The server is busy: {queued:.0f} s of audio are queued. Retry later.",
-                    retry_after=self._retry_after(queued),
-                )
+            self._refuse_if_full(job.duration)
             self._accepted[job.id] = job
             metrics.QUEUE_AUDIO.inc(job.duration)
             job.accepted_at = time.monotonic()

@@ -52,7 +52,9 @@ class Settings:
     decode_mode: str = "batched"  # batched | sequential (openai-whisper's transcribe())
     batch_size: int = 0  # windows per model call; 0 = per device (16 on CUDA, 4 on CPU)
     queue_max_seconds: float = 4 * 3600.0  # audio seconds accepted but not yet finished
-    queue_max_requests: int = 256  # requests accepted but not yet finished
+    # requests accepted but not yet finished; keep it below THREADS: each waits on a request thread, so a
+    # larger bound is never reached and excess requests queue unseen in gunicorn instead of getting 429
+    queue_max_requests: int = 24
     request_timeout: float = 120.0  # seconds of deadline for any request ...
     request_timeout_per_audio_second: float = 1.0  # ... plus this many per second of audio
     force_tokens: int = 0  # benchmark only: decode exactly N tokens per window (0 = off)
@@ -147,7 +149,7 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "DECODE_MODE": ("decode_mode", _choice(DECODE_MODES)),
     "BATCH_SIZE": ("batch_size", _number(int, 0, "16")),
     "QUEUE_MAX_SECONDS": ("queue_max_seconds", _number(float, 1, "14400")),
-    "QUEUE_MAX_REQUESTS": ("queue_max_requests", _number(int, 1, "256")),
+    "QUEUE_MAX_REQUESTS": ("queue_max_requests", _number(int, 1, "24")),
     "REQUEST_TIMEOUT": ("request_timeout", _number(float, 1, "120")),
     "REQUEST_TIMEOUT_PER_AUDIO_SECOND": (
         "request_timeout_per_audio_second",

@@ -1,0 +1,317 @@
+"""The OpenAPI 3 description of what the service really accepts, served at GET /openapi.json.
+
+Built from the same constants the handlers validate against (formats, field ranges, languages), so the
+document and the server cannot drift apart silently; tests/reliability fuzz the server with schemathesis
+against this document.
+"""
+
+from __future__ import annotations
+
+from flask import current_app
+
+from . import __version__
+from .formats import ASR_OUTPUTS, OPENAI_FORMATS
+
+try:
+    from whisper.tokenizer import LANGUAGES
+except ImportError:  # pragma: no cover - the service always has openai-whisper
+    LANGUAGES = {}
+
+ERROR_STATUSES = {
+    "400": "Invalid request: a form field, a parameter or the audio itself.",
+    "401": "Missing or invalid API key (only when API_KEYS is set).",
+    "404": "No such model.",
+    "413": "The upload is larger than MAX_UPLOAD_MB.",
+    "429": "The queue is full; retry after Retry-After seconds.",
+    "500": "Unexpected server error.",
+    "503": "Not ready (model loading or failed) or shutting down; see Retry-After.",
+    "504": "The request did not finish within its deadline.",
+    "507": "No room to store the upload.",
+}
+RETRYABLE = ("429", "503")
+
+
+def _number(kind: str, low: float, high: float, description: str) -> dict:
+    return {"type": kind, "minimum": low, "maximum": high, "description": description}
+
+
+def _boolean(description: str) -> dict:
+    return {"type": "string", "enum": ["true", "false"], "description": description}
+
+
+# -- the OpenAI face: multipart form fields --------------------------------------------------------------
+def _openai_form(task: str) -> dict:
+    properties = {
+        "file": {"type": "string", "format": "binary", "description": "Audio in any format ffmpeg reads."},
+        "model": {"type": "string", "description": "whisper-1 or the served model's name (/v1/models)."},
+        "prompt": {"type": "string", "maxLength": 4000},
+        "response_format": {"type": "string", "enum": list(OPENAI_FORMATS), "default": "json"},
+        "temperature": _number("number", 0, 1, "0 = greedy with openai-whisper's fallback ladder."),
+        "stream": _boolean("Server-Sent Events: transcript.text.delta per window, then .done."),
+        "beam_size": _number("integer", 1, 16, "Beam search width (extension)."),
+        "compression_ratio_threshold": _number("number", 0, 100, "Fallback threshold (extension)."),
+        "logprob_threshold": _number("number", -100, 0, "Fallback threshold (extension)."),
+        "no_speech_threshold": _number("number", 0, 1, "Silence threshold (extension)."),
+        "hallucination_silence_threshold": _number("number", 0, 3600, "Extension."),
+        "condition_on_previous_text": _boolean("Sequential decoding, each window sees the last."),
+    }
+    if task == "transcribe":
+        properties["language"] = {"type": "string", "enum": sorted(LANGUAGES), "description": "ISO-639-1."}
+        properties["timestamp_granularities[]"] = {
+            "type": "array",
+            "items": {"type": "string", "enum": ["word", "segment"]},
+            "description": "Needs response_format=verbose_json.",
+        }
+    return {"type": "object", "required": ["file"], "properties": properties}
+
+
+def _openai_operation(task: str, summary: str) -> dict:
+    form = _openai_form(task)
+    return {
+        "summary": summary,
+        "operationId": f"{task}Audio",
+        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": form}}},
+        "responses": {
+            "200": {
+                "description": "The transcript in the requested response_format.",
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/Transcription"}},
+                    "text/plain": {"schema": {"type": "string"}},
+                    "application/x-subrip": {"schema": {"type": "string"}},
+                    "text/vtt": {"schema": {"type": "string"}},
+                    "text/event-stream": {"schema": {"type": "string"}},
+                },
+            },
+            **_errors("400", "401", "413", "429", "500", "503", "504", "507"),
+        },
+    }
+
+
+# -- the whisper-asr-webservice face: query parameters + multipart audio_file ----------------------------
+def _query(name: str, schema: dict) -> dict:
+    return {"name": name, "in": "query", "required": False, "schema": schema}
+
+
+def _asr_upload() -> dict:
+    form = {
+        "type": "object",
+        "required": ["audio_file"],
+        "properties": {"audio_file": {"type": "string", "format": "binary"}},
+    }
+    return {"required": True, "content": {"multipart/form-data": {"schema": form}}}
+
+
+ENCODE = _query("encode", _boolean("false: audio_file is raw 16 kHz mono s16le PCM."))
+
+
+def _asr_operation() -> dict:
+    return {
+        "summary": "Transcribe or translate (whisper-asr-webservice compatible).",
+        "operationId": "asr",
+        "parameters": [
+            _query("task", {"type": "string", "enum": ["transcribe", "translate"]}),
+            _query("language", {"type": "string", "enum": sorted(LANGUAGES)}),
+            # percent-encoded, the whole request line must fit gunicorn's 8190 bytes (up to 12 per character)
+            _query("initial_prompt", {"type": "string", "maxLength": 500}),
+            ENCODE,
+            _query("output", {"type": "string", "enum": list(ASR_OUTPUTS)}),
+            _query("word_timestamps", _boolean("Word-level timestamps.")),
+        ],
+        "requestBody": _asr_upload(),
+        "responses": {
+            "200": {
+                "description": "The transcript as the requested output.",
+                "content": {
+                    "application/json": {"schema": {"type": "object"}},
+                    "text/plain": {"schema": {"type": "string"}},
+                    "application/x-subrip": {"schema": {"type": "string"}},
+                    "text/vtt": {"schema": {"type": "string"}},
+                    "text/tab-separated-values": {"schema": {"type": "string"}},
+                },
+            },
+            **_errors("400", "401", "413", "429", "500", "503", "504", "507"),
+        },
+    }
+
+
+def _detect_operation() -> dict:
+    detected = {
+        "type": "object",
+        "required": ["detected_language", "language_code", "confidence"],
+        "properties": {
+            "detected_language": {"type": "string"},
+            "language_code": {"type": "string"},
+            "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+        },
+    }
+    return {
+        "summary": "Detect the spoken language (whisper-asr-webservice compatible).",
+        "operationId": "detectLanguage",
+        "parameters": [ENCODE],
+        "requestBody": _asr_upload(),
+        "responses": {
+            "200": {"description": "The language.", "content": {"application/json": {"schema": detected}}},
+            **_errors("400", "401", "413", "429", "500", "503", "504", "507"),
+        },
+    }
+
+
+# -- models, probes ----------------------------------------------------------------------------------------
+def _models_operations() -> tuple[dict, dict]:
+    listing = {
+        "summary": "The served model and its whisper-1 alias.",
+        "operationId": "listModels",
+        "responses": {
+            "200": {"description": "Models.", "content": _json({"$ref": "#/components/schemas/ModelList"})},
+            **_errors("401", "500"),
+        },
+    }
+    one = {
+        "summary": "One model.",
+        "operationId": "getModel",
+        "parameters": [{"name": "model_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "responses": {
+            "200": {"description": "The model.", "content": _json({"$ref": "#/components/schemas/Model"})},
+            **_errors("401", "404", "500"),
+        },
+    }
+    return listing, one
+
+
+def _probe(summary: str, operation_id: str, statuses: dict) -> dict:
+    return {"summary": summary, "operationId": operation_id, "security": [], "responses": statuses}
+
+
+def _probes() -> dict:
+    status = _json({"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}})
+    return {
+        "/healthz": {
+            "get": _probe("Liveness.", "healthz", {"200": {"description": "Alive.", "content": status}})
+        },
+        "/readyz": {
+            "get": _probe(
+                "Readiness: 200 once the model is loaded and warm.",
+                "readyz",
+                {"200": {"description": "Ready.", "content": status}, **_errors("503")},
+            )
+        },
+        "/openapi.json": {
+            "get": _probe(
+                "This document.", "openapi", {"200": {"description": "OpenAPI 3.", "content": _json({})}}
+            )
+        },
+    }
+
+
+# -- shared pieces -----------------------------------------------------------------------------------------
+def _json(schema: dict) -> dict:
+    return {"application/json": {"schema": schema}}
+
+
+def _errors(*statuses: str) -> dict:
+    out = {}
+    for status in statuses:
+        response: dict = {
+            "description": ERROR_STATUSES[status],
+            "content": _json({"$ref": "#/components/schemas/Error"}),
+        }
+        if status in RETRYABLE:
+            response["headers"] = {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}}
+        out[status] = response
+    return out
+
+
+def _schemas() -> dict:
+    nullable_string = {"type": ["string", "null"]}
+    return {
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "additionalProperties": False,
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "required": ["message", "type", "param", "code"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "message": {"type": "string", "minLength": 1},
+                        "type": {"type": "string"},
+                        "param": nullable_string,
+                        "code": nullable_string,
+                    },
+                }
+            },
+        },
+        "Transcription": {
+            "type": "object",
+            "required": ["text"],
+            "properties": {
+                "text": {"type": "string"},
+                "language": {"type": "string"},
+                "duration": {"type": "number", "minimum": 0},
+                "segments": {"type": "array", "items": {"type": "object"}},
+                "words": {"type": "array", "items": {"type": "object"}},
+                "usage": {"type": "object"},
+            },
+        },
+        "Model": {
+            "type": "object",
+            "required": ["id", "object", "created", "owned_by"],
+            "properties": {
+                "id": {"type": "string"},
+                "object": {"const": "model"},
+                "created": {"type": "integer"},
+                "owned_by": {"type": "string"},
+            },
+        },
+        "ModelList": {
+            "type": "object",
+            "required": ["object", "data"],
+            "properties": {
+                "object": {"const": "list"},
+                "data": {"type": "array", "items": {"$ref": "#/components/schemas/Model"}},
+            },
+        },
+    }
+
+
+def document() -> dict:
+    """The whole OpenAPI 3.1 document."""
+    listing, one = _models_operations()
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Whisper GPU service",
+            "version": __version__,
+            "description": "OpenAI-compatible speech-to-text, and whisper-asr-webservice's /asr.",
+        },  # fmt: skip
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}],
+        "paths": {
+            "/v1/audio/transcriptions": {"post": _openai_operation("transcribe", "Transcribe audio.")},
+            "/v1/audio/translations": {"post": _openai_operation("translate", "Translate audio to English.")},
+            "/v1/models": {"get": listing},
+            "/v1/models/{model_id}": {"get": one},
+            "/asr": {"post": _asr_operation()},
+            "/detect-language": {"post": _detect_operation()},
+            **_probes(),
+        },
+        "components": {
+            "schemas": _schemas(),
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "One of API_KEYS (if set)."}
+            },
+        },
+    }
+
+
+def openapi_json():
+    """GET /openapi.json; open without an API key (see http.OPEN_PATHS)."""
+    doc = document()
+    if not current_app.config["SETTINGS"].api_keys:
+        doc["security"] = []  # this server does not ask for a key; say so
+    models = [current_app.extensions["scheduler"].engine.model_name, "whisper-1"]
+    for path in ("/v1/audio/transcriptions", "/v1/audio/translations"):
+        form = doc["paths"][path]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+        form["properties"]["model"]["enum"] = models
+    return doc
