@@ -50,6 +50,7 @@ graceful_timeout = int(settings.graceful_timeout)  # in-flight and queued reques
 keepalive = 5
 limit_request_line = 8190
 forwarded_allow_ips = "127.0.0.1,::1"
+control_socket_disable = True  # gunicorn 27's control socket ($HOME/.gunicorn) is shared by every server
 accesslog = None  # the app logs one structured line per request
 errorlog = "-"
 loglevel = settings.log_level

@@ -104,7 +104,8 @@ print("API_KEYS=" + base64.b64decode(json.load(sys.stdin)["payload"]["data"]).de
 
 write_service_env() { # write_service_env FILE SECRET: the container's settings beyond the image's own
   local env_file="$1" secret="$2"
-  : >"${env_file}"
+  # gunicorn's drain must end before docker's stop timeout, or in-flight requests are killed
+  echo "GRACEFUL_TIMEOUT=$((STOP_TIMEOUT - 5))" >"${env_file}"
   if [ -n "${secret}" ]; then api_key_line "${secret}" >>"${env_file}"; fi
 }
 

@@ -101,6 +101,7 @@ class Job:
     results: list[WindowResult | None] = field(default_factory=list)
     language: str | None = None
     language_probs: dict[str, float] | None = None
+    arrived_at: float | None = None  # when its HTTP request arrived (time.monotonic())
     accepted_at: float = field(default_factory=time.monotonic)
     started_at: float | None = None  # first model call that included this job
     inference_seconds: float = 0.0  # model time of the batches this job took part in
@@ -199,6 +200,7 @@ class Scheduler:
         self._pending: OrderedDict[int, deque[_Item]] = OrderedDict()  # job id -> its windows, in order
         self._sequential: deque[Job] = deque()
         self._accepted: dict[int, Job] = {}  # accepted and not finished: what admission counts
+        self._stopping_since = float("inf")
         self._throughput = 0.0  # audio seconds per wall second, smoothed; for Retry-After
         self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
 
@@ -215,6 +217,7 @@ class Scheduler:
         with self._lock:
             if self.health is Health.READY:
                 self.health, self.reason = Health.STOPPING, "the server is shutting down"
+                self._stopping_since = time.monotonic()
             self._lock.notify_all()
 
     def drain(self, timeout: float) -> bool:
@@ -261,15 +264,21 @@ class Scheduler:
         return True
 
     # -- admission -----------------------------------------------------------------------------------------
-    def check_admission(self) -> None:
+    def check_admission(self, arrived: float | None = None) -> None:
         """Refuse before the upload is decoded what submit() would refuse anyway: under overload, ffmpeg
         decoding requests only to refuse them would take the CPU that inference needs."""
         with self._lock:
-            self._refuse_if_full(0.0)
+            self._refuse_if_full(0.0, arrived)
 
-    def _refuse_if_full(self, duration: float) -> None:
-        """Called with the lock held: raise 503 when not serving, 429 when a job this long does not fit."""
-        if self.health is not Health.READY:
+    def _refuse_if_full(self, duration: float, arrived: float | None = None) -> None:
+        """Called with the lock held: raise 503 when not serving, 429 when a job this long does not fit.
+
+        A request that arrived before shutdown began (`arrived`, monotonic) is still served: its client
+        sent it to a live server, and the drain gives it time to finish."""
+        arrived_in_time = (
+            self.health is Health.STOPPING and arrived is not None and arrived < self._stopping_since
+        )
+        if self.health is not Health.READY and not arrived_in_time:
             metrics.REJECTED.labels("shutting_down" if self.health is Health.STOPPING else "not_ready").inc()
             raise Unavailable(f"The server is not ready: {self.reason}.", retry_after=10)
         queued = sum(j.duration for j in self._accepted.values())
@@ -286,7 +295,7 @@ class Scheduler:
     def submit(self, job: Job) -> None:
         """Accept a job or refuse it at once (429 when full, 503 when not serving)."""
         with self._lock:
-            self._refuse_if_full(job.duration)
+            self._refuse_if_full(job.duration, job.arrived_at)
             self._accepted[job.id] = job
             metrics.QUEUE_AUDIO.inc(job.duration)
             job.accepted_at = time.monotonic()

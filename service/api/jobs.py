@@ -85,7 +85,7 @@ def decode_upload(field: str) -> object:
     if upload is None:
         raise InvalidRequest(f"Missing the audio file: send it as multipart field '{field}'.", param=field)
     cfg = settings()
-    scheduler().check_admission()  # a full queue refuses before the upload costs ffmpeg's CPU
+    scheduler().check_admission(g.get("started"))  # a full queue refuses before the upload costs ffmpeg's CPU
     began = time.monotonic()
     with spooled_upload(upload.stream, cfg.tmp_dir) as path:
         audio = decode_file(path, cfg.max_audio_seconds, cfg.ffmpeg_timeout)
@@ -101,7 +101,7 @@ def submit(audio, options: JobOptions) -> Job:
         from dataclasses import replace
 
         options = replace(options, force_tokens=cfg.force_tokens)
-    job = Job(audio=audio, options=options, deadline=deadline)
+    job = Job(audio=audio, options=options, deadline=deadline, arrived_at=g.get("started"))
     scheduler().submit(job)
     g.job = job
     return job

@@ -173,7 +173,9 @@ def test_fleet_host_starts_the_image_on_port_80_with_gpus(host):
     assert args[args.index("-p") + 1] == "80:5000"
     assert args[args.index("--restart") + 1] == "unless-stopped"
     env = (host.fake / "env-at-run").read_text().splitlines()
-    assert env == [f"API_KEYS={API_KEY}"]  # the model and the rest come baked in the image
+    stop_timeout = int(args[args.index("--stop-timeout") + 1])
+    # gunicorn drains before docker kills it; the model and the rest come baked in the image
+    assert env == [f"GRACEFUL_TIMEOUT={stop_timeout - 5}", f"API_KEYS={API_KEY}"]
     assert "-v" not in args and "--volume" not in args  # a mount would hide the baked model
     assert host.calls(f"docker pull -q {IMAGE}")
 
@@ -196,7 +198,7 @@ def test_without_a_secret_the_service_runs_without_api_keys(host):
     host.boot()
     env = (host.fake / "env-at-run").read_text()
     assert "API_KEYS" not in env
-    assert env == ""
+    assert env.splitlines() == ["GRACEFUL_TIMEOUT=20"]
     assert not any("/secrets/" in c for c in host.calls("curl"))
 
 

@@ -82,3 +82,26 @@ def test_image_and_deploy_give_gunicorn_its_whole_grace_period():
     deploy = DeployConfig(image="x", graceful_timeout=image_grace)
     assert deploy.stop_timeout > image_grace  # `docker run --stop-timeout` used by fab deploy
     assert DeployConfig.from_env({"IMAGE": "x", "GRACEFUL_TIMEOUT": "300"}).stop_timeout > 300
+
+
+def test_a_request_still_uploading_at_sigterm_is_served(start_service, audio_dir):
+    """The client sent its request to a live server: the drain finishes it instead of answering 503."""
+    service = start_service(GRACEFUL_TIMEOUT=str(GRACE))
+    with open(audio_dir / "speech.wav", "rb") as f:
+        prepared = requests.Request("POST", service.url + ENDPOINT, files={"file": f}, data=GREEDY).prepare()
+    port = int(service.url.rsplit(":", 1)[1])
+    head = f"POST {ENDPOINT} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in prepared.headers.items()) + "\r\n"
+    half = len(prepared.body) // 2
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        sock.sendall(head.encode() + prepared.body[:half])
+        time.sleep(1.0)  # the worker has started on the request and waits for the rest of the body
+        service.process.send_signal(signal.SIGTERM)
+        wait_for(lambda: refused(service), timeout=10, interval=0.01, what="new connections refused")
+        sock.sendall(prepared.body[half:])
+        response = b""
+        while chunk := sock.recv(65536):
+            response += chunk
+    status_line = response.split(b"\r\n", 1)[0]
+    assert status_line.endswith(b"200 OK"), response[:500]
+    assert service.process.wait(GRACE + 15) == 0
