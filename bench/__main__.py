@@ -78,6 +78,7 @@ def run_baseline(side: Side, model: Path, clip: Path, args) -> None:
 
 
 def run_http(side: Side, server: Server, clip: Path, concurrency: int, total: int, data: dict) -> None:
+    server.peak_rss = server.rss()  # this side's peak, not the one of a side before it
     latencies, wall = drive(server.url, clip, concurrency, total, data)
     side.latencies += latencies
     side.wall += wall
@@ -89,6 +90,7 @@ def run_http(side: Side, server: Server, clip: Path, concurrency: int, total: in
 def soak(server: Server, clip: Path, total: int) -> tuple[int, int]:
     """Peak RSS of the service after 10% and after 100% of `total` short requests."""
     first = max(1, total // 10)
+    server.peak_rss = server.rss()  # the soak's own peak, not the long-file sides' before it
     drive(server.url, clip, 4, first, NO_FALLBACK)
     after_first = server.peak_rss
     drive(server.url, clip, 4, total - first, NO_FALLBACK)
@@ -244,7 +246,7 @@ Ratios (same run):
   (target: >= 1.5x on CPU with tiny dims, >= 8x on GPU with large-v3-turbo dims)
 {memory}
 x realtime = audio seconds per wall second over all requests of a side. The batched side cuts the file at
-pauses (20-30 s windows), so it decodes at least as many windows as the sequential side (which steps a full
+pauses (24-30 s windows), so it decodes at least as many windows as the sequential side (which steps a full
 30 s per window when lengths are forced): the ratio understates batching's advantage. Sequential mode also
 conditions each window on the previous text, as openai-whisper's transcribe() does.
 """

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import threading
 import time
 from urllib.parse import urlparse
 
 import pytest
 import requests
+
+from tests.helpers import in_background, wait_for
 
 ENDPOINT = "/v1/audio/transcriptions"
 GREEDY = {"compression_ratio_threshold": "100", "logprob_threshold": "-100"}  # no fallback: deterministic
@@ -19,30 +20,6 @@ GREEDY = {"compression_ratio_threshold": "100", "logprob_threshold": "-100"}  # 
 def transcribe(service, path, data=None, timeout=180):
     with open(path, "rb") as f:
         return requests.post(service.url + ENDPOINT, files={"file": f}, data=data or {}, timeout=timeout)
-
-
-def in_background(fn, *args, **kwargs) -> dict:
-    """Run fn in a thread; the returned dict gets 'result' (or 'error') and 'thread'."""
-    box: dict = {}
-
-    def run():
-        try:
-            box["result"] = fn(*args, **kwargs)
-        except Exception as error:  # reported by the test that reads the box
-            box["error"] = error
-
-    box["thread"] = threading.Thread(target=run, daemon=True)
-    box["thread"].start()
-    return box
-
-
-def wait_for(condition, timeout=30.0, interval=0.05) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if condition():
-            return
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
 
 
 def test_full_queue_refuses_at_once_and_accepted_work_finishes(start_service, audio_dir):

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import threading
-import time
-
 import requests
+
+from tests.helpers import in_background, wait_for  # noqa: F401 - re-exported for this folder
 
 API_KEY = (
     "reliability-test-key-0123456789"  # a test key: fine on the test's command lines, never the server's
@@ -28,31 +27,6 @@ def assert_error(resp: requests.Response, status: int | tuple[int, ...], code: s
     if code is not None:
         assert body["error"]["code"] == code, body
     return body["error"]
-
-
-def in_background(fn, *args, **kwargs) -> dict:
-    """Run fn in a thread; the returned dict gets 'result' or 'error', and 'thread'."""
-    box: dict = {}
-
-    def run():
-        try:
-            box["result"] = fn(*args, **kwargs)
-        except Exception as error:  # the test that reads the box reports it
-            box["error"] = error
-
-    box["thread"] = threading.Thread(target=run, daemon=True)
-    box["thread"].start()
-    return box
-
-
-def wait_for(condition, timeout: float = 60.0, interval: float = 0.05, what: str = "condition"):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"{what} not met within {timeout} s")
 
 
 def ready(service) -> bool:
