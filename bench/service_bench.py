@@ -80,10 +80,11 @@ class Server:
         raise RuntimeError("server not ready in time")
 
     def rss(self) -> int:
-        """Resident memory of the master and its workers now."""
+        """Resident memory of the master and its workers now (not the short-lived ffmpeg decoders they run,
+        whose number at any instant is chance, not growth)."""
         try:
             master = psutil.Process(self.process.pid)
-            return sum(p.memory_info().rss for p in [master, *master.children(recursive=True)])
+            return sum(p.memory_info().rss for p in [master, *master.children(recursive=False)])
         except psutil.Error:
             return 0
 
