@@ -12,7 +12,7 @@ import uuid
 from flask import Flask, current_app, g, request
 
 from . import __version__, metrics
-from .errors import APIError, Unauthorized, Unavailable, response
+from .errors import Unauthorized, Unavailable, response
 from .openapi import openapi_json
 from .scheduler import Health
 
@@ -115,6 +115,3 @@ def _log_line(endpoint: str, status: int, elapsed: float) -> None:
 def _teardown(error: BaseException | None) -> None:
     if g.pop("in_flight", False):
         metrics.IN_FLIGHT.dec()
-
-
-__all__ = ["register", "configure_logging", "APIError"]

@@ -220,14 +220,6 @@ class Scheduler:
                 self._stopping_since = time.monotonic()
             self._lock.notify_all()
 
-    def drain(self, timeout: float) -> bool:
-        """Wait until every accepted job has finished; False if the timeout came first."""
-        end = time.monotonic() + timeout
-        with self._lock:
-            while self._accepted and time.monotonic() < end:
-                self._lock.wait(min(0.1, max(0.0, end - time.monotonic())))
-            return not self._accepted
-
     def _run(self) -> None:
         if not self._load():
             return
@@ -440,9 +432,7 @@ class Scheduler:
         except Exception as error:
             if not self.engine.is_out_of_memory(error):
                 raise
-            release = getattr(self.engine, "release_cache", None)
-            if release:
-                release()
+            self.engine.release_cache()
             if len(batch) == 1:
                 raise Unavailable(
                     "One 30 s window does not fit in GPU memory; try again later.", retry_after=30

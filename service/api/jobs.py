@@ -6,6 +6,7 @@ import queue
 import socket
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 from flask import current_app, g, request
 
@@ -98,8 +99,6 @@ def submit(audio, options: JobOptions) -> Job:
     seconds = len(audio) / 16000
     deadline = time.monotonic() + cfg.request_timeout + cfg.request_timeout_per_audio_second * seconds
     if cfg.force_tokens:
-        from dataclasses import replace
-
         options = replace(options, force_tokens=cfg.force_tokens)
     job = Job(audio=audio, options=options, deadline=deadline, arrived_at=g.get("started"))
     scheduler().submit(job)

@@ -150,6 +150,10 @@ class Engine(abc.ABC):
         """Whether an exception from decode() means the batch did not fit on the device."""
         return False
 
+    def release_cache(self) -> None:
+        """Give cached accelerator memory back after an out-of-memory error (nothing to do on CPU)."""
+        return None
+
 
 def split_segments(tokens: list[int], tokenizer: TimestampTokenizer, window_seconds: float) -> list[Segment]:
     """Cut one window's tokens into segments at timestamp pairs, like openai-whisper's transcribe().
