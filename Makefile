@@ -6,12 +6,12 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS ?= faster,ops,dev
+EXTRAS ?= faster,tools,ops,dev
 
 # The service's own settings (see README "Configuration"); make run passes the environment through.
+# Without WHISPER_MODEL, `make run` serves the embedded tiny.en (tools/embedded.py): offline, real weights.
 PORT ?= 5000
-WHISPER_MODEL ?= turbo
-export PORT WHISPER_MODEL
+export PORT
 
 .PHONY: help install system-deps run checkpoint test lint format pytest bench loadtest clean
 
@@ -31,12 +31,14 @@ system-deps: ## Install the Debian packages the tests need (ffmpeg, sshd, promet
 	scripts/system-deps.sh test
 
 # ---------------------------------------------------------------- the service
-run: $(STAMP) ## Serve the API on :$(PORT) with gunicorn, exactly as the container does.
+run: $(STAMP) ## Serve the API on :$(PORT) with gunicorn, as the container does (default model: embedded tiny.en).
 	@scripts/system-deps.sh run
-	$(BIN)/gunicorn -c gunicorn.conf.py 'service:create_app()'
+	@model="$${WHISPER_MODEL:-$$($(BIN)/python -m tools.embedded $${WHISPER_ENGINE:-openai-whisper})}" || exit 2; \
+	  echo "serving WHISPER_MODEL=$$model on :$(PORT)"; \
+	  WHISPER_MODEL="$$model" exec $(BIN)/gunicorn -c gunicorn.conf.py 'service:create_app()'
 
-checkpoint: $(STAMP) ## Write a small random-weight checkpoint for offline runs: build/tiny-random.pt.
-	$(BIN)/python -m service.testing build/tiny-random.pt
+checkpoint: $(STAMP) ## Write a small random-weight checkpoint (multilingual mechanics): build/tiny-random.pt.
+	$(BIN)/python -m tools.checkpoints build/tiny-random.pt
 
 # ---------------------------------------------------------------- checks
 test: $(STAMP) system-deps lint pytest ## Everything CI runs: linters, then the whole test suite.
@@ -167,9 +169,10 @@ lint-infra: ## shellcheck the VM startup script.
 .PHONY: convert test-engines bench-engines
 QUANTIZATION ?= float16
 
-convert: $(STAMP) ## Offline: openai-whisper SRC=model.pt -> faster-whisper DST=model-ct2/ (verified; QUANTIZATION=float16).
-	@test -n "$(SRC)" -a -n "$(DST)" || { echo "usage: make convert SRC=model.pt DST=model-ct2/" >&2; exit 2; }
-	$(BIN)/python -m service.convert $(SRC) $(DST) --quantization $(QUANTIZATION)
+convert: $(STAMP) ## Offline, verified: SRC=model.pt DST=model-ct2/ (QUANTIZATION=float16), or SRC=model-ct2/ DST=model.pt.
+	@test -n "$(SRC)" -a -n "$(DST)" || { echo "usage: make convert SRC=model.pt DST=model-ct2/ (or SRC=model-ct2/ DST=model.pt)" >&2; exit 2; }
+	@if [ -d "$(SRC)" ]; then $(BIN)/python -m tools.import_ct2 $(SRC) $(DST); \
+	  else $(BIN)/python -m tools.convert $(SRC) $(DST) --quantization $(QUANTIZATION); fi
 
 test-engines: $(STAMP) ## Only the engine and converter tests.
 	$(BIN)/pytest -q tests/engines $(PYTEST_ARGS)

@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from service.testing import build_checkpoint
+from tools.checkpoints import build_checkpoint
 
 from .service_bench import Server, drive
 
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def compare_engines(args, model: Path, clip: Path, work: Path) -> str:
     """Both engines through the service at concurrency 1 and 8, rounds interleaved; then in-process."""
-    from service.convert import convert
+    from tools.convert import convert
 
     from . import engines
 
@@ -182,7 +182,7 @@ def compare_engines(args, model: Path, clip: Path, work: Path) -> str:
     return f"""
 ## Engines: openai-whisper vs faster-whisper
 
-Same checkpoint (converted offline with `service.convert`, float32 storage; faster-whisper runs it as
+Same checkpoint (converted offline with `tools.convert`, float32 storage; faster-whisper runs it as
 `{compute}`), same 30 s clip, exactly {args.force_tokens} tokens per window, greedy, no fallback.
 
 | side | requests | x realtime | p50 latency s | peak RSS MiB |

@@ -55,7 +55,7 @@ DEFAULT_SIDES = (
 
 @dataclass(frozen=True)
 class Config:
-    dims: str = "tiny"  # service.testing shape: "test", "tiny", "large-v3-turbo", ...
+    dims: str = "tiny"  # tools.checkpoints shape: "test", "tiny", "large-v3-turbo", ...
     audio_seconds: float = 60.0
     force_tokens: int = 96  # decoder steps per 30 s window, on every side
     threads: int = 2  # CPU threads for torch and CTranslate2 alike
@@ -79,13 +79,13 @@ class Row:
 class Result:
     config: Config
     rows: tuple[Row, ...]
-    conversion: dict  # service.convert's report: how closely the converted logits agree
+    conversion: dict  # tools.convert's report: how closely the converted logits agree
 
 
 # -- the parent: model, conversion, one subprocess per side -----------------------------------------------
 def run(config: Config = Config(), work_dir: str | Path | None = None) -> Result:
     """Build and convert the model, time every side, return the rows (the caller renders them)."""
-    from service.convert import convert
+    from tools.convert import convert
 
     with tempfile.TemporaryDirectory(prefix="bench-engines-") as scratch:
         work = Path(work_dir or scratch)
@@ -98,8 +98,8 @@ def run(config: Config = Config(), work_dir: str | Path | None = None) -> Result
 
 
 def build_model(path: Path, dims: str) -> Path:
-    """service.testing's random checkpoint of the given shape."""
-    from service.testing import build_checkpoint
+    """tools.checkpoints's random checkpoint of the given shape."""
+    from tools.checkpoints import build_checkpoint
 
     return build_checkpoint(path, dims)
 
@@ -194,12 +194,13 @@ def serve_side(side: Side, config: Config, model: str, requests=sys.stdin, repli
         replies.flush()
 
     engine = make_engine(side, config, model)
+    engine.force_tokens = config.force_tokens
     started = time.perf_counter()
     engine.load()
     reply(load_seconds=time.perf_counter() - started)
     audio = bench_audio(config.audio_seconds)
     windows = [audio[i : i + WINDOW_SAMPLES] for i in range(0, len(audio), WINDOW_SAMPLES)]
-    options = DecodeOptions(language="en", force_tokens=config.force_tokens)
+    options = DecodeOptions(language="en")
     for request in requests:
         if request.strip() == "done":
             reply(peak_rss_mb=peak_rss_bytes() / 2**20)
@@ -212,8 +213,8 @@ def serve_side(side: Side, config: Config, model: str, requests=sys.stdin, repli
 def decode_all(engine, windows: list[np.ndarray], batch_size: int, options) -> None:
     for i in range(0, len(windows), batch_size):
         for result in engine.decode(windows[i : i + batch_size], options):
-            if len(result.tokens) != options.force_tokens:  # unequal work would void the comparison
-                raise RuntimeError(f"{engine.name}: {len(result.tokens)} tokens, not {options.force_tokens}")
+            if len(result.tokens) != engine.force_tokens:  # unequal work would void the comparison
+                raise RuntimeError(f"{engine.name}: {len(result.tokens)} tokens, not {engine.force_tokens}")
 
 
 def peak_rss_bytes() -> int:
@@ -228,6 +229,8 @@ def peak_rss_bytes() -> int:
 
 
 def make_engine(side: Side, config: Config, model: str):
+    from service.settings import Settings
+
     if side.engine == "openai-whisper":
         import torch
 
@@ -235,13 +238,12 @@ def make_engine(side: Side, config: Config, model: str):
 
         torch.set_num_threads(config.threads)
         torch.set_num_interop_threads(1)
-        return OpenAIWhisperEngine(model, config.device)
+        return OpenAIWhisperEngine(Settings(whisper_model=model, whisper_device=config.device))
     from service.engines.faster_whisper import FasterWhisperEngine
-    from service.settings import Settings
 
     settings = Settings(whisper_model=model, whisper_engine="faster-whisper", whisper_device=config.device,
-                        whisper_compute_type=side.compute_type)  # fmt: skip
-    return FasterWhisperEngine(settings, cpu_threads=config.threads)
+                        whisper_compute_type=side.compute_type, cpu_threads=config.threads)  # fmt: skip
+    return FasterWhisperEngine(settings)
 
 
 # -- rendering -----------------------------------------------------------------------------------------------

@@ -131,14 +131,14 @@ def local_server(model: str | None, env: dict[str, str], log_path: Path) -> Iter
     """gunicorn on 127.0.0.1 exactly as `make run` starts it; yields (url, master pid); SIGTERM at the end."""
     with tempfile.TemporaryDirectory(prefix="loadtest-") as tmp:
         if model is None:
-            from service.testing import build_checkpoint
+            from tools.checkpoints import build_checkpoint
 
             model = str(build_checkpoint(Path(tmp) / "test.pt"))
         port = free_port()
         full_env = {**os.environ, "WHISPER_MODEL": model, "WHISPER_DEVICE": "cpu", "PORT": str(port),
                     "METRICS_PORT": str(free_port()), "METRICS_HOST": "127.0.0.1",
                     "PROMETHEUS_MULTIPROC_DIR": os.path.join(tmp, "prom"), "WHISPER_FORCE_TOKENS": "8",
-                    "GRACEFUL_TIMEOUT": "30", **env}  # fmt: skip
+                    "GRACEFUL_TIMEOUT": "30", "VAD": "false", **env}  # fmt: skip
         gunicorn = str(Path(sys.executable).with_name("gunicorn"))
         with open(log_path, "wb") as log:
             cmd = [gunicorn, "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"]

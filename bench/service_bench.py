@@ -36,7 +36,7 @@ class Server:
         self.env = {
             **os.environ, "WHISPER_MODEL": str(model), "WHISPER_DEVICE": device, "PORT": str(self.port),
             "METRICS_PORT": str(self.metrics_port), "METRICS_HOST": "127.0.0.1",
-            "WHISPER_FORCE_TOKENS": str(force_tokens), "REQUEST_TIMEOUT": "3600",
+            "WHISPER_FORCE_TOKENS": str(force_tokens), "REQUEST_TIMEOUT": "3600", "VAD": "false",
             "QUEUE_MAX_REQUESTS": "1024", "QUEUE_MAX_SECONDS": "360000",
             "PROMETHEUS_MULTIPROC_DIR": str(log_dir / f"prom-{self.port}"), **env,
         }  # fmt: skip

@@ -19,6 +19,7 @@ def create_app(settings=None, *, device_index: int | None = None):
     from . import settings as settings_module
     from .api import asr, openai
     from .engines import create_engine
+    from .intake import vad
     from .scheduler import Scheduler
 
     settings = settings or settings_module.from_env()
@@ -32,6 +33,8 @@ def create_app(settings=None, *, device_index: int | None = None):
     )
     if device_index is None:
         device_index = int(os.environ.get("WHISPER_DEVICE_INDEX", "0"))
+    if settings.vad:
+        vad.load()  # the Silero model, before the first request needs it
     engine = create_engine(settings, device_index=device_index)
     scheduler = Scheduler(
         engine,

@@ -62,6 +62,13 @@ IN_FLIGHT = Gauge("whisper_requests_in_flight", "Requests being handled.", multi
 REJECTED = Counter("whisper_rejected_requests", "Requests refused before work started.", ("reason",))
 CANCELLED = Counter("whisper_cancelled_requests", "Accepted requests abandoned.", ("reason",))
 CANCELLED_WINDOWS = Counter("whisper_cancelled_windows", "Windows dropped undecoded by cancellation.")
+REDECODED_PIECES = Counter(
+    "whisper_redecoded_pieces", "Rest of a window decoded again after the model stopped early.", MODEL
+)
+SPEECH_RATIO = Histogram(
+    "whisper_speech_ratio", "Share of a request's audio that VAD kept as speech.", MODEL,
+    buckets=(0, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 1),
+)  # fmt: skip
 ERRORS = Counter("whisper_errors", "Errors returned, by type.", ("type",))
 MODEL_LOAD = Gauge("whisper_model_load_seconds", "Time to load and warm the model.", multiprocess_mode="max")
 MODEL_READY = Gauge(

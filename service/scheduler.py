@@ -1,10 +1,11 @@
 """The one inference thread that owns the model, and the bounded queue in front of it.
 
-Request threads decode audio, then `submit()` a Job and wait on it; they never touch the model. The inference
-thread loads the engine, then loops: detect languages for new jobs (batched), then build a batch of windows
-that share decoding options, taking one window per job in turn so a long file cannot starve a short one,
-decode it in one model call, and hand each job its results. Windows that fail openai-whisper's quality
-thresholds are queued again at the next temperature. A job finishes when every window has a result.
+Request threads decode audio and plan its windows, then `submit()` a Job and wait on it; they never touch the
+model. The inference thread loads the engine, then loops: detect languages for new jobs (batched), then build
+a batch of window pieces that share decoding options, taking one piece per job in turn so a long file cannot
+starve a short one, decode it in one model call, and hand each job its results. A piece that fails
+openai-whisper's quality thresholds is queued again at the next temperature; a piece whose decode stopped
+before the speech in its window did is followed by the rest of that window (see service.job).
 
 Admission is bounded by audio seconds and by job count (QUEUE_MAX_SECONDS, QUEUE_MAX_REQUESTS); a job that
 does not fit is refused at once with 429 and a Retry-After estimated from measured throughput. Once accepted,
@@ -14,34 +15,20 @@ a job is only dropped when its client disconnects or its deadline passes.
 from __future__ import annotations
 
 import enum
-import itertools
 import logging
-import queue
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from . import metrics
-from .audio import split_windows
-from .engines.base import (
-    SAMPLE_RATE,
-    DecodeOptions,
-    Engine,
-    Segment,
-    Thresholds,
-    Transcript,
-    WindowResult,
-)
+from .engines.base import SAMPLE_RATE, DecodeOptions, Engine, WindowResult
 from .errors import APIError, ClientClosed, DeadlineExceeded, InternalError, QueueFull, Unavailable
+from .job import Job
 
 log = logging.getLogger(__name__)
-
-HOP_LENGTH = 160  # samples per mel frame; `seek` in verbose_json counts these frames
-FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # openai-whisper's ladder for temperature=0
 
 
 class Health(enum.Enum):
@@ -52,136 +39,20 @@ class Health(enum.Enum):
     STOPPING = "stopping"
 
 
-@dataclass(frozen=True)
-class JobOptions:
-    """Everything a request asks of the decoder; `decode_options()` gives one model call's share."""
-
-    task: str = "transcribe"
-    language: str | None = None  # None: detect on the first window
-    temperatures: tuple[float, ...] = FALLBACK_TEMPERATURES
-    prompt: str | None = None
-    beam_size: int | None = None
-    best_of: int | None = None
-    word_timestamps: bool = False
-    thresholds: Thresholds = Thresholds()
-    sequential: bool = False  # openai-whisper's transcribe(): each window conditioned on the last
-    condition_on_previous_text: bool = False
-    force_tokens: int = 0
-    detect_only: bool = False  # /detect-language: stop after language detection
-
-    def decode_options(self, step: int, language: str | None) -> DecodeOptions:
-        return DecodeOptions(
-            task=self.task, language=language, temperature=self.temperatures[step], prompt=self.prompt,
-            beam_size=self.beam_size, best_of=self.best_of, word_timestamps=self.word_timestamps,
-            force_tokens=self.force_tokens,
-        )  # fmt: skip
-
-
-@dataclass
-class Transcription:
-    language: str
-    duration: float
-    segments: list[dict]
-
-    @property
-    def text(self) -> str:
-        return "".join(s["text"] for s in self.segments).strip()
-
-
-_ids = itertools.count(1)
-
-
-@dataclass(eq=False)
-class Job:
-    audio: np.ndarray
-    options: JobOptions
-    deadline: float  # time.monotonic() after which the job is abandoned
-    id: int = field(default_factory=lambda: next(_ids))
-    windows: list[tuple[int, int]] = field(default_factory=list)
-    results: list[WindowResult | None] = field(default_factory=list)
-    language: str | None = None
-    language_probs: dict[str, float] | None = None
-    arrived_at: float | None = None  # when its HTTP request arrived (time.monotonic())
-    accepted_at: float = field(default_factory=time.monotonic)
-    started_at: float | None = None  # first model call that included this job
-    inference_seconds: float = 0.0  # model time of the batches this job took part in
-    transcript: Transcript | None = None  # sequential mode: the whole file's segments
-    error: APIError | None = None
-    cancelled: str | None = None  # reason, once cancelled
-    done: threading.Event = field(default_factory=threading.Event)
-    events: queue.Queue = field(default_factory=queue.Queue)  # ("window", i) in order, then ("done", None)
-    _next_event: int = 0
-
-    @property
-    def duration(self) -> float:
-        return len(self.audio) / SAMPLE_RATE
-
-    @property
-    def queue_wait(self) -> float:
-        return (self.started_at or time.monotonic()) - self.accepted_at
-
-    def window_text(self, index: int) -> str:
-        if self.transcript is not None:
-            return "".join(segment.text for segment, _ in self.transcript.segments)
-        result = self.results[index]
-        silent = result is None or result.is_silence(self.options.thresholds)
-        return "" if silent else "".join(s.text for s in result.segments)
-
-    def transcription(self) -> Transcription:
-        return Transcription(self.language or "", self.duration, list(self._segments()))
-
-    def _segments(self) -> Iterator[dict]:
-        ids = itertools.count()
-        if self.transcript is not None:
-            for segment, stats in self.transcript.segments:
-                yield segment_dict(next(ids), round(segment.start * SAMPLE_RATE) // HOP_LENGTH, 0.0,
-                                   segment, stats)  # fmt: skip
-            return
-        for (start, _), result in zip(self.windows, self.results):
-            if result is None or result.is_silence(self.options.thresholds):
-                continue
-            offset = start / SAMPLE_RATE
-            for segment in result.segments:
-                yield segment_dict(next(ids), start // HOP_LENGTH, offset, segment, result)
-
-
-def segment_dict(index: int, seek: int, offset: float, segment: Segment, stats: WindowResult) -> dict:
-    """A segment in OpenAI's verbose_json shape, times made absolute by `offset` seconds."""
-    out = {
-        "id": index,
-        "seek": seek,
-        "start": round(offset + segment.start, 3),
-        "end": round(offset + segment.end, 3),
-        "text": segment.text,
-        "tokens": list(segment.tokens),
-        "temperature": float(stats.temperature),
-        "avg_logprob": float(stats.avg_logprob),
-        "compression_ratio": float(stats.compression_ratio),
-        "no_speech_prob": float(stats.no_speech_prob),
-    }
-    if segment.words is not None:
-        out["words"] = [
-            {"word": w.word, "start": round(offset + w.start, 3), "end": round(offset + w.end, 3),
-             "probability": round(float(w.probability), 4)}
-            for w in segment.words
-        ]  # fmt: skip
-    return out
-
-
 @dataclass
 class _Item:
-    """One window of one job at one step of the temperature ladder."""
+    """One piece of a job's window (from `offset` seconds on) at one step of the temperature ladder."""
 
     job: Job
-    index: int
+    window: int
+    offset: float = 0.0
     step: int = 0
 
     def options(self) -> DecodeOptions:
         return self.job.options.decode_options(self.step, self.job.language)
 
     def audio(self) -> np.ndarray:
-        start, end = self.job.windows[self.index]
-        return self.job.audio[start:end]
+        return self.job.piece_audio(self.window, self.offset)
 
 
 class Scheduler:
@@ -291,20 +162,14 @@ class Scheduler:
             self._accepted[job.id] = job
             metrics.QUEUE_AUDIO.inc(job.duration)
             job.accepted_at = time.monotonic()
+            job.language = job.options.language
             if job.options.sequential and not job.options.detect_only:
                 self._sequential.append(job)
+            elif job.language is None and self.engine.is_multilingual:
+                self._detect.append(job)
             else:
-                job.windows = split_windows(job.audio)
-                job.results = [None] * len(job.windows)
-                job.language = job.options.language
-                if job.language is None and self.engine.is_multilingual:
-                    self._detect.append(job)
-                elif job.options.detect_only:
-                    job.language = "en"  # an English-only model
-                    self._finish(job)
-                else:
-                    job.language = job.language or "en"
-                    self._enqueue_windows(job)
+                job.language = job.language or "en"  # an English-only model speaks English
+                self._enqueue_windows(job)
             self._lock.notify_all()
 
     def _retry_after(self, queued_seconds: float) -> float:
@@ -313,6 +178,10 @@ class Scheduler:
         return min(600.0, max(1.0, queued_seconds / self._throughput))
 
     def _enqueue_windows(self, job: Job) -> None:
+        """Queue the job's windows; a job with nothing to decode (no speech, or detection only) is done."""
+        if job.options.detect_only or not job.windows:
+            self._finish(job)
+            return
         self._pending[job.id] = deque(_Item(job, i) for i in range(len(job.windows)))
         metrics.QUEUE_DEPTH.inc(len(job.windows))
 
@@ -391,7 +260,7 @@ class Scheduler:
     def _detect_languages(self, jobs: list[Job]) -> None:
         began = time.monotonic()
         try:
-            probs = self.engine.detect_language([j.audio[slice(*j.windows[0])] for j in jobs])
+            probs = self.engine.detect_language([detection_audio(j) for j in jobs])
         except Exception as error:
             log.exception("language detection failed")
             for job in jobs:
@@ -404,10 +273,7 @@ class Scheduler:
                     continue
                 job.language = max(p, key=p.get)
                 job.language_probs = p
-                if job.options.detect_only:
-                    self._finish(job)
-                else:
-                    self._enqueue_windows(job)
+                self._enqueue_windows(job)
 
     def _decode(self, batch: list[_Item]) -> None:
         options = batch[0].options()
@@ -454,11 +320,13 @@ class Scheduler:
             self._pending.move_to_end(job.id, last=False)  # retries go first: the job is already waiting
             metrics.QUEUE_DEPTH.inc()
             return
-        job.results[item.index] = result
-        while job._next_event < len(job.results) and job.results[job._next_event] is not None:
-            job.events.put(("window", job._next_event))
-            job._next_event += 1
-        if job._next_event == len(job.results):
+        rest = job.deliver(item.window, item.offset, result)
+        if rest is not None:  # the decode stopped before the window's speech did: decode the rest next
+            self._pending.setdefault(job.id, deque()).appendleft(_Item(job, item.window, rest))
+            self._pending.move_to_end(job.id, last=False)
+            metrics.QUEUE_DEPTH.inc()
+            metrics.REDECODED_PIECES.labels(**self.labels).inc()
+        elif job.finished_windows():
             self._finish(job)
 
     def _transcribe(self, job: Job) -> None:
@@ -467,7 +335,7 @@ class Scheduler:
         began = time.monotonic()
         options = job.options
         try:
-            transcript = self.engine.transcribe(
+            language, segments = self.engine.transcribe(
                 job.audio, options.decode_options(0, options.language), options.temperatures,
                 options.thresholds, options.condition_on_previous_text,
             )  # fmt: skip
@@ -477,9 +345,7 @@ class Scheduler:
             return
         self._record_batch("decode", [job], began, job.duration)
         with self._lock:
-            job.language = transcript.language
-            job.transcript = transcript
-            job.windows, job.results = [(0, len(job.audio))], [None]
+            job.language, job.sequential_segments = language, segments
             job.events.put(("window", 0))
             self._finish(job)
 
@@ -521,3 +387,10 @@ class Scheduler:
         if isinstance(error, APIError):
             return error
         return InternalError("Inference failed on the server.")
+
+
+def detection_audio(job: Job) -> np.ndarray:
+    """What language detection listens to: the first window's speech, else the first 30 s."""
+    if job.windows:
+        return job.piece_audio(0, 0.0)
+    return job.audio[: 30 * SAMPLE_RATE]

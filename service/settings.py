@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ENGINES = ("openai-whisper", "faster-whisper")
+ENGINES = ("openai-whisper", "faster-whisper")  # service.engines.ENGINES registers each
 DEVICES = ("auto", "cpu", "cuda")
 DECODE_MODES = ("batched", "sequential")
 
@@ -31,6 +31,7 @@ class Settings:
     whisper_engine: str = "openai-whisper"  # openai-whisper | faster-whisper
     whisper_device: str = "auto"  # auto | cpu | cuda
     whisper_compute_type: str = "default"  # faster-whisper: float16, int8_float16, int8, float32
+    cpu_threads: int = 0  # threads of one model on the CPU; 0 = the library's default
     warmup: bool = True  # one inference at start, before /readyz turns 200
 
     # http
@@ -58,6 +59,12 @@ class Settings:
     request_timeout: float = 120.0  # seconds of deadline for any request ...
     request_timeout_per_audio_second: float = 1.0  # ... plus this many per second of audio
     force_tokens: int = 0  # benchmark only: decode exactly N tokens per window (0 = off)
+
+    # voice activity detection (intake/vad.py): only speech is decoded
+    vad: bool = True  # the default for requests that do not choose (chunking_strategy, vad_filter)
+    vad_threshold: float = 0.5  # Silero speech probability
+    vad_min_silence_ms: int = 1000  # a pause this long ends a speech region
+    vad_speech_pad_ms: int = 400  # audio kept on each side of a speech region
 
     log_level: str = "info"
 
@@ -134,6 +141,7 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "WHISPER_ENGINE": ("whisper_engine", _choice(ENGINES)),
     "WHISPER_DEVICE": ("whisper_device", _choice(DEVICES)),
     "WHISPER_COMPUTE_TYPE": ("whisper_compute_type", _text),
+    "WHISPER_CPU_THREADS": ("cpu_threads", _number(int, 0, "2")),
     "WARMUP": ("warmup", _bool),
     "PORT": ("port", _port),
     "METRICS_PORT": ("metrics_port", _port),
@@ -157,6 +165,10 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     ),
     "WHISPER_FORCE_TOKENS": ("force_tokens", _number(int, 0, "96")),
     "LOG_LEVEL": ("log_level", _choice(("debug", "info", "warning", "error"))),
+    "VAD": ("vad", _bool),
+    "VAD_THRESHOLD": ("vad_threshold", _number(float, 0.01, "0.5")),
+    "VAD_MIN_SILENCE_MS": ("vad_min_silence_ms", _number(int, 0, "1000")),
+    "VAD_SPEECH_PAD_MS": ("vad_speech_pad_ms", _number(int, 0, "400")),
 }
 
 COMPUTE_TYPES = (
@@ -191,5 +203,7 @@ def _check_combinations(settings: Settings) -> None:
         )
     if not settings.whisper_model.strip():
         raise SettingsError("WHISPER_MODEL is empty, e.g. WHISPER_MODEL=turbo")
+    if settings.vad_threshold >= 1:
+        raise SettingsError(f"VAD_THRESHOLD={settings.vad_threshold} must be below 1, e.g. VAD_THRESHOLD=0.5")
     if settings.metrics_port and settings.metrics_port == settings.port:
         raise SettingsError(f"METRICS_PORT must differ from PORT ({settings.port}), e.g. METRICS_PORT=9101")

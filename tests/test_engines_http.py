@@ -6,7 +6,7 @@ import openai
 import pytest
 import requests
 
-from service.convert import convert
+from tools.convert import convert
 
 ENDPOINT = "/v1/audio/transcriptions"
 GREEDY = {"language": "en", "temperature": "0", "compression_ratio_threshold": "100",

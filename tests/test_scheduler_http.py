@@ -50,12 +50,13 @@ def send_and_hang_up(service, path, data: dict, after: float) -> None:
 
 
 def test_disconnect_cancels_queued_windows(start_service, audio_dir, tmp_path):
-    from service.audio import decode_file, split_windows
+    from service.intake.upload import decode_file
+    from service.intake.windows import contiguous_windows
 
     five_minutes = tmp_path / "five-minutes.wav"
     subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-stream_loop", "3", "-i",
                     str(audio_dir / "long.wav"), str(five_minutes)], check=True)  # fmt: skip
-    windows = len(split_windows(decode_file(str(five_minutes), 3600, 60)))
+    windows = len(contiguous_windows(decode_file(str(five_minutes), 3600, 60)))
     service = start_service(BATCH_SIZE="1")
     send_and_hang_up(service, five_minutes, {"language": "en", **GREEDY}, after=0.5)
     wait_for(lambda: service.metric("whisper_cancelled_requests_total", reason="disconnect") == 1)

@@ -15,7 +15,7 @@ from flask import Blueprint, Response, request
 
 from ..errors import InvalidAudio, InvalidRequest
 from ..formats import ASR_OUTPUTS, render
-from ..scheduler import FALLBACK_TEMPERATURES, JobOptions
+from ..job import FALLBACK_TEMPERATURES, JobOptions
 from . import jobs
 
 bp = Blueprint("asr", __name__)
@@ -39,6 +39,7 @@ def asr():
         prompt=args.get("initial_prompt") or None,
         word_timestamps=jobs.boolean(args, "word_timestamps"),
         sequential=jobs.settings().decode_mode == "sequential",
+        vad=jobs.default_vad(),
     )
     job = jobs.submit(_audio(), options)
     transcription = jobs.wait(job)
@@ -49,7 +50,7 @@ def asr():
 
 @bp.post("/detect-language")
 def detect_language():
-    job = jobs.submit(_audio(), JobOptions(detect_only=True))
+    job = jobs.submit(_audio(), JobOptions(detect_only=True, vad=jobs.default_vad()))
     transcription = jobs.wait(job)
     code = transcription.language
     probability = (job.language_probs or {}).get(code, 1.0)

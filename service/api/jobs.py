@@ -6,15 +6,18 @@ import queue
 import socket
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 
 from flask import current_app, g, request
 
 from .. import metrics
-from ..audio import decode_file, spooled_upload
+from ..engines.base import SAMPLE_RATE
 from ..errors import InvalidRequest
-from ..scheduler import Job, JobOptions, Scheduler, Transcription
+from ..intake.upload import decode_file, spooled_upload
+from ..intake.vad import VadParams
+from ..job import Job, JobOptions
+from ..scheduler import Scheduler
 from ..settings import Settings
+from ..transcript import Transcript
 
 try:
     from whisper.tokenizer import LANGUAGES, TO_LANGUAGE_CODE
@@ -94,31 +97,43 @@ def decode_upload(field: str) -> object:
     return audio
 
 
-def submit(audio, options: JobOptions) -> Job:
+def default_vad() -> VadParams | None:
+    """The VAD a request gets when it does not choose: the VAD_* settings, or None when VAD=false."""
     cfg = settings()
-    seconds = len(audio) / 16000
+    if not cfg.vad:
+        return None
+    return VadParams(threshold=cfg.vad_threshold, min_silence_ms=cfg.vad_min_silence_ms,
+                     speech_pad_ms=cfg.vad_speech_pad_ms)  # fmt: skip
+
+
+def submit(audio, options: JobOptions) -> Job:
+    """Plan the audio's windows (VAD), then queue the job; 429/503 when the scheduler refuses it."""
+    cfg = settings()
+    seconds = len(audio) / SAMPLE_RATE
     deadline = time.monotonic() + cfg.request_timeout + cfg.request_timeout_per_audio_second * seconds
-    if cfg.force_tokens:
-        options = replace(options, force_tokens=cfg.force_tokens)
-    job = Job(audio=audio, options=options, deadline=deadline, arrived_at=g.get("started"))
+    began = time.monotonic()
+    job = Job.planned(audio, options, deadline, arrived_at=g.get("started"), key_id=g.get("key_id", ""))
+    observe_stage("vad", time.monotonic() - began)
+    speech_seconds = sum(r.seconds for r in job.speech)
+    metrics.SPEECH_RATIO.labels(**labels()).observe(speech_seconds / max(seconds, 1e-3))
     scheduler().submit(job)
     g.job = job
     return job
 
 
-def wait(job: Job) -> Transcription:
+def wait(job: Job) -> Transcript:
     scheduler().wait(job, disconnected=client_disconnected(request.environ))
     return finished(job)
 
 
-def finished(job: Job) -> Transcription:
+def finished(job: Job) -> Transcript:
     """Record a finished job's stage metrics and return its transcription."""
     observe_stage("queue_wait", job.queue_wait)
     observe_stage("inference", job.inference_seconds)
     metrics.AUDIO_SECONDS.labels(**labels()).inc(job.duration)
     metrics.AUDIO_DURATION.labels(**labels()).observe(job.duration)
     metrics.REAL_TIME_FACTOR.labels(**labels()).observe(job.inference_seconds / max(job.duration, 1e-3))
-    return job.transcription()
+    return job.transcript()
 
 
 def rendered(render: Callable[[], tuple[str, str]]) -> tuple[str, str]:

@@ -17,7 +17,7 @@ from .. import formats
 from ..engines.base import Thresholds
 from ..errors import APIError, InvalidRequest, NotFound
 from ..formats import OPENAI_FORMATS, render
-from ..scheduler import FALLBACK_TEMPERATURES, JobOptions
+from ..job import FALLBACK_TEMPERATURES, JobOptions
 from . import jobs
 
 bp = Blueprint("openai", __name__, url_prefix="/v1")
@@ -108,6 +108,7 @@ def _parse(form, task: str) -> tuple[str, JobOptions, bool]:
         thresholds=_thresholds(form),
         sequential=sequential,
         condition_on_previous_text=condition,
+        vad=jobs.default_vad(),
     )
     return response_format, options, stream
 

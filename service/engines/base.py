@@ -1,21 +1,35 @@
-"""The engine boundary: what the scheduler asks of a Whisper implementation.
+"""The engine boundary: what the scheduler asks of a Whisper implementation, and what both engines share.
 
 An engine loads one model onto one device and decodes batches of audio windows (each at most 30 s of 16 kHz
 mono float32). It knows nothing of HTTP, queues or requests; the scheduler above it does the batching,
-temperature fallback and offsets. Both `openai-whisper` and `faster-whisper` implement this class.
+temperature fallback, re-decoding and offsets. Every engine is built the same way, `Engine(settings,
+device_index)`, and registered by name in `service.engines`.
 """
 
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, field
+import zlib
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
 
+from ..settings import Settings
+from ..transcript import Segment
+
 SAMPLE_RATE = 16000  # Hz: every engine takes 16 kHz mono float32
 WINDOW_SECONDS = 30  # Whisper's receptive field
 WINDOW_SAMPLES = SAMPLE_RATE * WINDOW_SECONDS  # 480000 samples in a 30-second window
+HOP_LENGTH = 160  # samples per mel frame: 100 frames per second; `seek` counts these
+TIME_PRECISION = 0.02  # seconds per timestamp token
+
+
+Transcribed = tuple[str, list[Segment]]  # sequential mode's result: language, segments with absolute times
+
+
+class ModelUnavailable(RuntimeError):
+    """The model cannot be loaded for a reason the operator fixes (no network, wrong path); one line."""
 
 
 @dataclass(frozen=True)
@@ -29,7 +43,6 @@ class DecodeOptions:
     beam_size: int | None = None  # beam search at temperature 0
     best_of: int | None = None  # independent samples at temperature > 0
     word_timestamps: bool = False  # align words with the cross-attention (DTW)
-    force_tokens: int = 0  # benchmark only: exactly N tokens per window, whatever the weights say
 
 
 @dataclass(frozen=True)
@@ -42,34 +55,18 @@ class Thresholds:
     hallucination_silence: float | None = None  # sequential mode only: skip silences longer than this
 
 
-@dataclass
-class Word:
-    word: str
-    start: float  # seconds from the start of the window (engine) or the file (scheduler)
-    end: float
-    probability: float
-
-
-@dataclass
-class Segment:
-    start: float  # seconds, relative to the window in engine results
-    end: float
-    text: str
-    tokens: list[int]
-    words: list[Word] | None = None
-
-
-@dataclass
+@dataclass(frozen=True)
 class WindowResult:
-    """One window's decode at one temperature."""
+    """One window's decode at one temperature; segment times are relative to the window's start."""
 
-    segments: list[Segment]
+    segments: tuple[Segment, ...]
     text: str
     temperature: float
     avg_logprob: float
     compression_ratio: float
     no_speech_prob: float
-    tokens: list[int] = field(default_factory=list)
+    consumed: float  # seconds of the window this decode covers; the rest is decoded again if it has speech
+    tokens: tuple[int, ...] = ()  # every sampled token, timestamps included
 
     def needs_fallback(self, thresholds: Thresholds) -> bool:
         """openai-whisper's rule: too repetitive or too unsure, unless it is silence."""
@@ -77,26 +74,13 @@ class WindowResult:
             thresholds.compression_ratio is not None and self.compression_ratio > thresholds.compression_ratio
         )
         too_unsure = thresholds.logprob is not None and self.avg_logprob < thresholds.logprob
-        silent = (
-            thresholds.no_speech is not None
-            and self.no_speech_prob > thresholds.no_speech
-            and thresholds.logprob is not None
-            and self.avg_logprob < thresholds.logprob
-        )
-        return (too_repetitive or too_unsure) and not silent
+        return (too_repetitive or too_unsure) and not self.is_silence(thresholds)
 
     def is_silence(self, thresholds: Thresholds) -> bool:
+        """openai-whisper's no-speech rule: likely no speech, and the text is not confident either."""
         if thresholds.no_speech is None or self.no_speech_prob <= thresholds.no_speech:
             return False
         return thresholds.logprob is None or self.avg_logprob < thresholds.logprob
-
-
-@dataclass
-class Transcript:
-    """A whole file decoded sequentially (openai-whisper's long-form algorithm); times are absolute."""
-
-    language: str
-    segments: list[tuple[Segment, WindowResult]]
 
 
 class TimestampTokenizer(Protocol):
@@ -109,14 +93,20 @@ class TimestampTokenizer(Protocol):
 
 
 class Engine(abc.ABC):
-    """One model on one device. Only the scheduler's inference thread calls these methods."""
+    """One model on one device. Only the scheduler's inference thread calls load/decode/transcribe."""
 
     name: str  # "openai-whisper" | "faster-whisper"
-    model_name: str  # what /v1/models reports, e.g. "turbo" or the checkpoint's file stem
-    device: str  # "cpu" | "cuda" | "cuda:1"
-    precision: str  # "float16", "float32", "int8", ...
-    is_multilingual: bool = True
-    batch_size: int = 4  # a good default batch for this device
+
+    def __init__(self, settings: Settings, device_index: int = 0):
+        self.settings = settings
+        self.source = settings.whisper_model  # an official name or a path
+        self.device_index = device_index
+        self.model_name = model_name(self.source)  # what /v1/models reports
+        self.device = "cpu"  # "cpu" | "cuda:N", set by the subclass
+        self.precision = "float32"  # "float16", "float32", "int8", ...
+        self.batch_size = 4  # a good default batch for the device; the subclass sets it
+        self.is_multilingual = True  # known after load()
+        self.force_tokens = settings.force_tokens  # benchmarks only: decode exactly N tokens per window
 
     @abc.abstractmethod
     def load(self) -> None:
@@ -124,7 +114,7 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     def detect_language(self, windows: list[np.ndarray]) -> list[dict[str, float]]:
-        """For each window, the probability of every language code."""
+        """For each window, the probability of every language code ({"en": 1.0} on English-only models)."""
 
     @abc.abstractmethod
     def decode(self, windows: list[np.ndarray], options: DecodeOptions) -> list[WindowResult]:
@@ -132,14 +122,16 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     def transcribe(self, audio: np.ndarray, options: DecodeOptions, temperatures: tuple[float, ...],
-                   thresholds: Thresholds, condition_on_previous_text: bool) -> Transcript:  # fmt: skip
-        """Sequential long-form decoding of a whole file, each window conditioned on the last."""
+                   thresholds: Thresholds, condition_on_previous_text: bool) -> Transcribed:  # fmt: skip
+        """Sequential long-form decoding of a whole file, each window conditioned on the last: the language
+        and segments with absolute times."""
 
     def warmup(self) -> None:
         """One short inference so that the first request does not pay for lazy initialisation."""
-        silence = np.zeros(SAMPLE_RATE, dtype=np.float32)
-        self.detect_language([silence])
-        self.decode([silence], DecodeOptions(language="en", force_tokens=4))
+        speechless = np.zeros(SAMPLE_RATE, dtype=np.float32)
+        if self.is_multilingual:
+            self.detect_language([speechless])
+        self.decode([speechless], DecodeOptions(language="en"))
 
     def memory(self) -> dict[str, tuple[int, int]]:
         """Accelerator memory per device: (allocated, reserved) bytes; empty on CPU."""
@@ -148,31 +140,70 @@ class Engine(abc.ABC):
     @staticmethod
     def is_out_of_memory(error: BaseException) -> bool:
         """Whether an exception from decode() means the batch did not fit on the device."""
-        return False
+        return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
 
     def release_cache(self) -> None:
         """Give cached accelerator memory back after an out-of-memory error (nothing to do on CPU)."""
         return None
 
 
-def split_segments(tokens: list[int], tokenizer: TimestampTokenizer, window_seconds: float) -> list[Segment]:
-    """Cut one window's tokens into segments at timestamp pairs, like openai-whisper's transcribe().
+def model_name(source: str) -> str:
+    """'turbo' -> 'turbo'; '/models/tiny.en.pt' -> 'tiny.en'; '/models/tiny.en-ct2/' -> 'tiny.en-ct2'."""
+    name = source.rstrip("/").replace("\\", "/").rsplit("/", 1)[-1]
+    return name[:-3] if name.endswith(".pt") else name
+
+
+def download_failed(source: str, error: BaseException) -> ModelUnavailable:
+    """One line that says why a named model is missing and what to do instead."""
+    return ModelUnavailable(
+        f"cannot download the model {source!r} ({type(error).__name__}: {error}); on a machine without "
+        "network set WHISPER_MODEL to a local checkpoint (.pt or a CTranslate2 directory; `make convert` "
+        "converts between them), or run `make run` without WHISPER_MODEL for the embedded tiny.en"
+    )
+
+
+def split_segments(tokens: list[int], tokenizer: TimestampTokenizer,
+                   window_seconds: float) -> tuple[list[Segment], float]:  # fmt: skip
+    """Cut one window's tokens into segments at timestamp pairs, like openai-whisper's transcribe(); and how
+    much of the window they cover.
 
     Shared by both engines so that the same tokens give the same segments whichever engine decoded them.
-    Unlike transcribe(), a window is never re-decoded from its last timestamp: text after the last closed
-    pair becomes a final segment that ends with the window. Times are clamped into [0, window] and made
-    monotonic, so segments never overlap even when the weights emit odd timestamps.
+    As in transcribe(), text after the last closing timestamp is an unfinished segment: it is dropped and
+    the window counts as covered up to that timestamp only, so the caller decodes the rest again (nothing
+    is lost). Without any closing timestamp the text becomes one segment that ends with the window. Times
+    are clamped into [0, window] and made monotonic, so segments never overlap.
     """
+    pieces = _timestamp_pieces(tokens, tokenizer)
+    if not pieces:
+        return [], window_seconds
+    closed = [p for p in pieces if p[1] is not None]
+    consumed = window_seconds
+    if closed and pieces[-1][1] is None:  # unfinished text after the last pair: decode it again
+        pieces, consumed = closed, min(max(p[1] for p in closed), window_seconds)
+    elif closed and pieces[-1][1] is not None:
+        consumed = min(pieces[-1][1], window_seconds)
+    segments: list[Segment] = []
+    previous_end = 0.0
+    for piece_start, piece_end, piece_tokens in pieces:
+        start = previous_end if piece_start is None else piece_start
+        start = min(max(start, previous_end), window_seconds)
+        end = window_seconds if piece_end is None else min(piece_end, window_seconds)
+        end = max(end, start)
+        segments.append(Segment(round(start, 3), round(end, 3), tokenizer.decode(piece_tokens),
+                                tuple(piece_tokens)))  # fmt: skip
+        previous_end = end
+    return segments, consumed
+
+
+def _timestamp_pieces(tokens: list[int], tokenizer: TimestampTokenizer):
+    """(start or None, end or None, text tokens) between timestamp tokens; only pieces with text."""
     begin = tokenizer.timestamp_begin
-    text_tokens = [t for t in tokens if t < tokenizer.eot]
-    if not text_tokens:
-        return []
     pieces: list[tuple[float | None, float | None, list[int]]] = []
     start: float | None = None
     current: list[int] = []
     for token in tokens:
         if token >= begin:
-            stamp = (token - begin) * 0.02
+            stamp = (token - begin) * TIME_PRECISION
             if current:  # a closing timestamp
                 pieces.append((start, stamp, current))
                 start, current = None, []
@@ -182,14 +213,25 @@ def split_segments(tokens: list[int], tokenizer: TimestampTokenizer, window_seco
             current.append(token)
     if current:
         pieces.append((start, None, current))
-    segments: list[Segment] = []
-    previous_end = 0.0
-    for piece_start, piece_end, piece_tokens in pieces:
-        seg_start = min(max(piece_start if piece_start is not None else previous_end, previous_end),
-                        window_seconds)  # fmt: skip
-        seg_end = window_seconds if piece_end is None else min(piece_end, window_seconds)
-        seg_end = max(seg_end, seg_start)
-        text = tokenizer.decode(piece_tokens)
-        segments.append(Segment(round(seg_start, 3), round(seg_end, 3), text, piece_tokens))
-        previous_end = seg_end
-    return segments
+    return pieces
+
+
+def window_result(segments: list[Segment], text: str, temperature: float, avg_logprob: float,
+                  no_speech_prob: float, consumed: float, tokens: list[int]) -> WindowResult:  # fmt: skip
+    """The decode's statistics, copied onto each segment as openai-whisper's verbose_json reports them."""
+    ratio = compression_ratio(text)
+    stats = dict(temperature=float(temperature), avg_logprob=float(avg_logprob),
+                 compression_ratio=ratio, no_speech_prob=float(no_speech_prob))  # fmt: skip
+    return WindowResult(
+        segments=tuple(replace(s, **stats) for s in segments),
+        text=text,
+        consumed=consumed,
+        tokens=tuple(tokens),
+        **stats,
+    )
+
+
+def compression_ratio(text: str) -> float:
+    """openai-whisper's repetition measure: UTF-8 length over zlib-compressed length."""
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0

@@ -12,8 +12,8 @@ import ctypes
 import json
 import logging
 import os
-import zlib
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import ctranslate2
@@ -23,22 +23,24 @@ from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import get_suppressed_tokens
 
 from ..settings import Settings
+from ..transcript import Segment, Word
 from .base import (
+    HOP_LENGTH,
     SAMPLE_RATE,
     WINDOW_SAMPLES,
     DecodeOptions,
     Engine,
-    Segment,
+    ModelUnavailable,
     Thresholds,
-    Transcript,
+    Transcribed,
     WindowResult,
-    Word,
+    download_failed,
     split_segments,
+    window_result,
 )
 
 log = logging.getLogger(__name__)
 
-HOP_LENGTH = 160  # samples per mel frame: 100 frames per second
 OFFICIAL_TEXT_CTX = 448  # decoder positions of every official Whisper model
 DEFAULT_COMPUTE_TYPE = {"cuda": "float16", "cpu": "int8"}
 PREPEND_PUNCTUATIONS = "\"'“¿([{-"  # openai-whisper's defaults, so that both engines group words alike
@@ -70,7 +72,7 @@ def resolve_compute_type(requested: str, device: str) -> str:
 
 
 def text_context(model_path: str) -> int:
-    """Decoder positions: `service.convert` records them in config.json; official models have 448."""
+    """Decoder positions: `tools.convert` records them in config.json; official models have 448."""
     config = Path(model_path) / "config.json"
     if config.is_file():
         return int(json.loads(config.read_text()).get("n_text_ctx", OFFICIAL_TEXT_CTX))
@@ -80,30 +82,34 @@ def text_context(model_path: str) -> int:
 class FasterWhisperEngine(Engine):
     name = "faster-whisper"
 
-    def __init__(self, settings: Settings, device_index: int = 0, cpu_threads: int = 0):
-        self.source = settings.whisper_model
+    def __init__(self, settings: Settings, device_index: int = 0):
+        super().__init__(settings, device_index)
         if self.source.endswith(".pt"):
-            raise ValueError(
+            raise ModelUnavailable(
                 f"WHISPER_MODEL={self.source} is an openai-whisper checkpoint; faster-whisper needs a "
                 f"CTranslate2 directory: make convert SRC={self.source} DST={self.source[:-3]}-ct2/"
             )
-        self.model_name = Path(self.source.rstrip("/")).name if os.path.isdir(self.source) else self.source
         self.kind, self.index = resolve_device(settings.whisper_device, device_index)
         self.device = f"cuda:{self.index}" if self.kind == "cuda" else "cpu"
         self.precision = resolve_compute_type(settings.whisper_compute_type, self.kind)
         self.batch_size = 16 if self.kind == "cuda" else 4
-        self.download_root = settings.whisper_model_dir
-        self.cpu_threads = cpu_threads  # 0: CTranslate2's default (OMP_NUM_THREADS, else 4)
         self.model: WhisperModel | None = None
         self.text_ctx = OFFICIAL_TEXT_CTX
 
     # -- loading -------------------------------------------------------------------------------------------
     def load(self) -> None:
-        self.model = WhisperModel(
-            self.source, device=self.kind, device_index=self.index, compute_type=self.precision,
-            cpu_threads=self.cpu_threads, download_root=self.download_root,
-        )  # fmt: skip
-        if os.path.isdir(self.source):
+        local = os.path.isdir(self.source)
+        try:
+            self.model = WhisperModel(
+                self.source, device=self.kind, device_index=self.index, compute_type=self.precision,
+                cpu_threads=self.settings.cpu_threads, download_root=self.settings.whisper_model_dir,
+                local_files_only=False,
+            )  # fmt: skip
+        except Exception as error:  # huggingface_hub raises its own types for a missing network
+            if local:
+                raise
+            raise download_failed(self.source, error) from None
+        if local:
             self.text_ctx = text_context(self.source)
         # faster-whisper assumes 448 positions; a converted small model has fewer (prompt cut, max length).
         self.model.max_length = self.text_ctx
@@ -134,14 +140,19 @@ class FasterWhisperEngine(Engine):
         prompts = self._prompts(tokenizer, options, features)
         generate_options = self._generate_options(tokenizer, options, len(prompts[0]))
         results = self.model.model.generate(features, prompts, **generate_options)
-        out = []
+        per_window = []
         for window, result in zip(windows, results):
             tokens = list(result.sequences_ids[0])
-            segments = split_segments(tokens, tokenizer, len(window) / SAMPLE_RATE)
-            out.append(window_result(result, tokens, segments, tokenizer, options.temperature))
+            segments, consumed = split_segments(tokens, tokenizer, len(window) / SAMPLE_RATE)
+            per_window.append((tokens, segments, consumed, result))
+        aligned = [segments for _, segments, _, _ in per_window]
         if options.word_timestamps:
-            self._align_words([r.segments for r in out], tokenizer, features, windows)
-        return out
+            aligned = self._align_words(aligned, tokenizer, features, windows)
+        return [
+            window_result(segments, tokenizer.decode(tokens).strip(), options.temperature,
+                          mean_logprob(result, tokens), result.no_speech_prob, consumed, tokens)
+            for (tokens, _, consumed, result), segments in zip(per_window, aligned)
+        ]  # fmt: skip
 
     def _prompts(self, tokenizer: Tokenizer, options: DecodeOptions,
                  features: ctranslate2.StorageView) -> list[list[int]]:  # fmt: skip
@@ -162,10 +173,10 @@ class FasterWhisperEngine(Engine):
         """openai-whisper's decoding rules in CTranslate2's terms (greedy/beam at 0, sampling above)."""
         suppress = list(get_suppressed_tokens(tokenizer, [-1]))
         max_length = self.text_ctx  # at most text_ctx / 2 new tokens, like whisper's sample_len
-        if options.force_tokens:
+        if self.force_tokens:
             # Equal work for benchmarks: end-of-text is never chosen, and the length allows exactly N.
             suppress.append(tokenizer.eot)
-            max_length = forced_max_length(prompt_length, options.force_tokens)
+            max_length = forced_max_length(prompt_length, self.force_tokens)
         common = dict(
             max_length=max_length, suppress_tokens=suppress, suppress_blank=True, return_scores=True,
             return_no_speech_prob=True, max_initial_timestamp_index=50,  # openai-whisper: first stamp <= 1 s
@@ -175,38 +186,42 @@ class FasterWhisperEngine(Engine):
                     "sampling_topk": 0, "sampling_temperature": options.temperature}  # fmt: skip
         return {**common, "beam_size": options.beam_size or 1, "patience": 1.0}
 
-    def _align_words(self, per_window: list[list[Segment]], tokenizer: Tokenizer,
-                     features: ctranslate2.StorageView, windows: list[np.ndarray]) -> None:  # fmt: skip
+    def _align_words(
+        self, per_window: list[list[Segment]], tokenizer: Tokenizer, features: ctranslate2.StorageView,
+        windows: list[np.ndarray],
+    ) -> list[list[Segment]]:  # fmt: skip
         """faster-whisper's word alignment: one CTranslate2 `align` call for the batch, then its heuristics
         per window with no carry-over between windows (a request's timings must not depend on its batch)."""
         frames = [len(w) // HOP_LENGTH for w in windows]
         texts = [[t for s in segments for t in s.tokens if t < tokenizer.eot] for segments in per_window]
         batch = [i for i, text in enumerate(texts) if text]
         if not batch:
-            return
+            return per_window
         if len(batch) < len(windows):
             features = self._encode([windows[i] for i in batch])
         alignments = self.model.find_alignment(tokenizer, [texts[i] for i in batch], features,
                                                [frames[i] for i in batch])  # fmt: skip
+        out = list(per_window)
         for i, alignment in zip(batch, alignments):
-            dicts = [[{"seek": 0, "start": s.start, "end": s.end, "tokens": s.tokens} for s in per_window[i]]]
+            dicts = [
+                [{"seek": 0, "start": s.start, "end": s.end, "tokens": list(s.tokens)} for s in per_window[i]]
+            ]
             with given_alignment(self.model, alignment):
                 self.model.add_word_timestamps(dicts, tokenizer, features, [frames[i]],
                                                PREPEND_PUNCTUATIONS, APPEND_PUNCTUATIONS, 0.0)  # fmt: skip
-            for segment, aligned in zip(per_window[i], dicts[0]):
-                segment.start, segment.end = float(aligned["start"]), float(aligned["end"])
-                segment.words = [Word(w["word"], float(w["start"]), float(w["end"]), float(w["probability"]))
-                                 for w in aligned.get("words", [])]  # fmt: skip
+            out[i] = [replace(s, start=float(d["start"]), end=float(d["end"]), words=words_of(d))
+                      for s, d in zip(per_window[i], dicts[0])]  # fmt: skip
+        return out
 
     def transcribe(self, audio: np.ndarray, options: DecodeOptions, temperatures: tuple[float, ...],
-                   thresholds: Thresholds, condition_on_previous_text: bool) -> Transcript:  # fmt: skip
-        with forced_length(self.model, options.force_tokens):
+                   thresholds: Thresholds, condition_on_previous_text: bool) -> Transcribed:  # fmt: skip
+        with forced_length(self.model, self.force_tokens):
             return self._transcribe(audio, options, temperatures, thresholds, condition_on_previous_text)
 
     def _transcribe(self, audio: np.ndarray, options: DecodeOptions, temperatures: tuple[float, ...],
-                    thresholds: Thresholds, condition_on_previous_text: bool) -> Transcript:  # fmt: skip
+                    thresholds: Thresholds, condition_on_previous_text: bool) -> Transcribed:  # fmt: skip
         tokenizer = self.tokenizer(options.task, options.language)
-        suppress = [-1, tokenizer.eot] if options.force_tokens else [-1]
+        suppress = [-1, tokenizer.eot] if self.force_tokens else [-1]
         segments, info = self.model.transcribe(
             audio, language=options.language, task=options.task, temperature=list(temperatures),
             beam_size=options.beam_size or 1, best_of=options.best_of or 1,
@@ -218,7 +233,7 @@ class FasterWhisperEngine(Engine):
             suppress_tokens=suppress, prepend_punctuations=PREPEND_PUNCTUATIONS,
             append_punctuations=APPEND_PUNCTUATIONS,
         )  # fmt: skip
-        return Transcript(info.language, [from_transcribe_segment(s) for s in segments])
+        return info.language, [segment_of(s) for s in segments]
 
     # -- device --------------------------------------------------------------------------------------------
     def memory(self) -> dict[str, tuple[int, int]]:
@@ -227,10 +242,6 @@ class FasterWhisperEngine(Engine):
             return {}
         used = nvml_used_bytes(self.index)
         return {} if used is None else {self.device: (used, used)}
-
-    @staticmethod
-    def is_out_of_memory(error: BaseException) -> bool:
-        return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
 
 
 def forced_max_length(prompt_length: int, tokens: int) -> int:
@@ -286,32 +297,28 @@ def given_alignment(model: WhisperModel, alignment: list[dict]) -> Iterator[None
         del model.find_alignment
 
 
-def window_result(result, tokens: list[int], segments: list[Segment], tokenizer: Tokenizer,
-                  temperature: float) -> WindowResult:  # fmt: skip
-    """The same statistics openai-whisper computes: mean log-probability over tokens + end, gzip ratio."""
-    text = tokenizer.decode(tokens).strip()
+def mean_logprob(result, tokens: list[int]) -> float:
+    """openai-whisper's avg_logprob: the sum over the tokens and end-of-text, divided by their count."""
     cumulative = result.scores[0] * len(tokens)  # scores are length-normalised (length_penalty 1)
-    return WindowResult(
-        segments=segments,
-        text=text,
-        temperature=temperature,
-        avg_logprob=cumulative / (len(tokens) + 1),
-        compression_ratio=compression_ratio(text),
-        no_speech_prob=result.no_speech_prob,
-        tokens=tokens,
+    return cumulative / (len(tokens) + 1)
+
+
+def words_of(segment: dict) -> tuple[Word, ...]:
+    return tuple(Word(w["word"], float(w["start"]), float(w["end"]), float(w["probability"]))
+                 for w in segment.get("words", []))  # fmt: skip
+
+
+def segment_of(s) -> Segment:
+    """A segment of faster-whisper's transcribe() (absolute times already)."""
+    words = (
+        tuple(Word(w.word, w.start, w.end, w.probability) for w in s.words) if s.words is not None else None
     )
-
-
-def compression_ratio(text: str) -> float:
-    data = text.encode("utf-8")
-    return len(data) / len(zlib.compress(data)) if data else 0.0
-
-
-def from_transcribe_segment(s) -> tuple[Segment, WindowResult]:
-    words = [Word(w.word, w.start, w.end, w.probability) for w in s.words] if s.words is not None else None
-    segment = Segment(s.start, s.end, s.text, list(s.tokens), words)
-    stats = WindowResult([], s.text, s.temperature, s.avg_logprob, s.compression_ratio, s.no_speech_prob)
-    return segment, stats
+    return Segment(
+        start=float(s.start), end=float(s.end), text=s.text, tokens=tuple(s.tokens), words=words,
+        temperature=float(s.temperature), avg_logprob=float(s.avg_logprob),
+        compression_ratio=float(s.compression_ratio), no_speech_prob=float(s.no_speech_prob),
+        seek=int(s.seek),
+    )  # fmt: skip
 
 
 class _NvmlMemory(ctypes.Structure):

@@ -12,18 +12,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.convert import Report, convert
 from service.engines.faster_whisper import FasterWhisperEngine
 from service.engines.openai_whisper import OpenAIWhisperEngine
 from service.settings import Settings
-from service.testing import build_checkpoint
+from tools.checkpoints import build_checkpoint
+from tools.convert import Report, convert
 
 SAMPLE_RATE = 16000
 
 
 @pytest.fixture(scope="session")
 def source_checkpoint(tmp_path_factory) -> Path:
-    """service.testing's "test" checkpoint (random weights, every one finite)."""
+    """tools.checkpoints's "test" checkpoint (random weights, every one finite)."""
     return build_checkpoint(tmp_path_factory.mktemp("source") / "test.pt", "test")
 
 
@@ -40,7 +40,7 @@ def converted_float32(source_checkpoint, tmp_path_factory) -> Report:
 
 @pytest.fixture(scope="session")
 def openai_engine(source_checkpoint) -> OpenAIWhisperEngine:
-    engine = OpenAIWhisperEngine(str(source_checkpoint), "cpu")
+    engine = OpenAIWhisperEngine(Settings(whisper_model=str(source_checkpoint), whisper_device="cpu"))
     engine.load()
     return engine
 
@@ -48,8 +48,8 @@ def openai_engine(source_checkpoint) -> OpenAIWhisperEngine:
 @pytest.fixture(scope="session")
 def faster_engine(converted_float32) -> FasterWhisperEngine:
     settings = Settings(whisper_model=str(converted_float32.destination), whisper_engine="faster-whisper",
-                        whisper_device="cpu", whisper_compute_type="float32")  # fmt: skip
-    engine = FasterWhisperEngine(settings, cpu_threads=2)
+                        whisper_device="cpu", whisper_compute_type="float32", cpu_threads=2)  # fmt: skip
+    engine = FasterWhisperEngine(settings)
     engine.load()
     return engine
 

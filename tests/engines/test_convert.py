@@ -12,8 +12,8 @@ import tokenizers
 import torch
 from whisper.tokenizer import get_tokenizer
 
-from service import convert as convert_module
-from service.convert import ConversionError, convert, load_source, main, verify
+from tools import convert as convert_module
+from tools.convert import ConversionError, convert, load_source, main, verify
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -130,7 +130,7 @@ def test_a_bad_checkpoint_is_refused_with_one_line_and_status_2(kind, message, s
 def test_the_command_runs_offline_and_prints_its_report(source_checkpoint, tmp_path):
     env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     done = subprocess.run(
-        [sys.executable, "-m", "service.convert", str(source_checkpoint), str(tmp_path / "model-ct2"),
+        [sys.executable, "-m", "tools.convert", str(source_checkpoint), str(tmp_path / "model-ct2"),
          "--quantization", "float32"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
@@ -145,7 +145,7 @@ def test_make_convert_runs_the_command():
     command = ["make", "-n", "convert", "SRC=in.pt", "DST=out-ct2/"]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
-    assert "-m service.convert in.pt out-ct2/" in done.stdout
+    assert "-m tools.convert in.pt out-ct2/" in done.stdout
 
 
 def test_an_official_checkpoint_keeps_its_published_alignment_heads(source_checkpoint, tmp_path, monkeypatch):

@@ -6,15 +6,16 @@ greedy decoding must choose the same tokens and, through the shared split_segmen
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import math
 
 import numpy as np
 import pytest
 
-from service.engines import DecodeOptions, Segment, Thresholds, WindowResult, create_engine
+from service.engines import DecodeOptions, ModelUnavailable, Thresholds, WindowResult, create_engine
 from service.engines.faster_whisper import FasterWhisperEngine, resolve_compute_type
 from service.settings import SettingsError, from_env
+from service.transcript import Segment
 
 SAMPLE_RATE = 16000
 
@@ -29,7 +30,8 @@ def test_create_engine_serves_a_converted_directory_with_the_device_default(conv
     engine.load()
     engine.warmup()
     assert engine.is_multilingual and engine.text_ctx == 96
-    result = engine.decode([np.zeros(SAMPLE_RATE, np.float32)], DecodeOptions(language="en", force_tokens=5))
+    with forcing(engine, 5):
+        result = engine.decode([np.zeros(SAMPLE_RATE, np.float32)], DecodeOptions(language="en"))
     assert len(result) == 1 and len(result[0].tokens) == 5
     assert engine.memory() == {}
 
@@ -45,7 +47,7 @@ def test_a_compute_type_the_device_cannot_run_is_refused(converted):
 
 def test_a_pt_checkpoint_is_refused_with_the_convert_command(source_checkpoint):
     settings = from_env({"WHISPER_ENGINE": "faster-whisper", "WHISPER_MODEL": str(source_checkpoint)})
-    with pytest.raises(ValueError, match=r"make convert SRC=.*test\.pt DST=.*test-ct2/"):
+    with pytest.raises(ModelUnavailable, match=r"make convert SRC=.*test\.pt DST=.*test-ct2/"):
         create_engine(settings)
 
 
@@ -109,9 +111,20 @@ def assert_well_formed(result: WindowResult, seconds: float, words: bool) -> Non
 @pytest.mark.parametrize("tokens", [1, 7, 32, 48])
 @pytest.mark.parametrize("prompt", [None, "some earlier words of the same file"])
 def test_forced_token_counts_are_exact_on_both_engines(openai_engine, faster_engine, windows, tokens, prompt):
-    options = DecodeOptions(language="en", force_tokens=tokens, prompt=prompt)
+    options = DecodeOptions(language="en", prompt=prompt)
     for engine in (openai_engine, faster_engine):
-        assert [len(r.tokens) for r in engine.decode(windows, options)] == [tokens] * 3, engine.name
+        with forcing(engine, tokens):
+            assert [len(r.tokens) for r in engine.decode(windows, options)] == [tokens] * 3, engine.name
+
+
+@contextlib.contextmanager
+def forcing(engine, tokens: int):
+    """WHISPER_FORCE_TOKENS for one block (the engines read it from settings at construction)."""
+    engine.force_tokens = tokens
+    try:
+        yield
+    finally:
+        engine.force_tokens = 0
 
 
 def test_a_window_decodes_the_same_alone_and_in_a_batch(faster_engine, windows):
@@ -133,12 +146,12 @@ def test_sampling_and_beam_search_follow_the_options(faster_engine, windows):
 
 def test_sequential_transcription_gives_absolute_monotonic_segments(openai_engine, faster_engine, windows):
     audio = np.concatenate(windows[:2])  # 42 s: two windows
-    options = DecodeOptions(language="en", force_tokens=8)
+    options = DecodeOptions(language="en")
     for engine in (openai_engine, faster_engine):
-        transcript = engine.transcribe(audio, options, (0.0, 0.2), Thresholds(), True)
-        assert transcript.language == "en" and transcript.segments, engine.name
-        starts = [segment.start for segment, _ in transcript.segments]
-        assert starts == sorted(starts) and transcript.segments[-1][0].end <= len(audio) / SAMPLE_RATE + 0.02
-        assert all(isinstance(stats, WindowResult) for _, stats in transcript.segments)
-        assert {f.name for f in dataclasses.fields(transcript.segments[0][0])} == {
-            "start", "end", "text", "tokens", "words"}  # fmt: skip
+        with forcing(engine, 8):
+            language, segments = engine.transcribe(audio, options, (0.0, 0.2), Thresholds(), True)
+        assert language == "en" and segments, engine.name
+        starts = [segment.start for segment in segments]
+        assert starts == sorted(starts) and segments[-1].end <= len(audio) / SAMPLE_RATE + 0.02
+        assert all(isinstance(s, Segment) and not s.words for s in segments), segments[:2]
+        assert all(math.isfinite(s.avg_logprob) and 0 <= s.no_speech_prob <= 1 for s in segments)

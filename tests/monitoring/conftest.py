@@ -117,7 +117,7 @@ class Service:
 
 @pytest.fixture(scope="session")
 def checkpoint(tmp_path_factory) -> Path:
-    from service.testing import build_checkpoint
+    from tools.checkpoints import build_checkpoint
 
     return build_checkpoint(tmp_path_factory.mktemp("model") / "test.pt")
 

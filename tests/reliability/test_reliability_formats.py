@@ -10,7 +10,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from service.formats import to_srt, to_tsv, to_vtt
-from service.scheduler import Transcription
+from service.transcript import Segment, Transcript
 
 SRT_TIME = re.compile(r"^(\d{2,}):(\d\d):(\d\d),(\d{3}) --> (\d{2,}):(\d\d):(\d\d),(\d{3})$")
 VTT_TIME = re.compile(r"^(\d{2,}):(\d\d):(\d\d)\.(\d{3}) --> (\d{2,}):(\d\d):(\d\d)\.(\d{3})$")
@@ -18,8 +18,8 @@ VTT_TIME = re.compile(r"^(\d{2,}):(\d\d):(\d\d)\.(\d{3}) --> (\d{2,}):(\d\d):(\d
 # up to 111 h, so hours also take three digits (WebVTT allows two or more)
 seconds = st.floats(min_value=0, max_value=400_000, allow_nan=False, allow_infinity=False)
 texts = st.text(max_size=60) | st.sampled_from(["-->", "--->", "a --> b", "\r\n\r\n", " \n ", "1\n\n2", "\t"])
-segment = st.fixed_dictionaries({"start": seconds, "end": seconds, "text": texts})
-transcriptions = st.builds(Transcription, st.just("en"), seconds, st.lists(segment, max_size=12))
+segment = st.builds(Segment, start=seconds, end=seconds, text=texts, tokens=st.just(()))
+transcriptions = st.builds(Transcript, st.just("en"), seconds, st.lists(segment, max_size=12).map(tuple))
 
 
 def kept(text: str) -> list[str]:
@@ -27,9 +27,9 @@ def kept(text: str) -> list[str]:
     return [c for c in text if not c.isspace() and c != "-"]
 
 
-def visible(t: Transcription) -> list[str]:
+def visible(t: Transcript) -> list[str]:
     """Texts of the segments that must become cues: those with anything but whitespace."""
-    return [s["text"] for s in t.segments if s["text"].strip()]
+    return [s.text for s in t.segments if s.text.strip()]
 
 
 def millis(groups: tuple[str, ...]) -> tuple[int, int]:
@@ -67,7 +67,7 @@ def parse_blocks(body: str, timing: re.Pattern, numbered: bool) -> tuple[list[tu
 
 @settings(max_examples=300, deadline=None)
 @given(transcriptions)
-@example(Transcription("en", 1.0, [{"start": 0.0, "end": 1.0, "text": "a ---> b"}]))
+@example(Transcript("en", 1.0, (Segment(0.0, 1.0, "a ---> b", ()),)))
 def test_srt_is_well_formed_monotonic_and_keeps_the_text(t):
     body, mimetype = to_srt(t)
     assert mimetype.startswith("application/x-subrip")
@@ -80,7 +80,7 @@ def test_srt_is_well_formed_monotonic_and_keeps_the_text(t):
 
 @settings(max_examples=300, deadline=None)
 @given(transcriptions)
-@example(Transcription("en", 1.0, [{"start": 0.0, "end": 1.0, "text": "WEBVTT\n\nNOTE -->"}]))
+@example(Transcript("en", 1.0, (Segment(0.0, 1.0, "WEBVTT\n\nNOTE -->", ()),)))
 def test_vtt_is_well_formed_monotonic_and_keeps_the_text(t):
     body, mimetype = to_vtt(t)
     assert mimetype.startswith("text/vtt")
@@ -117,10 +117,10 @@ def test_ordered_segments_keep_their_exact_times_and_text(parts):
     segments, clock = [], 0.0
     for gap, length, text in parts:
         start = clock + gap
-        segments.append({"start": start, "end": start + length, "text": text.replace("-->", "")})
+        segments.append(Segment(start, start + length, text.replace("-->", ""), ()))
         clock = start + length
-    t = Transcription("en", clock, [s for s in segments if s["text"]])
+    t = Transcript("en", clock, tuple(s for s in segments if s.text))
     times, lines = parse_blocks(to_srt(t)[0], SRT_TIME, numbered=True)
-    assert lines == [s["text"] for s in t.segments]
+    assert lines == [s.text for s in t.segments]
     for (start, end), s in zip(times, t.segments):
-        assert abs(start - s["start"] * 1000) <= 0.5 + 1e-6 and abs(end - s["end"] * 1000) <= 0.5 + 1e-6
+        assert abs(start - s.start * 1000) <= 0.5 + 1e-6 and abs(end - s.end * 1000) <= 0.5 + 1e-6

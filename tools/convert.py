@@ -1,7 +1,7 @@
 """Turn an openai-whisper checkpoint (.pt) into a CTranslate2 directory for faster-whisper, offline.
 
-    python -m service.convert model.pt model-ct2/                  # float16 weights (any device)
-    python -m service.convert model.pt model-ct2/ --quantization float32
+    python -m tools.convert model.pt model-ct2/                  # float16 weights (any device)
+    python -m tools.convert model.pt model-ct2/ --quantization float32
 
 Nothing is downloaded. transformers 5 no longer ships its openai-to-Hugging-Face converter, so the steps are:
 1. read the checkpoint and load it strictly into openai-whisper's `Whisper` (refuses anything else);
@@ -346,7 +346,7 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
-def verify(source, destination: Path, quantization: str) -> Report:
+def verify(source, destination: Path, quantization: str, tolerance: float | None = None) -> Report:
     mel, (prompt, start) = probe_mel(source), probe_prompt(source)
     source_langs, source_logprobs = source_outputs(source, mel, prompt, start)
     if not np.isfinite(source_logprobs).all():
@@ -364,7 +364,7 @@ def verify(source, destination: Path, quantization: str) -> Report:
     relative_diff = logprob_diff / max(spread, 1e-6)
     if not np.isfinite([language_diff, logprob_diff, spread]).all():
         raise ConversionError("the converted model produces NaN or infinite logits")
-    tolerance = TOLERANCE[quantization]
+    tolerance = TOLERANCE[quantization] if tolerance is None else tolerance
     report = Report(destination, quantization, float(language_diff), logprob_diff, relative_diff, tolerance)
     if max(language_diff, relative_diff) > tolerance:
         raise ConversionError(
@@ -396,7 +396,7 @@ def convert(source_path: str | Path, destination: str | Path, quantization: str 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m service.convert", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+        prog="python -m tools.convert", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("source", help="openai-whisper checkpoint (.pt)")
     parser.add_argument("destination", help="CTranslate2 model directory to write (replaced if present)")

@@ -1,4 +1,4 @@
-"""Uploads -> 16 kHz mono float32 through ffmpeg, with size, duration and time limits; and 30 s windows."""
+"""Uploads -> a private temp file -> ffmpeg -> 16 kHz mono float32, with size, duration and time limits."""
 
 from __future__ import annotations
 
@@ -14,14 +14,10 @@ from typing import BinaryIO
 
 import numpy as np
 
-from .engines.base import SAMPLE_RATE, WINDOW_SECONDS
-from .errors import AudioTooLong, InsufficientStorage, InvalidAudio
+from ..engines.base import SAMPLE_RATE
+from ..errors import AudioTooLong, InsufficientStorage, InvalidAudio
 
 log = logging.getLogger(__name__)
-
-FRAME = SAMPLE_RATE // 100  # 160 samples: 10 ms energy frames for finding silences
-MIN_WINDOW_SECONDS = 24  # a cut is searched for in the last 6 s of each window: few windows, words intact
-QUIET_SPAN_FRAMES = 20  # 200 ms: the stretch whose energy decides where to cut
 
 
 @contextlib.contextmanager
@@ -85,25 +81,3 @@ def decode_file(path: str, max_seconds: float, timeout: float) -> np.ndarray:
             param="file",
         )
     return audio
-
-
-def split_windows(audio: np.ndarray) -> list[tuple[int, int]]:
-    """Cut audio into [start, end) sample ranges of at most 30 s, each cut at the quietest 200 ms found
-    24-30 s into the window, so that words are not split where the speaker pauses."""
-    limit, earliest = WINDOW_SECONDS * SAMPLE_RATE, MIN_WINDOW_SECONDS * SAMPLE_RATE
-    energy = _frame_energy(audio)
-    windows, start = [], 0
-    while len(audio) - start > limit:
-        lo, hi = (start + earliest) // FRAME, (start + limit) // FRAME - QUIET_SPAN_FRAMES
-        span = np.convolve(energy[lo : hi + QUIET_SPAN_FRAMES], np.ones(QUIET_SPAN_FRAMES), "valid")
-        quietest = lo + int(np.argmin(span)) + QUIET_SPAN_FRAMES // 2
-        end = min(quietest * FRAME, start + limit)
-        windows.append((start, end))
-        start = end
-    windows.append((start, len(audio)))
-    return windows
-
-
-def _frame_energy(audio: np.ndarray) -> np.ndarray:
-    frames = len(audio) // FRAME
-    return np.square(audio[: frames * FRAME].reshape(frames, FRAME), dtype=np.float32).mean(axis=1)

@@ -4,9 +4,9 @@ No weights can be downloaded on CI machines, so tests build a checkpoint of the 
 weights and load it by path through the same `whisper.load_model` call that loads official models.
 Random weights give random text: use these to test mechanics and speed, never accuracy.
 
-    python -m service.testing build/tiny-random.pt                  # very small: fast tests
-    python -m service.testing build/tiny.pt --dims tiny             # the shape of the official `tiny`
-    python -m service.testing build/turbo.pt --dims large-v3-turbo  # the shape of `turbo` (GPU benchmarks)
+    python -m tools.checkpoints build/tiny-random.pt                  # very small: fast tests
+    python -m tools.checkpoints build/tiny.pt --dims tiny             # the shape of the official `tiny`
+    python -m tools.checkpoints build/turbo.pt --dims large-v3-turbo  # the shape of `turbo` (GPU benchmarks)
 """
 
 from __future__ import annotations

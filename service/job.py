@@ -1,0 +1,163 @@
+"""A request's work as the scheduler sees it: what it asks (`JobOptions`) and how far it got (`Job`).
+
+A job owns its audio, the windows intake planned for it, and each window's segments as they come back.
+A window may be decoded in several pieces: when a decode stops before the speech in the window does (the
+model emitted end-of-text early, or an unfinished segment was dropped), the rest of the window, from the
+last timestamp on, is decoded again as a new piece, as openai-whisper's transcribe() moves `seek`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+import time
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from .engines.base import HOP_LENGTH, SAMPLE_RATE, DecodeOptions, Thresholds, WindowResult
+from .errors import APIError
+from .intake.vad import Region, VadParams
+from .intake.windows import Window, plan
+from .transcript import Segment, Transcript
+
+FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # openai-whisper's ladder for temperature=0
+MIN_PROGRESS_SECONDS = 1.0  # a piece that covered less than this is final (no endless re-decoding)
+MIN_SPEECH_LEFT_SECONDS = (
+    1.0  # speech (VAD) left after a piece's last timestamp worth another decode: less is
+)
+# usually the tail of the same words (Silero ends regions late, Whisper's last stamp is early), and decoding
+# a tail alone invents words ("you")
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """Everything a request asks of the decoder; `decode_options()` gives one model call's share."""
+
+    task: str = "transcribe"
+    language: str | None = None  # None: detect on the first window
+    temperatures: tuple[float, ...] = FALLBACK_TEMPERATURES
+    prompt: str | None = None
+    beam_size: int | None = None
+    best_of: int | None = None
+    word_timestamps: bool = False
+    thresholds: Thresholds = Thresholds()
+    sequential: bool = False  # openai-whisper's transcribe(): each window conditioned on the last
+    condition_on_previous_text: bool = False
+    detect_only: bool = False  # /detect-language: stop after language detection
+    vad: VadParams | None = VadParams()  # None: decode everything, silence included
+
+    def decode_options(self, step: int, language: str | None) -> DecodeOptions:
+        return DecodeOptions(
+            task=self.task, language=language, temperature=self.temperatures[step], prompt=self.prompt,
+            beam_size=self.beam_size, best_of=self.best_of, word_timestamps=self.word_timestamps,
+        )  # fmt: skip
+
+
+_ids = itertools.count(1)
+
+
+@dataclass(eq=False)
+class Job:
+    audio: np.ndarray
+    options: JobOptions
+    deadline: float  # time.monotonic() after which the job is abandoned
+    windows: list[Window] = field(default_factory=list)
+    speech: list[Region] = field(default_factory=list)  # unpadded speech regions; everything without VAD
+    id: int = field(default_factory=lambda: next(_ids))
+    key_id: str = ""  # which API key sent it ("" without keys)
+    language: str | None = None
+    language_probs: dict[str, float] | None = None
+    arrived_at: float | None = None  # when its HTTP request arrived (time.monotonic())
+    accepted_at: float = field(default_factory=time.monotonic)
+    started_at: float | None = None  # first model call that included this job
+    inference_seconds: float = 0.0  # model time of the batches this job took part in
+    sequential_segments: list[Segment] | None = None  # sequential mode: the whole file's segments
+    error: APIError | None = None
+    cancelled: str | None = None  # reason, once cancelled
+    done: threading.Event = field(default_factory=threading.Event)
+    events: queue.Queue = field(default_factory=queue.Queue)  # ("window", i) in order, then ("done", None)
+    segments: list[list[Segment]] = field(default_factory=list)  # per window, file times
+    complete: list[bool] = field(default_factory=list)  # per window
+    _next_event: int = 0
+
+    def __post_init__(self):
+        self.segments = [[] for _ in self.windows]
+        self.complete = [False] * len(self.windows)
+
+    @classmethod
+    def planned(cls, audio: np.ndarray, options: JobOptions, deadline: float, **fields) -> Job:
+        """A job whose windows intake planned: speech regions (VAD) packed into windows."""
+        windows, speech = plan(audio, None if options.sequential else options.vad)
+        return cls(audio=audio, options=options, deadline=deadline, windows=windows, speech=speech, **fields)
+
+    @property
+    def duration(self) -> float:
+        return len(self.audio) / SAMPLE_RATE
+
+    @property
+    def queue_wait(self) -> float:
+        return (self.started_at or time.monotonic()) - self.accepted_at
+
+    def piece_audio(self, window: int, offset: float) -> np.ndarray:
+        return self.windows[window].audio(self.audio)[round(offset * SAMPLE_RATE) :]
+
+    # -- results -------------------------------------------------------------------------------------------
+    def deliver(self, window: int, offset: float, result: WindowResult) -> float | None:
+        """Take one piece's result; return where the next piece of this window starts, or None when the
+        window is finished. Windows finished in order are announced on `events`."""
+        if not result.is_silence(self.options.thresholds):
+            self.segments[window] += [self._to_file(window, offset, s) for s in result.segments]
+            cut = offset + result.consumed
+            if result.consumed >= MIN_PROGRESS_SECONDS and self._speech_after(window, cut):
+                return cut
+        self.complete[window] = True
+        while self._next_event < len(self.windows) and self.complete[self._next_event]:
+            self.events.put(("window", self._next_event))
+            self._next_event += 1
+        return None
+
+    def finished_windows(self) -> bool:
+        return all(self.complete)
+
+    def _speech_after(self, window: int, cut: float) -> bool:
+        """Whether the window still holds at least MIN_SPEECH_LEFT_SECONDS of speech after `cut` seconds."""
+        w, left, position = self.windows[window], 0, 0
+        cut_samples = round(cut * SAMPLE_RATE)
+        for span in w.spans:
+            length = span.end - span.start
+            skip = min(max(cut_samples - position, 0), length)
+            position += length
+            lo, hi = span.start + skip, span.end
+            left += sum(max(0, min(hi, r.end) - max(lo, r.start)) for r in self.speech)
+        return left >= MIN_SPEECH_LEFT_SECONDS * SAMPLE_RATE
+
+    def _to_file(self, window: int, offset: float, s: Segment) -> Segment:
+        w = self.windows[window]
+
+        def span(start: float, end: float) -> tuple[float, float]:
+            first = w.to_file_time(offset + start)
+            return first, max(first, w.to_file_time(offset + end, is_end=True))
+
+        words = None
+        if s.words is not None:
+            words = tuple(replace(x, **dict(zip(("start", "end"), span(x.start, x.end)))) for x in s.words)
+        start, end = span(s.start, s.end)
+        seek = round(w.to_file_time(offset) * SAMPLE_RATE) // HOP_LENGTH
+        return replace(s, start=start, end=end, words=words, seek=seek)
+
+    def window_text(self, index: int) -> str:
+        return "".join(s.text for s in self.window_segments(index))
+
+    def window_segments(self, index: int) -> list[Segment]:
+        if self.sequential_segments is not None:
+            return self.sequential_segments
+        return self.segments[index]
+
+    def transcript(self) -> Transcript:
+        if self.sequential_segments is not None:
+            segments = self.sequential_segments
+        else:
+            segments = [s for window in self.segments for s in window]
+        return Transcript(self.language or "", self.duration, tuple(segments))
