@@ -1,0 +1,147 @@
+"""Browser tests: Debian's headless Chromium driven by Selenium against real gunicorn servers on loopback.
+
+Chromium runs with a fresh profile and without any of its background traffic (no sync, updates, QUIC or
+first-run fetches): the pages under test must work offline, and the tests only ever talk to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service as DriverService
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.conftest import launch
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+CHROMIUM_FLAGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1200,1000",
+    "--use-fake-ui-for-media-stream",  # the microphone: a fake device, allowed without a prompt
+    "--use-fake-device-for-media-stream",
+]
+PAGE_LOAD_SECONDS = 30
+SCRIPT_SECONDS = 30
+
+
+@pytest.fixture(scope="session")
+def web_model(checkpoint, tmp_path_factory) -> dict[str, str]:
+    """The model every browser test transcribes with, as server settings: switching to a real model (say
+    {"WHISPER_MODEL": "/path/to/tiny.en.pt"}) is a change to this fixture alone.
+
+    Today it is the suite's random-weight `checkpoint`, made repeatable: random weights are so unsure that
+    each window falls back to sampling, and two requests for one file would give two texts. With the token
+    embedding scaled up the decoder is sure of itself (greedy, no fallback), and WHISPER_FORCE_TOKENS keeps
+    each window to a few tokens, short enough not to trip the repetition check. So a test can compare what
+    the page shows and saves with what the API returns for the same file. WEB_TEST_MODEL=/path/to/model.pt
+    serves a real model instead (real words in the screenshots).
+    """
+    if os.environ.get("WEB_TEST_MODEL"):
+        return {"WHISPER_MODEL": os.environ["WEB_TEST_MODEL"]}
+    state = torch.load(checkpoint, weights_only=True)
+    state["model_state_dict"]["decoder.token_embedding.weight"] *= 50
+    path = tmp_path_factory.mktemp("web-model") / "test.pt"
+    torch.save(state, path)
+    return {"WHISPER_MODEL": str(path), "WHISPER_FORCE_TOKENS": "6"}
+
+
+@pytest.fixture(scope="module")
+def web_service(checkpoint, web_model, tmp_path_factory):
+    """One server with default settings for a test module."""
+    tmp = tmp_path_factory.mktemp("web-service")
+    server = launch(checkpoint, tmp, **web_model)
+    yield server
+    server.stop()
+    assert not server.tracebacks(), server.tracebacks()
+
+
+@pytest.fixture
+def start_web_service(checkpoint, web_model, tmp_path):
+    """Factory: start_web_service(ENV=value, ...) -> a ready server with those settings, stopped after."""
+    started = []
+
+    def start(**env):
+        server = launch(checkpoint, tmp_path, **{**web_model, **env})
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+    for server in started:
+        assert not server.tracebacks(), server.tracebacks()
+
+
+@pytest.fixture
+def downloads(tmp_path) -> Path:
+    path = tmp_path / "downloads"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def browser(tmp_path, downloads):
+    """A fresh headless Chromium (own profile, downloads into `downloads`), closed after the test."""
+    assert Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists(), (
+        "chromium and chromium-driver are missing: run `make system-deps` (Debian packages)"
+    )
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
+    options.add_experimental_option(
+        "prefs",
+        {"download.default_directory": str(downloads), "download.prompt_for_download": False},
+    )
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    # an explicit driver path: Selenium Manager (which would look for drivers online) never runs
+    driver = webdriver.Chrome(service=DriverService(CHROMEDRIVER, log_output=str(tmp_path / "driver.log")),
+                              options=options)  # fmt: skip
+    driver.set_page_load_timeout(PAGE_LOAD_SECONDS)
+    driver.set_script_timeout(SCRIPT_SECONDS)
+    downloads_allowed = {"behavior": "allow", "downloadPath": str(downloads)}
+    driver.execute_cdp_cmd("Browser.setDownloadBehavior", downloads_allowed)
+    yield driver
+    driver.quit()
+
+
+def console_errors(driver) -> list[str]:
+    """The browser console's errors so far (CSP violations, failed loads, uncaught exceptions)."""
+    return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+
+def wait(driver, condition, seconds: float, what: str):
+    """Wait for condition(driver) to be truthy, at most `seconds`; fail naming `what`."""
+    return WebDriverWait(driver, seconds, poll_frequency=0.05).until(condition, message=what)
+
+
+def screenshot(driver, path: Path) -> Path:
+    """Save a full-page screenshot; with WEB_SCREENSHOTS_TO_DOCS=1 also copy it to docs/ for the README."""
+    driver.save_screenshot(str(path))
+    if os.environ.get("WEB_SCREENSHOTS_TO_DOCS") == "1":
+        shutil.copy(path, Path(__file__).resolve().parents[2] / "docs" / path.name)
+    return path
+
+
+def page_state(driver) -> str:
+    return driver.find_element("id", "app").get_attribute("data-state")
+
+
+def as_json(text: str) -> dict:
+    return json.loads(text)
