@@ -6,9 +6,11 @@ first-run fetches): the pages under test must work offline, and the tests only e
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -131,10 +133,15 @@ def wait(driver, condition, seconds: float, what: str):
     return WebDriverWait(driver, seconds, poll_frequency=0.05).until(condition, message=what)
 
 
-def screenshot(driver, path: Path) -> Path:
-    """Save a full-page screenshot; with WEB_SCREENSHOTS_TO_DOCS=1 also copy it to docs/ for the README."""
-    driver.save_screenshot(str(path))
-    if os.environ.get("WEB_SCREENSHOTS_TO_DOCS") == "1":
+def screenshot(driver, path: Path, readme: bool = False) -> Path:
+    """Save a screenshot of the whole page. With WEB_SCREENSHOTS_TO_DOCS=1 the README's pictures
+    (readme=True) are copied to docs/ as well; WEB_TEST_MODEL=<a real model> puts real words in them."""
+    time.sleep(0.4)  # let the page's short fade-ins finish
+    size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    clip = {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 4000), "scale": 1}
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"captureBeyondViewport": True, "clip": clip})
+    path.write_bytes(base64.b64decode(shot["data"]))
+    if readme and os.environ.get("WEB_SCREENSHOTS_TO_DOCS") == "1":
         shutil.copy(path, Path(__file__).resolve().parents[2] / "docs" / path.name)
     return path
 

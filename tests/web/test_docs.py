@@ -44,7 +44,7 @@ def test_docs_render_the_transcription_operation(web_service, browser, tmp_path)
     assert "/v1/audio/transcriptions" in block.text and "Transcribe audio." in block.text
     assert operation(browser, "translateAudio").is_displayed()
     assert operation(browser, "asr").is_displayed()
-    screenshot(browser, tmp_path / "docs-page.png")
+    screenshot(browser, tmp_path / "docs-page.png", readme=True)
     assert console_errors(browser) == []  # a CSP violation or a failed asset would show here
 
 

@@ -66,7 +66,7 @@ def test_page_transcribes_a_speech_file_and_shows_the_api_text(web_service, brow
     open_page(browser, web_service)
     transcribe(browser, audio_dir / "speech.wav")
     assert page_state(browser) == "done", browser.find_element(By.ID, "error").text
-    screenshot(browser, tmp_path / "web-page.png")
+    screenshot(browser, tmp_path / "web-page.png", readme=True)
 
     expected = api(web_service, "verbose_json", audio_dir / "speech.wav").json()
     assert shown_segments(browser) == [s["text"].strip() for s in expected["segments"] if s["text"].strip()]
@@ -115,7 +115,7 @@ def test_the_page_writes_subtitles_exactly_like_the_server(web_service, browser,
     assert written == expected
 
 
-def test_segments_appear_while_a_long_file_still_streams(start_web_service, browser, audio_dir):
+def test_segments_appear_while_a_long_file_still_streams(start_web_service, browser, audio_dir, tmp_path):
     # a batch holds up to BATCH_SIZE windows of a job, and its deltas come out together: with one window per
     # batch, 75 s of speech (three windows) streams like a file of more windows than a batch holds
     service = start_web_service(BATCH_SIZE="1")
@@ -131,9 +131,28 @@ def test_segments_appear_while_a_long_file_still_streams(start_web_service, brow
     parts, state, status = wait(browser, first_part, TRANSCRIBE_SECONDS, "a first part")
     assert state == "streaming", "the first part was shown only after the stream had ended"
     assert "1:15.0 of audio" in status and "part" in status
+    screenshot(browser, tmp_path / "web-page-streaming.png")
     wait(browser, lambda d: page_state(d) in ("done", "error"), TRANSCRIBE_SECONDS, "the transcription")
     assert page_state(browser) == "done", browser.find_element(By.ID, "error").text
     assert len(shown_segments(browser)) >= 3  # 75 s of speech: three windows, each with at least a segment
+
+
+def test_a_microphone_recording_is_translated(web_service, browser):
+    # Chromium's fake capture device (conftest's flags) plays a beep: audio enough for the whole round trip
+    open_page(browser, web_service)
+    browser.find_element(By.ID, "record").click()
+    wait(browser, lambda d: d.find_element(By.ID, "record-label").text == "Stop recording", 10, "recording")
+    time.sleep(2)
+    browser.find_element(By.ID, "record").click()
+    wait(browser, lambda d: "recording.webm" in d.find_element(By.ID, "file-name").text, 10, "the recording")
+    browser.find_element(By.CSS_SELECTOR, "#task option[value='translate']").click()
+    assert not browser.find_element(By.ID, "language").is_enabled()  # translations take no language
+    browser.find_element(By.ID, "go").click()
+    wait(browser, lambda d: page_state(d) in ("done", "error"), TRANSCRIBE_SECONDS, "the translation")
+    assert page_state(browser) == "done", browser.find_element(By.ID, "error").text
+    assert browser.find_element(By.ID, "language-out").text.endswith(" → English")
+    recorded = re.search(r"Done: 0:(\d\d\.\d) of audio", browser.find_element(By.ID, "status").text)
+    assert recorded and 1.5 <= float(recorded[1]) <= 8, browser.find_element(By.ID, "status").text
 
 
 def test_oversize_file_is_explained(start_web_service, browser, audio_dir):
