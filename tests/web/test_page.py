@@ -137,6 +137,23 @@ def test_segments_appear_while_a_long_file_still_streams(start_web_service, brow
     assert len(shown_segments(browser)) >= 3  # 75 s of speech: three windows, each with at least a segment
 
 
+def test_cancel_stops_the_work_on_the_server(start_web_service, browser, audio_dir, tmp_path):
+    service = start_web_service(BATCH_SIZE="1")
+    long_file = tmp_path / "ten-minutes.wav"  # 20 windows, decoded one at a time: time to cancel
+    ffmpeg("-stream_loop", "-1", "-i", str(audio_dir / "padded.wav"), "-t", "600", str(long_file))
+    open_page(browser, service)
+    browser.find_element(By.ID, "file").send_keys(str(long_file))
+    browser.find_element(By.ID, "go").click()
+    first_part = lambda d: d.find_elements(By.CSS_SELECTOR, "#segments li.part")  # noqa: E731
+    wait(browser, first_part, TRANSCRIBE_SECONDS, "a first part")
+    browser.find_element(By.ID, "cancel").click()
+    wait(browser, lambda d: page_state(d) == "cancelled", 10, "the page to stop")
+    assert not browser.find_element(By.ID, "error").is_displayed()
+    assert browser.find_element(By.ID, "go").is_enabled()
+    cancelled = lambda: service.metric("whisper_cancelled_requests_total", reason="disconnect")  # noqa: E731
+    wait_for(cancelled, 30, what="the server to cancel the job")
+
+
 def test_a_microphone_recording_is_translated(web_service, browser):
     # Chromium's fake capture device (conftest's flags) plays a beep: audio enough for the whole round trip
     open_page(browser, web_service)
