@@ -5,8 +5,8 @@ page is static/index.html, app.js and app.css; it talks to the service's own /v1
 client. Swagger UI's assets come from the flask-swagger-ui wheel's dist/ folder (Swagger UI 5, which renders
 OpenAPI 3.1); only its files are used, not its Flask blueprint, whose page has an inline script.
 
-Everything here is open without an API key (http.OPEN_PATHS and WEB_ASSETS): the pages hold no data, and the
-API they call still wants the key.
+Everything this blueprint serves is open without an API key (http.OPEN_BLUEPRINTS): the pages hold no data,
+and the API they call still wants the key.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ CSP = "; ".join(
         "default-src 'none'",
         "script-src 'self'",
         "style-src 'self'",
-        "img-src 'self' data: blob:",
-        "media-src 'self' blob:",
+        "img-src 'self' data:",  # Swagger UI's icons are data: URLs in its stylesheet
+        "media-src 'self' blob:",  # the page reads a chosen file's duration through an <audio> element
         "font-src 'self'",
         "connect-src 'self'",
         "base-uri 'none'",
