@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian/Ubuntu packages the project needs, only those missing.
 #   scripts/system-deps.sh run    what `make run` needs (ffmpeg)
-#   scripts/system-deps.sh test   what `make test` needs as well (sshd, prometheus, espeak-ng, ...)
+#   scripts/system-deps.sh test   what `make test` needs as well (sshd, prometheus, espeak-ng, chromium, ...)
 # As root it runs apt-get; otherwise it prints the one command that fixes it and exits 1.
 set -euo pipefail
 
 run_pkgs=(ffmpeg)
-test_pkgs=(ffmpeg espeak-ng openssh-server prometheus prometheus-node-exporter iproute2 sudo shellcheck nginx curl)
+test_pkgs=(ffmpeg espeak-ng openssh-server prometheus prometheus-node-exporter iproute2 sudo shellcheck nginx curl
+  chromium chromium-driver)  # tests/web: the pages in a real headless browser
 
 case "${1:-run}" in
   run) wanted=("${run_pkgs[@]}") ;;

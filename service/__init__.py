@@ -15,7 +15,7 @@ def create_app(settings=None, *, device_index: int | None = None):
 
     from flask import Flask
 
-    from . import errors, http
+    from . import errors, http, web
     from . import settings as settings_module
     from .api import asr, openai
     from .engines import create_engine
@@ -48,5 +48,6 @@ def create_app(settings=None, *, device_index: int | None = None):
     http.register(app)
     app.register_blueprint(openai.bp)
     app.register_blueprint(asr.bp)
+    app.register_blueprint(web.bp)
     scheduler.start()
     return app

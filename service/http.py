@@ -18,6 +18,7 @@ from .scheduler import Health
 
 log = logging.getLogger("service.request")
 OPEN_PATHS = ("/healthz", "/readyz", "/openapi.json")  # reachable without an API key
+OPEN_BLUEPRINTS = ("web",)  # the page at /, /docs and their static files; the API they call wants the key
 
 
 def configure_logging(level: str) -> None:
@@ -70,7 +71,7 @@ def _start() -> None:
 
 def _authenticate() -> None:
     keys = current_app.config["SETTINGS"].api_keys
-    if not keys or request.path in OPEN_PATHS:
+    if not keys or request.path in OPEN_PATHS or request.blueprint in OPEN_BLUEPRINTS:
         return
     header = request.headers.get("Authorization", "")
     token = header[7:].strip() if header[:7].lower() == "bearer " else ""

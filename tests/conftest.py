@@ -32,6 +32,23 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
+def tiny_en() -> Path:
+    """Real weights: build/tiny.en.pt, the embedded tiny.en imported for openai-whisper (once; `make run`
+    reuses it). English-only; use `checkpoint` for multilingual mechanics (translation, detection)."""
+    from tools import embedded
+
+    return embedded.checkpoint(ROOT / embedded.CHECKPOINT).resolve()
+
+
+@pytest.fixture(scope="session")
+def tiny_en_ct2() -> Path:
+    """The same weights as packaged: a CTranslate2 directory for faster-whisper."""
+    from tools import embedded
+
+    return embedded.ct2_directory()
+
+
+@pytest.fixture(scope="session")
 def checkpoint(tmp_path_factory) -> Path:
     """A random-weight Whisper checkpoint (real architecture, tiny dims), loaded by path like any model."""
     return build_checkpoint(tmp_path_factory.mktemp("model") / "test.pt")

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from tests.conftest import Service, launch
-from tools import embedded, speech
+from tools import speech
 
 CLIP_SENTENCES = range(0, 30, 3)  # 10 sentences ...
 CLIP_VOICES = speech.VOICES[:3]  # ... in 3 voices: 30 clips, 300 words
@@ -40,17 +40,6 @@ def corpus(tmp_path_factory) -> Corpus:
         spaced=speech.spaced(d),
         quiet={kind: speech.noise(d, kind, 60) for kind in ("silence", "white", "brown")},
     )
-
-
-@pytest.fixture(scope="session")
-def tiny_en() -> Path:
-    """build/tiny.en.pt: the embedded model imported for openai-whisper (once; `make run` reuses it)."""
-    return embedded.checkpoint(Path(__file__).resolve().parents[2] / embedded.CHECKPOINT).resolve()
-
-
-@pytest.fixture(scope="session")
-def tiny_en_ct2() -> Path:
-    return embedded.ct2_directory()
 
 
 @pytest.fixture(scope="session")
