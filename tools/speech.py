@@ -126,14 +126,25 @@ def spaced(directory: Path) -> Clip:
 
 def long_file(directory: Path, minutes: float = 10.5, seed: int = 0) -> Clip:
     """Sentences in every voice with pauses of 0.3-2.5 s, at least `minutes` long."""
+    return story(directory, minutes * 60, f"long-{minutes:g}min", pauses=(0.3, 2.5), seed=seed)
+
+
+def story(directory: Path, seconds: float, name: str = "", pauses=(0.5, 1.5), seed: int = 0,
+          exact: bool = False) -> Clip:  # fmt: skip
+    """Different sentences one after another, voices taking turns, until `seconds` are filled (`exact`: the
+    file is exactly that long, the last sentence ending before). Unlike one sentence looped, this is speech
+    a model can be judged on: a loop is repetitive text, which Whisper's compression check rightly rejects."""
     rng = np.random.default_rng(seed)
     parts, t, i = [], 0.5, 0
-    while t < minutes * 60:
+    while True:
         voice = VOICES[i % len(VOICES)]
+        length = len(read_wav(clip(directory, i, voice).path)) / SAMPLE_RATE
+        if (exact and t + length > seconds) or (not exact and t >= seconds):
+            break
         parts.append((t, i, voice))
-        t += len(read_wav(clip(directory, i, voice).path)) / SAMPLE_RATE + float(rng.uniform(0.3, 2.5))
+        t += length + float(rng.uniform(*pauses))
         i += 1
-    return sequence(directory, f"long-{minutes:g}min", parts)
+    return sequence(directory, name or f"story-{seconds:g}s", parts, total=seconds if exact else None)
 
 
 def noisy(directory: Path, source: Clip, snr_db: float = 10.0) -> Clip:

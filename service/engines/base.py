@@ -231,6 +231,15 @@ def window_result(segments: list[Segment], text: str, temperature: float, avg_lo
     )
 
 
+def sampling_seed(windows: list[np.ndarray], temperature: float) -> int:
+    """A seed for temperature > 0 taken from the audio itself: the same request decodes to the same text,
+    run after run (fallback sampling would otherwise make two identical requests disagree)."""
+    seed = zlib.crc32(np.float32(temperature).tobytes())
+    for window in windows:
+        seed = zlib.crc32(np.ascontiguousarray(window).view(np.uint8), seed)
+    return seed
+
+
 def compression_ratio(text: str) -> float:
     """openai-whisper's repetition measure: UTF-8 length over zlib-compressed length."""
     data = text.encode("utf-8")

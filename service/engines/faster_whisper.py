@@ -35,6 +35,7 @@ from .base import (
     Transcribed,
     WindowResult,
     download_failed,
+    sampling_seed,
     split_segments,
     window_result,
 )
@@ -139,6 +140,8 @@ class FasterWhisperEngine(Engine):
         tokenizer = self.tokenizer(options.task, options.language)
         prompts = self._prompts(tokenizer, options, features)
         generate_options = self._generate_options(tokenizer, options, len(prompts[0]))
+        if options.temperature > 0:
+            ctranslate2.set_random_seed(sampling_seed(windows, options.temperature))
         results = self.model.model.generate(features, prompts, **generate_options)
         per_window = []
         for window, result in zip(windows, results):

@@ -28,6 +28,7 @@ from .base import (
     Transcribed,
     WindowResult,
     download_failed,
+    sampling_seed,
     split_segments,
     window_result,
 )
@@ -104,6 +105,8 @@ class OpenAIWhisperEngine(Engine):
             best_of=options.best_of if options.temperature > 0 else None,
             fp16=self.precision == "float16",
         )
+        if options.temperature > 0:
+            torch.manual_seed(sampling_seed(windows, options.temperature))
         results = forced_task(self.force_tokens)(self.model, decoding).run(mel)
         tokenizer = self.tokenizer(options.task, options.language)
         out = []

@@ -155,3 +155,12 @@ def test_sequential_transcription_gives_absolute_monotonic_segments(openai_engin
         assert starts == sorted(starts) and segments[-1].end <= len(audio) / SAMPLE_RATE + 0.02
         assert all(isinstance(s, Segment) and not s.words for s in segments), segments[:2]
         assert all(math.isfinite(s.avg_logprob) and 0 <= s.no_speech_prob <= 1 for s in segments)
+
+
+def test_sampling_is_repeatable_for_the_same_audio(openai_engine, windows):
+    """Fallback temperatures sample; the seed comes from the audio, so one request always gets one text.
+    (openai-whisper only: CTranslate2 seeds its per-thread generators once, at their first use.)"""
+    options = DecodeOptions(language="en", temperature=0.8)
+    first = [r.tokens for r in openai_engine.decode(windows, options)]
+    openai_engine.decode(windows[1:], options)  # other work in between moves the global generator on
+    assert [r.tokens for r in openai_engine.decode(windows, options)] == first

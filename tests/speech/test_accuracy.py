@@ -28,7 +28,7 @@ def reference_wer(reference, clips: list[speech.Clip]) -> float:
     return speech.wer([c.text for c in clips], [reference(c)["text"] for c in clips])
 
 
-# tiny.en on espeak-ng voices, measured with transcribe(): about 0.21 clean, 0.48 with white noise at 10 dB SNR
+# tiny.en on espeak-ng voices, measured with transcribe(): about 0.21 clean, 0.48 in white noise (10 dB SNR)
 SANE = {"clips": 0.35, "noisy": 0.6}
 
 

@@ -15,9 +15,10 @@ import requests
 from selenium.webdriver.common.by import By
 
 from service.formats import render
-from service.scheduler import Transcription
+from service.transcript import Segment, Transcript
 from tests.conftest import ffmpeg
 from tests.helpers import in_background, wait_for
+from tools import speech
 
 from .conftest import as_json, console_errors, page_state, screenshot, wait
 
@@ -111,7 +112,8 @@ ODD_SEGMENTS = [
 def test_the_page_writes_subtitles_exactly_like_the_server(web_service, browser, fmt):
     open_page(browser, web_service)
     written = browser.execute_script(f"return WRITERS.{fmt}({{segments: arguments[0]}})", ODD_SEGMENTS)
-    expected, _ = render(fmt, Transcription("en", 3726.0, ODD_SEGMENTS))
+    segments = tuple(Segment(s["start"], s["end"], s["text"], ()) for s in ODD_SEGMENTS)
+    expected, _ = render(fmt, Transcript("en", 3726.0, segments))
     assert written == expected
 
 
@@ -120,7 +122,8 @@ def test_segments_appear_while_a_long_file_still_streams(start_web_service, brow
     # batch, 75 s of speech (three windows) streams like a file of more windows than a batch holds
     service = start_web_service(BATCH_SIZE="1")
     open_page(browser, service)
-    browser.find_element(By.ID, "file").send_keys(str(audio_dir / "long.wav"))
+    story = speech.story(tmp_path, 75.0, exact=True)  # different sentences: real speech, not a loop
+    browser.find_element(By.ID, "file").send_keys(str(story.path))
     wait(browser, lambda d: "1:15.0" in d.find_element(By.ID, "file-name").text, 10, "the file's duration")
     browser.find_element(By.ID, "go").click()
     probe = (
