@@ -19,6 +19,7 @@ def create_app(settings=None, *, device_index: int | None = None):
     from . import settings as settings_module
     from .api import asr, openai
     from .engines import create_engine
+    from .intake_guard import IntakeGuard
     from .scheduler import Scheduler
 
     settings = settings or settings_module.from_env()
@@ -45,5 +46,6 @@ def create_app(settings=None, *, device_index: int | None = None):
     http.register(app)
     app.register_blueprint(openai.bp)
     app.register_blueprint(asr.bp)
+    app.wsgi_app = IntakeGuard(app.wsgi_app, settings)  # request bodies: deadlines, minimum rate, slots
     scheduler.start()
     return app

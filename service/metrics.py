@@ -59,6 +59,10 @@ QUEUE_AUDIO = Gauge(
     multiprocess_mode="livesum",
 )
 IN_FLIGHT = Gauge("whisper_requests_in_flight", "Requests being handled.", multiprocess_mode="livesum")
+UPLOADS_IN_PROGRESS = Gauge(
+    "whisper_uploads_in_progress", "Request bodies being read (each holds an upload slot).",
+    multiprocess_mode="livesum",
+)  # fmt: skip
 REJECTED = Counter("whisper_rejected_requests", "Requests refused before work started.", ("reason",))
 CANCELLED = Counter("whisper_cancelled_requests", "Accepted requests abandoned.", ("reason",))
 CANCELLED_WINDOWS = Counter("whisper_cancelled_windows", "Windows dropped undecoded by cancellation.")

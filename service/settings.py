@@ -48,6 +48,13 @@ class Settings:
     ffmpeg_timeout: float = 120.0  # seconds one decode may take
     tmp_dir: str = tempfile.gettempdir()  # uploads are streamed here, then deleted
 
+    # slow clients (see service/intake_guard.py)
+    header_timeout: float = 20.0  # seconds from a connection's first byte to the end of its request headers
+    upload_idle_timeout: float = 30.0  # seconds an upload may send nothing before it is cut off with 408
+    upload_min_rate: float = 1024.0  # bytes per second an upload must average once the grace period is over
+    upload_rate_grace: float = 10.0  # seconds an upload may go below UPLOAD_MIN_RATE after it starts
+    upload_slots: int = 256  # request bodies read at once per worker, each on its own thread; more get 503
+
     # scheduler
     decode_mode: str = "batched"  # batched | sequential (openai-whisper's transcribe())
     batch_size: int = 0  # windows per model call; 0 = per device (16 on CUDA, 4 on CPU)
@@ -146,6 +153,11 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "MAX_AUDIO_SECONDS": ("max_audio_seconds", _number(float, 1, "10800")),
     "FFMPEG_TIMEOUT": ("ffmpeg_timeout", _number(float, 1, "120")),
     "TMPDIR": ("tmp_dir", _directory),
+    "HEADER_TIMEOUT": ("header_timeout", _number(float, 1, "20")),
+    "UPLOAD_IDLE_TIMEOUT": ("upload_idle_timeout", _number(float, 1, "30")),
+    "UPLOAD_MIN_RATE": ("upload_min_rate", _number(float, 0, "1024")),
+    "UPLOAD_RATE_GRACE": ("upload_rate_grace", _number(float, 0, "10")),
+    "UPLOAD_SLOTS": ("upload_slots", _number(int, 1, "256")),
     "DECODE_MODE": ("decode_mode", _choice(DECODE_MODES)),
     "BATCH_SIZE": ("batch_size", _number(int, 0, "16")),
     "QUEUE_MAX_SECONDS": ("queue_max_seconds", _number(float, 1, "14400")),
