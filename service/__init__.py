@@ -40,6 +40,7 @@ def create_app(settings=None, *, device_index: int | None = None):
         queue_max_seconds=settings.queue_max_seconds,
         queue_max_requests=settings.queue_max_requests,
         warmup=settings.warmup,
+        key_max_share=settings.key_max_share,
     )
     app.extensions["scheduler"] = scheduler
     errors.register(app)

@@ -31,8 +31,9 @@ LINGER_SECONDS = 2.0  # a graceful close drains the client's last bytes this lon
 LINGER_MAX_BYTES = 64 * 1024
 READ_SIZE = 64 * 1024
 HEAD_ENDS = (b"\r\n\r\n", b"\n\n")
-TIMEOUT_408 = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-TOO_LARGE_431 = b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+CLOSE = b"Connection: close\r\nContent-Length: 0\r\n\r\n"
+TIMEOUT_408 = b"HTTP/1.1 408 Request Timeout\r\n" + CLOSE
+TOO_LARGE_431 = b"HTTP/1.1 431 Request Header Fields Too Large\r\n" + CLOSE
 
 
 class GuardedThreadWorker(ThreadWorker):
@@ -43,7 +44,7 @@ class GuardedThreadWorker(ThreadWorker):
         self.guarded_socket = GuardedSocket
         self.header_timeout = from_env().header_timeout
         self.heads: dict[object, float] = {}  # connection -> deadline for its head
-        self.lingering: dict[object, list] = {}  # half-closed socket -> [when to close it anyway, bytes drained]
+        self.lingering: dict[object, list] = {}  # half-closed socket -> [close it by then, bytes drained]
         super().init_process()
 
     # -- heads on the event loop ---------------------------------------------------------------------------

@@ -98,9 +98,10 @@ class GuardedSocket:
             elapsed = self._clock() - self._started
             wait = min(limits.idle_timeout, self._rate_deadline(limits) - elapsed)
             if wait <= 0:
-                raise self._cut("slow", f"The upload averaged {self._received / max(elapsed, 1e-3):.0f} "
-                                        f"bytes/s over {elapsed:.0f} s, under the {limits.min_rate:g} bytes/s "
-                                        "this server requires (UPLOAD_MIN_RATE).")  # fmt: skip
+                rate = self._received / max(elapsed, 1e-3)
+                raise self._cut("slow", f"The upload averaged {rate:.0f} bytes/s over {elapsed:.0f} s, under "
+                                        f"the {limits.min_rate:g} bytes/s this server requires "
+                                        "(UPLOAD_MIN_RATE).")  # fmt: skip
             if poller.poll(wait * 1000):
                 return
             if wait >= limits.idle_timeout:

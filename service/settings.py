@@ -62,6 +62,7 @@ class Settings:
     # requests accepted but not yet finished; keep it below THREADS: each waits on a request thread, so a
     # larger bound is never reached and excess requests queue unseen in gunicorn instead of getting 429
     queue_max_requests: int = 24
+    key_max_share: float = 0.5  # with API_KEYS: the fraction of both queue bounds one key may hold
     request_timeout: float = 120.0  # seconds of deadline for any request ...
     request_timeout_per_audio_second: float = 1.0  # ... plus this many per second of audio
     force_tokens: int = 0  # benchmark only: decode exactly N tokens per window (0 = off)
@@ -101,6 +102,13 @@ def _number(kind: type, minimum: float, example: str) -> Callable[[str, str], An
         return value
 
     return parse
+
+
+def _share(name: str, raw: str) -> float:
+    value = _number(float, 0, "0.5")(name, raw)
+    if not 0 < value <= 1:
+        raise SettingsError(f"{name}={raw!r} is not a fraction in (0, 1], e.g. {name}=0.5")
+    return value
 
 
 def _port(name: str, raw: str) -> int:
@@ -162,6 +170,7 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "BATCH_SIZE": ("batch_size", _number(int, 0, "16")),
     "QUEUE_MAX_SECONDS": ("queue_max_seconds", _number(float, 1, "14400")),
     "QUEUE_MAX_REQUESTS": ("queue_max_requests", _number(int, 1, "24")),
+    "KEY_MAX_SHARE": ("key_max_share", _share),
     "REQUEST_TIMEOUT": ("request_timeout", _number(float, 1, "120")),
     "REQUEST_TIMEOUT_PER_AUDIO_SECOND": (
         "request_timeout_per_audio_second",

@@ -86,7 +86,8 @@ def decode_upload(field: str) -> object:
     if upload is None:
         raise InvalidRequest(f"Missing the audio file: send it as multipart field '{field}'.", param=field)
     cfg = settings()
-    scheduler().check_admission(g.get("started"))  # a full queue refuses before the upload costs ffmpeg's CPU
+    # a full queue (or a key over its share) refuses before the upload costs ffmpeg's CPU
+    scheduler().check_admission(g.get("started"), g.get("key_id"))
     began = time.monotonic()
     with spooled_upload(upload.stream, cfg.tmp_dir) as path:
         audio = decode_file(path, cfg.max_audio_seconds, cfg.ffmpeg_timeout)
@@ -100,7 +101,8 @@ def submit(audio, options: JobOptions) -> Job:
     deadline = time.monotonic() + cfg.request_timeout + cfg.request_timeout_per_audio_second * seconds
     if cfg.force_tokens:
         options = replace(options, force_tokens=cfg.force_tokens)
-    job = Job(audio=audio, options=options, deadline=deadline, arrived_at=g.get("started"))
+    job = Job(audio=audio, options=options, deadline=deadline, arrived_at=g.get("started"),
+              key_id=g.get("key_id"))  # fmt: skip
     scheduler().submit(job)
     g.job = job
     return job
