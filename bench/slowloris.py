@@ -1,16 +1,17 @@
 """Slow-loris uploads against a server on loopback, while /readyz is probed and a normal request is sent.
 
-    python -m bench.slowloris                          # starts gunicorn (random test checkpoint), 200 trickles
+    python -m bench.slowloris                  # starts gunicorn (random test checkpoint), 200 trickles
     python -m bench.slowloris --connections 40 --duration 20
     python -m bench.slowloris --url http://127.0.0.1:8080 --key sk-...   # a running server or proxy
 
 Each attacker opens a connection, sends the headers of a multipart upload that announces --body-mib MiB,
 then --chunk bytes every --interval seconds (10 bytes every 0.5 s: 20 B/s), or with --phase headers sends
-its request headers that slowly instead. One thread drives every attacker through a selector (hundreds of
-sockets cost almost nothing). Meanwhile /readyz is probed every --probe-interval seconds and, after
---normal-after seconds, one normal 3 s transcription is sent. Reported: probe latencies, the normal
-request's status and time, when and how the server closed each attacker (status line if any), and the
-upload temp files the server still holds (files in its TMPDIR and the worker's open descriptors there).
+its request headers that slowly instead (--phase silent: connects and sends nothing). One thread drives
+every attacker through a selector (hundreds of sockets cost almost nothing). Meanwhile /readyz is probed
+every --probe-interval seconds and, after --normal-after seconds, one normal 3 s transcription is sent.
+Reported: probe latencies, the normal request's status and time, when and how the server closed each
+attacker (status line if any), and the upload temp files the server still holds (files in its TMPDIR and
+the worker's open descriptors there).
 
 Everything is bounded: --connections (at most 1000), --duration (at most 300 s), every client timeout.
 Loopback only.
@@ -74,7 +75,7 @@ class Trickle:
 
     def __init__(self, url: str, connections: int, *, interval: float = 0.5, chunk: int = 10,
                  phase: str = "body", body_mib: float = 1.0, headers: dict | None = None,
-                 sources: list[str] | None = None):  # fmt: skip
+                 sources: list[str] | None = None, burst: int = 0, head_pad: int = 0):  # fmt: skip
         parsed = urlparse(url)
         if not (parsed.hostname == "localhost" or (parsed.hostname or "").startswith("127.")):
             raise SystemExit(f"loopback only: {url}")
@@ -82,8 +83,10 @@ class Trickle:
         self.count = min(connections, MAX_CONNECTIONS)
         self.interval, self.chunk, self.phase = interval, chunk, phase
         self.body_bytes = int(body_mib * 2**20)
-        self.extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        headers = {**(headers or {}), **({"X-Padding": "a" * head_pad} if head_pad else {})}
+        self.extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         self.sources = sources or []
+        self.burst = burst  # body bytes sent at once before the trickle (chunk=0: then nothing: a stall)
         self.attackers: list[Attacker] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="slowloris", daemon=True)
@@ -110,9 +113,13 @@ class Trickle:
             sock.setblocking(False)
             attacker = Attacker(sock, time.monotonic())
             if self.phase == "body":
+                sock.setblocking(True)
                 with contextlib.suppress(OSError):
-                    sock.send(head + part)
-                attacker.pending = bytes(self.body_bytes)
+                    sock.sendall(head + part + bytes(self.burst))
+                sock.setblocking(False)
+                attacker.pending = bytes(self.body_bytes - self.burst) if self.chunk else b""
+            elif self.phase == "silent":
+                pass
             else:
                 attacker.pending = head
             self.attackers.append(attacker)
@@ -130,7 +137,8 @@ class Trickle:
                 next_send += self.interval
                 for attacker in self.attackers:
                     if attacker.closed_at is None and attacker.pending:
-                        piece, attacker.pending = attacker.pending[: self.chunk], attacker.pending[self.chunk :]
+                        piece = attacker.pending[: self.chunk]
+                        attacker.pending = attacker.pending[self.chunk :]
                         try:
                             attacker.sock.send(piece)
                         except OSError:
@@ -189,13 +197,15 @@ def held_tmp_files(tmp_dir: str | None, master_pid: int | None) -> int | None:
     count = len(os.listdir(tmp_dir))
     if master_pid:
         for worker in psutil.Process(master_pid).children():
-            with contextlib.suppress(psutil.Error):
-                files = worker.open_files()
-                count += sum(f.path.startswith(tmp_dir) and "wgunicorn-" not in f.path for f in files)
+            fds = Path(f"/proc/{worker.pid}/fd")
+            with contextlib.suppress(OSError):  # unlinked spools read "<dir>/#123 (deleted)" here
+                targets = [os.readlink(fd) for fd in fds.iterdir()]
+                count += sum(t.startswith(tmp_dir + "/") and "wgunicorn-" not in t for t in targets)
     return count
 
 
-def attack(url: str, args, headers: dict, tmp_dir: str | None = None, master_pid: int | None = None) -> Figures:
+def attack(url: str, args, headers: dict, tmp_dir: str | None = None,
+           master_pid: int | None = None) -> Figures:  # fmt: skip
     trickle = Trickle(url, args.connections, interval=args.interval, chunk=args.chunk, phase=args.phase,
                       body_mib=args.body_mib, headers=headers,
                       sources=[f"127.0.0.{10 + i}" for i in range(args.sources)])  # fmt: skip
@@ -242,14 +252,15 @@ def markdown(figures: Figures, args) -> str:
         return "n/a" if value is None else f"{value:.2f} s"
 
     rows = [
-        ("attack", f"{figures.connections} connections ({figures.connected} connected), {args.chunk} bytes of "
-                   f"{args.phase} every {args.interval:g} s, {args.duration:g} s"),
+        ("attack", f"{figures.connections} connections ({figures.connected} connected), {args.chunk} "
+                   f"bytes of {args.phase} every {args.interval:g} s, {args.duration:g} s"),
         ("/readyz", f"{figures.probes} probes, p50 {fmt(figures.probe_p50)}, max {fmt(figures.probe_max)}, "
                     f"{figures.probe_failures} without 200"),
         (f"normal request (sent at {args.normal_after:g} s)",
          f"{figures.normal_status} in {fmt(figures.normal_seconds)}"),
-        ("attackers closed by the server", f"{figures.closed_by_server}, after {fmt(figures.close_after_min)} "
-                                           f"to {fmt(figures.close_after_max)}"),
+        ("attackers closed by the server",
+         f"{figures.closed_by_server}, after {fmt(figures.close_after_min)} to "
+         f"{fmt(figures.close_after_max)}"),
         ("answers to attackers", ", ".join(f"{k}: {v}" for k, v in figures.statuses.items()) or "none"),
         ("upload temp files held (during / at the end)", f"{figures.tmp_files_during} / {figures.tmp_left}"),
     ]  # fmt: skip
@@ -261,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", help="a running server (default: start one on loopback)")
     parser.add_argument("--key", help="API key for the normal request and the attackers")
     parser.add_argument("--connections", type=int, default=200)
-    parser.add_argument("--phase", choices=("body", "headers"), default="body")
+    parser.add_argument("--phase", choices=("body", "headers", "silent"), default="body")
     parser.add_argument("--interval", type=float, default=0.5)
     parser.add_argument("--chunk", type=int, default=10)
     parser.add_argument("--body-mib", type=float, default=1.0)
