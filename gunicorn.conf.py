@@ -42,9 +42,9 @@ gpus = _gpu_count() if settings.whisper_device != "cpu" else 0
 
 wsgi_app = "service:create_app()"
 bind = [f"0.0.0.0:{settings.port}"]
-worker_class = "gthread"
+worker_class = "service.guarded_worker.GuardedThreadWorker"  # gthread; request heads read off the threads
 workers = settings.workers or max(1, gpus)
-threads = settings.threads
+threads = settings.threads + settings.upload_slots  # bodies being read take at most UPLOAD_SLOTS of them
 timeout = 120  # a worker whose main loop stops answering this long is restarted (inference runs elsewhere)
 graceful_timeout = int(settings.graceful_timeout)  # in-flight and queued requests finish within this
 keepalive = 5

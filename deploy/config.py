@@ -24,6 +24,7 @@ SERVICE_ENV_KEYS = (
     "WHISPER_DEVICE",
     "WORKERS",
     "GRACEFUL_TIMEOUT",
+    "MAX_UPLOAD_MB",  # the proxy's client_max_body_size too
 )
 STOP_MARGIN_SECONDS = 15  # docker stop waits GRACEFUL_TIMEOUT + this before it kills
 
@@ -69,6 +70,8 @@ class DeployConfig:
     poll_interval: float = 2.0  # seconds between readiness probes
     graceful_timeout: int = 120  # the service's GRACEFUL_TIMEOUT; in-flight requests get this long
     drain_delay: float = 2.0  # seconds between the proxy switch and stopping the old colour
+    # --- the proxy
+    max_upload_mb: float = 100.0  # the service's MAX_UPLOAD_MB: nginx refuses bigger bodies itself
 
     @property
     def stop_timeout(self) -> int:
@@ -108,6 +111,7 @@ class DeployConfig:
             poll_interval=num("DEPLOY_POLL_INTERVAL", cls.poll_interval),
             graceful_timeout=int(num("GRACEFUL_TIMEOUT", cls.graceful_timeout)),
             drain_delay=num("DEPLOY_DRAIN_DELAY", cls.drain_delay),
+            max_upload_mb=num("MAX_UPLOAD_MB", cls.max_upload_mb),
         )
 
 

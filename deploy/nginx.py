@@ -8,12 +8,31 @@ only proxies the public port to the live colour's loopback port: metrics ports s
 
 from __future__ import annotations
 
+import json
+
 from deploy.config import Slot
 
 CONF_NAME = "whisper.conf"  # the one file in the proxy's conf.d
+# Slow and greedy clients (docs/reliability.md): the same limits as the service's own defaults
+HEADER_TIMEOUT = 20  # s for a request's headers (the service's HEADER_TIMEOUT)
+BODY_TIMEOUT = 30  # s between two reads of a request body (the service's UPLOAD_IDLE_TIMEOUT)
+CONNECTIONS_PER_CLIENT = 32  # requests one client address may have open at once
+
+
+def _error(message: str, type_: str, code: str, param: str | None = None) -> str:
+    """An OpenAI-shaped error body, as the service writes it, for the answers nginx gives itself."""
+    return json.dumps({"error": {"message": message, "type": type_, "param": param, "code": code}})
+
+
+TOO_LARGE = _error("The upload is larger than the server accepts (MAX_UPLOAD_MB).", "invalid_request_error",
+                   "file_too_large", "file")  # fmt: skip
+TOO_MANY = _error("Too many connections from this address; retry shortly.", "rate_limit_error",
+                  "too_many_connections")  # fmt: skip
 
 TEMPLATE = """\
 # Written by `fab deploy`; rewritten on every switch. Live colour: {color}.
+limit_conn_zone $binary_remote_addr zone=whisper_per_client:10m;
+
 upstream whisper_live {{
     server 127.0.0.1:{app_port};
     keepalive 16;
@@ -24,10 +43,20 @@ server {{
     server_tokens off;
     access_log off;  # the service logs one line per request itself
 
-    # The service caps upload size and audio length itself (413 with an OpenAI error body), and long
-    # audio takes minutes: stream uploads through and wait as long as the service may.
-    client_max_body_size 0;
-    proxy_request_buffering off;
+    # Uploads are read in full here before the service sees them: a client that trickles its body holds
+    # an nginx connection (cheap), never a service thread. Bodies over MAX_UPLOAD_MB get 413 here.
+    client_max_body_size {max_body_bytes};
+    proxy_request_buffering on;
+    client_header_timeout {header_timeout}s;
+    client_body_timeout {body_timeout}s;
+    limit_conn whisper_per_client {per_client};
+    limit_conn_status 429;
+    error_page 413 = @too_large;
+    error_page 429 = @too_many;
+    # Responses are buffered too (a slow reader holds nginx, not the service), except those that say
+    # X-Accel-Buffering: no, as the streaming transcription (SSE) does: its events pass through at once.
+    proxy_buffering on;
+    # Long audio takes minutes: wait as long as the service may.
     proxy_read_timeout 1800s;
     proxy_send_timeout 1800s;
 
@@ -39,10 +68,27 @@ server {{
         proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
         proxy_set_header X-Request-Id $request_id;
     }}
+
+    location @too_large {{
+        default_type application/json;
+        return 413 '{too_large}';
+    }}
+
+    location @too_many {{
+        default_type application/json;
+        add_header Retry-After 5 always;
+        return 429 '{too_many}';
+    }}
 }}
 """
 
 
-def render(slot: Slot, public_port: int) -> str:
-    """The proxy config that sends the public port to `slot`."""
-    return TEMPLATE.format(color=slot.color, app_port=slot.app_port, public_port=public_port)
+def render(slot: Slot, public_port: int, max_upload_mb: float = 100.0, *,
+           header_timeout: int = HEADER_TIMEOUT, body_timeout: int = BODY_TIMEOUT,
+           per_client: int = CONNECTIONS_PER_CLIENT) -> str:  # fmt: skip
+    """The proxy config that sends the public port to `slot`; bodies up to the service's MAX_UPLOAD_MB."""
+    return TEMPLATE.format(
+        color=slot.color, app_port=slot.app_port, public_port=public_port,
+        max_body_bytes=int(max_upload_mb * 1024 * 1024), header_timeout=header_timeout,
+        body_timeout=body_timeout, per_client=per_client, too_large=TOO_LARGE, too_many=TOO_MANY,
+    )  # fmt: skip

@@ -209,7 +209,7 @@ class Host:
         cfg = self.cfg
         path = posixpath.join(cfg.proxy_dir, nginx.CONF_NAME)
         before = self.read_file(path)
-        self.write_file(path, nginx.render(slot, cfg.public_port), mode="644")
+        self.write_file(path, nginx.render(slot, cfg.public_port, cfg.max_upload_mb), mode="644")
         if self.running(cfg.proxy_container):
             check = self.docker("exec", cfg.proxy_container, "nginx", "-t", warn=True)
             if check.failed:

@@ -21,6 +21,7 @@ from config import FleetConfig, StackConfig
 
 HTTP_PORT = 80
 READY_PATH = "/readyz"  # 200 only once the model is loaded and warmed
+SERVICE_GRACEFUL_TIMEOUT_SEC = 20  # the GRACEFUL_TIMEOUT startup.sh gives the containers (STOP_TIMEOUT - 5)
 
 
 @dataclass(frozen=True)
@@ -190,11 +191,13 @@ class Fleet(pulumi.ComponentResource):
             load_balancing_scheme="EXTERNAL_MANAGED",
             protocol="HTTP",
             port_name="http",
-            # Long files take minutes; the default 30 s would cut them off.
+            # Long files take minutes; the default 30 s would cut them off. The whole response must come
+            # within this: the service's own deadline (REQUEST_TIMEOUT + 1 s per audio second) ends first.
             timeout_sec=fleet.request_timeout_sec,
             health_checks=self.lb_check.id,
-            # Draining: a VM leaving the group (update, scale-in) finishes what it has.
-            connection_draining_timeout_sec=min(fleet.request_timeout_sec, 3600),
+            # Draining: a VM leaving the group (update, scale-in) gets no new requests and as long to finish
+            # what it has as its own drain on SIGTERM, which comes next; longer would only delay the update.
+            connection_draining_timeout_sec=SERVICE_GRACEFUL_TIMEOUT_SEC,
             backends=[
                 gcp.compute.BackendServiceBackendArgs(
                     group=self.group.instance_group,

@@ -20,6 +20,7 @@ def create_app(settings=None, *, device_index: int | None = None):
     from .api import asr, openai
     from .engines import create_engine
     from .intake import vad
+    from .intake_guard import IntakeGuard
     from .scheduler import Scheduler
 
     settings = settings or settings_module.from_env()
@@ -42,6 +43,7 @@ def create_app(settings=None, *, device_index: int | None = None):
         queue_max_seconds=settings.queue_max_seconds,
         queue_max_requests=settings.queue_max_requests,
         warmup=settings.warmup,
+        key_max_share=settings.key_max_share,
     )
     app.extensions["scheduler"] = scheduler
     errors.register(app)
@@ -49,5 +51,6 @@ def create_app(settings=None, *, device_index: int | None = None):
     app.register_blueprint(openai.bp)
     app.register_blueprint(asr.bp)
     app.register_blueprint(web.bp)
+    app.wsgi_app = IntakeGuard(app.wsgi_app, settings)  # request bodies: deadlines, minimum rate, slots
     scheduler.start()
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import logging
@@ -76,16 +77,25 @@ def _authenticate() -> None:
     header = request.headers.get("Authorization", "")
     token = header[7:].strip() if header[:7].lower() == "bearer " else ""
     # compare against every key, always, in constant time: no early exit that leaks which prefix matched
-    matched = False
+    matched = None
     for key in keys:
-        matched |= hmac.compare_digest(token.encode(), key.encode())
-    if not matched:
+        if hmac.compare_digest(token.encode(), key.encode()):
+            matched = key
+    if matched is not None:
+        g.key_id = key_id(matched)
+    else:
         metrics.REJECTED.labels("unauthorized").inc()
         raise Unauthorized(
             "Missing or invalid API key: send it as 'Authorization: Bearer <key>'."
             if token or header
             else "This server requires an API key: send 'Authorization: Bearer <key>'."
         )
+
+
+def key_id(key: str) -> str:
+    """A key's id in metrics and the fair share: the first 10 hex digits of its SHA-256, never the key.
+    An operator finds a key's id with `printf %s "$KEY" | sha256sum | cut -c1-10`."""
+    return hashlib.sha256(key.encode()).hexdigest()[:10]
 
 
 def _finish(resp):
@@ -98,6 +108,8 @@ def _finish(resp):
     if resp.status_code >= 400 and resp.is_json:
         code = (resp.get_json(silent=True) or {}).get("error", {}).get("code") or str(resp.status_code)
         metrics.ERRORS.labels(code).inc()
+        if g.get("key_id") and resp.status_code in (429, 503):
+            metrics.KEY_REJECTED.labels(g.key_id, code).inc()
     if endpoint not in ("/healthz", "/readyz"):
         _log_line(endpoint, resp.status_code, elapsed)
     return resp

@@ -66,7 +66,7 @@ class Job:
     windows: list[Window] = field(default_factory=list)
     speech: list[Region] = field(default_factory=list)  # unpadded speech regions; everything without VAD
     id: int = field(default_factory=lambda: next(_ids))
-    key_id: str = ""  # which API key sent it ("" without keys)
+    key_id: str | None = None  # its API key's id (never the key), for the per-key share of the queue
     language: str | None = None
     language_probs: dict[str, float] | None = None
     arrived_at: float | None = None  # when its HTTP request arrived (time.monotonic())

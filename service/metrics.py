@@ -59,7 +59,22 @@ QUEUE_AUDIO = Gauge(
     multiprocess_mode="livesum",
 )
 IN_FLIGHT = Gauge("whisper_requests_in_flight", "Requests being handled.", multiprocess_mode="livesum")
+UPLOADS_IN_PROGRESS = Gauge(
+    "whisper_uploads_in_progress", "Request bodies being read (each holds an upload slot).",
+    multiprocess_mode="livesum",
+)  # fmt: skip
 REJECTED = Counter("whisper_rejected_requests", "Requests refused before work started.", ("reason",))
+# per API key, labelled by its id (a hash prefix, never the key): see service/fairshare.py
+KEY_ACCEPTED = Counter("whisper_key_accepted_requests", "Requests accepted into the queue, per API key.",
+                       ("key_id",))  # fmt: skip
+KEY_REJECTED = Counter(
+    "whisper_key_rejected_requests", "Requests refused with 429 or 503, per API key and reason.",
+    ("key_id", "reason"),
+)  # fmt: skip
+KEY_IN_FLIGHT = Gauge(
+    "whisper_key_requests_in_flight", "Requests accepted and not finished, per API key.", ("key_id",),
+    multiprocess_mode="livesum",
+)  # fmt: skip
 CANCELLED = Counter("whisper_cancelled_requests", "Accepted requests abandoned.", ("reason",))
 CANCELLED_WINDOWS = Counter("whisper_cancelled_windows", "Windows dropped undecoded by cancellation.")
 REDECODED_PIECES = Counter(

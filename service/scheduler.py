@@ -26,6 +26,7 @@ import numpy as np
 from . import metrics
 from .engines.base import SAMPLE_RATE, DecodeOptions, Engine, WindowResult
 from .errors import APIError, ClientClosed, DeadlineExceeded, InternalError, QueueFull, Unavailable
+from .fairshare import KeyShares
 from .job import Job
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ class _Item:
 
 class Scheduler:
     def __init__(self, engine: Engine, *, batch_size: int = 0, queue_max_seconds: float = 4 * 3600,
-                 queue_max_requests: int = 256, warmup: bool = True):  # fmt: skip
+                 queue_max_requests: int = 256, warmup: bool = True, key_max_share: float = 1.0):  # fmt: skip
         self.engine = engine
         self.batch_size = batch_size
         self.queue_max_seconds = queue_max_seconds
@@ -71,6 +72,7 @@ class Scheduler:
         self._pending: OrderedDict[int, deque[_Item]] = OrderedDict()  # job id -> its windows, in order
         self._sequential: deque[Job] = deque()
         self._accepted: dict[int, Job] = {}  # accepted and not finished: what admission counts
+        self._shares = KeyShares(key_max_share, key_max_share)  # no key holds more than this of the queue
         self._stopping_since = float("inf")
         self._throughput = 0.0  # audio seconds per wall second, smoothed; for Retry-After
         self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
@@ -127,13 +129,14 @@ class Scheduler:
         return True
 
     # -- admission -----------------------------------------------------------------------------------------
-    def check_admission(self, arrived: float | None = None) -> None:
+    def check_admission(self, arrived: float | None = None, key_id: str | None = None) -> None:
         """Refuse before the upload is decoded what submit() would refuse anyway: under overload, ffmpeg
         decoding requests only to refuse them would take the CPU that inference needs."""
         with self._lock:
-            self._refuse_if_full(0.0, arrived)
+            self._refuse_if_full(0.0, arrived, key_id)
 
-    def _refuse_if_full(self, duration: float, arrived: float | None = None) -> None:
+    def _refuse_if_full(self, duration: float, arrived: float | None = None,
+                        key_id: str | None = None) -> None:  # fmt: skip
         """Called with the lock held: raise 503 when not serving, 429 when a job this long does not fit.
 
         A request that arrived before shutdown began (`arrived`, monotonic) is still served: its client
@@ -144,6 +147,8 @@ class Scheduler:
         if self.health is not Health.READY and not arrived_in_time:
             metrics.REJECTED.labels("shutting_down" if self.health is Health.STOPPING else "not_ready").inc()
             raise Unavailable(f"The server is not ready: {self.reason}.", retry_after=10)
+        self._shares.check(key_id, duration, self.queue_max_requests, self.queue_max_seconds,
+                           self._retry_after)  # fmt: skip
         queued = sum(j.duration for j in self._accepted.values())
         full = len(self._accepted) >= self.queue_max_requests or (
             self._accepted and queued + duration > self.queue_max_seconds
@@ -158,8 +163,9 @@ class Scheduler:
     def submit(self, job: Job) -> None:
         """Accept a job or refuse it at once (429 when full, 503 when not serving)."""
         with self._lock:
-            self._refuse_if_full(job.duration, job.arrived_at)
+            self._refuse_if_full(job.duration, job.arrived_at, job.key_id)
             self._accepted[job.id] = job
+            self._shares.add(job.key_id, job.duration)
             metrics.QUEUE_AUDIO.inc(job.duration)
             job.accepted_at = time.monotonic()
             job.language = job.options.language
@@ -378,6 +384,7 @@ class Scheduler:
         job.error = error
         if self._accepted.pop(job.id, None) is not None:
             metrics.QUEUE_AUDIO.dec(job.duration)
+            self._shares.release(job.key_id, job.duration)
         job.events.put(("done", None))
         job.done.set()
         self._lock.notify_all()

@@ -49,6 +49,13 @@ class Settings:
     ffmpeg_timeout: float = 120.0  # seconds one decode may take
     tmp_dir: str = tempfile.gettempdir()  # uploads are streamed here, then deleted
 
+    # slow clients (see service/intake_guard.py)
+    header_timeout: float = 20.0  # seconds from a connection's first byte to the end of its request headers
+    upload_idle_timeout: float = 30.0  # seconds an upload may send nothing before it is cut off with 408
+    upload_min_rate: float = 1024.0  # bytes per second an upload must average once the grace period is over
+    upload_rate_grace: float = 10.0  # seconds an upload may go below UPLOAD_MIN_RATE after it starts
+    upload_slots: int = 256  # request bodies read at once per worker, each on its own thread; more get 503
+
     # scheduler
     decode_mode: str = "batched"  # batched | sequential (openai-whisper's transcribe())
     batch_size: int = 0  # windows per model call; 0 = per device (16 on CUDA, 4 on CPU)
@@ -56,6 +63,7 @@ class Settings:
     # requests accepted but not yet finished; keep it below THREADS: each waits on a request thread, so a
     # larger bound is never reached and excess requests queue unseen in gunicorn instead of getting 429
     queue_max_requests: int = 24
+    key_max_share: float = 0.5  # with API_KEYS: the fraction of both queue bounds one key may hold
     request_timeout: float = 120.0  # seconds of deadline for any request ...
     request_timeout_per_audio_second: float = 1.0  # ... plus this many per second of audio
     force_tokens: int = 0  # benchmark only: decode exactly N tokens per window (0 = off)
@@ -101,6 +109,13 @@ def _number(kind: type, minimum: float, example: str) -> Callable[[str, str], An
         return value
 
     return parse
+
+
+def _share(name: str, raw: str) -> float:
+    value = _number(float, 0, "0.5")(name, raw)
+    if not 0 < value <= 1:
+        raise SettingsError(f"{name}={raw!r} is not a fraction in (0, 1], e.g. {name}=0.5")
+    return value
 
 
 def _port(name: str, raw: str) -> int:
@@ -154,10 +169,16 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "MAX_AUDIO_SECONDS": ("max_audio_seconds", _number(float, 1, "10800")),
     "FFMPEG_TIMEOUT": ("ffmpeg_timeout", _number(float, 1, "120")),
     "TMPDIR": ("tmp_dir", _directory),
+    "HEADER_TIMEOUT": ("header_timeout", _number(float, 1, "20")),
+    "UPLOAD_IDLE_TIMEOUT": ("upload_idle_timeout", _number(float, 1, "30")),
+    "UPLOAD_MIN_RATE": ("upload_min_rate", _number(float, 0, "1024")),
+    "UPLOAD_RATE_GRACE": ("upload_rate_grace", _number(float, 0, "10")),
+    "UPLOAD_SLOTS": ("upload_slots", _number(int, 1, "256")),
     "DECODE_MODE": ("decode_mode", _choice(DECODE_MODES)),
     "BATCH_SIZE": ("batch_size", _number(int, 0, "16")),
     "QUEUE_MAX_SECONDS": ("queue_max_seconds", _number(float, 1, "14400")),
     "QUEUE_MAX_REQUESTS": ("queue_max_requests", _number(int, 1, "24")),
+    "KEY_MAX_SHARE": ("key_max_share", _share),
     "REQUEST_TIMEOUT": ("request_timeout", _number(float, 1, "120")),
     "REQUEST_TIMEOUT_PER_AUDIO_SECOND": (
         "request_timeout_per_audio_second",

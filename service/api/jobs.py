@@ -89,7 +89,8 @@ def decode_upload(field: str) -> object:
     if upload is None:
         raise InvalidRequest(f"Missing the audio file: send it as multipart field '{field}'.", param=field)
     cfg = settings()
-    scheduler().check_admission(g.get("started"))  # a full queue refuses before the upload costs ffmpeg's CPU
+    # a full queue (or a key over its share) refuses before the upload costs ffmpeg's CPU
+    scheduler().check_admission(g.get("started"), g.get("key_id"))
     began = time.monotonic()
     with spooled_upload(upload.stream, cfg.tmp_dir) as path:
         audio = decode_file(path, cfg.max_audio_seconds, cfg.ffmpeg_timeout)
@@ -112,7 +113,7 @@ def submit(audio, options: JobOptions) -> Job:
     seconds = len(audio) / SAMPLE_RATE
     deadline = time.monotonic() + cfg.request_timeout + cfg.request_timeout_per_audio_second * seconds
     began = time.monotonic()
-    job = Job.planned(audio, options, deadline, arrived_at=g.get("started"), key_id=g.get("key_id", ""))
+    job = Job.planned(audio, options, deadline, arrived_at=g.get("started"), key_id=g.get("key_id"))
     observe_stage("vad", time.monotonic() - began)
     speech_seconds = sum(r.seconds for r in job.speech)
     metrics.SPEECH_RATIO.labels(**labels()).observe(speech_seconds / max(seconds, 1e-3))

@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from deploy import nginx, remote
-from deploy.config import ConfigError, DeployConfig, ssh_target
+from deploy.config import SERVICE_ENV_KEYS, ConfigError, DeployConfig, ssh_target
 
 VM_OUTPUTS = {
     "ip": "203.0.113.7",
@@ -78,3 +78,21 @@ def test_the_proxy_config_is_valid_nginx_and_points_at_one_colour(tmp_path):
     conf = (conf_dir / nginx.CONF_NAME).read_text()
     assert "server 127.0.0.1:5002;" in conf and "listen 8080;" in conf
     assert "9101" not in conf and "9102" not in conf  # metrics never behind the public port
+
+
+def test_the_proxy_buffers_bodies_up_to_max_upload_mb_and_limits_slow_and_greedy_clients():
+    conf = nginx.render(DeployConfig(image="a/b").blue, public_port=80, max_upload_mb=25)
+    assert "client_max_body_size 26214400;" in conf  # 25 MiB, as the service counts MAX_UPLOAD_MB
+    assert "proxy_request_buffering on;" in conf and "proxy_request_buffering off" not in conf
+    assert f"client_header_timeout {nginx.HEADER_TIMEOUT}s;" in conf
+    assert f"client_body_timeout {nginx.BODY_TIMEOUT}s;" in conf
+    assert "limit_conn_zone $binary_remote_addr" in conf
+    assert f"limit_conn whisper_per_client {nginx.CONNECTIONS_PER_CLIENT};" in conf
+    # SSE: buffering on, and the service's X-Accel-Buffering: no is honoured (not ignored)
+    assert "proxy_buffering on;" in conf and "proxy_ignore_headers" not in conf
+
+
+def test_max_upload_mb_reaches_both_the_service_env_and_the_proxy():
+    cfg = DeployConfig.from_env({"IMAGE": "a/b", "MAX_UPLOAD_MB": "25"})
+    assert cfg.max_upload_mb == 25
+    assert "MAX_UPLOAD_MB" in SERVICE_ENV_KEYS

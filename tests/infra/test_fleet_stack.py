@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from pathlib import Path
 
 import pytest
 from pulumi.runtime import rpc
@@ -56,6 +57,15 @@ def test_health_checks_probe_readyz_and_feed_both_balancer_and_autohealing(fleet
 
 def test_backend_timeout_covers_long_files(fleet):
     assert fleet.one("BackendService").inputs["timeoutSec"] >= 900
+
+
+def test_connection_draining_matches_the_containers_graceful_timeout(fleet):
+    """The load balancer drains a leaving VM as long as gunicorn drains on SIGTERM: GRACEFUL_TIMEOUT, which
+    startup.sh writes as STOP_TIMEOUT - 5 into the container's env file."""
+    script = (Path(__file__).resolve().parents[2] / "infra" / "startup.sh").read_text()
+    stop_timeout = int(re.search(r"^STOP_TIMEOUT=(\d+)", script, re.M).group(1))
+    assert "GRACEFUL_TIMEOUT=$((STOP_TIMEOUT - 5))" in script
+    assert fleet.one("BackendService").inputs["connectionDrainingTimeoutSec"] == stop_timeout - 5
 
 
 def test_only_google_front_ends_and_checkers_reach_port_80(fleet):
