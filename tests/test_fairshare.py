@@ -8,7 +8,9 @@ import pytest
 from service.engines.openai_whisper import OpenAIWhisperEngine
 from service.errors import QueueFull
 from service.fairshare import KeyShares
-from service.scheduler import Health, Job, JobOptions, Scheduler
+from service.job import Job, JobOptions
+from service.scheduler import Health, Scheduler
+from service.settings import Settings
 
 
 def test_a_key_gets_its_share_of_requests_and_no_more():
@@ -55,12 +57,12 @@ def test_the_share_rounds_down_but_never_below_one_request():
 
 
 def job(seconds: float, key: str | None) -> Job:
-    return Job(audio=np.zeros(int(seconds * 16000), np.float32), options=JobOptions(language="en"),
-               deadline=float("inf"), key_id=key)  # fmt: skip
+    audio = np.zeros(int(seconds * 16000), np.float32)  # one window (VAD off): it waits in the queue
+    return Job.planned(audio, JobOptions(language="en", vad=None), float("inf"), key_id=key)
 
 
 def test_the_scheduler_refuses_a_key_over_its_share_and_admits_another(checkpoint):
-    engine = OpenAIWhisperEngine(str(checkpoint), "cpu")
+    engine = OpenAIWhisperEngine(Settings(whisper_model=str(checkpoint), whisper_device="cpu"))
     scheduler = Scheduler(engine, queue_max_requests=8, key_max_share=0.5)
     scheduler.health = Health.READY  # admission only: the inference thread never starts
     flooded = [job(1, "aaaa") for _ in range(4)]
