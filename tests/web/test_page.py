@@ -142,8 +142,8 @@ def test_segments_appear_while_a_long_file_still_streams(start_web_service, brow
 
 def test_cancel_stops_the_work_on_the_server(start_web_service, browser, audio_dir, tmp_path):
     service = start_web_service(BATCH_SIZE="1")
-    long_file = tmp_path / "ten-minutes.wav"  # 20 windows, decoded one at a time: time to cancel
-    ffmpeg("-stream_loop", "-1", "-i", str(audio_dir / "padded.wav"), "-t", "600", str(long_file))
+    # five minutes of different sentences: about 12 windows, decoded one at a time: time to cancel
+    long_file = speech.story(tmp_path, 300.0).path
     open_page(browser, service)
     browser.find_element(By.ID, "file").send_keys(str(long_file))
     browser.find_element(By.ID, "go").click()
