@@ -37,6 +37,7 @@ from .engines.base import (
     WindowResult,
 )
 from .errors import APIError, ClientClosed, DeadlineExceeded, InternalError, QueueFull, Unavailable
+from .intake.vad import VadParams
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,9 @@ class JobOptions:
     condition_on_previous_text: bool = False
     force_tokens: int = 0
     detect_only: bool = False  # /detect-language: stop after language detection
+    vad: VadParams | None = None  # chunking_strategy / vad_filter; None: decode everything, silence included
+    prompt_first_window_only: bool = False  # whisper-asr-webservice's initial_prompt: the first window only
+    logprobs: bool = False  # include[]=logprobs: keep each text token's log-probability
 
     def decode_options(self, step: int, language: str | None) -> DecodeOptions:
         return DecodeOptions(

@@ -1,0 +1,1 @@
+"""Intake: upload -> temp file -> 16 kHz float32 -> speech regions -> windows; admission."""
