@@ -1,7 +1,7 @@
 """Response writers: one function per format, chosen through a dict (like openai-whisper's utils.py).
 
-Each takes a Transcription and returns (body, mimetype). Subtitle writers keep cues well formed whatever the
-text holds: no cue text contains a blank line or an arrow, and times never run backwards.
+Each takes a `Transcript` and returns (body, content type with its charset). Subtitle writers keep cues well
+formed whatever the text holds: no cue text contains a blank line or an arrow, and times never run backwards.
 """
 
 from __future__ import annotations
@@ -9,48 +9,88 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterable
 
-from .scheduler import Transcription
+from .transcript import Segment, Transcript
 
 try:  # language names ship with openai-whisper's tokenizer (no torch needed to read them)
     from whisper.tokenizer import LANGUAGES
 except ImportError:  # pragma: no cover - the service always has openai-whisper
     LANGUAGES = {}
 
-OPENAI_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
-ASR_OUTPUTS = ("txt", "vtt", "srt", "tsv", "json")
+AUDIO_TOKENS_PER_SECOND = 50  # Whisper's encoder: 1500 positions per 30 s window
+JSON = "application/json"
 
 
-def usage(t: Transcription) -> dict:
-    return {"type": "duration", "seconds": math.ceil(t.duration)}
+def usage(t: Transcript) -> dict:
+    """OpenAI's duration usage: whole seconds of input audio, rounded up."""
+    return {"type": "duration", "seconds": t.billed_seconds}
 
 
-def to_json(t: Transcription, **_) -> tuple[str, str]:
-    return json.dumps({"text": t.text, "usage": usage(t)}, ensure_ascii=False), "application/json"
+def token_usage(t: Transcript) -> dict:
+    """OpenAI's token usage (what the stream's done event carries): encoder positions in, text tokens out."""
+    audio_tokens = math.ceil(t.duration * AUDIO_TOKENS_PER_SECOND)
+    output_tokens = sum(len(s.tokens) for s in t.segments)
+    return {"type": "tokens", "input_tokens": audio_tokens, "output_tokens": output_tokens,
+            "total_tokens": audio_tokens + output_tokens,
+            "input_token_details": {"audio_tokens": audio_tokens, "text_tokens": 0}}  # fmt: skip
 
 
-def to_verbose_json(t: Transcription, *, task: str = "transcribe", words: bool = False,
+def logprobs(segments: Iterable[Segment]) -> list[dict]:
+    """Each text token's log-probability in OpenAI's shape, from the segments' `logprobs` (token, logprob)
+    pairs where the engine recorded them."""
+    return [
+        {"token": token, "logprob": float(logprob), "bytes": list(token.encode("utf-8"))}
+        for s in segments
+        for token, logprob in (getattr(s, "logprobs", None) or ())
+    ]
+
+
+def to_json(t: Transcript, *, include_logprobs: bool = False, **_) -> tuple[str, str]:
+    body = {"text": t.text, "usage": usage(t)}
+    if include_logprobs:
+        body["logprobs"] = logprobs(t.segments)
+    return json.dumps(body, ensure_ascii=False), JSON
+
+
+def segment_dict(index: int, s: Segment, *, words: bool = False) -> dict:
+    """A segment in OpenAI's verbose_json shape (openai-whisper's transcribe() result, with `words`)."""
+    out = {
+        "id": index, "seek": s.seek, "start": round(s.start, 3), "end": round(s.end, 3), "text": s.text,
+        "tokens": list(s.tokens), "temperature": float(s.temperature), "avg_logprob": float(s.avg_logprob),
+        "compression_ratio": float(s.compression_ratio), "no_speech_prob": float(s.no_speech_prob),
+    }  # fmt: skip
+    if words and s.words is not None:
+        out["words"] = [
+            {"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3),
+             "probability": round(float(w.probability), 4)}
+            for w in s.words
+        ]  # fmt: skip
+    return out
+
+
+def to_verbose_json(t: Transcript, *, task: str = "transcribe", words: bool = False,
                     segments: bool = True, **_) -> tuple[str, str]:  # fmt: skip
-    body = {
-        "task": task,
-        "language": LANGUAGES.get(t.language, t.language),
-        "duration": round(t.duration, 3),
-        "text": t.text,
-    }
+    """OpenAI's verbose_json; a translation's language is the output's, English, as OpenAI documents."""
+    language = "english" if task == "translate" else LANGUAGES.get(t.language, t.language)
+    body = {"task": task, "language": language, "duration": round(t.duration, 3), "text": t.text}
     if segments:
-        body["segments"] = [{k: v for k, v in s.items() if k != "words"} for s in t.segments]
+        body["segments"] = [segment_dict(i, s) for i, s in enumerate(t.segments)]
     if words:
         body["words"] = [
-            {"word": w["word"], "start": w["start"], "end": w["end"]}
-            for s in t.segments
-            for w in s.get("words", [])
+            {"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3)} for w in t.words
         ]
     body["usage"] = usage(t)
-    return json.dumps(body, ensure_ascii=False), "application/json"
+    return json.dumps(body, ensure_ascii=False), JSON
 
 
-def to_text(t: Transcription, **_) -> tuple[str, str]:
+def to_text(t: Transcript, **_) -> tuple[str, str]:
     return t.text + "\n", "text/plain; charset=utf-8"
+
+
+def to_txt(t: Transcript, **_) -> tuple[str, str]:
+    """whisper-asr-webservice's txt: one line per segment."""
+    return "".join(f"{text}\n" for _, _, text in cues(t)), "text/plain; charset=utf-8"
 
 
 def clock(seconds: float, separator: str, always_hours: bool = True) -> str:
@@ -69,33 +109,33 @@ def cue_text(text: str) -> str:
     return re.sub(r"-{2,}>", "->", text)  # not str.replace: "--->" would become "-->" again
 
 
-def cues(t: Transcription) -> list[tuple[float, float, str]]:
+def cues(t: Transcript) -> list[tuple[float, float, str]]:
     """Non-empty segments with monotonic, non-negative times."""
     out, last = [], 0.0
     for s in t.segments:
-        text = cue_text(s["text"])
+        text = cue_text(s.text)
         if not text:
             continue
-        start = max(float(s["start"]), last)
-        end = max(float(s["end"]), start)
+        start = max(float(s.start), last)
+        end = max(float(s.end), start)
         out.append((start, end, text))
         last = end
     return out
 
 
-def to_srt(t: Transcription, **_) -> tuple[str, str]:
+def to_srt(t: Transcript, **_) -> tuple[str, str]:
     blocks = [
         f"{i}\n{clock(a, ',')} --> {clock(b, ',')}\n{text}\n" for i, (a, b, text) in enumerate(cues(t), 1)
     ]
     return "\n".join(blocks), "application/x-subrip; charset=utf-8"
 
 
-def to_vtt(t: Transcription, **_) -> tuple[str, str]:
+def to_vtt(t: Transcript, **_) -> tuple[str, str]:
     blocks = [f"{clock(a, '.')} --> {clock(b, '.')}\n{text}\n" for a, b, text in cues(t)]
     return "WEBVTT\n\n" + "\n".join(blocks), "text/vtt; charset=utf-8"
 
 
-def to_tsv(t: Transcription, **_) -> tuple[str, str]:
+def to_tsv(t: Transcript, **_) -> tuple[str, str]:
     """openai-whisper's TSV: integer milliseconds, tabs and newlines removed from the text."""
     rows = ["start\tend\ttext"]
     for a, b, text in cues(t):
@@ -103,17 +143,18 @@ def to_tsv(t: Transcription, **_) -> tuple[str, str]:
     return "\n".join(rows) + "\n", "text/tab-separated-values; charset=utf-8"
 
 
-def to_asr_json(t: Transcription, **_) -> tuple[str, str]:
+def to_asr_json(t: Transcript, **_) -> tuple[str, str]:
     """whisper-asr-webservice's json output: openai-whisper's transcribe() result."""
-    body = {"text": t.text, "segments": t.segments, "language": t.language}
-    return json.dumps(body, ensure_ascii=False), "application/json"
+    segments = [segment_dict(i, s, words=True) for i, s in enumerate(t.segments)]
+    body = {"text": t.text, "segments": segments, "language": t.language}
+    return json.dumps(body, ensure_ascii=False), JSON
 
 
 WRITERS = {
     "json": to_json,
     "verbose_json": to_verbose_json,
     "text": to_text,
-    "txt": to_text,
+    "txt": to_txt,
     "srt": to_srt,
     "vtt": to_vtt,
     "tsv": to_tsv,
@@ -121,5 +162,5 @@ WRITERS = {
 }
 
 
-def render(fmt: str, t: Transcription, **options) -> tuple[str, str]:
+def render(fmt: str, t: Transcript, **options) -> tuple[str, str]:
     return WRITERS[fmt](t, **options)

@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import queue
 import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
+import numpy as np
 from flask import current_app, g, request
 
 from .. import metrics
 from ..audio import decode_file, spooled_upload
-from ..errors import InvalidRequest
-from ..scheduler import Job, JobOptions, Scheduler, Transcription
+from ..engines.base import SAMPLE_RATE
+from ..errors import AudioTooLong, InvalidAudio, InvalidRequest
+from ..scheduler import HOP_LENGTH, Job, JobOptions, Scheduler, Transcription
 from ..settings import Settings
+from ..transcript import Segment, Transcript, Word
 
-try:
-    from whisper.tokenizer import LANGUAGES, TO_LANGUAGE_CODE
-except ImportError:  # pragma: no cover
-    LANGUAGES, TO_LANGUAGE_CODE = {}, {}
+PCM_BYTES_PER_SECOND = SAMPLE_RATE * 2  # raw 16 kHz mono s16le: 32 kB per second
 
 
 def settings() -> Settings:
@@ -38,47 +39,6 @@ def observe_stage(stage: str, seconds: float) -> None:
     metrics.STAGE_DURATION.labels(stage=stage, **labels()).observe(seconds)
 
 
-# -- form fields -------------------------------------------------------------------------------------------
-def language_code(value: str | None, param: str = "language") -> str | None:
-    """ISO-639-1 code or English name ('de', 'German') -> 'de'; None or '' -> None (detect)."""
-    if not value:
-        return None
-    key = value.strip().lower()
-    code = key if key in LANGUAGES else TO_LANGUAGE_CODE.get(key)
-    if code is None:
-        raise InvalidRequest(
-            f"Unsupported language {value!r}: use an ISO-639-1 code such as 'en' or 'de'.",
-            param=param, code="unsupported_language",
-        )  # fmt: skip
-    return code
-
-
-def number(form, name: str, kind: type = float, low: float | None = None, high: float | None = None,
-           default=None):  # fmt: skip
-    raw = form.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise InvalidRequest(f"{name} must be a number, got {raw!r}.", param=name) from None
-    if (low is not None and value < low) or (high is not None and value > high):
-        raise InvalidRequest(f"{name} must be between {low} and {high}, got {raw!r}.", param=name)
-    return value
-
-
-def boolean(form, name: str, default: bool = False) -> bool:
-    raw = form.get(name)
-    if raw is None or raw == "":
-        return default
-    value = raw.strip().lower()
-    if value in ("true", "1", "yes", "on"):
-        return True
-    if value in ("false", "0", "no", "off"):
-        return False
-    raise InvalidRequest(f"{name} must be true or false, got {raw!r}.", param=name)
-
-
 # -- one job's way through the service ---------------------------------------------------------------------
 def decode_upload(field: str) -> object:
     """The named multipart file, decoded to 16 kHz mono float32; 400 when it is missing."""
@@ -92,6 +52,36 @@ def decode_upload(field: str) -> object:
         audio = decode_file(path, cfg.max_audio_seconds, cfg.ffmpeg_timeout)
     observe_stage("audio_decode", time.monotonic() - began)
     return audio
+
+
+def raw_pcm(field: str) -> np.ndarray:
+    """The named multipart file taken as raw 16 kHz mono s16le PCM (encode=false), judged by its duration.
+
+    werkzeug has spooled the part to a temp file; it is converted a MiB at a time into the float32 array,
+    so a film's audio never sits in memory twice."""
+    cfg = settings()
+    scheduler().check_admission(g.get("started"))
+    upload = request.files.get(field)
+    if upload is None:
+        raise InvalidRequest(f"Missing the audio file: send it as multipart field '{field}'.", param=field)
+    stream = upload.stream
+    samples = stream.seek(0, os.SEEK_END) // 2
+    stream.seek(0)
+    if samples == 0:
+        raise InvalidAudio("The raw PCM upload is empty.", param=field, code="empty_audio")
+    if samples > cfg.max_audio_seconds * SAMPLE_RATE:
+        limit = f"{cfg.max_audio_seconds:g} s"
+        raise AudioTooLong(f"The audio is longer than the {limit} this server accepts (MAX_AUDIO_SECONDS).",
+                           param=field)  # fmt: skip
+    audio = np.empty(samples, np.float32)
+    done = 0
+    while done < samples:
+        chunk = np.frombuffer(stream.read(min(1 << 20, (samples - done) * 2)), "<i2")
+        if chunk.size == 0:  # pragma: no cover - the file shrank under us
+            break
+        audio[done : done + chunk.size] = chunk / np.float32(32768.0)
+        done += chunk.size
+    return audio[:done]
 
 
 def submit(audio, options: JobOptions) -> Job:
@@ -121,6 +111,29 @@ def finished(job: Job) -> Transcription:
     return job.transcription()
 
 
+def as_transcript(t: Transcription) -> Transcript:
+    """Adapter: the scheduler's OpenAI-shaped segment dicts -> the typed Transcript that formats render."""
+    segments = tuple(
+        Segment(
+            start=s["start"], end=s["end"], text=s["text"], tokens=tuple(s["tokens"]),
+            words=None if "words" not in s else tuple(Word(**w) for w in s["words"]),
+            temperature=s["temperature"], avg_logprob=s["avg_logprob"],
+            compression_ratio=s["compression_ratio"], no_speech_prob=s["no_speech_prob"], seek=s["seek"],
+        )
+        for s in t.segments
+    )  # fmt: skip
+    return Transcript(language=t.language, duration=t.duration, segments=segments)
+
+
+def segments_through(job: Job, index: int) -> tuple[Segment, ...]:
+    """Adapter: the segments of windows 0..index, all finished once window `index`'s event has come."""
+    segments = as_transcript(job.transcription()).segments
+    if job.transcript is not None:  # sequential mode: one event for the whole file
+        return segments
+    last_seek = job.windows[index][0] // HOP_LENGTH
+    return tuple(s for s in segments if s.seek <= last_seek)
+
+
 def rendered(render: Callable[[], tuple[str, str]]) -> tuple[str, str]:
     began = time.monotonic()
     body = render()
@@ -148,8 +161,8 @@ def client_disconnected(environ: dict) -> Callable[[], bool]:
     return probe
 
 
-def stream_events(job: Job, texts: Callable[[int], str]) -> Iterator[str]:
-    """Each window's text as it finishes, in order, until the job is done; then its error, if any.
+def stream_events(job: Job) -> Iterator[int]:
+    """Each window's index as it finishes, in order, until the job is done; then its error, if any.
 
     When the client goes away the server closes this generator, and the job is cancelled."""
     try:
@@ -161,7 +174,7 @@ def stream_events(job: Job, texts: Callable[[int], str]) -> Iterator[str]:
                 continue  # the cancellation queued a "done" event
             if kind == "done":
                 break
-            yield texts(index)
+            yield index
     finally:
         if not job.done.is_set():
             scheduler().cancel(job, "disconnect")
