@@ -108,7 +108,7 @@ def test_streaming_with_the_client(client, audio_dir):
         )
     kinds = [e.type for e in events]
     assert kinds[-1] == "transcript.text.done" and set(kinds[:-1]) == {"transcript.text.delta"}
-    assert 3 <= len(kinds) - 1 <= 4  # one delta per window: 75 s in windows of 24-30 s
+    assert len(kinds) - 1 >= 3  # a delta per finished segment: at least one per window (75 s in 24-30 s)
     assert "".join(e.delta for e in events[:-1]).strip() == events[-1].text
 
 
