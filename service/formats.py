@@ -29,7 +29,7 @@ def usage(t: Transcript) -> dict:
 
 def token_usage(t: Transcript) -> dict:
     """OpenAI's token usage (what the stream's done event carries): encoder positions in, text tokens out."""
-    audio_tokens = math.ceil(t.duration * AUDIO_TOKENS_PER_SECOND)
+    audio_tokens = math.ceil(round(t.duration * AUDIO_TOKENS_PER_SECOND, 6))  # 35.2 s: 1760, not 1761
     output_tokens = sum(len(s.tokens) for s in t.segments)
     return {"type": "tokens", "input_tokens": audio_tokens, "output_tokens": output_tokens,
             "total_tokens": audio_tokens + output_tokens,
