@@ -2,9 +2,8 @@
 
 Each operation's fields are one pydantic model. `parse()` validates a multipart form or a query string into
 an instance of it (400 in OpenAI's error shape, naming the field, on any violation; unknown fields included),
-and `form_schema()` / `query_parameters()` give /openapi.json the JSON Schema of the same models, so what
-the document declares is what the server enforces. `job_options()` turns a validated request into the
-decoder's `JobOptions`.
+and openapi.py derives the document's request schemas from the same models, so what /openapi.json declares
+is what the server enforces. `job_options()` turns a validated request into the decoder's `JobOptions`.
 """
 
 from __future__ import annotations
@@ -27,18 +26,13 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic.json_schema import GenerateJsonSchema
 from pydantic_core import PydanticCustomError
 
 from .engines.base import Thresholds
 from .errors import InvalidRequest
 from .intake.vad import VadParams
+from .languages import LANGUAGES, language_code
 from .scheduler import FALLBACK_TEMPERATURES, JobOptions
-
-try:  # language names ship with openai-whisper's tokenizer (no torch needed to read them)
-    from whisper.tokenizer import LANGUAGES, TO_LANGUAGE_CODE
-except ImportError:  # pragma: no cover - the service always has openai-whisper
-    LANGUAGES, TO_LANGUAGE_CODE = {}, {}
 
 OPENAI_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
 STREAMING_FORMATS = ("json", "text")  # what the client's stream event types can carry
@@ -48,48 +42,6 @@ PROMPT_MAX_CHARS = 4000  # Whisper keeps the last 223 tokens of a prompt; this b
 INITIAL_PROMPT_MAX_CHARS = 500
 KEYWORDS_MAX = 100  # keywords[] entries ...
 KEYWORD_MAX_CHARS = 100  # ... of at most this many characters each
-
-# -- languages ---------------------------------------------------------------------------------------------
-# ISO 639-2 (T and B) and 639-3 codes of the languages Whisper knows, where they differ from Whisper's own
-# code (ISO 639-2 table, https://www.loc.gov/standards/iso639-2/php/code_list.php); plus retired 639-1 codes
-ALPHA3 = dict(
-    pair.split(":")
-    for pair in """
-    eng:en zho:zh chi:zh cmn:zh deu:de ger:de spa:es rus:ru kor:ko fra:fr fre:fr jpn:ja por:pt tur:tr pol:pl
-    cat:ca nld:nl dut:nl ara:ar swe:sv ita:it ind:id hin:hi fin:fi vie:vi heb:he ukr:uk ell:el gre:el msa:ms
-    may:ms ces:cs cze:cs ron:ro rum:ro dan:da hun:hu tam:ta nor:no nob:no nb:no tha:th urd:ur hrv:hr bul:bg
-    lit:lt lat:la mri:mi mao:mi mal:ml cym:cy wel:cy slk:sk slo:sk tel:te fas:fa per:fa lav:lv ben:bn srp:sr
-    aze:az slv:sl kan:kn est:et mkd:mk mac:mk bre:br eus:eu baq:eu isl:is ice:is hye:hy arm:hy nep:ne mon:mn
-    bos:bs kaz:kk sqi:sq alb:sq swa:sw glg:gl mar:mr pan:pa sin:si khm:km sna:sn yor:yo som:so afr:af oci:oc
-    kat:ka geo:ka bel:be tgk:tg snd:sd guj:gu amh:am yid:yi lao:lo uzb:uz fao:fo hat:ht pus:ps tuk:tk nno:nn
-    mlt:mt san:sa ltz:lb mya:my bur:my bod:bo tib:bo tgl:tl mlg:mg asm:as tat:tt lin:ln hau:ha bak:ba jav:jw
-    jv:jw sun:su iw:he in:id ji:yi
-    """.split()
-)
-AUTO = ("auto", "detect", "")  # what clients send for "detect it"
-
-
-def language_code(value: object) -> str | None:
-    """'de', 'German', 'de-DE', 'deu', 'ger' -> 'de'; None, '' or 'auto' -> None (detect)."""
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise PydanticCustomError("unsupported_language", "a language is a string such as 'en'")
-    key = value.strip().lower().replace("_", "-")
-    if key in AUTO:
-        return None
-    for candidate in (key, key.split("-")[0]):  # a locale (en-US, zh-Hans-CN) means its language
-        code = (
-            candidate if candidate in LANGUAGES else TO_LANGUAGE_CODE.get(candidate) or ALPHA3.get(candidate)
-        )
-        if code is not None:
-            return code
-    raise PydanticCustomError(
-        "unsupported_language",
-        "unsupported language '{value}': use an ISO-639-1 code such as 'en' or 'de'",
-        {"value": value[:40]},
-    )
-
 
 Language = Annotated[
     Union[str, None],  # noqa: UP007 - evaluated at runtime on Python 3.10 too
@@ -432,62 +384,3 @@ def _invalid(error: dict) -> InvalidRequest:
     got = error.get("input")
     shown = f", got {str(got)[:40]!r}" if isinstance(got, (str, int, float)) else ""
     return InvalidRequest(f"{where}: {error['msg']}{shown}.", param=param)
-
-
-# -- JSON Schema for /openapi.json -----------------------------------------------------------------------
-class _FormSchema(GenerateJsonSchema):
-    """Form fields are absent rather than null; titles add nothing to a described field."""
-
-    def nullable_schema(self, schema):
-        return self.generate_inner(schema["schema"])
-
-    def default_schema(self, schema):
-        out = super().default_schema(schema)
-        if out.get("default") is None:
-            out.pop("default", None)
-        return out
-
-    def field_title_should_be_set(self, schema) -> bool:
-        return False
-
-
-def _schema(model: type[BaseModel]) -> dict:
-    schema = model.model_json_schema(by_alias=True, schema_generator=_FormSchema)
-    return _inline(schema, schema.pop("$defs", {}))
-
-
-def _inline(node, defs: dict):
-    """Replace $ref with the definition itself: the form schemas are embedded in the document."""
-    if isinstance(node, dict):
-        if "$ref" in node:
-            return _inline(defs[node["$ref"].split("/")[-1]], defs)
-        return {k: _inline(v, defs) for k, v in node.items() if k != "title"}
-    if isinstance(node, list):
-        return [_inline(v, defs) for v in node]
-    return node
-
-
-def form_schema(model: type[BaseModel], files: dict[str, str]) -> dict:
-    """A multipart/form-data schema: the model's fields plus the required file parts."""
-    schema = _schema(model)
-    properties = {
-        name: {"type": "string", "format": "binary", "description": text} for name, text in files.items()
-    }
-    properties.update(schema["properties"])
-    return {
-        "type": "object",
-        "required": list(files),
-        "properties": properties,
-        "additionalProperties": False,
-    }
-
-
-def query_parameters(model: type[BaseModel]) -> list[dict]:
-    """OpenAPI query parameters, one per field, each with its schema and description."""
-    out = []
-    for name, schema in _schema(model)["properties"].items():
-        description = schema.pop("description", "")
-        out.append(
-            {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
-        )
-    return out

@@ -8,6 +8,8 @@ enforced, and tests/reliability fuzz the server with schemathesis against this d
 from __future__ import annotations
 
 from flask import current_app
+from pydantic import BaseModel
+from pydantic.json_schema import GenerateJsonSchema
 
 from . import __version__, fields
 from .api.openai import model_ids
@@ -26,12 +28,71 @@ ERROR_STATUSES = {
 RETRYABLE = ("429", "503")
 
 
+# -- request schemas, derived from the field declaration (service/fields.py) -------------------------------
+class _FormSchema(GenerateJsonSchema):
+    """Form fields are absent rather than null; titles add nothing to a described field."""
+
+    def nullable_schema(self, schema):
+        return self.generate_inner(schema["schema"])
+
+    def default_schema(self, schema):
+        out = super().default_schema(schema)
+        if out.get("default") is None:
+            out.pop("default", None)
+        return out
+
+    def field_title_should_be_set(self, schema) -> bool:
+        return False
+
+
+def _schema(model: type[BaseModel]) -> dict:
+    schema = model.model_json_schema(by_alias=True, schema_generator=_FormSchema)
+    return _inline(schema, schema.pop("$defs", {}))
+
+
+def _inline(node, defs: dict):
+    """Replace $ref with the definition itself: the form schemas are embedded in the document."""
+    if isinstance(node, dict):
+        if "$ref" in node:
+            return _inline(defs[node["$ref"].split("/")[-1]], defs)
+        return {k: _inline(v, defs) for k, v in node.items() if k != "title"}
+    if isinstance(node, list):
+        return [_inline(v, defs) for v in node]
+    return node
+
+
+def form_schema(model: type[BaseModel], files: dict[str, str]) -> dict:
+    """A multipart/form-data schema: the model's fields plus the required file parts."""
+    schema = _schema(model)
+    properties = {
+        name: {"type": "string", "format": "binary", "description": text} for name, text in files.items()
+    }
+    properties.update(schema["properties"])
+    return {
+        "type": "object",
+        "required": list(files),
+        "properties": properties,
+        "additionalProperties": False,
+    }
+
+
+def query_parameters(model: type[BaseModel]) -> list[dict]:
+    """OpenAPI query parameters, one per field, each with its schema and description."""
+    out = []
+    for name, schema in _schema(model)["properties"].items():
+        description = schema.pop("description", "")
+        out.append(
+            {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
+        )
+    return out
+
+
 # -- the OpenAI face: multipart form fields --------------------------------------------------------------
 FORMS = {"transcribe": fields.TranscriptionForm, "translate": fields.TranslationForm}
 
 
 def _openai_operation(task: str, summary: str) -> dict:
-    form = fields.form_schema(FORMS[task], {"file": "Audio in any format ffmpeg reads."})
+    form = form_schema(FORMS[task], {"file": "Audio in any format ffmpeg reads."})
     return {
         "summary": summary,
         "operationId": f"{task}Audio",
@@ -66,7 +127,7 @@ def _asr_operation() -> dict:
     return {
         "summary": "Transcribe or translate (whisper-asr-webservice compatible).",
         "operationId": "asr",
-        "parameters": fields.query_parameters(fields.AsrQuery),
+        "parameters": query_parameters(fields.AsrQuery),
         "requestBody": _asr_upload(),
         "responses": {
             "200": {
@@ -97,7 +158,7 @@ def _detect_operation() -> dict:
     return {
         "summary": "Detect the spoken language (whisper-asr-webservice compatible).",
         "operationId": "detectLanguage",
-        "parameters": fields.query_parameters(fields.DetectQuery),
+        "parameters": query_parameters(fields.DetectQuery),
         "requestBody": _asr_upload(),
         "responses": {
             "200": {"description": "The language.", "content": {"application/json": {"schema": detected}}},
