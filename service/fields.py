@@ -68,7 +68,11 @@ class ServerVad(BaseModel):
     )
 
     def params(self) -> VadParams:
-        return VadParams(self.threshold, self.silence_duration_ms, self.prefix_padding_ms)
+        return VadParams(
+            threshold=self.threshold,
+            min_silence_ms=self.silence_duration_ms,
+            speech_pad_ms=self.prefix_padding_ms,
+        )
 
 
 ChunkingStrategy = Annotated[
