@@ -1,13 +1,15 @@
 """Response writers: one function per format, chosen through a dict (like openai-whisper's utils.py).
 
-Each takes a Transcript and returns (body, mimetype). Subtitle writers keep cues well formed whatever the
-text holds: no cue text contains a blank line or an arrow, and times never run backwards.
+Each takes a `Transcript` and returns (body, content type with its charset). Subtitle writers keep cues well
+formed whatever the text holds: no cue text contains a blank line or an arrow, and times never run backwards.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
+from collections.abc import Iterable
 
 from .transcript import Segment, Transcript
 
@@ -16,55 +18,79 @@ try:  # language names ship with openai-whisper's tokenizer (no torch needed to 
 except ImportError:  # pragma: no cover - the service always has openai-whisper
     LANGUAGES = {}
 
-OPENAI_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
-ASR_OUTPUTS = ("txt", "vtt", "srt", "tsv", "json")
+AUDIO_TOKENS_PER_SECOND = 50  # Whisper's encoder: 1500 positions per 30 s window
+JSON = "application/json"
 
 
 def usage(t: Transcript) -> dict:
+    """OpenAI's duration usage: whole seconds of input audio, rounded up."""
     return {"type": "duration", "seconds": t.billed_seconds}
 
 
-def segment_json(index: int, s: Segment, words: bool = False) -> dict:
-    """One segment in openai-whisper's (and OpenAI's verbose_json) shape."""
+def token_usage(t: Transcript) -> dict:
+    """OpenAI's token usage (what the stream's done event carries): encoder positions in, text tokens out."""
+    audio_tokens = math.ceil(round(t.duration * AUDIO_TOKENS_PER_SECOND, 6))  # 35.2 s: 1760, not 1761
+    output_tokens = sum(len(s.tokens) for s in t.segments)
+    return {"type": "tokens", "input_tokens": audio_tokens, "output_tokens": output_tokens,
+            "total_tokens": audio_tokens + output_tokens,
+            "input_token_details": {"audio_tokens": audio_tokens, "text_tokens": 0}}  # fmt: skip
+
+
+def logprobs(segments: Iterable[Segment]) -> list[dict]:
+    """Each text token's log-probability in OpenAI's shape, from the segments' `logprobs` (token, logprob)
+    pairs where the engine recorded them."""
+    return [
+        {"token": token, "logprob": float(logprob), "bytes": list(token.encode("utf-8"))}
+        for s in segments
+        for token, logprob in (getattr(s, "logprobs", None) or ())
+    ]
+
+
+def to_json(t: Transcript, *, include_logprobs: bool = False, **_) -> tuple[str, str]:
+    body = {"text": t.text, "usage": usage(t)}
+    if include_logprobs:
+        body["logprobs"] = logprobs(t.segments)
+    return json.dumps(body, ensure_ascii=False), JSON
+
+
+def segment_dict(index: int, s: Segment, *, words: bool = False) -> dict:
+    """A segment in OpenAI's verbose_json shape (openai-whisper's transcribe() result, with `words`)."""
     out = {
         "id": index, "seek": s.seek, "start": round(s.start, 3), "end": round(s.end, 3), "text": s.text,
         "tokens": list(s.tokens), "temperature": float(s.temperature), "avg_logprob": float(s.avg_logprob),
         "compression_ratio": float(s.compression_ratio), "no_speech_prob": float(s.no_speech_prob),
     }  # fmt: skip
     if words and s.words is not None:
-        out["words"] = [word_json(w, probability=True) for w in s.words]
+        out["words"] = [
+            {"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3),
+             "probability": round(float(w.probability), 4)}
+            for w in s.words
+        ]  # fmt: skip
     return out
-
-
-def word_json(w, probability: bool = False) -> dict:
-    out = {"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3)}
-    if probability:
-        out["probability"] = round(float(w.probability), 4)
-    return out
-
-
-def to_json(t: Transcript, **_) -> tuple[str, str]:
-    return json.dumps({"text": t.text, "usage": usage(t)}, ensure_ascii=False), "application/json"
 
 
 def to_verbose_json(t: Transcript, *, task: str = "transcribe", words: bool = False,
                     segments: bool = True, **_) -> tuple[str, str]:  # fmt: skip
-    body = {
-        "task": task,
-        "language": LANGUAGES.get(t.language, t.language),
-        "duration": round(t.duration, 3),
-        "text": t.text,
-    }
+    """OpenAI's verbose_json; a translation's language is the output's, English, as OpenAI documents."""
+    language = "english" if task == "translate" else LANGUAGES.get(t.language, t.language)
+    body = {"task": task, "language": language, "duration": round(t.duration, 3), "text": t.text}
     if segments:
-        body["segments"] = [segment_json(i, s) for i, s in enumerate(t.segments)]
+        body["segments"] = [segment_dict(i, s) for i, s in enumerate(t.segments)]
     if words:
-        body["words"] = [word_json(w) for w in t.words]
+        body["words"] = [
+            {"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3)} for w in t.words
+        ]
     body["usage"] = usage(t)
-    return json.dumps(body, ensure_ascii=False), "application/json"
+    return json.dumps(body, ensure_ascii=False), JSON
 
 
 def to_text(t: Transcript, **_) -> tuple[str, str]:
     return t.text + "\n", "text/plain; charset=utf-8"
+
+
+def to_txt(t: Transcript, **_) -> tuple[str, str]:
+    """whisper-asr-webservice's txt: one line per segment."""
+    return "".join(f"{text}\n" for _, _, text in cues(t)), "text/plain; charset=utf-8"
 
 
 def clock(seconds: float, separator: str, always_hours: bool = True) -> str:
@@ -119,16 +145,16 @@ def to_tsv(t: Transcript, **_) -> tuple[str, str]:
 
 def to_asr_json(t: Transcript, **_) -> tuple[str, str]:
     """whisper-asr-webservice's json output: openai-whisper's transcribe() result."""
-    segments = [segment_json(i, s, words=True) for i, s in enumerate(t.segments)]
+    segments = [segment_dict(i, s, words=True) for i, s in enumerate(t.segments)]
     body = {"text": t.text, "segments": segments, "language": t.language}
-    return json.dumps(body, ensure_ascii=False), "application/json"
+    return json.dumps(body, ensure_ascii=False), JSON
 
 
 WRITERS = {
     "json": to_json,
     "verbose_json": to_verbose_json,
     "text": to_text,
-    "txt": to_text,
+    "txt": to_txt,
     "srt": to_srt,
     "vtt": to_vtt,
     "tsv": to_tsv,

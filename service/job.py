@@ -47,11 +47,15 @@ class JobOptions:
     condition_on_previous_text: bool = False
     detect_only: bool = False  # /detect-language: stop after language detection
     vad: VadParams | None = VadParams()  # None: decode everything, silence included
+    prompt_first_window_only: bool = False  # whisper-asr-webservice's initial_prompt: the first window only
+    logprobs: bool = False  # include[]=logprobs: each text token's log-probability
 
-    def decode_options(self, step: int, language: str | None) -> DecodeOptions:
+    def decode_options(self, step: int, language: str | None, window: int = 0) -> DecodeOptions:
+        prompt = None if self.prompt_first_window_only and window > 0 else self.prompt
         return DecodeOptions(
-            task=self.task, language=language, temperature=self.temperatures[step], prompt=self.prompt,
+            task=self.task, language=language, temperature=self.temperatures[step], prompt=prompt,
             beam_size=self.beam_size, best_of=self.best_of, word_timestamps=self.word_timestamps,
+            logprobs=self.logprobs,
         )  # fmt: skip
 
 

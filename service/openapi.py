@@ -1,27 +1,24 @@
 """The OpenAPI 3 description of what the service really accepts, served at GET /openapi.json.
 
-Built from the same constants the handlers validate against (formats, field ranges, languages), so the
-document and the server cannot drift apart silently; tests/reliability fuzz the server with schemathesis
-against this document.
+Every request field comes from its one declaration in service/fields.py (the models that validate the
+requests), so the document and the server cannot drift apart; tests/api check that each declared limit is
+enforced, and tests/reliability fuzz the server with schemathesis against this document.
 """
 
 from __future__ import annotations
 
 from flask import current_app
+from pydantic import BaseModel
+from pydantic.json_schema import GenerateJsonSchema
 
-from . import __version__
-from .formats import ASR_OUTPUTS, OPENAI_FORMATS
-
-try:
-    from whisper.tokenizer import LANGUAGES
-except ImportError:  # pragma: no cover - the service always has openai-whisper
-    LANGUAGES = {}
+from . import __version__, fields
+from .api.openai import model_ids
 
 ERROR_STATUSES = {
     "400": "Invalid request: a form field, a parameter or the audio itself.",
     "401": "Missing or invalid API key (only when API_KEYS is set).",
     "404": "No such model.",
-    "413": "The upload is larger than MAX_UPLOAD_MB.",
+    "413": "The upload is larger than MAX_UPLOAD_MB (raw PCM: than MAX_AUDIO_SECONDS).",
     "429": "The queue is full; retry after Retry-After seconds.",
     "500": "Unexpected server error.",
     "503": "Not ready (model loading or failed) or shutting down; see Retry-After.",
@@ -31,42 +28,71 @@ ERROR_STATUSES = {
 RETRYABLE = ("429", "503")
 
 
-def _number(kind: str, low: float, high: float, description: str) -> dict:
-    return {"type": kind, "minimum": low, "maximum": high, "description": description}
+# -- request schemas, derived from the field declaration (service/fields.py) -------------------------------
+class _FormSchema(GenerateJsonSchema):
+    """Form fields are absent rather than null; titles add nothing to a described field."""
+
+    def nullable_schema(self, schema):
+        return self.generate_inner(schema["schema"])
+
+    def default_schema(self, schema):
+        out = super().default_schema(schema)
+        if out.get("default") is None:
+            out.pop("default", None)
+        return out
+
+    def field_title_should_be_set(self, schema) -> bool:
+        return False
 
 
-def _boolean(description: str) -> dict:
-    return {"type": "string", "enum": ["true", "false"], "description": description}
+def _schema(model: type[BaseModel]) -> dict:
+    schema = model.model_json_schema(by_alias=True, schema_generator=_FormSchema)
+    return _inline(schema, schema.pop("$defs", {}))
+
+
+def _inline(node, defs: dict):
+    """Replace $ref with the definition itself: the form schemas are embedded in the document."""
+    if isinstance(node, dict):
+        if "$ref" in node:
+            return _inline(defs[node["$ref"].split("/")[-1]], defs)
+        return {k: _inline(v, defs) for k, v in node.items() if k != "title"}
+    if isinstance(node, list):
+        return [_inline(v, defs) for v in node]
+    return node
+
+
+def form_schema(model: type[BaseModel], files: dict[str, str]) -> dict:
+    """A multipart/form-data schema: the model's fields plus the required file parts."""
+    schema = _schema(model)
+    properties = {
+        name: {"type": "string", "format": "binary", "description": text} for name, text in files.items()
+    }
+    properties.update(schema["properties"])
+    return {
+        "type": "object",
+        "required": list(files),
+        "properties": properties,
+        "additionalProperties": False,
+    }
+
+
+def query_parameters(model: type[BaseModel]) -> list[dict]:
+    """OpenAPI query parameters, one per field, each with its schema and description."""
+    out = []
+    for name, schema in _schema(model)["properties"].items():
+        description = schema.pop("description", "")
+        out.append(
+            {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
+        )
+    return out
 
 
 # -- the OpenAI face: multipart form fields --------------------------------------------------------------
-def _openai_form(task: str) -> dict:
-    properties = {
-        "file": {"type": "string", "format": "binary", "description": "Audio in any format ffmpeg reads."},
-        "model": {"type": "string", "description": "whisper-1 or the served model's name (/v1/models)."},
-        "prompt": {"type": "string", "maxLength": 4000},
-        "response_format": {"type": "string", "enum": list(OPENAI_FORMATS), "default": "json"},
-        "temperature": _number("number", 0, 1, "0 = greedy with openai-whisper's fallback ladder."),
-        "stream": _boolean("Server-Sent Events: transcript.text.delta per window, then .done."),
-        "beam_size": _number("integer", 1, 16, "Beam search width (extension)."),
-        "compression_ratio_threshold": _number("number", 0, 100, "Fallback threshold (extension)."),
-        "logprob_threshold": _number("number", -100, 0, "Fallback threshold (extension)."),
-        "no_speech_threshold": _number("number", 0, 1, "Silence threshold (extension)."),
-        "hallucination_silence_threshold": _number("number", 0, 3600, "Extension."),
-        "condition_on_previous_text": _boolean("Sequential decoding, each window sees the last."),
-    }
-    if task == "transcribe":
-        properties["language"] = {"type": "string", "enum": sorted(LANGUAGES), "description": "ISO-639-1."}
-        properties["timestamp_granularities[]"] = {
-            "type": "array",
-            "items": {"type": "string", "enum": ["word", "segment"]},
-            "description": "Needs response_format=verbose_json.",
-        }
-    return {"type": "object", "required": ["file"], "properties": properties}
+FORMS = {"transcribe": fields.TranscriptionForm, "translate": fields.TranslationForm}
 
 
 def _openai_operation(task: str, summary: str) -> dict:
-    form = _openai_form(task)
+    form = form_schema(FORMS[task], {"file": "Audio in any format ffmpeg reads."})
     return {
         "summary": summary,
         "operationId": f"{task}Audio",
@@ -88,10 +114,6 @@ def _openai_operation(task: str, summary: str) -> dict:
 
 
 # -- the whisper-asr-webservice face: query parameters + multipart audio_file ----------------------------
-def _query(name: str, schema: dict) -> dict:
-    return {"name": name, "in": "query", "required": False, "schema": schema}
-
-
 def _asr_upload() -> dict:
     form = {
         "type": "object",
@@ -101,22 +123,11 @@ def _asr_upload() -> dict:
     return {"required": True, "content": {"multipart/form-data": {"schema": form}}}
 
 
-ENCODE = _query("encode", _boolean("false: audio_file is raw 16 kHz mono s16le PCM."))
-
-
 def _asr_operation() -> dict:
     return {
         "summary": "Transcribe or translate (whisper-asr-webservice compatible).",
         "operationId": "asr",
-        "parameters": [
-            _query("task", {"type": "string", "enum": ["transcribe", "translate"]}),
-            _query("language", {"type": "string", "enum": sorted(LANGUAGES)}),
-            # percent-encoded, the whole request line must fit gunicorn's 8190 bytes (up to 12 per character)
-            _query("initial_prompt", {"type": "string", "maxLength": 500}),
-            ENCODE,
-            _query("output", {"type": "string", "enum": list(ASR_OUTPUTS)}),
-            _query("word_timestamps", _boolean("Word-level timestamps.")),
-        ],
+        "parameters": query_parameters(fields.AsrQuery),
         "requestBody": _asr_upload(),
         "responses": {
             "200": {
@@ -147,7 +158,7 @@ def _detect_operation() -> dict:
     return {
         "summary": "Detect the spoken language (whisper-asr-webservice compatible).",
         "operationId": "detectLanguage",
-        "parameters": [ENCODE],
+        "parameters": query_parameters(fields.DetectQuery),
         "requestBody": _asr_upload(),
         "responses": {
             "200": {"description": "The language.", "content": {"application/json": {"schema": detected}}},
@@ -159,7 +170,7 @@ def _detect_operation() -> dict:
 # -- models, probes ----------------------------------------------------------------------------------------
 def _models_operations() -> tuple[dict, dict]:
     listing = {
-        "summary": "The served model and its whisper-1 alias.",
+        "summary": "The served model and its aliases (MODEL_ALIASES).",
         "operationId": "listModels",
         "responses": {
             "200": {"description": "Models.", "content": _json({"$ref": "#/components/schemas/ModelList"})},
@@ -286,7 +297,7 @@ def document() -> dict:
             "description": "OpenAI-compatible speech-to-text, and whisper-asr-webservice's /asr.",
         },  # fmt: skip
         "servers": [{"url": "/"}],
-        "security": [{"bearer": []}],
+        "security": [{"bearer": []}, {"basic": []}],
         "paths": {
             "/v1/audio/transcriptions": {"post": _openai_operation("transcribe", "Transcribe audio.")},
             "/v1/audio/translations": {"post": _openai_operation("translate", "Translate audio to English.")},
@@ -299,7 +310,12 @@ def document() -> dict:
         "components": {
             "schemas": _schemas(),
             "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer", "description": "One of API_KEYS (if set)."}
+                "bearer": {"type": "http", "scheme": "bearer", "description": "One of API_KEYS (if set)."},
+                "basic": {
+                    "type": "http",
+                    "scheme": "basic",
+                    "description": "Any user, one of API_KEYS as password.",
+                },
             },
         },
     }
@@ -310,7 +326,7 @@ def openapi_json():
     doc = document()
     if not current_app.config["SETTINGS"].api_keys:
         doc["security"] = []  # this server does not ask for a key; say so
-    models = [current_app.extensions["scheduler"].engine.model_name, "whisper-1"]
+    models = model_ids()
     for path in ("/v1/audio/transcriptions", "/v1/audio/translations"):
         form = doc["paths"][path]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
         form["properties"]["model"]["enum"] = models

@@ -50,7 +50,7 @@ class _Item:
     step: int = 0
 
     def options(self) -> DecodeOptions:
-        return self.job.options.decode_options(self.step, self.job.language)
+        return self.job.options.decode_options(self.step, self.job.language, self.window)
 
     def audio(self) -> np.ndarray:
         return self.job.piece_audio(self.window, self.offset)

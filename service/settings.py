@@ -17,6 +17,15 @@ from typing import Any
 ENGINES = ("openai-whisper", "faster-whisper")  # service.engines.ENGINES registers each
 DEVICES = ("auto", "cpu", "cuda")
 DECODE_MODES = ("batched", "sequential")
+# OpenAI's transcription model names (openai 3.57's types/audio_model.py AudioModel, less the diarizing model,
+# which would promise speaker labels): clients that hard-code one of them reach the loaded model
+OPENAI_AUDIO_MODELS = (
+    "whisper-1",
+    "gpt-4o-transcribe",
+    "gpt-4o-mini-transcribe",
+    "gpt-4o-mini-transcribe-2025-12-15",
+    "gpt-transcribe",
+)
 
 
 class SettingsError(ValueError):
@@ -38,7 +47,8 @@ class Settings:
     port: int = 5000
     metrics_port: int = 9101  # Prometheus /metrics, served by the gunicorn master on its own port
     metrics_host: str = "0.0.0.0"  # noqa: S104 - publish as 127.0.0.1:9101 on the host
-    api_keys: tuple[str, ...] = ()  # empty: no authentication
+    api_keys: tuple[str, ...] = ()  # empty: no authentication (Bearer, or the password of HTTP Basic)
+    model_aliases: tuple[str, ...] = OPENAI_AUDIO_MODELS  # more names for the loaded model in /v1/...
     workers: int = 0  # gunicorn workers; 0 = one per GPU (1 on CPU)
     threads: int = 32  # request threads per worker (they wait on the scheduler, not the CPU)
     graceful_timeout: float = 120.0  # seconds in-flight requests get after SIGTERM
@@ -143,6 +153,15 @@ def _keys(name: str, raw: str) -> tuple[str, ...]:
     return keys
 
 
+def _names(name: str, raw: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(n.strip() for n in raw.split(",") if n.strip()))
+    if any(not n.isprintable() or " " in n or "/" in n for n in names):
+        raise SettingsError(
+            f"{name}: names without spaces or slashes, e.g. {name}=whisper-1,gpt-4o-transcribe"
+        )
+    return names
+
+
 def _directory(name: str, raw: str) -> str:
     if not os.path.isdir(raw):
         raise SettingsError(f"{name}={raw!r} is not an existing directory, e.g. {name}=/tmp")
@@ -162,6 +181,7 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "METRICS_PORT": ("metrics_port", _port),
     "METRICS_HOST": ("metrics_host", _text),
     "API_KEYS": ("api_keys", _keys),
+    "MODEL_ALIASES": ("model_aliases", _names),
     "WORKERS": ("workers", _number(int, 0, "1")),
     "THREADS": ("threads", _number(int, 1, "32")),
     "GRACEFUL_TIMEOUT": ("graceful_timeout", _number(float, 1, "120")),

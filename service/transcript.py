@@ -32,6 +32,7 @@ class Segment:
     compression_ratio: float = 0.0
     no_speech_prob: float = 0.0
     seek: int = 0  # mel frame (10 ms) where its window starts
+    logprobs: tuple[tuple[str, float], ...] | None = None  # (token text, log-probability) when asked for
 
     def shifted(self, seconds: float, seek: int) -> Segment:
         """The same segment with times moved by `seconds` (window -> file)."""

@@ -50,7 +50,7 @@ def test_srt_is_valid_subrip(service, audio_dir):
 def test_each_output(service, audio_dir, output, mimetype, check):
     resp = asr(service, audio_dir / "speech.mp3", output=output, task="transcribe")
     assert resp.headers["Content-Type"].startswith(mimetype)
-    assert resp.headers["Asr-Engine"] == "openai-whisper"
+    assert resp.headers["Asr-Engine"] == "openai_whisper"  # whisper-asr-webservice's engine names
     assert f".{output}" in resp.headers["Content-Disposition"]
     assert check(resp.text)
 

@@ -8,6 +8,8 @@ import openai
 import pytest
 import requests
 
+from service.settings import OPENAI_AUDIO_MODELS
+
 SRT_CUE = re.compile(r"^\d+\n\d\d:\d\d:\d\d,\d{3} --> \d\d:\d\d:\d\d,\d{3}\n.+\n", re.M)
 
 
@@ -86,7 +88,7 @@ def test_loaded_model_name_is_accepted(client, audio_dir):
 
 def test_models(client):
     ids = [m.id for m in client.models.list()]
-    assert ids == ["test", "whisper-1"]
+    assert ids == ["test", *OPENAI_AUDIO_MODELS]
     assert client.models.retrieve("whisper-1").id == "whisper-1"
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve("gpt-4o")
@@ -106,7 +108,7 @@ def test_streaming_with_the_client(client, audio_dir):
         )
     kinds = [e.type for e in events]
     assert kinds[-1] == "transcript.text.done" and set(kinds[:-1]) == {"transcript.text.delta"}
-    assert 3 <= len(kinds) - 1 <= 4  # one delta per window: 75 s in windows of 24-30 s
+    assert len(kinds) - 1 >= 3  # a delta per finished segment: at least one per window (75 s in 24-30 s)
     assert "".join(e.delta for e in events[:-1]).strip() == events[-1].text
 
 

@@ -1,7 +1,9 @@
 """whisper-asr-webservice's API: POST /asr and POST /detect-language.
 
-Clients of that project (subtitle tools such as Bazarr) work by changing only the URL: query parameters
-task, language, initial_prompt, encode, output (txt|vtt|srt|tsv|json), word_timestamps; form field audio_file.
+Clients of that project (subtitle tools such as Bazarr) work by changing only the URL. Query parameters are
+declared in service/fields.py (AsrQuery, DetectQuery); the upload is the multipart field audio_file, decoded
+by ffmpeg, or raw 16 kHz mono s16le PCM with encode=false, which is judged by its duration
+(MAX_AUDIO_SECONDS), not by MAX_UPLOAD_MB: Bazarr sends a film's audio that way, 32 kB per second.
 """
 
 from __future__ import annotations
@@ -10,80 +12,86 @@ import re
 import unicodedata
 from urllib.parse import quote
 
-import numpy as np
 from flask import Blueprint, Response, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
-from ..errors import InvalidAudio, InvalidRequest
-from ..formats import ASR_OUTPUTS, render
-from ..job import FALLBACK_TEMPERATURES, JobOptions
+from .. import fields
+from ..errors import AudioTooLong, PayloadTooLarge
+from ..formats import render
+from ..job import JobOptions
 from . import jobs
 
 bp = Blueprint("asr", __name__)
 
+MULTIPART_SLACK_BYTES = 64 * 1024  # boundaries and part headers around the raw PCM
+ENGINE_NAMES = {"openai-whisper": "openai_whisper", "faster-whisper": "faster_whisper"}  # its ASR_ENGINE
+
+
+@bp.before_request
+def _raw_pcm_limit() -> None:
+    """encode=false: the body may be as large as MAX_AUDIO_SECONDS of PCM, whatever MAX_UPLOAD_MB says."""
+    if fields.parse(fields.DetectQuery, request.args).encode:
+        return
+    cfg = jobs.settings()
+    limit = int(cfg.max_audio_seconds * jobs.PCM_BYTES_PER_SECOND) + MULTIPART_SLACK_BYTES
+    if request.content_length is not None and request.content_length > limit:
+        raise AudioTooLong(
+            f"The audio is longer than the {cfg.max_audio_seconds:g} s this server accepts "
+            "(MAX_AUDIO_SECONDS; raw PCM is 32 kB per second).", param="audio_file",
+        )  # fmt: skip
+    request.max_content_length = limit
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def _too_large(_error):
+    """413 names this face's upload field."""
+    limit = "MAX_UPLOAD_MB" if fields.parse(fields.DetectQuery, request.args).encode else "MAX_AUDIO_SECONDS"
+    error = PayloadTooLarge(f"The upload is larger than the server accepts ({limit}).", param="audio_file")
+    return error.body(), error.status
+
 
 @bp.post("/asr")
 def asr():
-    args = request.args
-    task = args.get("task", "transcribe")
-    if task not in ("transcribe", "translate"):
-        raise InvalidRequest(f"task must be transcribe or translate, got {task!r}.", param="task")
-    output = args.get("output", "txt")
-    if output not in ASR_OUTPUTS:
-        raise InvalidRequest(
-            f"output must be one of {', '.join(ASR_OUTPUTS)}, got {output!r}.", param="output"
-        )
-    options = JobOptions(
-        task=task,
-        language=jobs.language_code(args.get("language")),
-        temperatures=FALLBACK_TEMPERATURES,
-        prompt=args.get("initial_prompt") or None,
-        word_timestamps=jobs.boolean(args, "word_timestamps"),
-        sequential=jobs.settings().decode_mode == "sequential",
-        vad=jobs.default_vad(),
+    query = fields.parse(
+        fields.AsrQuery, request.args, {"multilingual": jobs.scheduler().engine.is_multilingual}
     )
-    job = jobs.submit(_audio(), options)
-    transcription = jobs.wait(job)
-    body, mimetype = jobs.rendered(lambda: render("asr_json" if output == "json" else output, transcription))
-    headers = {"Asr-Engine": jobs.scheduler().engine.name, "Content-Disposition": _attachment(output)}
-    return Response(body, mimetype=mimetype, headers=headers)
+    options = query.job_options(jobs.settings().decode_mode == "sequential", jobs.default_vad())
+    job = jobs.submit(_audio(query.encode), options)
+    transcript = jobs.wait(job)
+    body, content_type = jobs.rendered(lambda: render("asr_json" if query.output == "json" else query.output,
+                                                      transcript))  # fmt: skip
+    engine = jobs.scheduler().engine.name
+    headers = {
+        "Asr-Engine": ENGINE_NAMES.get(engine, engine),
+        "Content-Disposition": _attachment(query.output),
+    }
+    return Response(body, content_type=content_type, headers=headers)
 
 
 @bp.post("/detect-language")
 def detect_language():
-    job = jobs.submit(_audio(), JobOptions(detect_only=True, vad=jobs.default_vad()))
+    query = fields.parse(fields.DetectQuery, request.args)
+    job = jobs.submit(_audio(query.encode), JobOptions(detect_only=True, vad=jobs.default_vad()))
     transcription = jobs.wait(job)
     code = transcription.language
     probability = (job.language_probs or {}).get(code, 1.0)
     return {
-        "detected_language": jobs.LANGUAGES.get(code, code),
+        "detected_language": fields.LANGUAGES.get(code, code),
         "language_code": code,
         "confidence": round(float(probability), 4),
     }
 
 
-def _audio() -> np.ndarray:
+def _audio(encode: bool):
     """audio_file decoded by ffmpeg, or taken as raw 16 kHz mono s16le PCM when encode=false."""
-    if jobs.boolean(request.args, "encode", default=True):
-        return jobs.decode_upload("audio_file")
-    upload = request.files.get("audio_file")
-    if upload is None:
-        raise InvalidRequest(
-            "Missing the audio file: send it as multipart field 'audio_file'.", param="audio_file"
-        )
-    raw = upload.stream.read(jobs.settings().max_upload_bytes + 1)
-    if len(raw) < 2:
-        raise InvalidAudio("The raw PCM upload is empty.", param="audio_file", code="empty_audio")
-    audio = np.frombuffer(raw[: len(raw) // 2 * 2], np.int16).astype(np.float32) / 32768.0
-    if audio.size > jobs.settings().max_audio_seconds * 16000:
-        raise InvalidAudio("The audio is longer than this server accepts.", param="audio_file",
-                           code="audio_too_long")  # fmt: skip
-    return audio
+    return jobs.decode_upload("audio_file") if encode else jobs.raw_pcm("audio_file")
 
 
 def _attachment(output: str) -> str:
-    """Content-Disposition naming the result after the upload, safe whatever the client sent."""
+    """Content-Disposition naming the result `<upload's full name>.<output>`, as whisper-asr-webservice does
+    (episode.mkv -> episode.mkv.srt), safe whatever the client sent."""
     upload = request.files.get("audio_file")
-    name = (upload.filename if upload else "") or "audio"
-    stem = re.split(r"[\\/]", name)[-1].rsplit(".", 1)[0] or "audio"
-    ascii_stem = re.sub(r"[^A-Za-z0-9_-]+", "_", unicodedata.normalize("NFKD", stem)).strip("_") or "audio"
-    return f"attachment; filename=\"{ascii_stem}.{output}\"; filename*=UTF-8''{quote(stem)}.{output}"
+    name = re.split(r"[\\/]", (upload.filename if upload else "") or "audio")[-1].strip(". ") or "audio"
+    ascii_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", unicodedata.normalize("NFKD", name))
+    ascii_name = re.sub(r"\.{2,}", ".", ascii_name).strip("_.") or "audio"
+    return f"attachment; filename=\"{ascii_name}.{output}\"; filename*=UTF-8''{quote(name)}.{output}"

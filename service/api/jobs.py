@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
+import os
 import queue
 import socket
 import time
 from collections.abc import Callable, Iterator
 
+import numpy as np
 from flask import current_app, g, request
 
 from .. import metrics
 from ..engines.base import SAMPLE_RATE
-from ..errors import InvalidRequest
+from ..errors import AudioTooLong, InvalidAudio, InvalidRequest
 from ..intake.upload import decode_file, spooled_upload
 from ..intake.vad import VadParams
 from ..job import Job, JobOptions
 from ..scheduler import Scheduler
 from ..settings import Settings
-from ..transcript import Transcript
+from ..transcript import Segment, Transcript
 
-try:
-    from whisper.tokenizer import LANGUAGES, TO_LANGUAGE_CODE
-except ImportError:  # pragma: no cover
-    LANGUAGES, TO_LANGUAGE_CODE = {}, {}
+PCM_BYTES_PER_SECOND = SAMPLE_RATE * 2  # raw 16 kHz mono s16le: 32 kB per second
 
 
 def settings() -> Settings:
@@ -41,47 +40,6 @@ def observe_stage(stage: str, seconds: float) -> None:
     metrics.STAGE_DURATION.labels(stage=stage, **labels()).observe(seconds)
 
 
-# -- form fields -------------------------------------------------------------------------------------------
-def language_code(value: str | None, param: str = "language") -> str | None:
-    """ISO-639-1 code or English name ('de', 'German') -> 'de'; None or '' -> None (detect)."""
-    if not value:
-        return None
-    key = value.strip().lower()
-    code = key if key in LANGUAGES else TO_LANGUAGE_CODE.get(key)
-    if code is None:
-        raise InvalidRequest(
-            f"Unsupported language {value!r}: use an ISO-639-1 code such as 'en' or 'de'.",
-            param=param, code="unsupported_language",
-        )  # fmt: skip
-    return code
-
-
-def number(form, name: str, kind: type = float, low: float | None = None, high: float | None = None,
-           default=None):  # fmt: skip
-    raw = form.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise InvalidRequest(f"{name} must be a number, got {raw!r}.", param=name) from None
-    if (low is not None and value < low) or (high is not None and value > high):
-        raise InvalidRequest(f"{name} must be between {low} and {high}, got {raw!r}.", param=name)
-    return value
-
-
-def boolean(form, name: str, default: bool = False) -> bool:
-    raw = form.get(name)
-    if raw is None or raw == "":
-        return default
-    value = raw.strip().lower()
-    if value in ("true", "1", "yes", "on"):
-        return True
-    if value in ("false", "0", "no", "off"):
-        return False
-    raise InvalidRequest(f"{name} must be true or false, got {raw!r}.", param=name)
-
-
 # -- one job's way through the service ---------------------------------------------------------------------
 def decode_upload(field: str) -> object:
     """The named multipart file, decoded to 16 kHz mono float32; 400 when it is missing."""
@@ -89,13 +47,43 @@ def decode_upload(field: str) -> object:
     if upload is None:
         raise InvalidRequest(f"Missing the audio file: send it as multipart field '{field}'.", param=field)
     cfg = settings()
-    # a full queue (or a key over its share) refuses before the upload costs ffmpeg's CPU
+    # a full queue refuses before the upload costs ffmpeg's CPU
     scheduler().check_admission(g.get("started"), g.get("key_id"))
     began = time.monotonic()
     with spooled_upload(upload.stream, cfg.tmp_dir) as path:
         audio = decode_file(path, cfg.max_audio_seconds, cfg.ffmpeg_timeout)
     observe_stage("audio_decode", time.monotonic() - began)
     return audio
+
+
+def raw_pcm(field: str) -> np.ndarray:
+    """The named multipart file taken as raw 16 kHz mono s16le PCM (encode=false), judged by its duration.
+
+    werkzeug has spooled the part to a temp file; it is converted a MiB at a time into the float32 array,
+    so a film's audio never sits in memory twice."""
+    cfg = settings()
+    scheduler().check_admission(g.get("started"), g.get("key_id"))
+    upload = request.files.get(field)
+    if upload is None:
+        raise InvalidRequest(f"Missing the audio file: send it as multipart field '{field}'.", param=field)
+    stream = upload.stream
+    samples = stream.seek(0, os.SEEK_END) // 2
+    stream.seek(0)
+    if samples == 0:
+        raise InvalidAudio("The raw PCM upload is empty.", param=field, code="empty_audio")
+    if samples > cfg.max_audio_seconds * SAMPLE_RATE:
+        limit = f"{cfg.max_audio_seconds:g} s"
+        raise AudioTooLong(f"The audio is longer than the {limit} this server accepts (MAX_AUDIO_SECONDS).",
+                           param=field)  # fmt: skip
+    audio = np.empty(samples, np.float32)
+    done = 0
+    while done < samples:
+        chunk = np.frombuffer(stream.read(min(1 << 20, (samples - done) * 2)), "<i2")
+        if chunk.size == 0:  # pragma: no cover - the file shrank under us
+            break
+        audio[done : done + chunk.size] = chunk / np.float32(32768.0)
+        done += chunk.size
+    return audio[:done]
 
 
 def default_vad() -> VadParams | None:
@@ -128,13 +116,18 @@ def wait(job: Job) -> Transcript:
 
 
 def finished(job: Job) -> Transcript:
-    """Record a finished job's stage metrics and return its transcription."""
+    """Record a finished job's stage metrics and return its transcript."""
     observe_stage("queue_wait", job.queue_wait)
     observe_stage("inference", job.inference_seconds)
     metrics.AUDIO_SECONDS.labels(**labels()).inc(job.duration)
     metrics.AUDIO_DURATION.labels(**labels()).observe(job.duration)
     metrics.REAL_TIME_FACTOR.labels(**labels()).observe(job.inference_seconds / max(job.duration, 1e-3))
     return job.transcript()
+
+
+def segments_through(job: Job, index: int) -> list[Segment]:
+    """The segments of windows 0..index, all final once window `index`'s event has come."""
+    return [s for i in range(index + 1) for s in job.window_segments(i)]
 
 
 def rendered(render: Callable[[], tuple[str, str]]) -> tuple[str, str]:
@@ -164,8 +157,8 @@ def client_disconnected(environ: dict) -> Callable[[], bool]:
     return probe
 
 
-def stream_events(job: Job, texts: Callable[[int], str]) -> Iterator[str]:
-    """Each window's text as it finishes, in order, until the job is done; then its error, if any.
+def stream_events(job: Job) -> Iterator[int]:
+    """Each window's index as it finishes, in order, until the job is done; then its error, if any.
 
     When the client goes away the server closes this generator, and the job is cancelled."""
     try:
@@ -177,7 +170,7 @@ def stream_events(job: Job, texts: Callable[[int], str]) -> Iterator[str]:
                 continue  # the cancellation queued a "done" event
             if kind == "done":
                 break
-            yield texts(index)
+            yield index
     finally:
         if not job.done.is_set():
             scheduler().cancel(job, "disconnect")

@@ -43,6 +43,7 @@ class DecodeOptions:
     beam_size: int | None = None  # beam search at temperature 0
     best_of: int | None = None  # independent samples at temperature > 0
     word_timestamps: bool = False  # align words with the cross-attention (DTW)
+    logprobs: bool = False  # record each text token's log-probability on its segment
 
 
 @dataclass(frozen=True)
@@ -229,6 +230,20 @@ def window_result(segments: list[Segment], text: str, temperature: float, avg_lo
         tokens=tuple(tokens),
         **stats,
     )
+
+
+def with_logprobs(segments: list[Segment], tokens: list[int], token_logprobs: list[float],
+                  tokenizer: TimestampTokenizer) -> list[Segment]:  # fmt: skip
+    """Each segment with its text tokens' (text, log-probability): `token_logprobs[i]` belongs to
+    `tokens[i]`; a segment's tokens are the next text tokens of the window, in order."""
+    text = [(t, lp) for t, lp in zip(tokens, token_logprobs) if t < tokenizer.eot]
+    out, position = [], 0
+    for segment in segments:
+        mine = text[position : position + len(segment.tokens)]
+        position += len(segment.tokens)
+        pairs = tuple((tokenizer.decode([t]), float(lp)) for t, lp in mine)
+        out.append(replace(segment, logprobs=pairs))
+    return out
 
 
 def sampling_seed(windows: list[np.ndarray], temperature: float) -> int:

@@ -38,6 +38,7 @@ from .base import (
     sampling_seed,
     split_segments,
     window_result,
+    with_logprobs,
 )
 
 log = logging.getLogger(__name__)
@@ -147,6 +148,8 @@ class FasterWhisperEngine(Engine):
         for window, result in zip(windows, results):
             tokens = list(result.sequences_ids[0])
             segments, consumed = split_segments(tokens, tokenizer, len(window) / SAMPLE_RATE)
+            if options.logprobs and segments:
+                segments = with_logprobs(segments, tokens, step_logprobs(result, tokens), tokenizer)
             per_window.append((tokens, segments, consumed, result))
         aligned = [segments for _, segments, _, _ in per_window]
         if options.word_timestamps:
@@ -181,6 +184,7 @@ class FasterWhisperEngine(Engine):
             suppress.append(tokenizer.eot)
             max_length = forced_max_length(prompt_length, self.force_tokens)
         common = dict(
+            return_logits_vocab=options.logprobs,  # include[]=logprobs: each step's distribution
             max_length=max_length, suppress_tokens=suppress, suppress_blank=True, return_scores=True,
             return_no_speech_prob=True, max_initial_timestamp_index=50,  # openai-whisper: first stamp <= 1 s
         )  # fmt: skip
@@ -298,6 +302,16 @@ def given_alignment(model: WhisperModel, alignment: list[dict]) -> Iterator[None
         yield
     finally:
         del model.find_alignment
+
+
+def step_logprobs(result, tokens: list[int]) -> list[float]:
+    """Each chosen token's log-probability under the distribution it was chosen from."""
+    out = []
+    for row, token in zip(result.logits[0], tokens):
+        logits = np.asarray(row, dtype=np.float32)
+        top = logits.max()
+        out.append(float(logits[token] - top - np.log(np.exp(logits - top).sum())))
+    return out
 
 
 def mean_logprob(result, tokens: list[int]) -> float:

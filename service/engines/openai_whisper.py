@@ -31,6 +31,7 @@ from .base import (
     sampling_seed,
     split_segments,
     window_result,
+    with_logprobs,
 )
 
 log = logging.getLogger(__name__)
@@ -114,9 +115,23 @@ class OpenAIWhisperEngine(Engine):
             segments, consumed = split_segments(result.tokens, tokenizer, len(window) / SAMPLE_RATE)
             if options.word_timestamps and segments:
                 segments = self._align_words(segments, tokenizer, mel[i], len(window) // HOP_LENGTH)
+            if options.logprobs and segments:
+                scores = self._token_logprobs(mel[i], decoding, result.tokens)
+                segments = with_logprobs(segments, result.tokens, scores, tokenizer)
             out.append(window_result(segments, result.text, result.temperature, result.avg_logprob,
                                      result.no_speech_prob, consumed, result.tokens))  # fmt: skip
         return out
+
+    def _token_logprobs(self, mel: torch.Tensor, decoding: DecodingOptions, tokens: list[int]) -> list[float]:
+        """Teacher-forced: the log-probability of each sampled token given the ones before (include[])."""
+        task = DecodingTask(self.model, decoding)
+        context = torch.tensor([list(task.initial_tokens) + list(tokens)], device=mel.device)
+        features = self.model.embed_audio(
+            mel[None].to(self.model.dtype if hasattr(self.model, "dtype") else mel.dtype)
+        )
+        logits = self.model.logits(context, features)[0, len(task.initial_tokens) - 1 : -1].float()
+        logprobs = torch.log_softmax(logits, dim=-1)
+        return logprobs[torch.arange(len(tokens)), torch.tensor(tokens)].tolist()
 
     def _prompt_tokens(self, options: DecodeOptions) -> list[int] | None:
         if not options.prompt:

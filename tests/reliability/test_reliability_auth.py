@@ -47,7 +47,7 @@ def test_probes_and_openapi_are_open(guarded):
     for path in ("/healthz", "/readyz", "/openapi.json"):
         assert requests.get(guarded.url + path, timeout=30).status_code == 200, path
     doc = requests.get(guarded.url + "/openapi.json", timeout=30).json()
-    assert doc["security"] == [{"bearer": []}]
+    assert doc["security"] == [{"bearer": []}, {"basic": []}]  # Basic: the key as password (URL credentials)
     assert doc["components"]["securitySchemes"]["bearer"] == {
         "type": "http", "scheme": "bearer", "description": "One of API_KEYS (if set).",
     }  # fmt: skip

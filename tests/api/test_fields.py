@@ -1,0 +1,109 @@
+"""The field declaration on its own (no server): what each request means to the decoder."""
+
+from __future__ import annotations
+
+import pytest
+from werkzeug.datastructures import MultiDict
+
+from service import fields
+from service.errors import InvalidRequest
+from service.intake.vad import VadParams
+
+
+def parse(model, *pairs, **context):
+    return fields.parse(model, MultiDict(pairs), context or None)
+
+
+def refused(model, *pairs, **context) -> dict:
+    with pytest.raises(InvalidRequest) as caught:
+        parse(model, *pairs, **context)
+    return caught.value.body()["error"]
+
+
+@pytest.mark.parametrize(
+    ("value", "code"),
+    [("en", "en"), ("English", "en"), ("en-US", "en"), ("pt_BR", "pt"), ("eng", "en"), ("ger", "de"),
+     ("deu", "de"), ("zh-Hans-CN", "zh"), ("jv", "jw"), ("auto", None), ("", None), ("Auto", None)],
+)  # fmt: skip
+def test_language_values_mean_what_users_mean(value, code):
+    assert parse(fields.TranscriptionForm, ("language", value)).language == code
+    assert parse(fields.AsrQuery, ("language", value)).language == code
+
+
+def test_unknown_language_is_unsupported_language():
+    assert refused(fields.AsrQuery, ("language", "klingon"))["code"] == "unsupported_language"
+
+
+def test_initial_prompt_conditions_the_first_window_only():
+    options = parse(fields.AsrQuery, ("initial_prompt", "Names: Ann, Bo.")).job_options(sequential=False)
+    assert options.prompt == "Names: Ann, Bo." and options.prompt_first_window_only
+    options = parse(fields.TranscriptionForm, ("prompt", "Names: Ann, Bo.")).job_options(sequential=False)
+    assert options.prompt == "Names: Ann, Bo." and not options.prompt_first_window_only
+
+
+@pytest.mark.parametrize(
+    ("pairs", "vad"),
+    [
+        ([("chunking_strategy", "auto")], VadParams()),
+        ([("chunking_strategy[type]", "server_vad"), ("chunking_strategy[threshold]", "0.3"),
+          ("chunking_strategy[prefix_padding_ms]", "100"), ("chunking_strategy[silence_duration_ms]", "700")],
+         VadParams(threshold=0.3, min_silence_ms=700, speech_pad_ms=100)),
+        ([("chunking_strategy", '{"type": "server_vad", "silence_duration_ms": 300}')],
+         VadParams(min_silence_ms=300)),
+    ],
+)  # fmt: skip
+def test_chunking_strategy_selects_vad(pairs, vad):
+    assert parse(fields.TranscriptionForm, *pairs).job_options(sequential=False).vad == vad
+
+
+def test_vad_filter_selects_vad_and_unset_leaves_the_default():
+    default = fields.JobOptions().vad
+    assert parse(fields.AsrQuery, ("vad_filter", "true")).job_options(False).vad == VadParams()
+    assert parse(fields.AsrQuery, ("vad_filter", "false")).job_options(False).vad is None
+    assert parse(fields.AsrQuery).job_options(False).vad == default
+    assert parse(fields.TranscriptionForm).job_options(False).vad == default
+
+
+def test_keywords_bias_through_the_prompt():
+    form = parse(
+        fields.TranscriptionForm, ("prompt", "Meeting."), ("keywords[]", "Kubernetes"), ("keywords[]", "gRPC")
+    )
+    assert form.job_options(False).prompt == "Meeting. Kubernetes, gRPC"
+
+
+def test_include_logprobs_asks_the_decoder_for_them():
+    assert parse(fields.TranscriptionForm, ("include[]", "logprobs")).job_options(False).logprobs
+    assert not parse(fields.TranscriptionForm).job_options(False).logprobs
+
+
+def test_temperature_zero_is_the_ladder_and_anything_else_one_step():
+    assert parse(fields.TranslationForm).job_options(False).temperatures == fields.FALLBACK_TEMPERATURES
+    assert parse(fields.TranslationForm, ("temperature", "0.4")).job_options(False).temperatures == (0.4,)
+
+
+def test_translations_keep_the_audio_language():
+    options = parse(fields.TranslationForm, ("language", "de")).job_options(False)
+    assert (options.task, options.language) == ("translate", "de")
+
+
+@pytest.mark.parametrize(
+    ("pairs", "param", "code"),
+    [
+        ([("temperature", "nan")], "temperature", None),
+        ([("beam_size", "2.5")], "beam_size", None),
+        ([("stream", "maybe")], "stream", None),
+        ([("colour", "blue")], "colour", "unsupported_parameter"),
+        ([("known_speaker_names[]", "a")], "known_speaker_names[]", "unsupported_parameter"),
+        ([("response_format", "diarized_json")], "response_format", "unsupported_value"),
+        ([("stream", "true"), ("response_format", "vtt")], "response_format", "unsupported_value"),
+        ([("timestamp_granularities[]", "word")], "timestamp_granularities[]", None),
+        ([("model", "whisper-2")], "model", "model_not_found"),
+    ],
+)
+def test_refusals_name_the_field(pairs, param, code):
+    error = refused(fields.TranscriptionForm, *pairs, models=["test", "whisper-1"])
+    assert (error["param"], error["code"]) == (param, code)
+
+
+def test_the_file_sent_as_text_is_left_to_the_missing_file_check():
+    assert parse(fields.TranscriptionForm, ("file", "not-a-file")).response_format == "json"
