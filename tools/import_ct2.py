@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import struct
 import sys
 import tempfile
 from pathlib import Path
@@ -127,7 +128,7 @@ def build_model(directory: Path):
         raise ConversionError(f"{directory}: no model.bin; not a CTranslate2 model directory")
     try:
         ct2 = read_model(model_bin)
-    except (ValueError, IndexError, OSError) as error:
+    except (ValueError, IndexError, OSError, struct.error) as error:
         raise ConversionError(f"{model_bin}: cannot read it ({error})") from None
     if ct2.spec != "WhisperSpec":
         raise ConversionError(f"{model_bin}: a {ct2.spec}, not a Whisper model")

@@ -121,9 +121,13 @@ class FasterWhisperEngine(Engine):
         return Tokenizer(self.model.hf_tokenizer, self.is_multilingual, task=task, language=language or "en")
 
     def _encode(self, windows: list[np.ndarray]) -> ctranslate2.StorageView:
-        """Log-mel of each window padded to 30 s, encoded as one batch."""
-        extract = self.model.feature_extractor
-        mels = [extract(pad_to_window(w), padding=0)[:, : extract.nb_max_frames] for w in windows]
+        """Log-mel of each window, zero-padded in log-mel space to 30 s as both libraries' transcribe() pad a
+        segment, encoded as one batch."""
+        extract, mels = self.model.feature_extractor, []
+        for window in windows:
+            window = np.ascontiguousarray(window[:WINDOW_SAMPLES], dtype=np.float32)
+            mel = extract(window)[:, : len(window) // HOP_LENGTH]
+            mels.append(np.pad(mel, ((0, 0), (0, extract.nb_max_frames - mel.shape[1]))))
         return self.model.encode(np.stack(mels).astype(np.float32))
 
     # -- inference -----------------------------------------------------------------------------------------
@@ -287,11 +291,6 @@ def forced_length(model: WhisperModel, tokens: int) -> Iterator[None]:
         yield
     finally:
         model.model = original
-
-
-def pad_to_window(window: np.ndarray) -> np.ndarray:
-    window = window[:WINDOW_SAMPLES].astype(np.float32, copy=False)
-    return np.pad(window, (0, WINDOW_SAMPLES - len(window)))
 
 
 @contextlib.contextmanager

@@ -11,7 +11,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 import whisper
-from whisper.audio import N_SAMPLES
+from whisper.audio import N_FRAMES, N_SAMPLES
 from whisper.decoding import DecodingOptions, DecodingTask, LogitFilter
 from whisper.model import ModelDimensions, Whisper
 from whisper.timing import add_word_timestamps
@@ -79,9 +79,15 @@ class OpenAIWhisperEngine(Engine):
         )
 
     def _mels(self, windows: list[np.ndarray]) -> torch.Tensor:
-        """(batch, n_mels, 3000) log-mel spectrograms of windows padded to 30 s, on the model's device."""
-        audio = torch.from_numpy(np.stack([whisper.pad_or_trim(w, N_SAMPLES) for w in windows]))
-        return whisper.log_mel_spectrogram(audio.to(self.device), n_mels=self.model.dims.n_mels)
+        """(batch, n_mels, 3000) log-mel spectrograms on the model's device, made as transcribe() makes them:
+        the window's own frames, then zeros in log-mel space up to 30 s (not the log-mel of silent audio,
+        which is a different input and measurably worse on short or noisy windows)."""
+        mels = []
+        for window in windows:
+            audio = torch.from_numpy(np.ascontiguousarray(window[:N_SAMPLES])).to(self.device)
+            mel = whisper.log_mel_spectrogram(audio, n_mels=self.model.dims.n_mels, padding=N_SAMPLES)
+            mels.append(whisper.pad_or_trim(mel[:, : len(audio) // HOP_LENGTH], N_FRAMES))
+        return torch.stack(mels)
 
     # -- inference -----------------------------------------------------------------------------------------
     @torch.inference_mode()

@@ -44,16 +44,20 @@ def corpus(tmp_path_factory) -> Corpus:
 
 @pytest.fixture(scope="session")
 def reference(tiny_en):
-    """openai-whisper's transcribe() on the same weights, in-process, memoised per file."""
+    """openai-whisper's transcribe() on the same weights, in-process, memoised per file and settings; seeded,
+    so that its fallback sampling gives the same reference on every run."""
+    import torch
     import whisper
 
     model = whisper.load_model(str(tiny_en), device="cpu")
-    results: dict[Path, dict] = {}
+    results: dict[tuple, dict] = {}
 
-    def transcribe(clip: speech.Clip) -> dict:
-        if clip.path not in results:
-            results[clip.path] = model.transcribe(str(clip.path), language="en", fp16=False)
-        return results[clip.path]
+    def transcribe(clip: speech.Clip, **options) -> dict:
+        key = (clip.path, tuple(sorted(options.items())))
+        if key not in results:
+            torch.manual_seed(0)
+            results[key] = model.transcribe(str(clip.path), language="en", fp16=False, **options)
+        return results[key]
 
     return transcribe
 
