@@ -194,7 +194,7 @@ def test_recording_rules_evaluate_and_carry_the_traffic(stack):
 
 def test_template_variables_list_the_running_targets(stack):
     def values(variable: dict) -> set[str]:
-        metric, label = re.fullmatch(r"label_values\((.*), (\w+)\)", variable["definition"]).groups()
+        metric, label = re.fullmatch(r"label_values\((.*), (\w+)\)", variable["query"]).groups()
         series = api(stack.prometheus, "series", **{"match[]": substitute(metric)})["data"]
         return {s[label] for s in series if label in s}
 
