@@ -196,7 +196,7 @@ lint-monitoring: $(STAMP) ## promtool check config/rules, promtool test rules; d
 	$(PROMTOOL) test rules monitoring/prometheus/tests/*.yaml
 	$(BIN)/python monitoring/grafana/build_dashboards.py --check
 
-dashboards-json: $(STAMP) ## Regenerate monitoring/grafana/dashboards/*.json from build_dashboards.py.
+dashboards-json: $(STAMP) ## Regenerate monitoring/grafana/dashboards/*.json with grafana-foundation-sdk.
 	$(BIN)/python monitoring/grafana/build_dashboards.py
 
 # Plain ssh rather than `fab tunnel`: a tunnel needs only the VM's address, not the deploy settings (IMAGE).

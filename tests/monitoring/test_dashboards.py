@@ -1,5 +1,6 @@
-"""Grafana provisioning and dashboards: the committed JSON is what build_dashboards.py generates, uids are
-stable, panels are laid out and wired to the provisioned data source, and every service metric is shown."""
+"""Grafana provisioning and dashboards: the committed JSON is what build_dashboards.py generates with
+grafana-foundation-sdk, uids are stable, panels are laid out and wired to the provisioned data source, and
+every service metric is shown."""
 
 from __future__ import annotations
 
@@ -57,6 +58,13 @@ def test_check_mode_reports_a_hand_edited_file(tmp_path, monkeypatch):
     assert build.main(["--check"]) == 1
 
 
+def test_dashboards_are_built_with_grafanas_sdk():
+    from grafana_foundation_sdk.models.dashboard import Dashboard
+
+    assert all(isinstance(dash, Dashboard) for dash in build.DASHBOARDS)
+    assert [dash.uid for dash in build.DASHBOARDS] == ["whisper-service", "whisper-gpu", "whisper-host"]
+
+
 def test_dashboards_have_stable_unique_uids_matching_their_file_names():
     assert set(DASHBOARDS) == {"whisper-service", "whisper-gpu", "whisper-host"}
     for name, dash in DASHBOARDS.items():
@@ -79,6 +87,14 @@ def test_panels_have_unique_ids_and_do_not_overlap(name):
         }
         assert not cells & area, f"{panel['title']} overlaps another panel"
         cells |= area
+
+
+@pytest.mark.parametrize("name", sorted(DASHBOARDS))
+def test_each_row_of_panels_spans_the_full_width(name):
+    rows: dict[int, int] = {}
+    for panel in DASHBOARDS[name]["panels"]:
+        rows[panel["gridPos"]["y"]] = rows.get(panel["gridPos"]["y"], 0) + panel["gridPos"]["w"]
+    assert set(rows.values()) == {24}, rows
 
 
 @pytest.mark.parametrize("name", sorted(DASHBOARDS))

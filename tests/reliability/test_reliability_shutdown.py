@@ -95,7 +95,9 @@ def test_a_request_still_uploading_at_sigterm_is_served(start_service, audio_dir
     half = len(prepared.body) // 2
     with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
         sock.sendall(head.encode() + prepared.body[:half])
-        time.sleep(1.0)  # the worker has started on the request and waits for the rest of the body
+        # the worker has started on the request (the app counts it in flight) and waits for the rest
+        wait_for(lambda: service.metric("whisper_requests_in_flight") >= 1, timeout=60,
+                 what="the worker handling the half-sent request")  # fmt: skip
         service.process.send_signal(signal.SIGTERM)
         wait_for(lambda: refused(service), timeout=10, interval=0.01, what="new connections refused")
         sock.sendall(prepared.body[half:])
