@@ -104,6 +104,10 @@ class Job:
     def queue_wait(self) -> float:
         return (self.started_at or time.monotonic()) - self.accepted_at
 
+    def detection_audio(self) -> np.ndarray:
+        """What language detection listens to: the first window's speech, else the first 30 s."""
+        return self.piece_audio(0, 0.0) if self.windows else self.audio[: 30 * SAMPLE_RATE]
+
     def piece_audio(self, window: int, offset: float) -> np.ndarray:
         return self.windows[window].audio(self.audio)[round(offset * SAMPLE_RATE) :]
 

@@ -266,7 +266,7 @@ class Scheduler:
     def _detect_languages(self, jobs: list[Job]) -> None:
         began = time.monotonic()
         try:
-            probs = self.engine.detect_language([detection_audio(j) for j in jobs])
+            probs = self.engine.detect_language([j.detection_audio() for j in jobs])
         except Exception as error:
             log.exception("language detection failed")
             for job in jobs:
@@ -394,10 +394,3 @@ class Scheduler:
         if isinstance(error, APIError):
             return error
         return InternalError("Inference failed on the server.")
-
-
-def detection_audio(job: Job) -> np.ndarray:
-    """What language detection listens to: the first window's speech, else the first 30 s."""
-    if job.windows:
-        return job.piece_audio(0, 0.0)
-    return job.audio[: 30 * SAMPLE_RATE]
