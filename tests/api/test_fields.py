@@ -56,12 +56,18 @@ def test_chunking_strategy_selects_vad(pairs, vad):
     assert parse(fields.TranscriptionForm, *pairs).job_options(sequential=False).vad == vad
 
 
-def test_vad_filter_selects_vad_and_unset_leaves_the_default():
-    default = fields.JobOptions().vad
+def test_vad_filter_selects_vad_and_unset_leaves_the_server_default():
+    server = VadParams(threshold=0.7, min_silence_ms=500)  # the VAD_* settings; None when VAD=false
     assert parse(fields.AsrQuery, ("vad_filter", "true")).job_options(False).vad == VadParams()
-    assert parse(fields.AsrQuery, ("vad_filter", "false")).job_options(False).vad is None
-    assert parse(fields.AsrQuery).job_options(False).vad == default
-    assert parse(fields.TranscriptionForm).job_options(False).vad == default
+    assert parse(fields.AsrQuery, ("vad_filter", "true")).job_options(False, server).vad == server
+    assert parse(fields.AsrQuery, ("vad_filter", "false")).job_options(False, server).vad is None
+    assert parse(fields.AsrQuery).job_options(False, server).vad == server
+    assert parse(fields.AsrQuery).job_options(False, None).vad is None
+    assert parse(fields.TranscriptionForm).job_options(False, server).vad == server
+    assert (
+        parse(fields.TranscriptionForm, ("chunking_strategy", "auto")).job_options(False, None).vad
+        == VadParams()
+    )
 
 
 def test_keywords_bias_through_the_prompt():
