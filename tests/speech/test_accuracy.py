@@ -47,6 +47,7 @@ def test_short_clips_are_as_accurate_as_transcribe(real_service, reference, corp
     assert ours < SANE[subset]  # and sane in absolute terms
 
 
+@pytest.mark.timeout(1500)  # three decodes of 10.5 minutes (the service and two references) on 2 cores
 def test_a_ten_minute_file_is_as_accurate_as_transcribe(real_service, reference, corpus):
     """Windows decoded side by side cannot be conditioned on each other's text, as transcribe() does by
     default (condition_on_previous_text=True): measured 9.6% here, 9.0% for transcribe() without that
