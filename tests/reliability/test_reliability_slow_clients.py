@@ -106,8 +106,11 @@ def test_hundreds_of_stalled_uploads_cannot_starve_the_service(start_service, au
     assert answers == {"HTTP/1.1 408 REQUEST TIMEOUT"}, answers
     assert {a.status for a in kinds["slow-head"].attackers} == {"HTTP/1.1 408 Request Timeout"}
     assert held_tmp_files(str(uploads), service.process.pid) == 0  # nothing on disk, nothing held open
-    assert service.metric("whisper_rejected_requests_total", reason="upload_slow") == 200
-    assert service.metric("whisper_rejected_requests_total", reason="upload_idle") == 20
+    # every body cut off is counted once: a trickle as slow, or as idle when a busy machine delayed its
+    # sender past UPLOAD_IDLE_TIMEOUT (seen: 103 of 200 under load); the 20 stalls always as idle
+    slow = service.metric("whisper_rejected_requests_total", reason="upload_slow")
+    idle = service.metric("whisper_rejected_requests_total", reason="upload_idle")
+    assert slow + idle == 220 and idle >= 20, (slow, idle)
     assert service.metric("whisper_uploads_in_progress") == 0
 
 
