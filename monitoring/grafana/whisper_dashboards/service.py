@@ -171,6 +171,35 @@ def queue_and_backpressure():
     ]
 
 
+def speech_and_clients():
+    return [
+        timeseries_panel(
+            "Share of audio that VAD kept as speech",
+            units.Short,
+            target(mean("whisper_speech_ratio", SVC), "mean"),
+            description="Silence and noise are never decoded; a low share means mostly silent uploads.",
+        ),
+        timeseries_panel(
+            "Windows decoded again after an early stop",
+            units.OpsPerSecond,
+            target(rate_sum("whisper_redecoded_pieces_total", SVC), "pieces"),
+        ),
+        timeseries_panel(
+            "Uploads being read",
+            units.Short,
+            target(f"sum(whisper_uploads_in_progress{{{SVC}}})", "uploads (of UPLOAD_SLOTS)"),
+        ),
+        timeseries_panel(
+            "Requests by API key id",
+            units.RequestsPerSecond,
+            target(rate_sum("whisper_key_accepted_requests_total", SVC, "key_id"), "{{key_id}} accepted"),
+            target(rate_sum("whisper_key_rejected_requests_total", SVC, "key_id"), "{{key_id}} rejected"),
+            target(f"sum by (key_id) (whisper_key_requests_in_flight{{{SVC}}})", "{{key_id}} in flight"),
+            description="Key ids are hash prefixes, never keys (KEY_MAX_SHARE shares the queue out).",
+        ),
+    ]
+
+
 def gpu_memory():
     by_device = "sum by (instance, device)"
     return [
@@ -199,6 +228,7 @@ def dashboard():
             ("Latency by stage", latency_by_stage()),
             ("Throughput and batching", throughput_and_batching()),
             ("Queue and backpressure", queue_and_backpressure()),
+            ("Speech, uploads and API keys", speech_and_clients()),
             ("GPU memory (as the service sees it)", gpu_memory()),
         ],
     )
