@@ -36,9 +36,6 @@ class GpuSpec:
 GPUS: dict[str, GpuSpec] = {
     # Attached GPUs: n1 machines take them as guest accelerators.
     "nvidia-tesla-t4": GpuSpec("n1", (1, 2, 4), "n1-standard-8"),
-    "nvidia-tesla-v100": GpuSpec("n1", (1, 2, 4, 8), "n1-standard-8"),
-    "nvidia-tesla-p4": GpuSpec("n1", (1, 2, 4), "n1-standard-8"),
-    "nvidia-tesla-p100": GpuSpec("n1", (1, 2, 4), "n1-standard-8"),
     # Bundled GPUs: the machine type itself carries them (see BUNDLED_MACHINES).
     "nvidia-l4": GpuSpec("g2", (1, 2, 4, 8), "g2-standard-8"),
     "nvidia-tesla-a100": GpuSpec("a2", (1, 2, 4, 8, 16), "a2-highgpu-1g"),
@@ -46,6 +43,15 @@ GPUS: dict[str, GpuSpec] = {
     "nvidia-h100-80gb": GpuSpec("a3", (1, 2, 4, 8), "a3-highgpu-1g"),
 }
 ATTACHED_FAMILIES = frozenset({"n1"})
+
+# GPUs Google offers that the image cannot drive: pre-Turing. PyTorch's CUDA 12.8+/13 builds target compute
+# capability 7.5 and newer (pytorch/pytorch#157517), CUDA 13.0 dropped Maxwell, Pascal and Volta
+# (NVIDIA/cuDecomp#97 quotes the release notes), and NVIDIA's open kernel modules need Turing or newer.
+PRE_TURING_GPUS: dict[str, str] = {
+    "nvidia-tesla-v100": "Volta",
+    "nvidia-tesla-p100": "Pascal",
+    "nvidia-tesla-p4": "Pascal",
+}
 
 # Machine type -> (GPU type, GPU count) for the families whose machine type fixes the GPUs.
 # Declaring guest accelerators on these makes every `pulumi up` show a permanent diff.
@@ -66,8 +72,6 @@ BUNDLED_MACHINES: dict[str, tuple[str, int]] = {
 KNOWN_GPU_ZONES: dict[tuple[str, str], tuple[str, ...]] = {
     ("us-central1", "nvidia-tesla-t4"): ("us-central1-a", "us-central1-b", "us-central1-c",
                                          "us-central1-f"),
-    ("us-central1", "nvidia-tesla-v100"): ("us-central1-a", "us-central1-b", "us-central1-c",
-                                           "us-central1-f"),
     ("us-central1", "nvidia-l4"): ("us-central1-a", "us-central1-b", "us-central1-c"),
     ("us-central1", "nvidia-tesla-a100"): ("us-central1-a", "us-central1-b", "us-central1-c",
                                            "us-central1-f"),
@@ -321,6 +325,13 @@ def _gpu_host(values: Mapping[str, Any]) -> tuple[str, str, int]:
     bundled = BUNDLED_MACHINES.get(machine_type)
     gpu_type = _str(values, "gpuType", bundled[0] if bundled else DEFAULT_GPU)
     spec = GPUS.get(gpu_type)
+    if gpu_type in PRE_TURING_GPUS:
+        raise _fail(
+            "gpuType",
+            f"{gpu_type} ({PRE_TURING_GPUS[gpu_type]}) is older than Turing, which the image's CUDA 13 "
+            "PyTorch and NVIDIA's open kernel modules need",
+            f"use one of {', '.join(GPUS)}",
+        )
     if spec is None:
         raise _fail("gpuType", f"{gpu_type!r} is not supported", f"use one of {', '.join(GPUS)}")
     family = machine_type.split("-")[0]

@@ -62,11 +62,11 @@ def test_every_bundled_machine_implies_its_gpu_type_and_count(infra_config):
     ("gpu", "machine"),
     [
         ("nvidia-tesla-t4", "g2-standard-8"),
-        ("nvidia-tesla-v100", "a2-highgpu-1g"),
+        ("nvidia-a100-80gb", "g2-standard-8"),
         ("nvidia-l4", "n1-standard-8"),
         ("nvidia-tesla-a100", "g2-standard-8"),
         ("nvidia-h100-80gb", "a2-highgpu-1g"),
-        ("nvidia-tesla-p4", "e2-standard-8"),
+        ("nvidia-tesla-t4", "e2-standard-8"),
     ],
 )
 def test_gpu_on_the_wrong_machine_family_names_a_machine_that_works(infra_config, gpu, machine):
@@ -79,6 +79,21 @@ def test_gpu_on_the_wrong_machine_family_names_a_machine_that_works(infra_config
     )
     # The suggestion itself is valid.
     assert build(infra_config, {"gpuType": gpu, "machineType": example}, {"zone": "asia-east1-a"})
+
+
+@pytest.mark.parametrize(
+    ("gpu", "architecture"),
+    [("nvidia-tesla-v100", "Volta"), ("nvidia-tesla-p100", "Pascal"), ("nvidia-tesla-p4", "Pascal")],
+)
+def test_pre_turing_gpus_are_refused_naming_the_supported_types(infra_config, gpu, architecture):
+    with pytest.raises(infra_config.ConfigError) as failure:
+        build(infra_config, {"gpuType": gpu, "machineType": "n1-standard-8"})
+    message = str(failure.value)
+    assert message.startswith(f"config gpuType: {gpu} ({architecture}) is older than Turing"), message
+    assert message.endswith(
+        "use one of nvidia-tesla-t4, nvidia-l4, nvidia-tesla-a100, nvidia-a100-80gb, nvidia-h100-80gb"
+    )
+    assert "\n" not in message
 
 
 def test_bundled_machine_with_the_wrong_gpu_type_of_its_family(infra_config):
