@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -126,51 +125,6 @@ def stack_outputs(path: str | Path | None = None) -> dict:
         return json.loads(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path} not found; run: make outputs (or pass --host)") from None
-
-
-GCLOUD_KEY = Path("~/.ssh/google_compute_engine")  # the key `gcloud compute ssh` installs
-
-
-@dataclass(frozen=True)
-class SshTarget:
-    """How Fabric reaches the VM: the same route as the Ansible inventory (ansible/inventory.py)."""
-
-    host: str
-    user: str | None = None  # WHISPER_SSH_USER; None = ~/.ssh/config or the local user
-    key_file: str | None = None  # WHISPER_SSH_KEY, else gcloud's key when it exists
-    gateway: str | None = None  # a ProxyCommand: Google's IAP tunnel when port 22 is open to IAP only
-
-
-def ssh_target(
-    cfg: DeployConfig, env: os._Environ[str] | dict[str, str] = os.environ, home: Path | None = None
-) -> SshTarget:
-    """--host / DEPLOY_HOST as given (ssh config applies), else the stack outputs' ip and sshCommand."""
-    if cfg.host:
-        return SshTarget(cfg.host)
-    outputs = stack_outputs()
-    if not outputs.get("ip"):
-        raise ConfigError("the stack outputs have no `ip`; run: make infra (or pass --host)")
-    gcloud_key = (home or Path.home()) / GCLOUD_KEY.relative_to("~")
-    key_file = env.get("WHISPER_SSH_KEY") or (str(gcloud_key) if gcloud_key.is_file() else None)
-    return SshTarget(
-        host=outputs["ip"],
-        user=env.get("WHISPER_SSH_USER") or None,
-        key_file=key_file,
-        gateway=iap_proxy_command(outputs),
-    )
-
-
-def iap_proxy_command(outputs: dict) -> str | None:
-    """`gcloud compute start-iap-tunnel` for a stack whose sshCommand tunnels through IAP, else None."""
-    words = shlex.split(outputs.get("sshCommand", ""))
-    if "--tunnel-through-iap" not in words:
-        return None
-    command = ["gcloud", "compute", "start-iap-tunnel", outputs["instanceName"], "22", "--listen-on-stdin"]
-    command += ["--zone", outputs["zone"], "--verbosity", "warning"]
-    project = next((w.split("=", 1)[1] for w in words if w.startswith("--project=")), None)
-    if "--project" in words:
-        project = words[words.index("--project") + 1]
-    return shlex.join(command + (["--project", project] if project else []))
 
 
 def git_tag(repo: str | Path = ROOT) -> str:

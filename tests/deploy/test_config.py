@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import shlex
 import subprocess
-from dataclasses import replace
 
 import pytest
 
-from deploy import nginx, remote
-from deploy.config import ConfigError, DeployConfig, ssh_target
+from deploy import nginx, remote, sshroute
+from deploy.config import ConfigError, DeployConfig
 
 VM_OUTPUTS = {
     "ip": "203.0.113.7",
@@ -31,29 +28,15 @@ def outputs_file(tmp_path, monkeypatch):
     return path
 
 
-def test_the_default_host_goes_through_iap_like_ansible(outputs_file, tmp_path):
-    outputs_file.write_text(json.dumps(VM_OUTPUTS))
-    (tmp_path / ".ssh").mkdir()
-    (tmp_path / ".ssh" / "google_compute_engine").write_text("key")
-    target = ssh_target(DeployConfig(image="a/b"), env={"WHISPER_SSH_USER": "ops"}, home=tmp_path)
-    assert (target.host, target.user) == ("203.0.113.7", "ops")
-    assert target.key_file == str(tmp_path / ".ssh" / "google_compute_engine")
-    assert shlex.split(target.gateway) == [
-        "gcloud", "compute", "start-iap-tunnel", "whisper-dev-vm", "22", "--listen-on-stdin",
-        "--zone", "europe-west4-a", "--verbosity", "warning", "--project", "my-proj",
-    ]  # fmt: skip
-
-
-def test_a_plain_ssh_route_and_an_explicit_host_need_no_gateway(outputs_file, tmp_path):
-    outputs_file.write_text(json.dumps({**VM_OUTPUTS, "sshCommand": "ssh ubuntu@203.0.113.7"}))
-    assert ssh_target(DeployConfig(image="a/b"), env={}, home=tmp_path).gateway is None
-    explicit = ssh_target(replace(DeployConfig(image="a/b"), host="me@10.0.0.5"), env={}, home=tmp_path)
-    assert explicit.host == "me@10.0.0.5" and explicit.gateway is None
+def test_a_plain_ssh_route_needs_no_gateway(outputs_file, tmp_path):
+    plain = {**VM_OUTPUTS, "sshCommand": "ssh -p 2222 ubuntu@203.0.113.7"}
+    route = sshroute.route(plain, env={}, home=tmp_path)
+    assert (route.user, route.port, route.proxy_command) == ("ubuntu", 2222, None)
 
 
 def test_no_outputs_says_how_to_get_them(outputs_file):
     with pytest.raises(ConfigError, match="run: make outputs"):
-        ssh_target(DeployConfig(image="a/b"), env={})
+        sshroute.route(env={})
 
 
 def test_env_file_round_trips_and_refuses_multiline_values():
