@@ -230,7 +230,7 @@ def test_make_deploy_reads_fleet_mode_from_the_same_keys(infra_config):
     from deploy.stack import FLEET_KEYS, mode
 
     for key in FLEET_KEYS:
-        values = {key: "2", "dockerImage": "me/w:1"}
+        values = {key: "2", "dockerImage": "me/w:1", **({"maxReplicas": "3"} if key == "minReplicas" else {})}
         assert build(infra_config, values).mode == "fleet" == mode({f"whisper-gpu:{key}": {"value": "2"}})
     others = [k for k in infra_config.PROJECT_KEYS if k not in FLEET_KEYS]
     assert mode({f"whisper-gpu:{k}": {"value": "x"} for k in others}) == "vm"
