@@ -106,7 +106,13 @@ def test_template_starts_the_image_and_keeps_the_api_key_out_of_metadata(fleet):
     metadata = fleet.one("InstanceTemplate").inputs["metadata"]
     secret = fleet.one("secretmanager/secret:Secret")
     assert metadata["docker-image"] == IMAGE
-    assert set(metadata) == {"startup-script", "enable-oslogin", "docker-image", "api-key-secret"}
+    assert set(metadata) == {
+        "startup-script",
+        "enable-oslogin",
+        "enable-guest-attributes",
+        "docker-image",
+        "api-key-secret",
+    }
     assert metadata["api-key-secret"] == secret.inputs["secretId"]
     assert all("key-that-must-stay-secret" not in str(v) for v in metadata.values())
 

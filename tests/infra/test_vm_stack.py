@@ -86,6 +86,7 @@ def test_gpu_host_terminates_on_maintenance_and_is_shielded_with_os_login(any_st
     assert vm["shieldedInstanceConfig"]["enableVtpm"] is True
     assert vm["shieldedInstanceConfig"]["enableIntegrityMonitoring"] is True
     assert vm["metadata"]["enable-oslogin"] == "TRUE"
+    assert vm["metadata"]["enable-guest-attributes"] == "TRUE"  # the startup script reports whisper/state
     assert vm["bootDisk"]["initializeParams"]["type"] == "pd-balanced"
     assert vm["metadata"]["startup-script"].startswith("#!/usr/bin/env bash")
     assert "metadataStartupScript" not in vm
