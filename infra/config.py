@@ -100,6 +100,15 @@ ZONE_RE = re.compile(r"^(?P<region>[a-z]+-[a-z]+[0-9]+)-[a-z]$")
 LABEL_KEY_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 LABEL_VALUE_RE = re.compile(r"^[a-z0-9_-]{0,63}$")
 DOCKER_IMAGE_RE = re.compile(r"^[a-z0-9][A-Za-z0-9._/:@-]*$")
+DOMAIN_RE = re.compile(r"^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+API_KEY_FIX = 'pulumi config set --secret apiKey "$(openssl rand -hex 24)"'
+# Keys this program no longer reads, and why: a stack that still sets one is told instead of ignored.
+REMOVED_KEYS = {
+    "monitoringSourceRanges": (
+        "Grafana and Prometheus listen on the VM's loopback only, so a firewall rule cannot reach them",
+        "remove it (pulumi config rm monitoringSourceRanges); make dashboards tunnels to them over IAP",
+    ),
+}
 
 
 # ---------------------------------------------------------------- the typed config
@@ -139,12 +148,14 @@ class StackConfig:
     # network exposure
     ssh_source_ranges: tuple[str, ...]
     http_source_ranges: tuple[str, ...]
-    monitoring_source_ranges: tuple[str, ...]
+    # HTTPS: the name clients use (its DNS A record points at the `ip` output). None: plain HTTP on 80.
+    domain: str | None
     # what runs on it
     docker_image: str | None
     api_key: Any = field(default=None, repr=False)  # Output[str] secret, never printed
     labels: Mapping[str, str] = field(default_factory=dict)
     fleet: FleetConfig | None = None  # None: one GPU VM (the default)
+    allow_unauthenticated: bool = False  # True: serving without any API key is intended
 
     @property
     def mode(self) -> str:
@@ -176,6 +187,13 @@ class StackConfig:
         _check_zone_has_gpu("gcp:zone", zone, region, gpu_type)
         fleet = _fleet(values, region, gpu_type)
         docker_image = _docker_image(values, required=fleet is not None)
+        allow_unauthenticated = _bool(values, "allowUnauthenticated", False)
+        if fleet is not None and api_key is None and not allow_unauthenticated:
+            raise _fail(
+                "apiKey",
+                "not set, so the fleet would serve anyone",
+                f"set one: {API_KEY_FIX} (or allowUnauthenticated: true)",
+            )
         return cls(
             stack=stack,
             project=project,
@@ -189,11 +207,12 @@ class StackConfig:
             image=_str(values, "image", DEFAULT_IMAGE),
             ssh_source_ranges=_cidrs(values, "sshSourceRanges", (IAP_SSH_RANGE,)),
             http_source_ranges=_cidrs(values, "httpSourceRanges", ("0.0.0.0/0",)),
-            monitoring_source_ranges=_cidrs(values, "monitoringSourceRanges", ()),
+            domain=_domain(values),
             docker_image=docker_image,
             api_key=api_key,
             labels=_labels(values),
             fleet=fleet,
+            allow_unauthenticated=allow_unauthenticated,
         )
 
     @classmethod
@@ -209,7 +228,7 @@ class StackConfig:
 
 PROJECT_KEYS = (
     "machineType", "gpuType", "gpuCount", "spot", "bootDiskGb", "image",
-    "sshSourceRanges", "httpSourceRanges", "monitoringSourceRanges",
+    "sshSourceRanges", "httpSourceRanges", "domain", "allowUnauthenticated",
     "dockerImage", "labels",
     "replicas", "minReplicas", "maxReplicas", "fleetZones", "maxRatePerInstance",
     "targetUtilization", "autohealInitialDelaySec", "cooldownSec", "requestTimeoutSec",
@@ -227,6 +246,8 @@ def reject_unknown_keys(keys: list[str]) -> None:
     """A misspelt key (`gputype`) would otherwise be ignored and the default silently used."""
     known = (*PROJECT_KEYS, "apiKey")
     for key in keys:
+        if key in REMOVED_KEYS:
+            raise _fail(key, *REMOVED_KEYS[key])
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
             hint = f"did you mean {close[0]}?" if close else f"known keys: {', '.join(known)}"
@@ -434,6 +455,13 @@ def _labels(values: Mapping[str, Any]) -> dict[str, str]:
                 "e.g. labels: {team: speech}",
             )
     return {**DEFAULT_LABELS, **{str(k): str(v) for k, v in given.items()}}
+
+
+def _domain(values: Mapping[str, Any]) -> str | None:
+    domain = values.get("domain") or None
+    if domain is not None and not DOMAIN_RE.match(str(domain)):
+        raise _fail("domain", f"{domain!r} is not a DNS name", "e.g. domain: whisper.example.com")
+    return domain
 
 
 def _docker_image(values: Mapping[str, Any], required: bool) -> str | None:
