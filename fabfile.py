@@ -22,7 +22,7 @@ from fabric import Connection, task
 from invoke.exceptions import Exit
 
 from deploy import remote, sshroute
-from deploy.config import ROOT, ConfigError, DeployConfig, git_tag
+from deploy.config import ROOT, ConfigError, DeployConfig, git_tag, stack_outputs
 
 
 def load_config(need_image: bool = True) -> DeployConfig:
@@ -40,6 +40,13 @@ def open_host(c, host: str, need_image: bool = False) -> remote.Host:
     if host:
         cfg = replace(cfg, host=host)
     try:
+        if not cfg.host:  # the stack decides HTTPS and whether serving without a key is intended
+            outputs = stack_outputs()
+            cfg = replace(
+                cfg,
+                domain=outputs.get("domain") or cfg.domain,
+                allow_unauthenticated=bool(outputs.get("allowUnauthenticated")) or cfg.allow_unauthenticated,
+            )
         # --host / DEPLOY_HOST as given (~/.ssh/config applies), else the stack's route (deploy/sshroute.py)
         target = sshroute.SshRoute(cfg.host) if cfg.host else sshroute.route()
     except ConfigError as err:

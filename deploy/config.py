@@ -57,8 +57,13 @@ class DeployConfig:
     green: Slot = Slot("green", 5002, 9102)
     grafana_port: int = 3000  # the monitoring stack on the host's loopback (monitoring/compose.yml)
     prometheus_port: int = 9090
-    proxy_image: str = "nginx:1.28-alpine"
+    proxy_image: str = "nginx:1.30"  # the official image carries ngx_http_acme_module (HTTPS, nginx.py)
     proxy_container: str = "whisper-proxy"
+    # --- HTTPS and authentication (the stack's `domain` and `allowUnauthenticated` outputs)
+    domain: str = ""  # empty: plain HTTP on public_port
+    https_port: int = 443
+    acme_dir: str = "/var/lib/whisper/acme"  # the proxy's ACME state (account key, certificates), mode 0700
+    allow_unauthenticated: bool = False  # False: a deploy without API_KEYS (here or on the host) is refused
     # --- files on the host
     state_file: str = "/var/lib/whisper/deploy.json"  # current and previous tag
     env_file: str = "/etc/whisper/whisper.env"  # service settings and API keys, mode 0600
@@ -100,6 +105,8 @@ class DeployConfig:
             grafana_port=int(num("DEPLOY_GRAFANA_PORT", cls.grafana_port)),
             prometheus_port=int(num("DEPLOY_PROMETHEUS_PORT", cls.prometheus_port)),
             proxy_image=env.get("DEPLOY_PROXY_IMAGE", cls.proxy_image),
+            domain=env.get("DEPLOY_DOMAIN", ""),
+            allow_unauthenticated=env.get("DEPLOY_ALLOW_UNAUTHENTICATED", "").lower() == "true",
             state_file=env.get("DEPLOY_STATE_FILE", cls.state_file),
             env_file=env.get("DEPLOY_ENV_FILE", cls.env_file),
             proxy_dir=env.get("DEPLOY_PROXY_DIR", cls.proxy_dir),
