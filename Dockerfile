@@ -1,18 +1,24 @@
 # syntax=docker/dockerfile:1
 # The Whisper service on an NVIDIA GPU: `make image` (or `fab build`) builds it, `fab deploy` runs it.
 #
-# Base: CUDA 12.8 runtime + cuDNN 9 on Ubuntu 24.04 (Python 3.12). Host driver >= 570 (CUDA 12.8's minimum)
-# with the NVIDIA Container Toolkit; `docker run --gpus all`. CUDA 12, not 13, because ctranslate2 (the
-# faster-whisper engine) loads libcublas.so.12 from this image; torch brings its own CUDA 12.8 libraries.
-FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
+# Every CUDA library comes from a wheel of PyPI, so `pip install --dry-run` against PyPI proves the set exists
+# (tests/deploy/test_image_resolves.py does, for this file's exact requirement set):
+#   - torch==2.13.0 from PyPI is the CUDA 13.0 build: it requires cuda-toolkit==13.0.3 (nvidia-cublas 13,
+#     cudart 13, ...) and nvidia-cudnn-cu13, and loads them from site-packages/nvidia/ itself.
+#   - ctranslate2 4.8.5 (faster-whisper) dlopens libcublas.so.12 and the driver's libcuda.so.1, nothing else of
+#     CUDA: the `cuda12` extra (nvidia-cublas-cu12 + its nvrtc) goes to /opt/cuda12, OFF sys.path, because
+#     torch's preloader globs site-packages/nvidia/cublas/lib/libcublas.so.* first and would load cuBLAS 12.
+# Base: CUDA 13.0 `base` (cudart and NVIDIA_REQUIRE_CUDA only, no second copy of the libraries), Ubuntu 24.04,
+# Python 3.12. Host: NVIDIA driver >= 580 (CUDA 13.0's minimum; the container toolkit refuses an older one
+# through NVIDIA_REQUIRE_CUDA) on a Turing or newer GPU (CUDA 13 dropped Maxwell, Pascal and Volta).
+FROM nvidia/cuda:13.0.2-base-ubuntu24.04
 
-# The CUDA build of the torch version pyproject.toml pins (CI installs the CPU build of the same version).
-ARG TORCH_VERSION=2.13.0
-ARG TORCH_CUDA=cu128
 # An official model name (downloaded and baked in) or a checkpoint path inside the build context, and the
 # engine whose weights to bake (openai-whisper | faster-whisper; the container runs that engine).
 ARG WHISPER_MODEL=turbo
 ARG WHISPER_ENGINE=openai-whisper
+# The tag this image is built for (`fab build` passes the commit id); /readyz reports it as `build`.
+ARG WHISPER_BUILD=dev
 
 ENV DEBIAN_FRONTEND=noninteractive \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -20,7 +26,8 @@ ENV DEBIAN_FRONTEND=noninteractive \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     VIRTUAL_ENV=/opt/venv \
-    PATH=/opt/venv/bin:$PATH
+    PATH=/opt/venv/bin:$PATH \
+    LD_LIBRARY_PATH=/opt/cuda12/nvidia/cublas/lib:/opt/cuda12/nvidia/cuda_nvrtc/lib:/usr/local/nvidia/lib:/usr/local/nvidia/lib64
 
 # The base image tag pins the distribution; Ubuntu drops superseded package versions, so no apt pins.
 # hadolint ignore=DL3008
@@ -29,13 +36,16 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* \
     && python3 -m venv /opt/venv
 
-# Dependencies first (the big, rarely changing layers): torch from the PyTorch CUDA index, then every
-# pin of [project].dependencies and the `faster` extra, read from pyproject.toml by deploy/pins.py.
-RUN pip install --index-url "https://download.pytorch.org/whl/${TORCH_CUDA}" "torch==${TORCH_VERSION}+${TORCH_CUDA}"
+# Dependencies first (the big, rarely changing layers): every pin of [project].dependencies and the `faster`
+# extra into the venv, the `cuda12` extra into /opt/cuda12, all read from pyproject.toml by deploy/pins.py
+# so the image and CI cannot drift. The checks fail the build, not the first request, when a library is missing.
 COPY pyproject.toml deploy/pins.py /tmp/pins/
 RUN python /tmp/pins/pins.py /tmp/pins/pyproject.toml faster > /tmp/pins/requirements.txt \
+    && python /tmp/pins/pins.py --extras-only /tmp/pins/pyproject.toml cuda12 > /tmp/pins/cuda12.txt \
     && pip install -r /tmp/pins/requirements.txt \
-    && python -c "import torch, sys; sys.exit(torch.__version__ != '${TORCH_VERSION}+${TORCH_CUDA}')" \
+    && pip install --target /opt/cuda12 -r /tmp/pins/cuda12.txt \
+    && python -c "import torch, sys; sys.exit(not (torch.version.cuda or '').startswith('13.'))" \
+    && python -c "import ctypes; ctypes.CDLL('libcublas.so.12'); ctypes.CDLL('libcublasLt.so.12')" \
     && rm -rf /tmp/pins
 
 RUN groupadd --system --gid 10001 whisper \
@@ -49,7 +59,8 @@ WORKDIR /app
 # stay root-owned and read-only: the service only reads them.
 ENV WHISPER_MODEL=${WHISPER_MODEL} \
     WHISPER_ENGINE=${WHISPER_ENGINE} \
-    WHISPER_MODEL_DIR=/models
+    WHISPER_MODEL_DIR=/models \
+    WHISPER_BUILD=${WHISPER_BUILD}
 RUN --mount=type=bind,target=/context \
     if [ -e "/context/${WHISPER_MODEL}" ]; then \
         mkdir -p "$(dirname "/app/${WHISPER_MODEL}")" \

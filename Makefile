@@ -73,10 +73,11 @@ lint-ansible: $(STAMP) ## ansible-lint (production profile) and ansible-playbook
 	$(ANSIBLE_ENV) ANSIBLE_HOST_PATTERN_MISMATCH=ignore \
 	  $(BIN)/ansible-playbook --syntax-check -i localhost, ansible/site.yml
 
-configure: ## Configure the VM (driver, Docker, toolkit, monitoring) with Ansible; needs `make outputs`.
+configure: ## Wait for the VM's startup script (driver, Docker, toolkit), then configure it with Ansible; needs `make outputs`.
 	@test -x $(BIN)/ansible-playbook || { echo "no ansible-playbook in $(BIN): run make install" >&2; exit 1; }
 	@test -f $(OUTPUTS) || { echo "no $(OUTPUTS): run make outputs (after pulumi up)" >&2; exit 1; }
-	$(ANSIBLE_ENV) WHISPER_OUTPUTS=$(OUTPUTS) $(BIN)/ansible-playbook -i ansible/inventory.py ansible/site.yml $(ANSIBLE_ARGS)
+	DEPLOY_OUTPUTS=$(OUTPUTS) $(BIN)/python -m deploy.stack wait-host
+	$(ANSIBLE_ENV) ANSIBLE_INVENTORY_UNPARSED_FAILED=true WHISPER_OUTPUTS=$(OUTPUTS) $(BIN)/ansible-playbook -i ansible/inventory.py ansible/site.yml $(ANSIBLE_ARGS)
 
 test-ansible: $(STAMP) ## Only the Ansible tests: a real run of site.yml on this machine (root), twice.
 	$(BIN)/pytest -q tests/ansible $(PYTEST_ARGS)
@@ -84,16 +85,19 @@ test-ansible: $(STAMP) ## Only the Ansible tests: a real run of site.yml on this
 # ---------------------------------------------------------------- image and deploy
 # `make deploy` = image -> push -> infra -> configure -> app-deploy -> smoke; each step is its own target.
 # DRY_RUN=1 prints every command the steps would run (make -n); the preflight still checks the tools.
-# A stack in fleet mode (.deploy/outputs.json "mode") rolls the tag through Pulumi instead of Fabric.
-.PHONY: lint-docker image push app-deploy rollback smoke deploy deploy-preflight fleet-image test-deploy
+# A stack in fleet mode (its CONFIG sets replicas/minReplicas/maxReplicas: `pulumi config`, read before
+# anything runs) rolls the tag through Pulumi instead: image -> push -> fleet-image -> infra -> fleet-wait -> smoke.
+# smoke then checks that /readyz reports the tag just deployed.
+.PHONY: lint-docker image push app-deploy rollback smoke deploy deploy-preflight fleet-image fleet-wait test-deploy
 IMAGE ?= $(if $(DOCKERHUB_USERNAME),$(DOCKERHUB_USERNAME)/whisper-gpu-service)
 TAG ?= $(shell git describe --always --dirty --abbrev=12 --exclude '*' 2>/dev/null)
 DEPLOY_OUTPUTS ?= $(or $(OUTPUTS),.deploy/outputs.json)
-DEPLOY_MODE ?= $(or $(shell DEPLOY_OUTPUTS=$(DEPLOY_OUTPUTS) $(BIN)/python -m deploy.config output mode 2>/dev/null),vm)
+DEPLOY_MODE ?= $(shell $(BIN)/python -m deploy.stack mode --stack $(STACK) --pulumi $(PULUMI) 2>/dev/null)
 FAB := $(BIN)/fab -r $(CURDIR)
 PREFLIGHT := $(BIN)/python -m deploy.preflight
 export IMAGE DEPLOY_OUTPUTS
-DEPLOY_STEPS = image push $(if $(filter fleet,$(DEPLOY_MODE)),fleet-image infra,infra configure app-deploy) smoke
+DEPLOY_STEPS = image push $(if $(filter fleet,$(DEPLOY_MODE)),fleet-image infra fleet-wait,infra configure app-deploy) smoke
+EXPECT_BUILD ?=
 
 lint-docker: $(STAMP) ## hadolint the Dockerfile.
 	$(BIN)/hadolint Dockerfile
@@ -109,20 +113,24 @@ push: $(STAMP) ## Push the image (tag and latest) to Docker Hub (DOCKERHUB_USERN
 fleet-image: ## Fleet mode: set the stack's dockerImage to this tag (the next pulumi up rolls it out).
 	$(PULUMI) config set dockerImage $(IMAGE):$(TAG) --stack $(STACK)
 
+fleet-wait: ## Fleet mode: wait until every VM runs the new template and the group is stable (gcloud wait-until).
+	$(BIN)/python -m deploy.stack wait-fleet
+
 app-deploy: $(STAMP) ## Blue/green deploy of the tag to the VM with Fabric (HOST=user@addr overrides the stack's ip).
 	$(FAB) deploy --tag $(TAG) $(if $(HOST),--host $(HOST))
 
 rollback: $(STAMP) ## Put the previous tag back on the VM (blue/green, same checks).
 	$(FAB) rollback $(if $(HOST),--host $(HOST))
 
-smoke: $(STAMP) ## Transcribe one clip through the stack's public URL (API_KEY or API_KEYS from the env).
-	$(BIN)/python scripts/smoke.py $(if $(URL),--url $(URL),--outputs $(DEPLOY_OUTPUTS))
+smoke: $(STAMP) ## Transcribe one clip through the stack's public URL (API_KEY or API_KEYS; EXPECT_BUILD=tag checks /readyz).
+	$(BIN)/python scripts/smoke.py $(if $(URL),--url $(URL),--outputs $(DEPLOY_OUTPUTS)) $(if $(EXPECT_BUILD),--expect-build $(EXPECT_BUILD))
 
 deploy-preflight: $(STAMP)
-	@$(PREFLIGHT) docker dockerhub pulumi gcloud fab $(if $(filter fleet,$(DEPLOY_MODE)),,ansible)
+	@$(PREFLIGHT) docker dockerhub pulumi gcloud gcloud-credentials fab $(if $(filter fleet,$(DEPLOY_MODE)),,ansible)
+	@test -n "$(DEPLOY_MODE)" || $(BIN)/python -m deploy.stack mode --stack $(STACK) --pulumi $(PULUMI) >/dev/null
 
 deploy: deploy-preflight ## image -> push -> infra -> configure -> app-deploy -> smoke (DRY_RUN=1: print only).
-	@$(MAKE) --no-print-directory $(if $(DRY_RUN),-n) $(DEPLOY_STEPS) TAG=$(TAG) DEPLOY_MODE=$(DEPLOY_MODE)
+	@$(MAKE) --no-print-directory $(if $(DRY_RUN),-n) $(DEPLOY_STEPS) TAG=$(TAG) DEPLOY_MODE=$(DEPLOY_MODE) EXPECT_BUILD=$(TAG)
 
 test-deploy: $(STAMP) ## Only the image and deploy tests (sshd on loopback, stand-in docker, real service).
 	$(BIN)/pytest -q tests/deploy $(PYTEST_ARGS)
@@ -199,17 +207,16 @@ lint-monitoring: $(STAMP) ## promtool check config/rules, promtool test rules; d
 dashboards-json: $(STAMP) ## Regenerate monitoring/grafana/dashboards/*.json with grafana-foundation-sdk.
 	$(BIN)/python monitoring/grafana/build_dashboards.py
 
-# Plain ssh rather than `fab tunnel`: a tunnel needs only the VM's address, not the deploy settings (IMAGE).
-dashboards: ## SSH tunnel to the VM's Grafana and Prometheus (user: SSH_USER); prints the URLs.
+# The deploy's one SSH route (deploy/sshroute.py: OS Login user, gcloud's key, Google's IAP tunnel), the same
+# as Fabric's and the Ansible inventory's; the system python3 runs it: a tunnel needs no virtualenv.
+dashboards: ## SSH tunnel (OS Login, IAP) to the VM's Grafana and Prometheus; prints the URLs (SSH_USER overrides the login).
 	@test -f $(DEPLOY_OUTPUTS) || { echo "no $(DEPLOY_OUTPUTS): run make outputs first" >&2; exit 1; }
-	@ip=$$($(PYTHON) -c 'import json, sys; print(json.load(open(sys.argv[1]))["ip"])' $(DEPLOY_OUTPUTS)) || exit 1; \
-	  dest=$${SSH_USER:+$$SSH_USER@}$$ip; \
-	  echo "Grafana     http://127.0.0.1:$(GRAFANA_LOCAL_PORT)  (user admin, password GRAFANA_ADMIN_PASSWORD)"; \
+	@echo "Grafana     http://127.0.0.1:$(GRAFANA_LOCAL_PORT)  (user admin, password GRAFANA_ADMIN_PASSWORD)"; \
 	  echo "Prometheus  http://127.0.0.1:$(PROMETHEUS_LOCAL_PORT)"; \
-	  echo "tunnel to $$dest open; Ctrl-C closes it"; \
-	  exec $(TUNNEL_SSH) -N -o ExitOnForwardFailure=yes \
+	  echo "tunnel open; Ctrl-C closes it"; \
+	  $(if $(SSH_USER),WHISPER_SSH_USER=$(SSH_USER)) TUNNEL_SSH="$(TUNNEL_SSH)" exec $(PYTHON) -m deploy.sshroute tunnel \
 	    -L 127.0.0.1:$(GRAFANA_LOCAL_PORT):127.0.0.1:$(GRAFANA_REMOTE_PORT) \
-	    -L 127.0.0.1:$(PROMETHEUS_LOCAL_PORT):127.0.0.1:$(PROMETHEUS_REMOTE_PORT) "$$dest"
+	    -L 127.0.0.1:$(PROMETHEUS_LOCAL_PORT):127.0.0.1:$(PROMETHEUS_REMOTE_PORT)
 
 test-monitoring: $(STAMP) ## Only the monitoring tests (promtool, dashboards, compose, live Prometheus).
 	$(BIN)/pytest -q tests/monitoring $(PYTEST_ARGS)

@@ -21,8 +21,8 @@ from dataclasses import replace
 from fabric import Connection, task
 from invoke.exceptions import Exit
 
-from deploy import remote
-from deploy.config import ROOT, ConfigError, DeployConfig, git_tag, ssh_target
+from deploy import remote, sshroute
+from deploy.config import ROOT, ConfigError, DeployConfig, git_tag, stack_outputs
 
 
 def load_config(need_image: bool = True) -> DeployConfig:
@@ -40,12 +40,25 @@ def open_host(c, host: str, need_image: bool = False) -> remote.Host:
     if host:
         cfg = replace(cfg, host=host)
     try:
-        target = ssh_target(cfg)
+        if not cfg.host:  # the stack decides HTTPS and whether serving without a key is intended
+            outputs = stack_outputs()
+            cfg = replace(
+                cfg,
+                domain=outputs.get("domain") or cfg.domain,
+                allow_unauthenticated=bool(outputs.get("allowUnauthenticated")) or cfg.allow_unauthenticated,
+            )
+        # --host / DEPLOY_HOST as given (~/.ssh/config applies), else the stack's route (deploy/sshroute.py)
+        target = sshroute.SshRoute(cfg.host) if cfg.host else sshroute.route()
     except ConfigError as err:
         raise Exit(str(err)) from None
     connect_kwargs = {"key_filename": target.key_file} if target.key_file else None  # None: fab -i
     conn = Connection(
-        target.host, user=target.user, gateway=target.gateway, config=c.config, connect_kwargs=connect_kwargs
+        target.host,
+        user=target.user,
+        port=target.port,
+        gateway=target.proxy_command,
+        config=c.config,
+        connect_kwargs=connect_kwargs,
     )
     return remote.Host(conn, cfg)
 
@@ -61,6 +74,7 @@ def build(c, tag="", allow_dirty=False):
     c.run(
         f"docker build --build-arg WHISPER_MODEL={cfg.whisper_model}"
         f" --build-arg WHISPER_ENGINE={cfg.whisper_engine}"
+        f" --build-arg WHISPER_BUILD={tag}"
         f" --tag {cfg.image}:{tag} --tag {cfg.image}:latest {ROOT}",
         env={"DOCKER_BUILDKIT": "1"},
     )

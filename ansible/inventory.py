@@ -6,10 +6,10 @@ becomes the one host of the group `whisper`:
 
     ansible-inventory -i ansible/inventory.py --list
 
-SSH goes the way the stack's `sshCommand` output says: through Google's IAP tunnel for
-`gcloud compute ssh ... --tunnel-through-iap` (the default: port 22 is open to IAP only), straight to
-the address otherwise. Environment overrides: WHISPER_OUTPUTS (the outputs file), WHISPER_SSH_USER
-(the login, default: yours, as gcloud uses), WHISPER_SSH_KEY (default: gcloud's key when it exists).
+SSH goes the one route deploy/sshroute.py builds for Fabric and the dashboards tunnel too: for
+`gcloud compute ssh ... --tunnel-through-iap` (the default) the OS Login user of your Google account,
+gcloud's key (created and registered when missing) and Google's IAP tunnel as ProxyCommand; a plain ssh
+command as it is. Environment: WHISPER_OUTPUTS (the outputs file), WHISPER_SSH_USER, WHISPER_SSH_KEY.
 """
 
 from __future__ import annotations
@@ -20,28 +20,19 @@ import json
 import os
 import shlex
 import sys
-from dataclasses import dataclass
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root: deploy/ is a package there
+from deploy import sshroute  # noqa: E402 (after the path it needs)
+from deploy.config import ConfigError  # noqa: E402
 
 GROUP = "whisper"
 DEFAULT_OUTPUTS = Path(__file__).resolve().parent.parent / ".deploy" / "outputs.json"
-GCLOUD_KEY = Path("~/.ssh/google_compute_engine").expanduser()  # the key `gcloud compute ssh` installs
 REQUIRED_KEYS = ("ip", "instanceName", "zone", "sshCommand")
 
 
 class InventoryError(Exception):
     """A problem the operator fixes; its message is one line that says how."""
-
-
-@dataclass(frozen=True)
-class SshRoute:
-    """How to reach the VM, read from the stack's sshCommand output."""
-
-    user: str | None = None  # user@host in a plain ssh command
-    port: int | None = None  # -p in a plain ssh command
-    key_file: str | None = None  # -i in a plain ssh command
-    project: str | None = None  # --project of gcloud compute ssh
-    iap: bool = False  # --tunnel-through-iap: no direct route to port 22
 
 
 def load_outputs(path: Path) -> dict:
@@ -63,78 +54,25 @@ def load_outputs(path: Path) -> dict:
     return outputs
 
 
-def parse_ssh_command(command: str) -> SshRoute:
-    """Reads user, port, key, project and IAP use from `ssh ...` or `gcloud compute ssh ...`."""
-    words = shlex.split(command)
-    if words[:3] == ["gcloud", "compute", "ssh"]:
-        options = _gcloud_options(words[3:])
-        return SshRoute(project=options.get("--project"), iap="--tunnel-through-iap" in options)
-    if words[:1] != ["ssh"]:
-        raise InventoryError(f"sshCommand {command!r} is neither ssh nor gcloud compute ssh")
-    user, port, key_file = None, None, None
-    for flag, value in zip(words, words[1:] + [""], strict=True):
-        if flag == "-p":
-            port = int(value)
-        elif flag == "-i":
-            key_file = value
-    target = words[-1]
-    if "@" in target:
-        user = target.split("@", 1)[0]
-    return SshRoute(user=user, port=port, key_file=key_file)
-
-
-def _gcloud_options(words: list[str]) -> dict[str, str | None]:
-    """`--name value`, `--name=value` and bare `--flag` words as a dict (positionals dropped)."""
-    options: dict[str, str | None] = {}
-    for index, word in enumerate(words):
-        if not word.startswith("--"):
-            continue
-        name, sep, value = word.partition("=")
-        following = words[index + 1] if index + 1 < len(words) else ""
-        if sep:
-            options[name] = value
-        elif following and not following.startswith("--"):
-            options[name] = following
-        else:
-            options[name] = None
-    return options
-
-
 def host_vars(outputs: dict, env: dict[str, str]) -> dict:
-    """Connection settings and facts about the VM for its inventory entry."""
-    route = parse_ssh_command(outputs["sshCommand"])
-    name, zone = outputs["instanceName"], outputs["zone"]
+    """Connection settings and facts about the VM: the route deploy/sshroute.py gives Fabric too."""
+    try:
+        route = sshroute.route(outputs, env)
+    except ConfigError as err:
+        raise InventoryError(str(err)) from None
     hostvars = {
-        "ansible_host": outputs["ip"],
-        "ansible_user": env.get("WHISPER_SSH_USER") or route.user or getpass.getuser(),
-        "gce_instance_name": name,
-        "gce_zone": zone,
-        # A new VM has a new host key: accept it the first time, refuse a changed one afterwards.
-        "ansible_ssh_common_args": "-o StrictHostKeyChecking=accept-new",
+        "ansible_host": route.host,
+        "ansible_user": route.user or getpass.getuser(),
+        "gce_instance_name": outputs["instanceName"],
+        "gce_zone": outputs["zone"],
+        # Ansible adds the key and port itself; the rest of the route's options go here.
+        "ansible_ssh_common_args": shlex.join(route.connection_options()),
     }
-    key_file = env.get("WHISPER_SSH_KEY") or route.key_file
-    if key_file is None and GCLOUD_KEY.is_file():
-        key_file = str(GCLOUD_KEY)
-    if key_file:
-        hostvars["ansible_ssh_private_key_file"] = key_file
+    if route.key_file:
+        hostvars["ansible_ssh_private_key_file"] = route.key_file
     if route.port:
         hostvars["ansible_port"] = route.port
-    if route.project:
-        hostvars["gce_project"] = route.project
-    if route.iap:
-        hostvars["ansible_ssh_common_args"] += " -o ProxyCommand=" + shlex.quote(
-            _iap_proxy_command(name, zone, route.project)
-        )
     return hostvars
-
-
-def _iap_proxy_command(name: str, zone: str, project: str | None) -> str:
-    """The ssh ProxyCommand that opens Google's IAP tunnel to the VM's port 22."""
-    words = ["gcloud", "compute", "start-iap-tunnel", name, "%p", "--listen-on-stdin"]
-    words += ["--zone", zone, "--verbosity", "warning"]
-    if project:
-        words += ["--project", project]
-    return shlex.join(words)
 
 
 def build_inventory(outputs: dict, env: dict[str, str]) -> dict:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -59,8 +58,13 @@ class DeployConfig:
     green: Slot = Slot("green", 5002, 9102)
     grafana_port: int = 3000  # the monitoring stack on the host's loopback (monitoring/compose.yml)
     prometheus_port: int = 9090
-    proxy_image: str = "nginx:1.28-alpine"
+    proxy_image: str = "nginx:1.30"  # the official image carries ngx_http_acme_module (HTTPS, nginx.py)
     proxy_container: str = "whisper-proxy"
+    # --- HTTPS and authentication (the stack's `domain` and `allowUnauthenticated` outputs)
+    domain: str = ""  # empty: plain HTTP on public_port
+    https_port: int = 443
+    acme_dir: str = "/var/lib/whisper/acme"  # the proxy's ACME state (account key, certificates), mode 0700
+    allow_unauthenticated: bool = False  # False: a deploy without API_KEYS (here or on the host) is refused
     # --- files on the host
     state_file: str = "/var/lib/whisper/deploy.json"  # current and previous tag
     env_file: str = "/etc/whisper/whisper.env"  # service settings and API keys, mode 0600
@@ -104,6 +108,8 @@ class DeployConfig:
             grafana_port=int(num("DEPLOY_GRAFANA_PORT", cls.grafana_port)),
             prometheus_port=int(num("DEPLOY_PROMETHEUS_PORT", cls.prometheus_port)),
             proxy_image=env.get("DEPLOY_PROXY_IMAGE", cls.proxy_image),
+            domain=env.get("DEPLOY_DOMAIN", ""),
+            allow_unauthenticated=env.get("DEPLOY_ALLOW_UNAUTHENTICATED", "").lower() == "true",
             state_file=env.get("DEPLOY_STATE_FILE", cls.state_file),
             env_file=env.get("DEPLOY_ENV_FILE", cls.env_file),
             proxy_dir=env.get("DEPLOY_PROXY_DIR", cls.proxy_dir),
@@ -130,51 +136,6 @@ def stack_outputs(path: str | Path | None = None) -> dict:
         return json.loads(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path} not found; run: make outputs (or pass --host)") from None
-
-
-GCLOUD_KEY = Path("~/.ssh/google_compute_engine")  # the key `gcloud compute ssh` installs
-
-
-@dataclass(frozen=True)
-class SshTarget:
-    """How Fabric reaches the VM: the same route as the Ansible inventory (ansible/inventory.py)."""
-
-    host: str
-    user: str | None = None  # WHISPER_SSH_USER; None = ~/.ssh/config or the local user
-    key_file: str | None = None  # WHISPER_SSH_KEY, else gcloud's key when it exists
-    gateway: str | None = None  # a ProxyCommand: Google's IAP tunnel when port 22 is open to IAP only
-
-
-def ssh_target(
-    cfg: DeployConfig, env: os._Environ[str] | dict[str, str] = os.environ, home: Path | None = None
-) -> SshTarget:
-    """--host / DEPLOY_HOST as given (ssh config applies), else the stack outputs' ip and sshCommand."""
-    if cfg.host:
-        return SshTarget(cfg.host)
-    outputs = stack_outputs()
-    if not outputs.get("ip"):
-        raise ConfigError("the stack outputs have no `ip`; run: make infra (or pass --host)")
-    gcloud_key = (home or Path.home()) / GCLOUD_KEY.relative_to("~")
-    key_file = env.get("WHISPER_SSH_KEY") or (str(gcloud_key) if gcloud_key.is_file() else None)
-    return SshTarget(
-        host=outputs["ip"],
-        user=env.get("WHISPER_SSH_USER") or None,
-        key_file=key_file,
-        gateway=iap_proxy_command(outputs),
-    )
-
-
-def iap_proxy_command(outputs: dict) -> str | None:
-    """`gcloud compute start-iap-tunnel` for a stack whose sshCommand tunnels through IAP, else None."""
-    words = shlex.split(outputs.get("sshCommand", ""))
-    if "--tunnel-through-iap" not in words:
-        return None
-    command = ["gcloud", "compute", "start-iap-tunnel", outputs["instanceName"], "22", "--listen-on-stdin"]
-    command += ["--zone", outputs["zone"], "--verbosity", "warning"]
-    project = next((w.split("=", 1)[1] for w in words if w.startswith("--project=")), None)
-    if "--project" in words:
-        project = words[words.index("--project") + 1]
-    return shlex.join(command + (["--project", project] if project else []))
 
 
 def git_tag(repo: str | Path = ROOT) -> str:

@@ -1,6 +1,7 @@
 """The image's Python requirements, read from pyproject.toml so the image and CI install the same pins.
 
     python pins.py pyproject.toml faster > requirements.txt     # [project].dependencies + the `faster` extra
+    python pins.py --extras-only pyproject.toml cuda12 > c.txt   # only the `cuda12` extra (pip --target)
 
 Stdlib only: it runs in the Dockerfile before anything is installed.
 """
@@ -13,10 +14,12 @@ from pathlib import Path
 import tomllib
 
 
-def image_requirements(pyproject: str | Path, extras: tuple[str, ...] = ("faster",)) -> list[str]:
-    """Return the pinned requirement lines of the project's dependencies plus the given extras."""
+def image_requirements(
+    pyproject: str | Path, extras: tuple[str, ...] = ("faster",), base: bool = True
+) -> list[str]:
+    """The pinned requirement lines: the project's dependencies (when `base`) plus the extras."""
     project = tomllib.loads(Path(pyproject).read_text())["project"]
-    lines = list(project["dependencies"])
+    lines = list(project["dependencies"]) if base else []
     for extra in extras:
         lines += project["optional-dependencies"][extra]
     return lines
@@ -32,10 +35,12 @@ def pinned_version(pyproject: str | Path, package: str) -> str:
 
 
 def main(argv: list[str]) -> int:
+    base = "--extras-only" not in argv
+    argv = [arg for arg in argv if arg != "--extras-only"]
     if not argv:
-        print("usage: pins.py PYPROJECT [EXTRA ...]", file=sys.stderr)
+        print("usage: pins.py [--extras-only] PYPROJECT [EXTRA ...]", file=sys.stderr)
         return 2
-    print("\n".join(image_requirements(argv[0], tuple(argv[1:]))))
+    print("\n".join(image_requirements(argv[0], tuple(argv[1:]), base=base)))
     return 0
 
 

@@ -1,6 +1,6 @@
 """Stop `make deploy` (and its steps) at the start when a tool or credential is missing.
 
-    python -m deploy.preflight docker pulumi gcloud fab ansible dockerhub
+    python -m deploy.preflight docker pulumi gcloud gcloud-credentials fab ansible dockerhub
 
 Prints one line per missing thing, each with the command that fixes it, and exits 1; silent exit 0 when
 everything is there. It only looks: it runs no tool and reads no credential's content.
@@ -44,7 +44,12 @@ CHECKS: dict[str, tuple[Callable[[Mapping[str, str]], bool], str]] = {
         lambda env: on_path("pulumi", env),
         "install the Pulumi CLI: curl -fsSL https://get.pulumi.com | sh",
     ),
-    "gcloud": (gcloud_credentials, "run: gcloud auth application-default login"),
+    # The CLI itself: OS Login (user, key), the IAP tunnel and the fleet's rollout wait all run it.
+    "gcloud": (
+        lambda env: on_path("gcloud", env),
+        "install the Google Cloud CLI: https://cloud.google.com/sdk/docs/install, then gcloud auth login",
+    ),
+    "gcloud-credentials": (gcloud_credentials, "run: gcloud auth application-default login"),
     "fab": (lambda env: (VENV_BIN / "fab").is_file(), "run: make install"),
     "ansible": (lambda env: (VENV_BIN / "ansible-playbook").is_file(), "run: make install"),
     "dockerhub": (
@@ -53,7 +58,7 @@ CHECKS: dict[str, tuple[Callable[[Mapping[str, str]], bool], str]] = {
         "Account settings, Personal access tokens)",
     ),
 }
-LABELS = {"gcloud": "gcloud credentials", "dockerhub": "Docker Hub credentials"}
+LABELS = {"gcloud-credentials": "gcloud credentials", "dockerhub": "Docker Hub credentials"}
 
 
 def missing(names: list[str], env: Mapping[str, str] = os.environ) -> list[str]:

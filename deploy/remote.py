@@ -34,6 +34,12 @@ class DeployError(Exception):
     """The deploy stopped; the message says why and what still serves traffic."""
 
 
+NO_KEY = (
+    'no API key: export API_KEYS="$(openssl rand -hex 24)" and deploy again '
+    "(or, to serve without keys on purpose: pulumi config set allowUnauthenticated true)"
+)
+
+
 STARTED = time.monotonic()
 
 
@@ -131,6 +137,11 @@ class Host:
         self.write_file(self.cfg.state_file, json.dumps(state, indent=2) + "\n", mode="644")
 
     # --- the service's env file
+    def planned_env(self, env: Mapping[str, str] = os.environ) -> dict[str, str]:
+        """The settings the env file will hold after update_env_file: the host's, overridden by ours."""
+        wanted = {key: env[key] for key in SERVICE_ENV_KEYS if env.get(key)}
+        return {**parse_env_file(self.read_file(self.cfg.env_file) or ""), **wanted}
+
     def update_env_file(self, env: Mapping[str, str] = os.environ) -> dict[str, str]:
         """Merge the operator's service settings into the host's 0600 env file (created if missing);
         return the merged settings."""
@@ -209,8 +220,13 @@ class Host:
         cfg = self.cfg
         path = posixpath.join(cfg.proxy_dir, nginx.CONF_NAME)
         before = self.read_file(path)
-        self.write_file(path, nginx.render(slot, cfg.public_port, cfg.max_upload_mb), mode="644")
-        if self.running(cfg.proxy_container):
+        conf = nginx.render(
+            slot, cfg.public_port, cfg.max_upload_mb, domain=cfg.domain, https_port=cfg.https_port
+        )
+        self.write_file(path, conf, mode="644")
+        if cfg.domain:
+            self.write_file(posixpath.join(cfg.proxy_dir, nginx.MAIN_CONF_NAME), nginx.MAIN_CONF, mode="644")
+        if self.running(cfg.proxy_container) and self.proxy_mounts_match():
             check = self.docker("exec", cfg.proxy_container, "nginx", "-t", warn=True)
             if check.failed:
                 if before is not None:
@@ -229,13 +245,28 @@ class Host:
                 return slot.color
         return None
 
+    def proxy_mounts_match(self) -> bool:
+        """Whether the running proxy has the mounts HTTPS needs exactly when a domain is set (a stack that
+        gains or loses `domain` gets a new proxy container once: a reload cannot add a mount)."""
+        mounts = (self.inspect(self.cfg.proxy_container) or {}).get("Mounts") or []
+        has_main = any(m.get("Destination") == "/etc/nginx/nginx.conf" for m in mounts)
+        return has_main == bool(self.cfg.domain)
+
     def start_proxy(self) -> None:
         cfg = self.cfg
         self.docker("rm", "--force", cfg.proxy_container, warn=True)
+        https = []
+        if cfg.domain:  # nginx.conf with load_module, and the ACME state kept across restarts
+            self.sh(f"{self.sudo}install -d -m 0700 -o 101 -g 101 {shlex.quote(cfg.acme_dir)}")
+            https = [
+                "--volume", f"{posixpath.join(cfg.proxy_dir, nginx.MAIN_CONF_NAME)}:/etc/nginx/nginx.conf:ro",
+                "--volume", f"{cfg.acme_dir}:{nginx.ACME_STATE}",
+            ]  # fmt: skip
         result = self.docker(
             "run", "--detach", "--name", cfg.proxy_container,
             "--network", "host", "--restart", "unless-stopped",
             "--volume", f"{cfg.proxy_dir}:/etc/nginx/conf.d:ro",
+            *https,
             cfg.proxy_image,
             warn=True,
         )  # fmt: skip
@@ -279,6 +310,8 @@ def switch_to(host: Host, tag: str, image: str) -> dict:
     cfg = host.cfg
     live = host.read_state().get("current")
     slot = cfg.other(live["color"] if live else None)
+    if not cfg.allow_unauthenticated and not host.planned_env().get("API_KEYS"):
+        raise DeployError(NO_KEY)
     log(f"pulling {image}")
     pulled = host.docker("pull", image, warn=True)
     if pulled.failed:

@@ -21,20 +21,33 @@ is_fleet = cfg.fleet is not None
 prefix = cfg.name_prefix
 identity = ServiceIdentity(prefix, ServiceIdentityArgs(project=cfg.project, account_id=prefix))
 
-# Port 80 is the only port open to the world: on the VM itself, or, in a fleet, on the load
-# balancer, whose front ends and health checkers are then the only sources allowed to the VMs.
+# Port 80 (and 443 with a `domain`: 80 then only redirects and answers ACME challenges) is all that is
+# open to the world: on the VM itself, or, in a fleet, on the load balancer, whose front ends and health
+# checkers are then the only sources allowed to the VMs. Grafana and Prometheus stay on the VM's loopback
+# (make dashboards tunnels to them over IAP).
+public_ports = (80, 443) if cfg.domain else (80,)
 ingress = (
     Ingress("ssh", (22,), cfg.ssh_source_ranges, "SSH (default: Google IAP only)"),
-    Ingress("monitoring", (3000, 9090), cfg.monitoring_source_ranges, "Grafana and Prometheus"),
-    Ingress("http", (80,), () if is_fleet else cfg.http_source_ranges, "The Whisper API"),
+    Ingress("http", public_ports, () if is_fleet else cfg.http_source_ranges, "The Whisper API"),
     Ingress("lb", (80,), HEALTH_CHECK_RANGES if is_fleet else (), "Load balancer and checks"),
 )
+if not cfg.domain:
+    pulumi.log.warn("domain is not set: the API is plain HTTP and API keys cross the network in clear text")
+
+
+def public_url(ip: pulumi.Output[str]) -> pulumi.Output[str]:
+    return (
+        pulumi.Output.from_input(f"https://{cfg.domain}") if cfg.domain else ip.apply(lambda a: f"http://{a}")
+    )
+
+
 network = Network(
     prefix,
     NetworkArgs(region=cfg.region, service_tag=SERVICE_TAG, ingress=ingress, egress_nat=is_fleet),
 )
 
 pulumi.export("mode", cfg.mode)
+pulumi.export("project", cfg.project)
 if is_fleet:
     fleet = Fleet(
         f"{prefix}-fleet",
@@ -46,7 +59,7 @@ if is_fleet:
         ),
     )
     pulumi.export("ip", fleet.ip)
-    pulumi.export("url", fleet.ip.apply(lambda ip: f"http://{ip}"))
+    pulumi.export("url", public_url(fleet.ip))
     pulumi.export("groupName", fleet.group_name)
     pulumi.export("region", cfg.region)
 else:
@@ -55,7 +68,10 @@ else:
         GpuVmArgs(config=cfg, subnet=network.subnet.id, service_account_email=identity.email),
     )
     pulumi.export("ip", vm.ip)
-    pulumi.export("url", vm.ip.apply(lambda ip: f"http://{ip}"))
+    pulumi.export("url", public_url(vm.ip))
+    # For `fab deploy`: the proxy's ACME certificate name, and whether a deploy without API_KEYS is intended.
+    pulumi.export("domain", cfg.domain or "")
+    pulumi.export("allowUnauthenticated", cfg.allow_unauthenticated)
     pulumi.export(
         "sshCommand",
         vm.instance_name.apply(

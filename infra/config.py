@@ -36,9 +36,6 @@ class GpuSpec:
 GPUS: dict[str, GpuSpec] = {
     # Attached GPUs: n1 machines take them as guest accelerators.
     "nvidia-tesla-t4": GpuSpec("n1", (1, 2, 4), "n1-standard-8"),
-    "nvidia-tesla-v100": GpuSpec("n1", (1, 2, 4, 8), "n1-standard-8"),
-    "nvidia-tesla-p4": GpuSpec("n1", (1, 2, 4), "n1-standard-8"),
-    "nvidia-tesla-p100": GpuSpec("n1", (1, 2, 4), "n1-standard-8"),
     # Bundled GPUs: the machine type itself carries them (see BUNDLED_MACHINES).
     "nvidia-l4": GpuSpec("g2", (1, 2, 4, 8), "g2-standard-8"),
     "nvidia-tesla-a100": GpuSpec("a2", (1, 2, 4, 8, 16), "a2-highgpu-1g"),
@@ -46,6 +43,15 @@ GPUS: dict[str, GpuSpec] = {
     "nvidia-h100-80gb": GpuSpec("a3", (1, 2, 4, 8), "a3-highgpu-1g"),
 }
 ATTACHED_FAMILIES = frozenset({"n1"})
+
+# GPUs Google offers that the image cannot drive: pre-Turing. PyTorch's CUDA 12.8+/13 builds target compute
+# capability 7.5 and newer (pytorch/pytorch#157517), CUDA 13.0 dropped Maxwell, Pascal and Volta
+# (NVIDIA/cuDecomp#97 quotes the release notes), and NVIDIA's open kernel modules need Turing or newer.
+PRE_TURING_GPUS: dict[str, str] = {
+    "nvidia-tesla-v100": "Volta",
+    "nvidia-tesla-p100": "Pascal",
+    "nvidia-tesla-p4": "Pascal",
+}
 
 # Machine type -> (GPU type, GPU count) for the families whose machine type fixes the GPUs.
 # Declaring guest accelerators on these makes every `pulumi up` show a permanent diff.
@@ -66,8 +72,6 @@ BUNDLED_MACHINES: dict[str, tuple[str, int]] = {
 KNOWN_GPU_ZONES: dict[tuple[str, str], tuple[str, ...]] = {
     ("us-central1", "nvidia-tesla-t4"): ("us-central1-a", "us-central1-b", "us-central1-c",
                                          "us-central1-f"),
-    ("us-central1", "nvidia-tesla-v100"): ("us-central1-a", "us-central1-b", "us-central1-c",
-                                           "us-central1-f"),
     ("us-central1", "nvidia-l4"): ("us-central1-a", "us-central1-b", "us-central1-c"),
     ("us-central1", "nvidia-tesla-a100"): ("us-central1-a", "us-central1-b", "us-central1-c",
                                            "us-central1-f"),
@@ -96,6 +100,15 @@ ZONE_RE = re.compile(r"^(?P<region>[a-z]+-[a-z]+[0-9]+)-[a-z]$")
 LABEL_KEY_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 LABEL_VALUE_RE = re.compile(r"^[a-z0-9_-]{0,63}$")
 DOCKER_IMAGE_RE = re.compile(r"^[a-z0-9][A-Za-z0-9._/:@-]*$")
+DOMAIN_RE = re.compile(r"^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+API_KEY_FIX = 'pulumi config set --secret apiKey "$(openssl rand -hex 24)"'
+# Keys this program no longer reads, and why: a stack that still sets one is told instead of ignored.
+REMOVED_KEYS = {
+    "monitoringSourceRanges": (
+        "Grafana and Prometheus listen on the VM's loopback only, so a firewall rule cannot reach them",
+        "remove it (pulumi config rm monitoringSourceRanges); make dashboards tunnels to them over IAP",
+    ),
+}
 
 
 # ---------------------------------------------------------------- the typed config
@@ -135,12 +148,14 @@ class StackConfig:
     # network exposure
     ssh_source_ranges: tuple[str, ...]
     http_source_ranges: tuple[str, ...]
-    monitoring_source_ranges: tuple[str, ...]
+    # HTTPS: the name clients use (its DNS A record points at the `ip` output). None: plain HTTP on 80.
+    domain: str | None
     # what runs on it
     docker_image: str | None
     api_key: Any = field(default=None, repr=False)  # Output[str] secret, never printed
     labels: Mapping[str, str] = field(default_factory=dict)
     fleet: FleetConfig | None = None  # None: one GPU VM (the default)
+    allow_unauthenticated: bool = False  # True: serving without any API key is intended
 
     @property
     def mode(self) -> str:
@@ -172,6 +187,13 @@ class StackConfig:
         _check_zone_has_gpu("gcp:zone", zone, region, gpu_type)
         fleet = _fleet(values, region, gpu_type)
         docker_image = _docker_image(values, required=fleet is not None)
+        allow_unauthenticated = _bool(values, "allowUnauthenticated", False)
+        if fleet is not None and api_key is None and not allow_unauthenticated:
+            raise _fail(
+                "apiKey",
+                "not set, so the fleet would serve anyone",
+                f"set one: {API_KEY_FIX} (or allowUnauthenticated: true)",
+            )
         return cls(
             stack=stack,
             project=project,
@@ -185,11 +207,12 @@ class StackConfig:
             image=_str(values, "image", DEFAULT_IMAGE),
             ssh_source_ranges=_cidrs(values, "sshSourceRanges", (IAP_SSH_RANGE,)),
             http_source_ranges=_cidrs(values, "httpSourceRanges", ("0.0.0.0/0",)),
-            monitoring_source_ranges=_cidrs(values, "monitoringSourceRanges", ()),
+            domain=_domain(values),
             docker_image=docker_image,
             api_key=api_key,
             labels=_labels(values),
             fleet=fleet,
+            allow_unauthenticated=allow_unauthenticated,
         )
 
     @classmethod
@@ -205,7 +228,7 @@ class StackConfig:
 
 PROJECT_KEYS = (
     "machineType", "gpuType", "gpuCount", "spot", "bootDiskGb", "image",
-    "sshSourceRanges", "httpSourceRanges", "monitoringSourceRanges",
+    "sshSourceRanges", "httpSourceRanges", "domain", "allowUnauthenticated",
     "dockerImage", "labels",
     "replicas", "minReplicas", "maxReplicas", "fleetZones", "maxRatePerInstance",
     "targetUtilization", "autohealInitialDelaySec", "cooldownSec", "requestTimeoutSec",
@@ -223,6 +246,8 @@ def reject_unknown_keys(keys: list[str]) -> None:
     """A misspelt key (`gputype`) would otherwise be ignored and the default silently used."""
     known = (*PROJECT_KEYS, "apiKey")
     for key in keys:
+        if key in REMOVED_KEYS:
+            raise _fail(key, *REMOVED_KEYS[key])
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
             hint = f"did you mean {close[0]}?" if close else f"known keys: {', '.join(known)}"
@@ -321,6 +346,13 @@ def _gpu_host(values: Mapping[str, Any]) -> tuple[str, str, int]:
     bundled = BUNDLED_MACHINES.get(machine_type)
     gpu_type = _str(values, "gpuType", bundled[0] if bundled else DEFAULT_GPU)
     spec = GPUS.get(gpu_type)
+    if gpu_type in PRE_TURING_GPUS:
+        raise _fail(
+            "gpuType",
+            f"{gpu_type} ({PRE_TURING_GPUS[gpu_type]}) is older than Turing, which the image's CUDA 13 "
+            "PyTorch and NVIDIA's open kernel modules need",
+            f"use one of {', '.join(GPUS)}",
+        )
     if spec is None:
         raise _fail("gpuType", f"{gpu_type!r} is not supported", f"use one of {', '.join(GPUS)}")
     family = machine_type.split("-")[0]
@@ -423,6 +455,13 @@ def _labels(values: Mapping[str, Any]) -> dict[str, str]:
                 "e.g. labels: {team: speech}",
             )
     return {**DEFAULT_LABELS, **{str(k): str(v) for k, v in given.items()}}
+
+
+def _domain(values: Mapping[str, Any]) -> str | None:
+    domain = values.get("domain") or None
+    if domain is not None and not DOMAIN_RE.match(str(domain)):
+        raise _fail("domain", f"{domain!r} is not a DNS name", "e.g. domain: whisper.example.com")
+    return domain
 
 
 def _docker_image(values: Mapping[str, Any], required: bool) -> str | None:

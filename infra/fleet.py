@@ -20,6 +20,7 @@ import host
 from config import FleetConfig, StackConfig
 
 HTTP_PORT = 80
+HTTPS_PORT = 443
 READY_PATH = "/readyz"  # 200 only once the model is loaded and warmed
 SERVICE_GRACEFUL_TIMEOUT_SEC = 20  # the GRACEFUL_TIMEOUT startup.sh gives the containers (STOP_TIMEOUT - 5)
 
@@ -57,8 +58,8 @@ class Fleet(pulumi.ComponentResource):
     ) -> gcp.secretmanager.Secret | None:
         """The API key lives in Secret Manager; only the hosts' account may read that one secret.
         It never goes into metadata, which any process on the VM (and any viewer) can read."""
-        if cfg.api_key is None:
-            pulumi.log.warn("apiKey is not set: the fleet serves without authentication")
+        if cfg.api_key is None:  # config.py refused this unless allowUnauthenticated is true
+            pulumi.log.warn("apiKey is not set and allowUnauthenticated is true: the fleet serves anyone")
             return None
         secret = gcp.secretmanager.Secret(
             f"{name}-api-key",
@@ -211,20 +212,43 @@ class Fleet(pulumi.ComponentResource):
         )
 
     def _frontend(self, name: str, cfg: StackConfig, opts: pulumi.ResourceOptions) -> pulumi.Output[str]:
+        """Without `domain`: HTTP on 80 to the backend. With it: a Google-managed certificate and an HTTPS
+        proxy on 443 to the backend, and port 80 only redirects to https:// (301)."""
         address = gcp.compute.GlobalAddress(f"{name}-ip", labels=dict(cfg.labels), opts=opts)
         url_map = gcp.compute.URLMap(f"{name}-urlmap", default_service=self.backend.id, opts=opts)
+        if cfg.domain:
+            # Google provisions it once the domain's DNS A record points at `address` (minutes to an hour).
+            cert = gcp.compute.ManagedSslCertificate(
+                f"{name}-cert",
+                managed=gcp.compute.ManagedSslCertificateManagedArgs(domains=[cfg.domain]),
+                opts=opts,
+            )
+            https = gcp.compute.TargetHttpsProxy(
+                f"{name}-https-proxy", url_map=url_map.id, ssl_certificates=[cert.id], opts=opts
+            )
+            self._rule(f"{name}-https", cfg, address, HTTPS_PORT, https.id, opts)
+            url_map = gcp.compute.URLMap(
+                f"{name}-redirect",
+                default_url_redirect=gcp.compute.URLMapDefaultUrlRedirectArgs(
+                    https_redirect=True, strip_query=False, redirect_response_code="MOVED_PERMANENTLY_DEFAULT"
+                ),
+                opts=opts,
+            )
         proxy = gcp.compute.TargetHttpProxy(f"{name}-proxy", url_map=url_map.id, opts=opts)
+        self._rule(f"{name}-http", cfg, address, HTTP_PORT, proxy.id, opts)
+        return address.address
+
+    def _rule(self, name, cfg: StackConfig, address, port: int, target, opts) -> None:
         gcp.compute.GlobalForwardingRule(
-            f"{name}-http",
+            name,
             load_balancing_scheme="EXTERNAL_MANAGED",
             ip_protocol="TCP",
             ip_address=address.id,
-            port_range=str(HTTP_PORT),
-            target=proxy.id,
+            port_range=str(port),
+            target=target,
             labels=dict(cfg.labels),
             opts=opts,
         )
-        return address.address
 
 
 def _readyz_check(

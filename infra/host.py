@@ -32,7 +32,13 @@ def startup_script() -> str:
 def metadata(extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """`startup-script` in metadata, not `metadata_startup_script`: that field recreates the VM
     on every edit, while a metadata change is applied in place and runs at the next boot."""
-    return {"startup-script": startup_script(), "enable-oslogin": "TRUE", **(extra or {})}
+    # Guest attributes: the startup script reports whisper/state there (deploy/stack.py waits for it).
+    return {
+        "startup-script": startup_script(),
+        "enable-oslogin": "TRUE",
+        "enable-guest-attributes": "TRUE",
+        **(extra or {}),
+    }
 
 
 def accelerators(cfg: StackConfig, args_cls: type) -> list[Any] | None:

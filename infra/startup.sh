@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # Startup script of every Whisper GPU host (metadata "startup-script"; Google's guest agent runs it
-# as root at every boot). It makes the host ready for `docker run --gpus all`:
+# as root at every boot). It is the ONE owner of what `docker run --gpus all` needs (Ansible only checks
+# these on the single VM, and configures the rest):
 #   1. Docker Engine from Docker's apt repository,
 #   2. the NVIDIA Container Toolkit, wired into Docker,
-#   3. the NVIDIA driver with Google's installer, which reboots the VM; the next boot runs this
-#      script again and continues where it stopped.
+#   3. the NVIDIA driver with Google's installer, PINNED: cuda_installer v1.7.1, branch lts = driver
+#      580.82.07 (its config.py VERSION_MAP), binary mode (the runfile of that version, hash-checked by
+#      the installer; repo mode would install whatever `cuda-drivers` is newest). It reboots the VM;
+#      the next boot runs this script again and continues where it stopped.
 # Every step checks before it acts, so a re-run (each boot, or by hand) changes nothing.
+# Progress is published for `make configure` (deploy/stack.py wait-host) as the guest attribute
+# whisper/state: "booting" from the start of each boot, "ready" once all of the above works; and as
+# the file ${READY_FILE} (tmpfs: gone after a reboot) for Ansible.
 # Fleet hosts carry a `docker-image` metadata attribute: for them it then starts the service
 # container on port 80, with the API key read from Secret Manager at boot (never from metadata).
 # Single-VM hosts have no such attribute: Ansible and Fabric deploy the service there.
@@ -15,8 +21,12 @@ METADATA_URL="${METADATA_URL:-http://metadata.google.internal/computeMetadata/v1
 SECRETS_URL="${SECRETS_URL:-https://secretmanager.googleapis.com/v1}"
 INSTALLER_DIR="${INSTALLER_DIR:-/opt/google/cuda-installer}"  # where Google's installer keeps its logs
 RUN_DIR="${RUN_DIR:-/run/whisper}"  # tmpfs: the API key never lands on the disk
+READY_FILE="${READY_FILE:-/run/whisper-host-ready}" # tmpfs: absent after a reboot until this script is done
 DOCKER_DAEMON_JSON="${DOCKER_DAEMON_JSON:-/etc/docker/daemon.json}"
-INSTALLER_URL="https://storage.googleapis.com/compute-gpu-installation-us/installer/latest/cuda_installer.pyz"
+INSTALLER_VERSION=v1.7.1
+INSTALLER_URL="https://github.com/GoogleCloudPlatform/compute-gpu-installation/releases/download/cuda-installer-${INSTALLER_VERSION}/cuda_installer.pyz"
+DRIVER_BRANCH=lts     # installer v1.7.1: lts = prod = 580.82.07
+DRIVER_MIN_MAJOR=580  # CUDA 13.0's minimum (the image is CUDA 13)
 CONTAINER=whisper
 HOST_PORT=80 # the only port the firewall opens
 SERVICE_PORT=5000 # gunicorn's PORT inside the image
@@ -28,6 +38,11 @@ log() { echo "whisper-startup: $*"; }
 
 metadata() { # metadata PATH: the value, or nothing when the key is absent
   curl -fsS -H 'Metadata-Flavor: Google' "${METADATA_URL}/$1" 2>/dev/null || true
+}
+
+host_state() { # host_state VALUE: the guest attribute whisper/state (needs enable-guest-attributes)
+  curl -fsS -X PUT -H 'Metadata-Flavor: Google' --data "$1" \
+    "${METADATA_URL}/instance/guest-attributes/whisper/state" >/dev/null 2>&1 || log "could not set whisper/state=$1"
 }
 
 apt_install() {
@@ -78,13 +93,19 @@ install_container_toolkit() {
 }
 
 install_driver() {
-  if nvidia-smi >/dev/null 2>&1; then return 0; fi
-  log "installing the NVIDIA driver with Google's installer (it reboots; this script resumes)"
-  local installer="${INSTALLER_DIR}/cuda_installer.pyz"
-  mkdir -p "${INSTALLER_DIR}"
-  [ -s "${installer}" ] || curl -fsSL "${INSTALLER_URL}" -o "${installer}"
-  python3 "${installer}" install_driver --installation-mode=repo --installation-branch=prod
-  nvidia-smi >/dev/null # still here without a reboot: the driver must answer now
+  if ! nvidia-smi >/dev/null 2>&1; then
+    log "installing NVIDIA driver branch ${DRIVER_BRANCH} with Google's installer ${INSTALLER_VERSION} (it reboots; this script resumes)"
+    local installer="${INSTALLER_DIR}/cuda_installer-${INSTALLER_VERSION}.pyz"
+    mkdir -p "${INSTALLER_DIR}"
+    [ -s "${installer}" ] || curl -fsSL "${INSTALLER_URL}" -o "${installer}"
+    python3 "${installer}" install_driver --installation-mode=binary --installation-branch="${DRIVER_BRANCH}"
+  fi
+  local version # still here without a reboot: the driver must answer now, and be new enough
+  version="$(nvidia-smi --query-gpu=driver_version --format=csv,noheader | head -n1)"
+  if [ "${version%%.*}" -lt "${DRIVER_MIN_MAJOR}" ]; then
+    log "driver ${version} is older than ${DRIVER_MIN_MAJOR} (CUDA 13): the image cannot run"
+    return 1
+  fi
 }
 
 api_key_line() { # api_key_line SECRET: prints API_KEYS=<key> from Secret Manager
@@ -136,9 +157,12 @@ run_service() {
 }
 
 main() {
+  host_state booting
   install_docker
   install_container_toolkit
   install_driver
+  touch "${READY_FILE}"
+  host_state ready
   run_service
   log "done"
 }

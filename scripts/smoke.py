@@ -4,6 +4,7 @@
     scripts/smoke.py --url http://203.0.113.7                 # a generated 2 s clip
     scripts/smoke.py --outputs .deploy/outputs.json           # the stack's `url` output
     scripts/smoke.py --url http://127.0.0.1:5000 --file talk.wav
+    scripts/smoke.py --outputs .deploy/outputs.json --expect-build 1a2b3c4d5e6f  # /readyz reports that build
     sudo cat /etc/whisper/whisper.env | scripts/smoke.py --url http://127.0.0.1:5001 --env-file -
 
 The API key comes from --env-file (the first of its API_KEYS), else $API_KEY, else the first of $API_KEYS,
@@ -92,6 +93,30 @@ def transcribe(url: str, key: str, filename: str, data: bytes, timeout: float) -
         return json.loads(response.read())
 
 
+def served_build(url: str, timeout: float) -> str | None:
+    """The `build` /readyz reports (None: not ready or no answer)."""
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/readyz", timeout=timeout) as response:  # noqa: S310
+            return str(json.loads(response.read()).get("build", ""))
+    except (OSError, ValueError):
+        return None
+
+
+def wait_for_build(url: str, expected: str, seconds: float, interval: float) -> str | None:
+    """Poll /readyz until it reports `expected` (a load balancer may still reach an old VM for a while);
+    return the last build seen when it never does, None when it matched."""
+    deadline = time.monotonic() + seconds
+    last = None
+    for _ in range(int(seconds / interval) + 1):
+        last = served_build(url, timeout=10)
+        if last == expected:
+            return None
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(interval)
+    return last if last is not None else "no ready answer"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     where = parser.add_mutually_exclusive_group(required=True)
@@ -100,12 +125,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--file", help="an audio file to send (default: a generated 2 s clip)")
     parser.add_argument("--env-file", help="read API_KEYS from this docker env file ('-' = stdin)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds for the request")
+    parser.add_argument("--expect-build", help="fail unless /readyz reports this build (the image tag)")
+    parser.add_argument("--build-wait", type=float, default=300.0, help="seconds to wait for that build")
+    parser.add_argument("--build-interval", type=float, default=5.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.outputs:
         args.url = stack_url(args.outputs)
     if not args.url.startswith(("http://", "https://")):
         print(f"smoke FAILED: the URL must start with http:// or https://, got {args.url!r}")
         return 1
+    if args.expect_build:
+        seen = wait_for_build(args.url, args.expect_build, args.build_wait, args.build_interval)
+        if seen is not None:
+            print(f"smoke FAILED: {args.url} serves build {seen!r}, not {args.expect_build!r}")
+            return 1
     data = Path(args.file).read_bytes() if args.file else generated_clip()
     name = Path(args.file).name if args.file else "smoke.wav"
     started = time.monotonic()

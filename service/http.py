@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import sys
 import time
 import uuid
@@ -52,7 +53,10 @@ def readyz():
     """Readiness: 200 only once the model is loaded and warm; 503 with the reason otherwise."""
     scheduler = current_app.extensions["scheduler"]
     if scheduler.ready:
-        return {"status": "ready", "model": scheduler.engine.model_name, "engine": scheduler.engine.name}
+        engine = scheduler.engine
+        # WHISPER_BUILD: the image tag (Dockerfile build arg), so a deploy can check what it is served.
+        build = os.environ.get("WHISPER_BUILD", "")
+        return {"status": "ready", "model": engine.model_name, "engine": engine.name, "build": build}
     retry = None if scheduler.health is Health.FAILED else 5
     error = Unavailable(scheduler.reason, code=scheduler.health.value, retry_after=retry)
     return response(error)

@@ -3,8 +3,9 @@ root), with every path that could lock the developer out or change apt's behavio
 
 What runs for real here: apt installs (unattended-upgrades, chrony), the service account and the docker
 group, every file and template (chrony's drop-in lands in the real /etc/chrony/conf.d). What is switched
-off by variables: GPU work (`whisper_gpu_enabled`), service start/enable/restart
-(`whisper_manage_services`: no init system here) and the Docker engine install (`docker_install_engine`).
+off by variables: GPU work (`whisper_gpu_enabled`) and service start/enable/restart
+(`whisper_manage_services`: no init system here). Docker, the driver and the toolkit are
+infra/startup.sh's, never Ansible's.
 """
 
 from __future__ import annotations
@@ -114,7 +115,11 @@ def ansible_env(tmp: Path) -> dict[str, str]:
 
 
 def run_playbook(
-    sandbox: Sandbox, *args: str, extra_vars: dict | None = None, sandbox_vars: bool = True
+    sandbox: Sandbox,
+    *args: str,
+    extra_vars: dict | None = None,
+    sandbox_vars: bool = True,
+    path_prefix: str | None = None,
 ) -> PlaybookRun:
     """ansible-playbook site.yml against this machine with the sandbox variables (and any extra)."""
     command = [str(VENV_BIN / "ansible-playbook"), "-i", str(sandbox.inventory)]
@@ -126,9 +131,12 @@ def run_playbook(
         extra = sandbox.root / f"extra-{hashlib.sha256(text.encode()).hexdigest()[:12]}.json"
         extra.write_text(text)
         command += ["-e", f"@{extra}"]
+    env = ansible_env(sandbox.root)
+    if path_prefix:  # stand-in commands (nvidia-smi) for the local connection's tasks
+        env["PATH"] = f"{path_prefix}:{env['PATH']}"
     done = subprocess.run(
         command,
-        env=ansible_env(sandbox.root),
+        env=env,
         capture_output=True,
         text=True,
         timeout=PLAYBOOK_TIMEOUT_S,
@@ -191,9 +199,11 @@ def make_sandbox(root: Path) -> Sandbox:
         "whisper_home": str(sandbox.home),
         "base_apt_conf_dir": str(sandbox.apt_conf_dir),
         "base_sshd_dropin_dir": str(sandbox.sshd_dropin.parent),
-        "docker_install_engine": False,
         "docker_daemon_json": str(sandbox.daemon_json),
+        # infra/startup.sh's marker that this boot's driver/Docker/toolkit work is done
+        "whisper_host_ready_file": str(root / "host-ready"),
     }
+    (root / "host-ready").touch()
     sandbox.vars_file.write_text(yaml.safe_dump(variables))
     sandbox.daemon_json.parent.mkdir(parents=True)
     sandbox.daemon_json.write_text(json.dumps(SEEDED_DAEMON_JSON))

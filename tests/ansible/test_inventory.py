@@ -10,10 +10,13 @@ import sys
 
 import pytest
 
+from tests.deploy import fake_gcloud
+
 from .conftest import ANSIBLE_DIR, ROOT, VENV_BIN, ansible_env
 
 SCRIPT = ANSIBLE_DIR / "inventory.py"
 NAME = "whisper-dev-vm"
+OVERRIDES = {"WHISPER_SSH_USER": "deployer", "WHISPER_SSH_KEY": "/keys/id"}  # no gcloud call needed
 IAP_OUTPUTS = {
     "mode": "single",
     "ip": "203.0.113.7",
@@ -55,10 +58,9 @@ def host_vars(outputs_path: str, tmp_path, **env: str) -> dict:
 
 
 def test_iap_route_goes_through_a_gcloud_tunnel(outputs_file, tmp_path):
-    hostvars = host_vars(outputs_file(IAP_OUTPUTS), tmp_path)
+    hostvars = host_vars(outputs_file(IAP_OUTPUTS), tmp_path, **OVERRIDES)
     assert hostvars["ansible_host"] == "203.0.113.7"
     assert hostvars["gce_zone"] == "us-central1-a"
-    assert hostvars["gce_project"] == "demo-proj"
     # Ansible's ssh plugin splits these arguments with shlex, as done here.
     args = shlex.split(hostvars["ansible_ssh_common_args"])
     assert args[:2] == ["-o", "StrictHostKeyChecking=accept-new"]
@@ -66,18 +68,16 @@ def test_iap_route_goes_through_a_gcloud_tunnel(outputs_file, tmp_path):
     option, _, proxy = args[3].partition("=")
     assert option == "ProxyCommand"
     assert shlex.split(proxy) == [
-        "gcloud", "compute", "start-iap-tunnel", NAME, "%p", "--listen-on-stdin",
+        "gcloud", "compute", "start-iap-tunnel", NAME, "22", "--listen-on-stdin",
         "--zone", "us-central1-a", "--verbosity", "warning", "--project", "demo-proj",
     ]  # fmt: skip
 
 
-def test_login_defaults_to_the_local_user_and_gclouds_key(outputs_file, tmp_path):
-    key = tmp_path / ".ssh" / "google_compute_engine"
-    key.parent.mkdir()
-    key.write_text("not a real key")
-    hostvars = host_vars(outputs_file(IAP_OUTPUTS), tmp_path)
-    assert hostvars["ansible_user"] == "operator"
-    assert hostvars["ansible_ssh_private_key_file"] == str(key)
+def test_login_is_the_os_login_user_with_gclouds_key(outputs_file, tmp_path):
+    env = fake_gcloud.install(tmp_path / "bin", tmp_path / "gcloud", "operator_example_com")
+    hostvars = host_vars(outputs_file(IAP_OUTPUTS), tmp_path, PATH=f"{tmp_path}/bin:/usr/bin:/bin", **env)
+    assert hostvars["ansible_user"] == "operator_example_com"  # not $USER (operator)
+    assert hostvars["ansible_ssh_private_key_file"] == str(tmp_path / ".ssh" / "google_compute_engine")
 
 
 def test_environment_overrides_user_and_key(outputs_file, tmp_path):
@@ -99,9 +99,9 @@ def test_plain_ssh_command_gives_user_port_and_key(outputs_file, tmp_path):
 
 def test_host_answers_one_hosts_variables(outputs_file, tmp_path):
     path = outputs_file(IAP_OUTPUTS)
-    done = inventory(path, tmp_path, "--host", NAME)
+    done = inventory(path, tmp_path, "--host", NAME, **OVERRIDES)
     assert json.loads(done.stdout)["ansible_host"] == "203.0.113.7"
-    assert json.loads(inventory(path, tmp_path, "--host", "other").stdout) == {}
+    assert json.loads(inventory(path, tmp_path, "--host", "other", **OVERRIDES).stdout) == {}
 
 
 @pytest.mark.parametrize(
@@ -125,7 +125,7 @@ def test_problems_end_in_one_line_that_says_the_fix(tmp_path, outputs, message):
 
 
 def test_ansible_reads_the_inventory_with_the_site_variables(outputs_file, tmp_path):
-    env = ansible_env(tmp_path) | {"WHISPER_OUTPUTS": outputs_file(IAP_OUTPUTS), "USER": "operator"}
+    env = ansible_env(tmp_path) | {"WHISPER_OUTPUTS": outputs_file(IAP_OUTPUTS), **OVERRIDES}
     done = subprocess.run(
         [str(VENV_BIN / "ansible-inventory"), "-i", str(SCRIPT), "--host", NAME],
         env=env,

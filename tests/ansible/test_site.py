@@ -57,8 +57,8 @@ def test_second_run_leaves_every_file_as_it_was(sandbox, second_run, converged_s
 
 def test_gpu_and_service_tasks_were_switched_off(first_run):
     for task in (
-        "nvidia_driver : Check whether a working driver is present",
-        "nvidia_container_toolkit : Install the NVIDIA Container Toolkit",
+        "nvidia_driver : Read the driver the startup script installed",
+        "nvidia_container_toolkit : Run nvidia-smi in a CUDA container",
         "base : Keep sshd running and enabled",
         "docker : Keep dockerd running and enabled",
         "monitoring : Bring the monitoring stack up",

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import shlex
 import subprocess
-from dataclasses import replace
 
 import pytest
 
-from deploy import nginx, remote
-from deploy.config import SERVICE_ENV_KEYS, ConfigError, DeployConfig, ssh_target
+from deploy import nginx, remote, sshroute
+from deploy.config import SERVICE_ENV_KEYS, ConfigError, DeployConfig
 
 VM_OUTPUTS = {
     "ip": "203.0.113.7",
@@ -31,29 +28,15 @@ def outputs_file(tmp_path, monkeypatch):
     return path
 
 
-def test_the_default_host_goes_through_iap_like_ansible(outputs_file, tmp_path):
-    outputs_file.write_text(json.dumps(VM_OUTPUTS))
-    (tmp_path / ".ssh").mkdir()
-    (tmp_path / ".ssh" / "google_compute_engine").write_text("key")
-    target = ssh_target(DeployConfig(image="a/b"), env={"WHISPER_SSH_USER": "ops"}, home=tmp_path)
-    assert (target.host, target.user) == ("203.0.113.7", "ops")
-    assert target.key_file == str(tmp_path / ".ssh" / "google_compute_engine")
-    assert shlex.split(target.gateway) == [
-        "gcloud", "compute", "start-iap-tunnel", "whisper-dev-vm", "22", "--listen-on-stdin",
-        "--zone", "europe-west4-a", "--verbosity", "warning", "--project", "my-proj",
-    ]  # fmt: skip
-
-
-def test_a_plain_ssh_route_and_an_explicit_host_need_no_gateway(outputs_file, tmp_path):
-    outputs_file.write_text(json.dumps({**VM_OUTPUTS, "sshCommand": "ssh ubuntu@203.0.113.7"}))
-    assert ssh_target(DeployConfig(image="a/b"), env={}, home=tmp_path).gateway is None
-    explicit = ssh_target(replace(DeployConfig(image="a/b"), host="me@10.0.0.5"), env={}, home=tmp_path)
-    assert explicit.host == "me@10.0.0.5" and explicit.gateway is None
+def test_a_plain_ssh_route_needs_no_gateway(outputs_file, tmp_path):
+    plain = {**VM_OUTPUTS, "sshCommand": "ssh -p 2222 ubuntu@203.0.113.7"}
+    route = sshroute.route(plain, env={}, home=tmp_path)
+    assert (route.user, route.port, route.proxy_command) == ("ubuntu", 2222, None)
 
 
 def test_no_outputs_says_how_to_get_them(outputs_file):
     with pytest.raises(ConfigError, match="run: make outputs"):
-        ssh_target(DeployConfig(image="a/b"), env={})
+        sshroute.route(env={})
 
 
 def test_env_file_round_trips_and_refuses_multiline_values():
@@ -96,3 +79,55 @@ def test_max_upload_mb_reaches_both_the_service_env_and_the_proxy():
     cfg = DeployConfig.from_env({"IMAGE": "a/b", "MAX_UPLOAD_MB": "25"})
     assert cfg.max_upload_mb == 25
     assert "MAX_UPLOAD_MB" in SERVICE_ENV_KEYS
+
+
+def self_signed(tmp_path):
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=whisper.example.com",
+         "-days", "1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return key, cert
+
+
+def test_with_a_domain_80_redirects_443_serves_and_loopback_stays_for_the_checks(tmp_path):
+    cfg = DeployConfig(image="a/b")
+    conf = nginx.render(cfg.blue, public_port=80, domain="whisper.example.com", https_port=443)
+    assert "return 301 https://whisper.example.com$request_uri;" in conf
+    assert "listen 443 ssl;" in conf and "listen 127.0.0.1:80;" in conf and "listen 80;" in conf
+    assert "acme_certificate letsencrypt;" in conf and "ssl_certificate $acme_certificate;" in conf
+    assert (
+        "uri https://acme-v02.api.letsencrypt.org/directory;" in conf and "accept_terms_of_service;" in conf
+    )
+    assert "server 127.0.0.1:5001;" in conf  # what proxy_target() reads
+    assert "load_module modules/ngx_http_acme_module.so;" in nginx.MAIN_CONF
+    assert "include /etc/nginx/conf.d/*.conf;" in nginx.MAIN_CONF
+    assert not nginx.MAIN_CONF_NAME.endswith(".conf")  # conf.d/*.conf must not include it into http {}
+    # This machine's nginx has no ACME module and predates ssl_certificate_cache (nginx 1.27.4; the proxy
+    # image is 1.30): check everything else with a self-signed certificate.
+    key, cert = self_signed(tmp_path)
+    lines = []
+    skip = False
+    for line in conf.splitlines():
+        if line.startswith("acme_issuer"):
+            skip = True
+        if not skip and not line.strip().startswith(
+            ("acme_certificate", "acme_shared_zone", "ssl_certificate_cache")
+        ):
+            lines.append(line)
+        if skip and line == "}":
+            skip = False
+    plain = (
+        "\n".join(lines).replace("$acme_certificate_key", str(key)).replace("$acme_certificate", str(cert))
+    )
+    conf_dir = tmp_path / "conf.d"
+    conf_dir.mkdir()
+    (conf_dir / nginx.CONF_NAME).write_text(plain)
+    main = tmp_path / "nginx.conf"
+    main.write_text(
+        f"pid {tmp_path}/nginx.pid; error_log {tmp_path}/error.log; events {{}}\n"
+        f"http {{ include {conf_dir}/*.conf; }}\n"
+    )
+    check = subprocess.run(["nginx", "-t", "-c", str(main)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr

@@ -209,6 +209,23 @@ def test_a_tag_missing_from_the_registry_changes_nothing(host):
     assert host.release_state() == before
 
 
+def test_without_any_api_key_the_deploy_is_refused_in_one_line(host, tmp_path):
+    before = host.release_state()
+    fresh_env_file = tmp_path / "whisper.env"  # a host whose env file holds no key yet
+    result = host.fab("deploy", "--tag", "v1", API_KEYS="", DEPLOY_ENV_FILE=str(fresh_env_file))
+    assert result.returncode != 0
+    assert output(result).strip().splitlines()[-1] == (
+        'deploy failed: no API key: export API_KEYS="$(openssl rand -hex 24)" and deploy again '
+        "(or, to serve without keys on purpose: pulumi config set allowUnauthenticated true)"
+    )
+    assert host.release_state() == before and not fresh_env_file.exists()
+    allowed = host.fab(
+        "deploy", "--tag", "no-such-tag", API_KEYS="", DEPLOY_ENV_FILE=str(fresh_env_file),
+        DEPLOY_ALLOW_UNAUTHENTICATED="true",
+    )  # fmt: skip
+    assert "no API key" not in output(allowed) and "manifest unknown" in output(allowed)  # got past the check
+
+
 def test_a_second_deploy_waits_for_the_first_ones_lock(host):
     before = host.release_state()
     lock = host.dir / "var/lib/whisper/deploy.json.lock"

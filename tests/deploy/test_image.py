@@ -32,15 +32,13 @@ def test_hadolint_finds_nothing():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_torch_is_the_cuda_build_of_the_version_ci_pins():
-    assert arg_default("TORCH_VERSION") == pinned_version(ROOT / "pyproject.toml", "torch")
-    cuda = arg_default("TORCH_CUDA")  # e.g. cu128 -> the base image must be CUDA 12.8
+def test_torch_is_pypis_build_of_the_version_ci_pins():
+    # PyPI's torch 2.13.0 for Linux is the CUDA 13 build: no extra index, no local version suffix.
+    assert "download.pytorch.org" not in DOCKERFILE and "+cu" not in DOCKERFILE
+    torch = "torch==" + pinned_version(ROOT / "pyproject.toml", "torch")
+    assert torch in image_requirements(ROOT / "pyproject.toml")
     (base,) = instructions("FROM")
-    major, minor = cuda[2:-1], cuda[-1]
-    assert base.startswith(f"nvidia/cuda:{major}.{minor}.") and "cudnn-runtime" in base
-    (torch_install,) = [r for r in instructions("RUN") if "download.pytorch.org" in r]
-    assert 'https://download.pytorch.org/whl/${TORCH_CUDA}"' in torch_install
-    assert '"torch==${TORCH_VERSION}+${TORCH_CUDA}"' in torch_install
+    assert base.startswith("nvidia/cuda:13.0.") and base.endswith("-base-ubuntu24.04")
 
 
 def test_every_other_dependency_comes_from_pyproject_via_pins_py(tmp_path):
@@ -49,6 +47,7 @@ def test_every_other_dependency_comes_from_pyproject_via_pins_py(tmp_path):
     command = shlex.split(install.split("&&")[0].split(">")[0])  # python /tmp/pins/pins.py PYPROJECT EXTRAS
     assert command[:2] == ["python", "/tmp/pins/pins.py"] and command[2] == "/tmp/pins/pyproject.toml"
     assert "pip install -r /tmp/pins/requirements.txt" in install
+    assert "pip install --target /opt/cuda12 -r /tmp/pins/cuda12.txt" in install
     # run what the image runs, on the real pyproject.toml
     result = subprocess.run(
         [sys.executable, str(ROOT / "deploy/pins.py"), str(ROOT / "pyproject.toml"), *command[3:]],

@@ -14,15 +14,30 @@ ROOT = Path(__file__).resolve().parents[2]
 MAKE = shutil.which("make")
 
 
+# `pulumi config --json` is the one read-only call a dry run makes: it answers from stack-config.json.
+STUB_PULUMI = """#!/bin/sh
+if [ "$1 $2" = "config --json" ]; then
+  [ -f {tmp}/stack-config.json ] || {{ echo "error: no stack named 'dev' found" >&2; exit 255; }}
+  cat {tmp}/stack-config.json; exit 0
+fi
+echo "pulumi $*" >> {tmp}/ran.log
+exit 1
+"""
+FLEET_CONFIG = {"gcp:project": {"value": "p"}, "whisper-gpu:replicas": {"value": "2", "secret": False}}
+
+
 @pytest.fixture
 def operator(tmp_path):
-    """Stub docker and pulumi that record any run (a dry run must run neither), and ADC credentials."""
+    """Stub docker, pulumi and gcloud that record any run (a dry run must run none), and ADC credentials."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for tool in ("docker", "pulumi"):
+    for tool in ("docker", "gcloud"):
         stub = bin_dir / tool
         stub.write_text(f'#!/bin/sh\necho "{tool} $*" >> {tmp_path}/ran.log\nexit 1\n')
         stub.chmod(0o755)
+    (bin_dir / "pulumi").write_text(STUB_PULUMI.format(tmp=tmp_path))
+    (bin_dir / "pulumi").chmod(0o755)
+    (tmp_path / "stack-config.json").write_text(json.dumps({"gcp:project": {"value": "p"}}))
     credentials = tmp_path / "adc.json"
     credentials.write_text("{}")
     env = {
@@ -65,18 +80,22 @@ def test_dry_run_prints_every_step_in_order_and_runs_nothing(operator):
         "push --tag abc123",
         "pulumi up --yes",
         "pulumi stack output --json",
+        "-m deploy.stack wait-host",
         "ansible-playbook -i ansible/inventory.py ansible/site.yml",
         "deploy --tag abc123",
-        f"scripts/smoke.py --outputs {tmp_path}/outputs.json",
+        f"scripts/smoke.py --outputs {tmp_path}/outputs.json --expect-build abc123",
     )
     assert steps == sorted(steps)
     assert "dockerImage" not in result.stdout  # vm mode: Fabric deploys, Pulumi does not roll the tag
     assert not (tmp_path / "ran.log").exists()
 
 
-def test_dry_run_in_fleet_mode_rolls_the_tag_through_pulumi(operator):
+@pytest.mark.parametrize("outputs_mode", [None, "vm"], ids=["first-deploy", "was-a-single-vm"])
+def test_dry_run_in_fleet_mode_rolls_the_tag_through_pulumi(operator, outputs_mode):
+    # The mode is the stack config's: no outputs yet, or outputs of the single VM being replaced.
     tmp_path, env = operator
-    result = make_deploy(tmp_path, env, "fleet", "DRY_RUN=1")
+    (tmp_path / "stack-config.json").write_text(json.dumps(FLEET_CONFIG))
+    result = make_deploy(tmp_path, env, outputs_mode, "DRY_RUN=1")
     assert result.returncode == 0, result.stdout + result.stderr
     steps = positions(
         result.stdout,
@@ -84,8 +103,10 @@ def test_dry_run_in_fleet_mode_rolls_the_tag_through_pulumi(operator):
         "push --tag abc123",
         "pulumi config set dockerImage alice/whisper-gpu-service:abc123",
         "pulumi up --yes",
-        "scripts/smoke.py",
+        "-m deploy.stack wait-fleet",
+        "scripts/smoke.py --outputs",
     )
+    assert "--expect-build abc123" in result.stdout.splitlines()[steps[-1]]
     assert steps == sorted(steps)
     assert "deploy --tag" not in result.stdout and "ansible-playbook" not in result.stdout
     assert not (tmp_path / "ran.log").exists()
@@ -99,8 +120,22 @@ def test_missing_tools_stop_it_at_the_start_with_the_fix(operator):
     assert "missing docker: install Docker Engine: https://docs.docker.com/engine/install/" in result.stderr
     assert "missing pulumi: install the Pulumi CLI" in result.stderr
     assert "missing gcloud credentials: run: gcloud auth application-default login" in result.stderr
+    assert (
+        "missing gcloud: install the Google Cloud CLI: https://cloud.google.com/sdk/docs/install"
+        in result.stderr
+    )
     assert "missing Docker Hub credentials: export DOCKERHUB_USERNAME=" in result.stderr
     assert "fab" not in result.stdout  # stopped before the first step
+
+
+def test_a_stack_whose_config_cannot_be_read_stops_before_any_step(operator):
+    tmp_path, env = operator
+    (tmp_path / "stack-config.json").unlink()
+    result = make_deploy(tmp_path, env, "vm", "DRY_RUN=1")
+    assert result.returncode != 0
+    assert "cannot read stack dev's config (error: no stack named 'dev' found)" in result.stderr
+    assert "pulumi stack init dev" in result.stderr
+    assert "fab" not in result.stdout
 
 
 def test_one_missing_tool_gives_exactly_its_line(operator):

@@ -57,6 +57,7 @@ def test_build_then_push_keeps_the_token_out_of_argv_logs_and_disk(laptop):
     assert local["alice/whisper-gpu-service:t1"]["build_args"] == {
         "WHISPER_MODEL": "turbo",
         "WHISPER_ENGINE": "openai-whisper",
+        "WHISPER_BUILD": "t1",  # /readyz reports it: the deploy checks what it is served
     }
 
     pushed = fab(env, "push", "--tag", "t1")

@@ -15,6 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = str(ROOT / "scripts" / "smoke.py")
 KEY1, KEY2 = "smoke-key-one-0123456789", "smoke-key-two-0123456789"
+BUILD = "1a2b3c4d5e6f"  # the image tag /readyz reports (WHISPER_BUILD, the Dockerfile's build arg)
 
 
 def smoke(*args: str, env: dict | None = None, stdin: str = "") -> subprocess.CompletedProcess:
@@ -30,7 +31,11 @@ def keyed_service(checkpoint, tmp_path_factory):
     from tests.conftest import launch
 
     service = launch(
-        checkpoint, tmp_path_factory.mktemp("smoke"), API_KEYS=f"{KEY1},{KEY2}", WHISPER_FORCE_TOKENS="4"
+        checkpoint,
+        tmp_path_factory.mktemp("smoke"),
+        API_KEYS=f"{KEY1},{KEY2}",
+        WHISPER_FORCE_TOKENS="4",
+        WHISPER_BUILD=BUILD,
     )
     yield service
     service.stop()
@@ -62,3 +67,16 @@ def test_nothing_listening_fails(keyed_service):
 
     result = smoke("--url", f"http://127.0.0.1:{free_port()}", env={"API_KEY": KEY1})
     assert result.returncode == 1 and result.stdout.startswith("smoke FAILED:")
+
+
+def test_the_served_build_is_checked_before_the_transcription(keyed_service):
+    ok = smoke("--url", keyed_service.url, "--expect-build", BUILD, env={"API_KEY": KEY1})
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    old = smoke(
+        "--url", keyed_service.url, "--expect-build", "0ld0ld0ld0ld", "--build-wait", "1",
+        "--build-interval", "0.2", env={"API_KEY": KEY1},
+    )  # fmt: skip
+    assert old.returncode == 1
+    assert old.stdout.strip() == (
+        f"smoke FAILED: {keyed_service.url} serves build '{BUILD}', not '0ld0ld0ld0ld'"
+    )

@@ -26,7 +26,7 @@ def test_defaults_are_one_t4_on_n1_in_us_central1(infra_config):
     assert cfg.image == "ubuntu-os-cloud/ubuntu-2204-lts"
     assert cfg.ssh_source_ranges == ("35.235.240.0/20",)
     assert cfg.http_source_ranges == ("0.0.0.0/0",)
-    assert cfg.monitoring_source_ranges == ()
+    assert cfg.domain is None and cfg.allow_unauthenticated is False
     assert cfg.labels == {"app": "whisper"}
     assert cfg.mode == "vm" and cfg.fleet is None
     assert cfg.attaches_gpus is True
@@ -62,11 +62,11 @@ def test_every_bundled_machine_implies_its_gpu_type_and_count(infra_config):
     ("gpu", "machine"),
     [
         ("nvidia-tesla-t4", "g2-standard-8"),
-        ("nvidia-tesla-v100", "a2-highgpu-1g"),
+        ("nvidia-a100-80gb", "g2-standard-8"),
         ("nvidia-l4", "n1-standard-8"),
         ("nvidia-tesla-a100", "g2-standard-8"),
         ("nvidia-h100-80gb", "a2-highgpu-1g"),
-        ("nvidia-tesla-p4", "e2-standard-8"),
+        ("nvidia-tesla-t4", "e2-standard-8"),
     ],
 )
 def test_gpu_on_the_wrong_machine_family_names_a_machine_that_works(infra_config, gpu, machine):
@@ -79,6 +79,21 @@ def test_gpu_on_the_wrong_machine_family_names_a_machine_that_works(infra_config
     )
     # The suggestion itself is valid.
     assert build(infra_config, {"gpuType": gpu, "machineType": example}, {"zone": "asia-east1-a"})
+
+
+@pytest.mark.parametrize(
+    ("gpu", "architecture"),
+    [("nvidia-tesla-v100", "Volta"), ("nvidia-tesla-p100", "Pascal"), ("nvidia-tesla-p4", "Pascal")],
+)
+def test_pre_turing_gpus_are_refused_naming_the_supported_types(infra_config, gpu, architecture):
+    with pytest.raises(infra_config.ConfigError) as failure:
+        build(infra_config, {"gpuType": gpu, "machineType": "n1-standard-8"})
+    message = str(failure.value)
+    assert message.startswith(f"config gpuType: {gpu} ({architecture}) is older than Turing"), message
+    assert message.endswith(
+        "use one of nvidia-tesla-t4, nvidia-l4, nvidia-tesla-a100, nvidia-a100-80gb, nvidia-h100-80gb"
+    )
+    assert "\n" not in message
 
 
 def test_bundled_machine_with_the_wrong_gpu_type_of_its_family(infra_config):
@@ -112,11 +127,11 @@ def test_ranges_accept_yaml_lists_and_comma_strings(infra_config):
         infra_config,
         {
             "sshSourceRanges": '["192.0.2.1/32", "198.51.100.0/24"]',
-            "monitoringSourceRanges": "203.0.113.7/32, 2001:db8::/32",
+            "httpSourceRanges": "203.0.113.7/32, 2001:db8::/32",
         },
     )
     assert cfg.ssh_source_ranges == ("192.0.2.1/32", "198.51.100.0/24")
-    assert cfg.monitoring_source_ranges == ("203.0.113.7/32", "2001:db8::/32")
+    assert cfg.http_source_ranges == ("203.0.113.7/32", "2001:db8::/32")
     with pytest.raises(infra_config.ConfigError, match="'10.0.0.1/8' is not a CIDR range"):
         build(infra_config, {"httpSourceRanges": "10.0.0.1/8"})  # host bits set: a typo
 
@@ -146,9 +161,13 @@ def test_name_prefix_fits_gcp_service_account_ids(infra_config, stack, prefix):
 
 
 def test_fixed_fleet_and_autoscaled_fleet(infra_config):
-    fixed = build(infra_config, {"replicas": "3", "dockerImage": "me/w:1"}).fleet
+    fixed = build(
+        infra_config, {"replicas": "3", "dockerImage": "me/w:1", "allowUnauthenticated": "true"}
+    ).fleet
     assert (fixed.min_replicas, fixed.max_replicas, fixed.autoscaled) == (3, 3, False)
-    scaled = build(infra_config, {"maxReplicas": "5", "dockerImage": "me/w:1"})
+    scaled = build(
+        infra_config, {"maxReplicas": "5", "dockerImage": "me/w:1", "allowUnauthenticated": "true"}
+    )
     assert scaled.mode == "fleet"
     assert (scaled.fleet.min_replicas, scaled.fleet.max_replicas) == (1, 5)
     assert scaled.fleet.autoscaled is True
@@ -168,7 +187,9 @@ def test_fixed_fleet_and_autoscaled_fleet(infra_config):
 )
 def test_fleet_tuning_out_of_range(infra_config, values, key):
     with pytest.raises(infra_config.ConfigError, match=rf"^config {key}: .*e\.g\. "):
-        build(infra_config, {"replicas": "2", "dockerImage": "me/w:1", **values})
+        build(
+            infra_config, {"replicas": "2", "dockerImage": "me/w:1", "allowUnauthenticated": "true", **values}
+        )
 
 
 def test_api_key_is_kept_out_of_the_repr(infra_config):
@@ -209,3 +230,41 @@ def test_unknown_keys_are_rejected_with_the_nearest_known_key(infra_config):
         infra_config.reject_unknown_keys(["bootdisk"])
     with pytest.raises(infra_config.ConfigError, match="known keys: machineType, gpuType"):
         infra_config.reject_unknown_keys(["colour"])
+
+
+def test_make_deploy_reads_fleet_mode_from_the_same_keys(infra_config):
+    from deploy.stack import FLEET_KEYS, mode
+
+    for key in FLEET_KEYS:
+        values = {key: "2", "dockerImage": "me/w:1", "allowUnauthenticated": "true"}
+        values |= {"maxReplicas": "3"} if key == "minReplicas" else {}
+        assert build(infra_config, values).mode == "fleet" == mode({f"whisper-gpu:{key}": {"value": "2"}})
+    others = [k for k in infra_config.PROJECT_KEYS if k not in FLEET_KEYS]
+    assert mode({f"whisper-gpu:{k}": {"value": "x"} for k in others}) == "vm"
+
+
+def test_a_fleet_without_an_api_key_is_refused_unless_allowed(infra_config):
+    fleet = {"replicas": "2", "dockerImage": "me/w:1"}
+    with pytest.raises(infra_config.ConfigError) as failure:
+        build(infra_config, fleet)
+    assert str(failure.value) == (
+        "config apiKey: not set, so the fleet would serve anyone; set one: "
+        'pulumi config set --secret apiKey "$(openssl rand -hex 24)" (or allowUnauthenticated: true)'
+    )
+    assert build(infra_config, {**fleet, "allowUnauthenticated": "true"}).allow_unauthenticated
+    keyed = infra_config.StackConfig.from_mapping(fleet, GCP, "dev", api_key="sk-1")
+    assert keyed.mode == "fleet" and keyed.allow_unauthenticated is False
+
+
+def test_domain_must_be_a_dns_name(infra_config):
+    assert build(infra_config, {"domain": "whisper.example.com"}).domain == "whisper.example.com"
+    for bad in ("https://whisper.example.com", "whisper", "Whisper.Example.com", "a_b.example.com"):
+        with pytest.raises(infra_config.ConfigError, match=r"^config domain: .*e\.g\. domain: whisper"):
+            build(infra_config, {"domain": bad})
+
+
+def test_monitoring_source_ranges_is_refused_with_the_way_to_reach_grafana(infra_config):
+    with pytest.raises(infra_config.ConfigError) as failure:
+        infra_config.reject_unknown_keys(["monitoringSourceRanges"])
+    assert str(failure.value).startswith("config monitoringSourceRanges: Grafana and Prometheus listen on")
+    assert "make dashboards" in str(failure.value)

@@ -10,7 +10,7 @@ import pytest
 from pulumi.runtime import rpc
 
 IMAGE = "myuser/whisper-gpu:1a2b3c4"
-FIXED = {"replicas": "2", "dockerImage": IMAGE}
+FIXED = {"replicas": "2", "dockerImage": IMAGE, "apiKey": "sk-fleet-key"}
 AUTOSCALED = {"minReplicas": "1", "maxReplicas": "4", "dockerImage": IMAGE}
 HEALTH_CHECK_RANGES = {"130.211.0.0/22", "35.191.0.0/16"}
 US_CENTRAL1_T4_ZONES = ["us-central1-a", "us-central1-b", "us-central1-c", "us-central1-f"]
@@ -116,7 +116,13 @@ def test_template_starts_the_image_and_keeps_the_api_key_out_of_metadata(fleet):
     metadata = fleet.one("InstanceTemplate").inputs["metadata"]
     secret = fleet.one("secretmanager/secret:Secret")
     assert metadata["docker-image"] == IMAGE
-    assert set(metadata) == {"startup-script", "enable-oslogin", "docker-image", "api-key-secret"}
+    assert set(metadata) == {
+        "startup-script",
+        "enable-oslogin",
+        "enable-guest-attributes",
+        "docker-image",
+        "api-key-secret",
+    }
     assert metadata["api-key-secret"] == secret.inputs["secretId"]
     assert all("key-that-must-stay-secret" not in str(v) for v in metadata.values())
 
@@ -138,7 +144,13 @@ def test_only_the_hosts_account_may_read_the_one_secret(fleet):
 
 
 def test_without_api_key_there_is_no_secret_and_minimal_scopes(deploy):
-    fixed = deploy(FIXED)
+    unkeyed = {k: v for k, v in FIXED.items() if k != "apiKey"}
+    with pytest.raises(
+        Exception, match=r"^config apiKey: not set, so the fleet would serve anyone"
+    ) as failure:
+        deploy(unkeyed)
+    assert failure.value.declared_before_failure == []
+    fixed = deploy({**unkeyed, "allowUnauthenticated": "true"})
     template = fixed.one("InstanceTemplate").inputs
     assert not fixed.of_type("secretmanager")
     assert "api-key-secret" not in template["metadata"]
@@ -197,7 +209,7 @@ def test_spot_fleet_deletes_preempted_vms_for_the_group_to_recreate(deploy):
 
 def test_fleet_outputs(fleet):
     group = fleet.one("RegionInstanceGroupManager")
-    assert set(fleet.outputs) == {"mode", "ip", "url", "groupName", "region"}
+    assert set(fleet.outputs) == {"mode", "project", "ip", "url", "groupName", "region"}
     assert fleet.outputs["mode"] == "fleet"
     assert fleet.outputs["groupName"] == group.name
     assert not fleet.of_type("compute/instance:Instance")
@@ -249,3 +261,20 @@ def test_unknown_region_needs_explicit_zones(deploy):
     group = deploy({**FIXED, "fleetZones": zones}, gcp).one("RegionInstanceGroupManager")
     assert group.inputs["distributionPolicyZones"] == ["asia-northeast3-b", "asia-northeast3-c"]
     assert group.inputs["updatePolicy"]["maxSurgeFixed"] == 2
+
+
+def test_a_domain_gets_a_managed_certificate_https_on_443_and_a_redirect_on_80(deploy, fake_ips):
+    fleet = deploy({**FIXED, "domain": "whisper.example.com"})
+    cert = fleet.one("ManagedSslCertificate")
+    assert cert.inputs["managed"] == {"domains": ["whisper.example.com"]}
+    https = fleet.one("TargetHttpsProxy")
+    assert https.inputs["sslCertificates"] == [cert.id]
+    backend_map = next(m for m in fleet.of_type("URLMap") if m.inputs.get("defaultService"))
+    redirect_map = next(m for m in fleet.of_type("URLMap") if m.inputs.get("defaultUrlRedirect"))
+    assert https.inputs["urlMap"] == backend_map.id
+    assert redirect_map.inputs["defaultUrlRedirect"]["httpsRedirect"] is True
+    assert fleet.one("TargetHttpProxy").inputs["urlMap"] == redirect_map.id  # 80 only redirects
+    rules = {r.inputs["portRange"]: r.inputs["target"] for r in fleet.of_type("GlobalForwardingRule")}
+    assert rules == {"443": https.id, "80": fleet.one("TargetHttpProxy").id}
+    assert len({r.inputs["ipAddress"] for r in fleet.of_type("GlobalForwardingRule")}) == 1
+    assert fleet.outputs["url"] == "https://whisper.example.com"

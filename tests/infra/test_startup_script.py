@@ -29,7 +29,11 @@ with open(fake / "calls.log", "a") as log:
 args = sys.argv[1:]
 url = next(a for a in args if a.startswith("http"))
 out = args[args.index("-o") + 1] if "-o" in args else None
-if "/attributes/" in url or url.endswith("/project/project-id"):
+if "/guest-attributes/" in url:
+    assert args[args.index("-X") + 1] == "PUT", args
+    with open(fake / "guest-attributes.log", "a") as log:
+        log.write(url.split("/guest-attributes/", 1)[1] + "=" + args[args.index("--data") + 1] + "\n")
+elif "/attributes/" in url or url.endswith("/project/project-id"):
     value = fake / "metadata" / url.rsplit("/", 1)[1]
     if not value.exists():
         sys.exit(22)  # curl -f on a 404
@@ -68,7 +72,8 @@ esac
 
 FAKE_NVIDIA_SMI = """#!/usr/bin/env bash
 echo "nvidia-smi $*" >>"$FAKE/calls.log"
-[ -f "$FAKE/driver-installed" ]
+[ -f "$FAKE/driver-installed" ] || exit 9
+case "$*" in *driver_version*) cat "$FAKE/driver-version" 2>/dev/null || echo 580.82.07 ;; esac
 """
 
 FAKE_NVIDIA_CTK = """#!/usr/bin/env bash
@@ -116,6 +121,7 @@ def host(tmp_path: Path):
         "FAKE_API_KEY": API_KEY,
         "INSTALLER_DIR": str(tmp_path / "installer"),
         "RUN_DIR": str(tmp_path / "run"),
+        "READY_FILE": str(tmp_path / "host-ready"),
         "DOCKER_DAEMON_JSON": str(daemon_json),
         "METADATA_URL": "http://metadata.invalid/computeMetadata/v1",
         "SECRETS_URL": "https://secretmanager.invalid/v1",
@@ -131,12 +137,16 @@ class FakeHost:
         for key, value in attributes.items():
             (self.fake / "metadata" / key.replace("_", "-")).write_text(value)
 
-    def boot(self) -> subprocess.CompletedProcess:
+    def boot(self, ok: bool = True) -> subprocess.CompletedProcess:
         result = subprocess.run(
             ["bash", str(SCRIPT)], env=self.env, capture_output=True, text=True, timeout=60
         )
-        assert result.returncode == 0, result.stdout + result.stderr
+        assert (result.returncode == 0) == ok, result.stdout + result.stderr
         return result
+
+    def guest_states(self) -> list[str]:
+        log = self.fake / "guest-attributes.log"
+        return log.read_text().splitlines() if log.exists() else []
 
     def calls(self, command: str = "") -> list[str]:
         log = self.fake / "calls.log"
@@ -235,14 +245,32 @@ def test_docker_gets_the_nvidia_runtime_once(host):
     assert len(host.calls("systemctl")) == 1
 
 
-def test_missing_driver_is_installed_with_googles_installer_once(host):
+def test_missing_driver_is_installed_with_the_pinned_installer_and_branch_once(host):
     (host.fake / "driver-installed").unlink()
     host.boot()
     assert host.calls("installer") == [
-        "installer install_driver --installation-mode=repo --installation-branch=prod"
+        "installer install_driver --installation-mode=binary --installation-branch=lts"
     ]
     downloads = [c for c in host.calls("curl") if "cuda_installer.pyz" in c]
     assert len(downloads) == 1
-    assert "https://storage.googleapis.com/compute-gpu-installation-us/" in downloads[0]
+    assert (
+        "https://github.com/GoogleCloudPlatform/compute-gpu-installation/releases/download/"
+        "cuda-installer-v1.7.1/cuda_installer.pyz" in downloads[0]
+    )
+    assert "latest" not in downloads[0]
     host.boot()  # the driver answers now: no second install
     assert len(host.calls("installer")) == 1
+
+
+def test_the_host_reports_booting_then_ready_and_leaves_a_marker(host):
+    host.boot()
+    assert host.guest_states() == ["whisper/state=booting", "whisper/state=ready"]
+    assert (host.root / "host-ready").exists()
+
+
+def test_a_driver_older_than_580_stops_the_script_before_ready(host):
+    (host.fake / "driver-version").write_text("570.133.20\n")
+    result = host.boot(ok=False)
+    assert "driver 570.133.20 is older than 580" in result.stdout
+    assert host.guest_states() == ["whisper/state=booting"]
+    assert not (host.root / "host-ready").exists()

@@ -1,0 +1,119 @@
+"""What `make deploy` asks the stack and Google Cloud between its steps.
+
+    python -m deploy.stack mode [--stack dev]   # vm | fleet, from the stack's CONFIG (not its outputs)
+    python -m deploy.stack wait-host            # the single VM's startup script is done (guest attribute)
+    python -m deploy.stack wait-fleet           # the group runs the new template everywhere and is stable
+
+The mode comes from `pulumi config`, so a first deploy of a fleet stack (no outputs yet, or outputs of the
+single VM it replaces) takes the fleet path. Every wait is bounded and ends in one line that says what to do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+
+from deploy.config import ConfigError, stack_outputs
+
+PROJECT = "whisper-gpu"  # Pulumi.yaml name: prefix of the project's config keys
+FLEET_KEYS = ("replicas", "minReplicas", "maxReplicas")  # infra/config.py: any of them turns fleet mode on
+# The startup script's guest attribute (infra/startup.sh): "booting" while it runs, "ready" when done.
+GUEST_ATTRIBUTE = "whisper/state"
+HOST_READY_TIMEOUT_S = 1800  # driver install with its reboots, Docker, the toolkit
+HOST_POLL_S = 15.0
+FLEET_TIMEOUT_S = 3600  # new VMs: driver, image pull, model load, min_ready_sec, then the old ones drain
+Runner = Callable[[list[str]], subprocess.CompletedProcess]
+
+
+def run(command: list[str]) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=FLEET_TIMEOUT_S + 60)
+    except FileNotFoundError:
+        raise ConfigError(f"{command[0]} not found; make deploy-preflight says how to install it") from None
+
+
+def stack_config(stack: str, pulumi: str = "pulumi", runner: Runner = run) -> dict:
+    done = runner([pulumi, "config", "--json", "--stack", stack])
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise ConfigError(
+            f"cannot read stack {stack}'s config ({last}); create it: pulumi stack init {stack}"
+        )
+    return json.loads(done.stdout or "{}")
+
+
+def mode(config: Mapping) -> str:
+    """fleet when the stack sets replicas, minReplicas or maxReplicas; else vm."""
+    keys = {key.split(":", 1)[1] for key in config if key.startswith(f"{PROJECT}:")}
+    return "fleet" if keys & set(FLEET_KEYS) else "vm"
+
+
+def wait_host(
+    outputs: Mapping, runner: Runner = run, timeout: float = HOST_READY_TIMEOUT_S, poll: float = HOST_POLL_S
+) -> None:
+    """Until the VM's startup script reports `ready` (it reboots once or twice for the driver on a first boot:
+    SSH would fail or race it meanwhile)."""
+    command = ["gcloud", "compute", "instances", "get-guest-attributes", outputs["instanceName"]]
+    command += ["--zone", outputs["zone"], f"--query-path={GUEST_ATTRIBUTE}", "--format=value(value)"]
+    if outputs.get("project"):
+        command += ["--project", outputs["project"]]
+    deadline = time.monotonic() + timeout
+    state = "no answer"
+    for _ in range(int(timeout / poll) + 2):
+        done = runner(command)
+        state = done.stdout.strip() if done.returncode == 0 else "not set yet"
+        if state == "ready":
+            print(f"host {outputs['instanceName']} is ready", flush=True)
+            return
+        if time.monotonic() >= deadline:
+            break
+        print(f"waiting for {outputs['instanceName']}'s startup script: {state}", flush=True)
+        time.sleep(poll)
+    raise ConfigError(
+        f"{outputs['instanceName']} did not finish its startup script within {timeout:g} s (last: {state}); "
+        f"read its log: gcloud compute instances get-serial-port-output {outputs['instanceName']} "
+        f"--zone {outputs['zone']} | grep whisper-startup"
+    )
+
+
+def wait_fleet(outputs: Mapping, runner: Runner = run, timeout: int = FLEET_TIMEOUT_S) -> None:
+    """Until every VM of the group runs the new template (`--version-target-reached`), then until the group
+    is stable (no VM being created, recreated or verified)."""
+    for target in ("--version-target-reached", "--stable"):
+        command = ["gcloud", "compute", "instance-groups", "managed", "wait-until", outputs["groupName"]]
+        command += [target, f"--timeout={timeout}", "--region", outputs["region"]]
+        if outputs.get("project"):
+            command += ["--project", outputs["project"]]
+        print(" ".join(command), flush=True)
+        done = runner(command)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+            raise ConfigError(f"group {outputs['groupName']} did not reach {target[2:]}: {last}")
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m deploy.stack")
+    parser.add_argument("what", choices=("mode", "wait-host", "wait-fleet"))
+    parser.add_argument("--stack", default=os.environ.get("STACK", "dev"))
+    parser.add_argument("--pulumi", default=os.environ.get("PULUMI", "pulumi"))
+    args = parser.parse_args(argv)
+    try:
+        if args.what == "mode":
+            print(mode(stack_config(args.stack, args.pulumi)))
+        elif args.what == "wait-host":
+            wait_host(stack_outputs())
+        else:
+            wait_fleet(stack_outputs())
+    except ConfigError as err:
+        print(f"{args.what}: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,164 @@
+"""One SSH route (deploy/sshroute.py) for Fabric, the Ansible inventory and `make dashboards`: the OS Login
+user derived from the Google account, gcloud's key created and registered when missing, Google's IAP tunnel as
+ProxyCommand. A stand-in gcloud answers describe-profile / ssh-keys add and relays start-iap-tunnel to a real
+sshd on loopback, which accepts only the keys registered with the stand-in OS Login."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from deploy import sshroute
+from deploy.config import ConfigError
+from tests.deploy import fake_gcloud
+from tests.deploy.conftest import ROOT, SSHD, free_port, keygen, wait_for_port
+
+NAME = "whisper-dev-vm"
+OUTPUTS = {
+    "mode": "vm",
+    "ip": "203.0.113.7",  # never reached directly: only the IAP proxy gets through
+    "url": "http://203.0.113.7",
+    "instanceName": NAME,
+    "zone": "us-central1-a",
+    "sshCommand": f"gcloud compute ssh {NAME} --zone us-central1-a --project demo-proj --tunnel-through-iap",
+}
+OS_LOGIN_USER = "alice_example_com"
+
+
+@pytest.fixture
+def laptop(tmp_path):
+    """HOME without any key, the stand-in gcloud first on PATH, an OS Login profile without keys."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = fake_gcloud.install(tmp_path / "bin", tmp_path / "gcloud", OS_LOGIN_USER)
+    env |= {"PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}", "HOME": str(home)}
+    return tmp_path, home, env
+
+
+def with_env(env: dict[str, str]):
+    def run(command: list[str]) -> str:
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+        if done.returncode != 0:
+            raise ConfigError(done.stderr)
+        return done.stdout
+
+    return run
+
+
+def test_os_login_user_and_a_registered_key(laptop):
+    tmp_path, home, env = laptop
+    route = sshroute.route(OUTPUTS, env={}, home=home, run=with_env(env))
+    assert route.user == OS_LOGIN_USER  # not $USER
+    key = home / ".ssh" / "google_compute_engine"
+    assert route.key_file == str(key) and key.exists()
+    calls = fake_gcloud.calls(tmp_path / "gcloud")
+    adds = [c for c in calls if c[:4] == ["compute", "os-login", "ssh-keys", "add"]]
+    assert adds == [["compute", "os-login", "ssh-keys", "add", f"--key-file={key}.pub"]]
+    assert shlex.split(route.proxy_command) == [
+        "gcloud", "compute", "start-iap-tunnel", NAME, "22", "--listen-on-stdin",
+        "--zone", "us-central1-a", "--verbosity", "warning", "--project", "demo-proj",
+    ]  # fmt: skip
+    sshroute.route(OUTPUTS, env={}, home=home, run=with_env(env))  # registered now: not added again
+    assert len([c for c in fake_gcloud.calls(tmp_path / "gcloud") if "add" in c]) == 1
+
+
+def test_overrides_skip_gcloud_and_a_profile_without_account_says_what_to_do(laptop):
+    tmp_path, home, env = laptop
+    route = sshroute.route(OUTPUTS, env={"WHISPER_SSH_USER": "ops", "WHISPER_SSH_KEY": "/k"}, home=home)
+    assert (route.user, route.key_file) == ("ops", "/k")
+    (tmp_path / "gcloud" / "profile.json").write_text("{}")
+    with pytest.raises(ConfigError, match="roles/compute.osAdminLogin"):
+        sshroute.route(OUTPUTS, env={}, home=home, run=with_env(env))
+    with pytest.raises(ConfigError, match="install the Google Cloud CLI"):
+        sshroute.route(OUTPUTS, env={}, home=home, run=lambda c: sshroute.run_command(["no-such-gcloud"]))
+
+
+def test_the_ansible_inventory_uses_the_same_route(laptop):
+    tmp_path, home, env = laptop
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps(OUTPUTS))
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "ansible" / "inventory.py"), "--host", NAME],
+        env=env | {"WHISPER_OUTPUTS": str(outputs), "USER": "laptop-user"},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    hostvars = json.loads(done.stdout)
+    route = sshroute.route(OUTPUTS, env={}, home=home, run=with_env(env))
+    assert hostvars["ansible_user"] == route.user == OS_LOGIN_USER
+    assert hostvars["ansible_ssh_private_key_file"] == route.key_file
+    assert shlex.split(hostvars["ansible_ssh_common_args"]) == route.connection_options()
+
+
+class Answer(BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"grafana")
+
+    def log_message(self, *args):
+        pass
+
+
+def test_make_dashboards_tunnels_through_iap_as_the_os_login_user(laptop):
+    tmp_path, home, env = laptop
+    sshd_dir = tmp_path / "sshd"
+    sshd_dir.mkdir()
+    keygen(sshd_dir / "host_key")
+    port = free_port()
+    (sshd_dir / "sshd_config").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {sshd_dir}/host_key\nPidFile {sshd_dir}/pid\n"
+        f"AuthorizedKeysFile {tmp_path}/gcloud/authorized_keys\nPasswordAuthentication no\nUsePAM no\n"
+        "KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nStrictModes no\n"
+        # OS Login's user exists only in Google's directory: here it maps to this machine's user
+        f"Match User {os.environ.get('USER', 'root')}\n  AllowTcpForwarding local\n"
+    )
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    config = sshd_dir / "sshd_config"
+    sshd = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stderr=subprocess.DEVNULL)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps(OUTPUTS))
+    fake_gcloud.install(tmp_path / "bin", tmp_path / "gcloud", os.environ.get("USER", "root"))
+    local = free_port()
+    tunnel_ssh = f"ssh -o BatchMode=yes -o UserKnownHostsFile={tmp_path}/known_hosts -o LogLevel=ERROR"
+    make = subprocess.Popen(
+        ["make", "-s", "dashboards", f"DEPLOY_OUTPUTS={outputs}", f"GRAFANA_LOCAL_PORT={local}",
+         f"GRAFANA_REMOTE_PORT={server.server_address[1]}", f"PROMETHEUS_LOCAL_PORT={free_port()}",
+         f"TUNNEL_SSH={tunnel_ssh}"],
+        cwd=ROOT, env=env | {"FAKE_IAP_PORT": str(port), "MAKEFLAGS": ""},
+        stdout=(tmp_path / "make.log").open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_for_port(port)
+        deadline = time.monotonic() + 30
+        body = None
+        while time.monotonic() < deadline and body is None and make.poll() is None:
+            try:
+                import urllib.request
+
+                with urllib.request.urlopen(f"http://127.0.0.1:{local}/", timeout=5) as answer:
+                    body = answer.read()
+            except OSError:
+                time.sleep(0.3)
+        assert body == b"grafana", (tmp_path / "make.log").read_text()
+    finally:
+        os.killpg(make.pid, signal.SIGTERM)
+        make.wait(10)
+        sshd.terminate()
+        sshd.wait(10)
+        server.shutdown()
+        server.server_close()
+    tunnels = [c for c in fake_gcloud.calls(tmp_path / "gcloud") if c[:2] == ["compute", "start-iap-tunnel"]]
+    assert tunnels and tunnels[0][2:4] == [NAME, "22"]
