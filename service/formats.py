@@ -11,12 +11,8 @@ import math
 import re
 from collections.abc import Iterable
 
+from .languages import LANGUAGES
 from .transcript import Segment, Transcript
-
-try:  # language names ship with openai-whisper's tokenizer (no torch needed to read them)
-    from whisper.tokenizer import LANGUAGES
-except ImportError:  # pragma: no cover - the service always has openai-whisper
-    LANGUAGES = {}
 
 AUDIO_TOKENS_PER_SECOND = 50  # Whisper's encoder: 1500 positions per 30 s window
 JSON = "application/json"

@@ -6,12 +6,27 @@ Clients send ISO-639-1 codes ('de'), English names ('German'), locales ('de-DE',
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 from pydantic_core import PydanticCustomError
 
-try:  # language names ship with openai-whisper's tokenizer (no torch needed to read them)
-    from whisper.tokenizer import LANGUAGES, TO_LANGUAGE_CODE
-except ImportError:  # pragma: no cover - the service always has openai-whisper
-    LANGUAGES, TO_LANGUAGE_CODE = {}, {}
+
+def _whisper_tokenizer_module():
+    """openai-whisper's tokenizer.py, which holds the language table, loaded on its own: importing
+    `whisper.tokenizer` runs `whisper/__init__.py`, which imports torch (about 300 MiB in a faster-whisper
+    worker that never uses it)."""
+    package = importlib.util.find_spec("whisper")
+    path = Path(package.origin).with_name("tokenizer.py")
+    spec = importlib.util.spec_from_file_location("_whisper_language_table", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_table = _whisper_tokenizer_module()
+LANGUAGES: dict[str, str] = _table.LANGUAGES  # code -> English name
+TO_LANGUAGE_CODE: dict[str, str] = _table.TO_LANGUAGE_CODE  # names and aliases -> code
 
 # ISO 639-2 (T and B) and 639-3 codes of the languages Whisper knows, where they differ from Whisper's own
 # code (ISO 639-2 table, https://www.loc.gov/standards/iso639-2/php/code_list.php); plus retired 639-1 codes
