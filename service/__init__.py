@@ -17,7 +17,7 @@ def create_app(settings=None, *, device_index: int | None = None):
 
     from . import errors, http, web
     from . import settings as settings_module
-    from .api import asr, openai
+    from .api import asr, jobs, openai
     from .engines import create_engine
     from .intake import vad
     from .intake_guard import IntakeGuard
@@ -40,6 +40,7 @@ def create_app(settings=None, *, device_index: int | None = None):
     scheduler = Scheduler(
         engine,
         batch_size=settings.batch_size,
+        batch_wait=settings.batch_wait_ms / 1000,
         queue_max_seconds=settings.queue_max_seconds,
         queue_max_requests=settings.queue_max_requests,
         warmup=settings.warmup,
@@ -48,6 +49,7 @@ def create_app(settings=None, *, device_index: int | None = None):
     app.extensions["scheduler"] = scheduler
     errors.register(app)
     http.register(app)
+    app.teardown_request(jobs.intake_over)  # a request that fails while decoding its audio
     app.register_blueprint(openai.bp)
     app.register_blueprint(asr.bp)
     app.register_blueprint(web.bp)

@@ -59,6 +59,11 @@ QUEUE_AUDIO = Gauge(
     multiprocess_mode="livesum",
 )
 IN_FLIGHT = Gauge("whisper_requests_in_flight", "Requests being handled.", multiprocess_mode="livesum")
+INTAKE = Gauge(
+    "whisper_requests_in_intake",
+    "Requests admitted whose audio is still being decoded and planned (a small batch may wait for them).",
+    multiprocess_mode="livesum",
+)
 UPLOADS_IN_PROGRESS = Gauge(
     "whisper_uploads_in_progress", "Request bodies being read (each holds an upload slot).",
     multiprocess_mode="livesum",

@@ -57,10 +57,12 @@ class _Item:
 
 
 class Scheduler:
-    def __init__(self, engine: Engine, *, batch_size: int = 0, queue_max_seconds: float = 4 * 3600,
-                 queue_max_requests: int = 256, warmup: bool = True, key_max_share: float = 1.0):  # fmt: skip
+    def __init__(self, engine: Engine, *, batch_size: int = 0, batch_wait: float = 0.0,
+                 queue_max_seconds: float = 4 * 3600, queue_max_requests: int = 256, warmup: bool = True,
+                 key_max_share: float = 1.0):  # fmt: skip
         self.engine = engine
         self.batch_size = batch_size
+        self.batch_wait = batch_wait
         self.queue_max_seconds = queue_max_seconds
         self.queue_max_requests = queue_max_requests
         self.warmup = warmup
@@ -72,6 +74,7 @@ class Scheduler:
         self._pending: OrderedDict[int, deque[_Item]] = OrderedDict()  # job id -> its windows, in order
         self._sequential: deque[Job] = deque()
         self._accepted: dict[int, Job] = {}  # accepted and not finished: what admission counts
+        self._arriving = 0  # requests admitted whose audio is still being decoded or planned
         self._shares = KeyShares(key_max_share, key_max_share)  # no key holds more than this of the queue
         self._stopping_since = float("inf")
         self._throughput = 0.0  # audio seconds per wall second, smoothed; for Retry-After
@@ -100,6 +103,7 @@ class Scheduler:
             with self._lock:
                 while not (self._detect or self._pending or self._sequential):
                     self._lock.wait(1.0)
+                self._gather()
             try:
                 self._step()
             except Exception:  # never let one bad batch take the worker down
@@ -127,6 +131,24 @@ class Scheduler:
                 self.health, self.reason = Health.READY, "ready"
         log.info("model %s ready on %s in %.1f s", self.engine.model_name, self.engine.device, seconds)
         return True
+
+    def _gather(self) -> None:
+        """Hold a batch smaller than batch_size for at most batch_wait while admitted requests are still
+        decoding their audio: requests sent together are decoded together (on 2 CPU cores, 8 clips in one
+        call take half the time of 8 calls), instead of the first alone and the rest after it."""
+        deadline = time.monotonic() + self.batch_wait
+        while self._arriving and not (self._detect or self._sequential):
+            left = deadline - time.monotonic()
+            if left <= 0 or sum(len(items) for items in self._pending.values()) >= self.batch_size:
+                return
+            self._lock.wait(left)
+
+    def arrival(self, change: int) -> None:
+        """+1 when a request is admitted and starts decoding its audio, -1 when it is queued or gone."""
+        with self._lock:
+            self._arriving = max(0, self._arriving + change)
+            metrics.INTAKE.set(self._arriving)
+            self._lock.notify_all()
 
     # -- admission -----------------------------------------------------------------------------------------
     def check_admission(self, arrived: float | None = None, key_id: str | None = None) -> None:

@@ -68,7 +68,9 @@ class Settings:
 
     # scheduler
     decode_mode: str = "batched"  # batched | sequential (openai-whisper's transcribe())
-    batch_size: int = 0  # windows per model call; 0 = per device (16 on CUDA, 4 on CPU)
+    batch_size: int = 0  # windows per model call; 0 = per device (16 on CUDA, 8 on CPU)
+    # how long a batch smaller than batch_size may wait for requests whose audio is still being decoded
+    batch_wait_ms: int = 250
     queue_max_seconds: float = 4 * 3600.0  # audio seconds accepted but not yet finished
     # requests accepted but not yet finished; keep it below THREADS: each waits on a request thread, so a
     # larger bound is never reached and excess requests queue unseen in gunicorn instead of getting 429
@@ -196,6 +198,7 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "UPLOAD_SLOTS": ("upload_slots", _number(int, 1, "256")),
     "DECODE_MODE": ("decode_mode", _choice(DECODE_MODES)),
     "BATCH_SIZE": ("batch_size", _number(int, 0, "16")),
+    "BATCH_WAIT_MS": ("batch_wait_ms", _number(int, 0, "250")),
     "QUEUE_MAX_SECONDS": ("queue_max_seconds", _number(float, 1, "14400")),
     "QUEUE_MAX_REQUESTS": ("queue_max_requests", _number(int, 1, "24")),
     "KEY_MAX_SHARE": ("key_max_share", _share),

@@ -25,6 +25,8 @@ def assert_error(resp: requests.Response, status: int, param: str | None = None)
 def still_ready(service):
     yield
     assert requests.get(service.url + "/readyz", timeout=30).status_code == 200
+    # a refused request is no longer counted as arriving: no later batch waits for it (BATCH_WAIT_MS)
+    assert service.metric("whisper_requests_in_intake") == 0
 
 
 def post(service, files=None, data=None, **kw):

@@ -100,3 +100,50 @@ def test_admission_is_bounded_by_audio_seconds_but_always_takes_one_job(checkpoi
     after = job(5)
     scheduler.submit(after)  # the budget came back when the big job finished
     scheduler.wait(after)
+
+
+class Counting(OpenAIWhisperEngine):
+    """The real engine, recording the size of each model call."""
+
+    calls: list[int]
+
+    def decode(self, windows, options):
+        self.calls.append(len(windows))
+        return super().decode(windows, options)
+
+
+def test_a_small_batch_waits_for_requests_still_decoding_their_audio(checkpoint):
+    """Requests sent together share one model call although their audio is decoded one after another."""
+    engine = Counting(Settings(whisper_model=str(checkpoint), whisper_device="cpu"))
+    engine.calls = []
+    scheduler = started(engine, batch_size=8, batch_wait=30.0)
+    jobs = [job(5) for _ in range(3)]
+    for _ in jobs:
+        scheduler.arrival(+1)  # all three admitted; their audio is being decoded
+    for j in jobs:
+        time.sleep(0.3)  # each decode takes a while; the scheduler must not start on the first alone
+        scheduler.submit(j)
+        scheduler.arrival(-1)
+    for j in jobs:
+        scheduler.wait(j)
+    assert engine.calls == [3]
+
+
+def test_the_wait_is_bounded_and_nobody_waits_when_nothing_is_arriving(checkpoint):
+    engine = Counting(Settings(whisper_model=str(checkpoint), whisper_device="cpu"))
+    engine.calls = []
+    scheduler = started(engine, batch_size=8, batch_wait=5.0)
+    scheduler.arrival(+1)  # admitted, then (say) its ffmpeg hangs: it never arrives
+    began = time.monotonic()
+    alone = job(5)
+    scheduler.submit(alone)
+    scheduler.wait(alone)
+    waited = time.monotonic() - began
+    assert engine.calls == [1] and waited >= 5.0  # held for batch_wait, and not for ever
+    scheduler.arrival(-1)  # it failed: nothing arrives any more, so the next request is not held
+    began = time.monotonic()
+    second = job(5)
+    scheduler.submit(second)
+    scheduler.wait(second)
+    assert engine.calls == [1, 1]
+    assert time.monotonic() - began < waited - 4  # not held: one decode, without the 5 s wait

@@ -49,6 +49,7 @@ def decode_upload(field: str) -> object:
     cfg = settings()
     # a full queue refuses before the upload costs ffmpeg's CPU
     scheduler().check_admission(g.get("started"), g.get("key_id"))
+    intake_begins()
     began = time.monotonic()
     with spooled_upload(upload.stream, cfg.tmp_dir) as path:
         audio = decode_file(path, cfg.max_audio_seconds, cfg.ffmpeg_timeout)
@@ -63,6 +64,7 @@ def raw_pcm(field: str) -> np.ndarray:
     so a film's audio never sits in memory twice."""
     cfg = settings()
     scheduler().check_admission(g.get("started"), g.get("key_id"))
+    intake_begins()
     upload = request.files.get(field)
     if upload is None:
         raise InvalidRequest(f"Missing the audio file: send it as multipart field '{field}'.", param=field)
@@ -105,9 +107,25 @@ def submit(audio, options: JobOptions) -> Job:
     observe_stage("vad", time.monotonic() - began)
     speech_seconds = sum(r.seconds for r in job.speech)
     metrics.SPEECH_RATIO.labels(**labels()).observe(speech_seconds / max(seconds, 1e-3))
-    scheduler().submit(job)
+    try:
+        scheduler().submit(job)
+    finally:
+        intake_over()  # after the windows are queued, so the scheduler sees them before it stops waiting
     g.job = job
     return job
+
+
+def intake_begins() -> None:
+    """This request is admitted and decoding its audio: a small batch may wait for it (BATCH_WAIT_MS)."""
+    if not g.get("arriving"):
+        g.arriving = True
+        scheduler().arrival(+1)
+
+
+def intake_over(error: BaseException | None = None) -> None:
+    """Queued, refused or failed: no batch waits for this request any more (also the app's teardown)."""
+    if g.pop("arriving", False):
+        scheduler().arrival(-1)
 
 
 def wait(job: Job) -> Transcript:

@@ -94,7 +94,7 @@ class FasterWhisperEngine(Engine):
         self.kind, self.index = resolve_device(settings.whisper_device, device_index)
         self.device = f"cuda:{self.index}" if self.kind == "cuda" else "cpu"
         self.precision = resolve_compute_type(settings.whisper_compute_type, self.kind)
-        self.batch_size = 16 if self.kind == "cuda" else 4
+        self.batch_size = 16 if self.kind == "cuda" else 8
         self.model: WhisperModel | None = None
         self.text_ctx = OFFICIAL_TEXT_CTX
 

@@ -44,7 +44,7 @@ class OpenAIWhisperEngine(Engine):
         super().__init__(settings, device_index)
         self.device = resolve_device(settings.whisper_device, device_index)
         self.precision = "float16" if self.device.startswith("cuda") else "float32"
-        self.batch_size = 16 if self.device.startswith("cuda") else 4
+        self.batch_size = 16 if self.device.startswith("cuda") else 8
         self.model: Whisper | None = None
 
     # -- loading -------------------------------------------------------------------------------------------

@@ -59,6 +59,7 @@ def golden_signals():
             "Requests in flight",
             units.Short,
             target(f"sum(whisper_requests_in_flight{{{SVC}}})", "in flight"),
+            target(f"sum(whisper_requests_in_intake{{{SVC}}})", "decoding audio (a small batch may wait)"),
         ),
     ]
 
