@@ -260,12 +260,34 @@ class SuppressEndUntil(LogitFilter):
             logits[:, self.eot] = -np.inf
 
 
-def forced_task(tokens: int) -> type[DecodingTask]:
-    """whisper's DecodingTask, or one that samples exactly `tokens` tokens per window when tokens > 0."""
-    if not tokens:
-        return DecodingTask
+class BatchedGroups(DecodingTask):
+    """whisper's DecodingTask with beam search and best-of sampling fixed for batches of several windows.
 
-    class Forced(DecodingTask):
+    Since openai/whisper#1483 the audio features are no longer repeated per beam (or sample), which only
+    works by broadcasting when one window is decoded: a batch of several windows with beam_size > 1 fails
+    with "The size of tensor a (30) must match the size of tensor b (6)" (openai/whisper#2197 and #2389,
+    both open in 20250625). Here they are repeated per group again, for batches of more than one window; a
+    single window keeps upstream's path."""
+
+    repeated = False
+
+    def _get_audio_features(self, mel: torch.Tensor) -> torch.Tensor:
+        features = super()._get_audio_features(mel)
+        self.repeated = self.n_group > 1 and features.shape[0] > 1 and bool(self.options.language)
+        return features.repeat_interleave(self.n_group, dim=0) if self.repeated else features
+
+    def _detect_language(self, audio_features: torch.Tensor, tokens: torch.Tensor):
+        """One language per window, not per beam (the language is given whenever features are repeated)."""
+        return super()._detect_language(audio_features[:: self.n_group] if self.repeated else audio_features,
+                                        tokens)  # fmt: skip
+
+
+def forced_task(tokens: int) -> type[DecodingTask]:
+    """The decoding task: BatchedGroups, sampling exactly `tokens` tokens per window when tokens > 0."""
+    if not tokens:
+        return BatchedGroups
+
+    class Forced(BatchedGroups):
         def __init__(self, model: Whisper, options: DecodingOptions):
             super().__init__(model, replace(options, sample_len=tokens))
             self.logit_filters.append(SuppressEndUntil(self.tokenizer.eot, self.sample_begin, tokens))

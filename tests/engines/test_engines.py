@@ -164,3 +164,34 @@ def test_sampling_is_repeatable_for_the_same_audio(openai_engine, windows):
     first = [r.tokens for r in openai_engine.decode(windows, options)]
     openai_engine.decode(windows[1:], options)  # other work in between moves the global generator on
     assert [r.tokens for r in openai_engine.decode(windows, options)] == first
+
+
+@pytest.fixture(scope="module")
+def real_openai_engine(tiny_en):
+    from service.engines.openai_whisper import OpenAIWhisperEngine
+    from service.settings import Settings
+
+    engine = OpenAIWhisperEngine(Settings(whisper_model=str(tiny_en), whisper_device="cpu"))
+    engine.load()
+    return engine
+
+
+def test_openai_whisper_beam_search_decodes_a_batch_as_it_decodes_each_window(real_openai_engine, tmp_path):
+    """openai-whisper 20250625 fails on beam search over a batch of several windows (openai/whisper#2197);
+    the engine's BatchedGroups task repairs it, and each window gets the text it gets alone."""
+    from tools import speech
+
+    windows = [speech.read_wav(speech.clip(tmp_path, i, speech.VOICES[i]).path) for i in range(3)]
+    options = DecodeOptions(language="en", beam_size=5)
+    batched = real_openai_engine.decode(windows, options)
+    alone = [real_openai_engine.decode([w], options)[0] for w in windows]
+    assert [r.tokens for r in batched] == [r.tokens for r in alone]
+    assert all(speech.wer(speech.SENTENCES[i], r.text) < 0.5 for i, r in enumerate(batched))  # real text
+
+
+def test_openai_whisper_best_of_sampling_works_in_a_batch(real_openai_engine, tmp_path):
+    from tools import speech
+
+    windows = [speech.read_wav(speech.clip(tmp_path, i).path) for i in range(2)]
+    sampled = real_openai_engine.decode(windows, DecodeOptions(language="en", temperature=0.4, best_of=3))
+    assert all(r.temperature == 0.4 and r.text for r in sampled)
