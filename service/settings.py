@@ -71,6 +71,7 @@ class Settings:
     batch_size: int = 0  # windows per model call; 0 = per device (16 on CUDA, 8 on CPU)
     # how long a batch smaller than batch_size may wait for requests whose audio is still being decoded
     batch_wait_ms: int = 250
+    beam_size: int = 1  # beam width at temperature 0 for a request that does not choose; 1 = greedy
     queue_max_seconds: float = 4 * 3600.0  # audio seconds accepted but not yet finished
     # requests accepted but not yet finished; keep it below THREADS: each waits on a request thread, so a
     # larger bound is never reached and excess requests queue unseen in gunicorn instead of getting 429
@@ -199,6 +200,7 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "DECODE_MODE": ("decode_mode", _choice(DECODE_MODES)),
     "BATCH_SIZE": ("batch_size", _number(int, 0, "16")),
     "BATCH_WAIT_MS": ("batch_wait_ms", _number(int, 0, "250")),
+    "BEAM_SIZE": ("beam_size", _number(int, 1, "5")),
     "QUEUE_MAX_SECONDS": ("queue_max_seconds", _number(float, 1, "14400")),
     "QUEUE_MAX_REQUESTS": ("queue_max_requests", _number(int, 1, "24")),
     "KEY_MAX_SHARE": ("key_max_share", _share),
@@ -247,6 +249,8 @@ def _check_combinations(settings: Settings) -> None:
         )
     if not settings.whisper_model.strip():
         raise SettingsError("WHISPER_MODEL is empty, e.g. WHISPER_MODEL=turbo")
+    if settings.beam_size > 16:  # the most a request may ask for (fields.py)
+        raise SettingsError(f"BEAM_SIZE={settings.beam_size} must be at most 16, e.g. BEAM_SIZE=5")
     if settings.vad_threshold >= 1:
         raise SettingsError(f"VAD_THRESHOLD={settings.vad_threshold} must be below 1, e.g. VAD_THRESHOLD=0.5")
     if settings.metrics_port and settings.metrics_port == settings.port:

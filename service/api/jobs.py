@@ -7,6 +7,7 @@ import queue
 import socket
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 import numpy as np
 from flask import current_app, g, request
@@ -100,6 +101,7 @@ def default_vad() -> VadParams | None:
 def submit(audio, options: JobOptions) -> Job:
     """Plan the audio's windows (VAD), then queue the job; 429/503 when the scheduler refuses it."""
     cfg = settings()
+    options = with_server_defaults(options, cfg)
     seconds = len(audio) / SAMPLE_RATE
     deadline = time.monotonic() + cfg.request_timeout + cfg.request_timeout_per_audio_second * seconds
     began = time.monotonic()
@@ -113,6 +115,13 @@ def submit(audio, options: JobOptions) -> Job:
         intake_over()  # after the windows are queued, so the scheduler sees them before it stops waiting
     g.job = job
     return job
+
+
+def with_server_defaults(options: JobOptions, cfg: Settings) -> JobOptions:
+    """What the request left open, from the server's settings: the beam width (BEAM_SIZE)."""
+    if options.beam_size is None and cfg.beam_size > 1:
+        return replace(options, beam_size=cfg.beam_size)
+    return options
 
 
 def intake_begins() -> None:

@@ -113,3 +113,17 @@ def test_refusals_name_the_field(pairs, param, code):
 
 def test_the_file_sent_as_text_is_left_to_the_missing_file_check():
     assert parse(fields.TranscriptionForm, ("file", "not-a-file")).response_format == "json"
+
+
+def test_beam_size_setting_fills_in_only_what_the_request_left_open():
+    from service.api.jobs import with_server_defaults
+    from service.settings import Settings, SettingsError, from_env
+
+    beam5 = Settings(beam_size=5)
+    unset = parse(fields.TranscriptionForm).job_options(False)
+    chosen = parse(fields.TranscriptionForm, ("beam_size", "2")).job_options(False)
+    assert with_server_defaults(unset, beam5).decode_options(0, "en").beam_size == 5
+    assert with_server_defaults(chosen, beam5).beam_size == 2  # the request's choice wins
+    assert with_server_defaults(unset, Settings()).beam_size is None  # default: greedy, as transcribe()
+    with pytest.raises(SettingsError, match="BEAM_SIZE"):
+        from_env({"BEAM_SIZE": "17"})
