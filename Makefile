@@ -13,7 +13,7 @@ EXTRAS ?= faster,tools,ops,dev
 PORT ?= 5000
 export PORT
 
-.PHONY: help install system-deps run checkpoint test lint format pytest bench loadtest clean
+.PHONY: help install system-deps run checkpoint test lint format pytest bench bench-speech loadtest clean
 
 help: ## List the targets.
 	@awk 'BEGIN{FS=":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -55,9 +55,13 @@ pytest: $(STAMP)
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 BENCH_ARGS ?= --engines
-bench: $(STAMP) ## Side-by-side benchmark -> docs/benchmarks.md (BENCH_ARGS="--engines --device cuda --dims large-v3-turbo").
-	@scripts/system-deps.sh test
+SPEECH_ARGS ?=
+bench: bench-speech ## Real speech vs the peers (docs/benchmarks-speech.md), then random weights -> docs/benchmarks.md (BENCH_ARGS="--engines --device cuda --dims large-v3-turbo").
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+bench-speech: $(STAMP) ## Real speech only: the service vs transcribe() and faster-whisper's pipelines, real tiny.en (SPEECH_ARGS="--quick").
+	@scripts/system-deps.sh test
+	$(BIN)/python -m bench.speech $(SPEECH_ARGS)
 
 clean: ## Remove the virtualenv and build output.
 	rm -rf $(VENV) build .pytest_cache .ruff_cache

@@ -130,12 +130,13 @@ def long_file(directory: Path, minutes: float = 10.5, seed: int = 0) -> Clip:
 
 
 def story(directory: Path, seconds: float, name: str = "", pauses=(0.5, 1.5), seed: int = 0,
-          exact: bool = False) -> Clip:  # fmt: skip
+          exact: bool = False, first: int = 0) -> Clip:  # fmt: skip
     """Different sentences one after another, voices taking turns, until `seconds` are filled (`exact`: the
     file is exactly that long, the last sentence ending before). Unlike one sentence looped, this is speech
-    a model can be judged on: a loop is repetitive text, which Whisper's compression check rightly rejects."""
+    a model can be judged on: a loop is repetitive text, which Whisper's compression check rightly rejects.
+    `first`: the sentence (and voice) to begin with, so that several stories differ."""
     rng = np.random.default_rng(seed)
-    parts, t, i = [], 0.5, 0
+    parts, t, i = [], 0.5, first
     while True:
         voice = VOICES[i % len(VOICES)]
         length = len(read_wav(clip(directory, i, voice).path)) / SAMPLE_RATE
