@@ -5,6 +5,7 @@ master validates settings before anything starts (a bad one: one line naming it,
 Prometheus multiprocess directory, serves /metrics on METRICS_PORT, and gives each worker a GPU index.
 """
 
+import ctypes
 import os
 import shutil
 import signal
@@ -80,7 +81,30 @@ def pre_fork(server, worker):
     worker.gpu_index = free[0] if free else 0
 
 
+M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8  # glibc's mallopt parameters (malloc.h)
+
+
+def bound_malloc() -> None:
+    """glibc's malloc in a worker: at most 2 arenas, and a fixed 32 MiB mmap threshold.
+
+    By default every request thread that allocates may get its own arena (up to 8 per core), and the mmap
+    threshold starts at 128 KiB and rises whenever a larger mmapped buffer is freed, moving later buffers of
+    that size onto the heap. Either way the worker's RSS climbs in steps of about 3 MiB long after warm-up
+    while holding nothing more (measured: 160 requests after warm-up, steps at 64 and 144, read as 59 KiB per
+    request; with this, flat within 0.6 KiB per request and about 20 MiB lower; decoding speed unchanged
+    within noise). MALLOC_ARENA_MAX or MALLOC_MMAP_THRESHOLD_ in the environment take precedence."""
+    if sys.platform != "linux" or "MALLOC_ARENA_MAX" in os.environ or "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (musl)
+        return
+    libc.mallopt(M_ARENA_MAX, 2)
+    libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)
+
+
 def post_fork(server, worker):
+    bound_malloc()
     os.environ["WHISPER_DEVICE_INDEX"] = str(worker.gpu_index)
     # on CPU, workers share the cores instead of each starting one torch thread per core
     os.environ.setdefault("WHISPER_CPU_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
