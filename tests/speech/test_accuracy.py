@@ -49,19 +49,17 @@ def test_short_clips_are_as_accurate_as_transcribe(real_service, reference, corp
 
 @pytest.mark.timeout(1500)  # three decodes of 10.5 minutes (the service and two references) on 2 cores
 def test_a_ten_minute_file_is_as_accurate_as_transcribe(real_service, reference, corpus):
-    """Windows decoded side by side cannot be conditioned on each other's text, as transcribe() does by
-    default (condition_on_previous_text=True): measured 9.6% here, 9.0% for transcribe() without that
-    conditioning and 8.6% with it. So: within 1 point of the same algorithm, within 1.5 of the default."""
+    """Within 1 point of transcribe() running the same algorithm (windows not conditioned on each other's
+    text: windows decoded side by side cannot be). Measured: service 9.6%, transcribe() 9.0% unconditioned and
+    8.6% with its default conditioning; the default is not run here (45 s of CI for a weaker bound)."""
     response = transcribe(real_service, corpus.long, language="en")
     assert response.status_code == 200, response.text
     ours = speech.wer(corpus.long.text, response.json()["text"])
     unconditioned = speech.wer(
         corpus.long.text, reference(corpus.long, condition_on_previous_text=False)["text"]
     )
-    conditioned = speech.wer(corpus.long.text, reference(corpus.long)["text"])
-    print(f"10.5 min: service {ours:.3f} vs transcribe() {unconditioned:.3f} / conditioned {conditioned:.3f}")
+    print(f"10.5 min: service {ours:.3f} vs transcribe(condition_on_previous_text=False) {unconditioned:.3f}")
     assert ours <= unconditioned + POINT
-    assert ours <= conditioned + 1.5 * POINT
     segments = response.json()["segments"]
     starts = [s["start"] for s in segments]
     assert starts == sorted(starts) and segments[-1]["end"] <= response.json()["duration"] + 0.02
