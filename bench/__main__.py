@@ -29,7 +29,7 @@ from pathlib import Path
 
 from tools.checkpoints import build_checkpoint
 
-from .service_bench import Server, drive
+from .service_bench import Server, drive, nearest_rank
 
 ROOT = Path(__file__).resolve().parents[1]
 NO_FALLBACK = {"language": "en", "temperature": "0", "compression_ratio_threshold": "100",
@@ -51,8 +51,7 @@ class Side:
         return self.requests * self.audio_seconds / self.wall if self.wall else 0.0
 
     def percentile(self, q: float) -> float:
-        data = sorted(self.latencies)
-        return data[min(len(data) - 1, int(round(q * (len(data) - 1))))] if data else 0.0
+        return nearest_rank(self.latencies, q)
 
 
 def make_audio(path: Path, seconds: float) -> Path:

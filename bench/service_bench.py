@@ -99,13 +99,20 @@ class Server:
                    if line.startswith(name) and not line.startswith("#"))  # fmt: skip
 
 
-def transcribe(url: str, clip: Path, data: dict) -> float:
+def transcribe(url: str, clip: Path, data: dict) -> tuple[float, str]:
+    """(seconds, text) of one request; anything but 200 stops the benchmark."""
     began = time.perf_counter()
     with open(clip, "rb") as f:
         resp = requests.post(url + "/v1/audio/transcriptions", files={"file": f}, data=data, timeout=3600)
     if resp.status_code != 200:
         raise RuntimeError(f"benchmark request failed: {resp.status_code} {resp.text[:300]}")
-    return time.perf_counter() - began
+    return time.perf_counter() - began, resp.json()["text"]
+
+
+def nearest_rank(values: list[float], q: float) -> float:
+    """The q-quantile (0..1) of `values` by nearest rank; 0 when there are none."""
+    data = sorted(values)
+    return data[min(len(data) - 1, int(round(q * (len(data) - 1))))] if data else 0.0
 
 
 def drive(
@@ -114,5 +121,7 @@ def drive(
     """Send `requests_total` requests, `concurrency` at a time; (latencies, wall seconds)."""
     began = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
-        latencies = list(pool.map(lambda _: transcribe(url, clip, data), range(requests_total)))
+        latencies = [
+            seconds for seconds, _ in pool.map(lambda _: transcribe(url, clip, data), range(requests_total))
+        ]
     return latencies, time.perf_counter() - began

@@ -28,11 +28,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import requests
-
 from tools import embedded, speech
 
-from .service_bench import Server
+from .service_bench import Server, nearest_rank, transcribe
 
 ROOT = Path(__file__).resolve().parents[1]
 MIB = 1024 * 1024
@@ -72,8 +70,7 @@ class Runs:
         return speech.wer([f[2] for f in self.files], [f[3] for f in self.files])
 
     def percentile(self, q: float) -> float:
-        data = sorted(f[1] for f in self.files)
-        return data[min(len(data) - 1, int(round(q * (len(data) - 1))))] if data else 0.0
+        return nearest_rank([f[1] for f in self.files], q)
 
 
 def corpus(work: Path, minutes: float, clips: int) -> tuple[speech.Clip, list[speech.Clip]]:
@@ -104,14 +101,7 @@ def run_peer(runs: Runs, side: str, model: Path, files: list[speech.Clip], durat
     runs.peak_rss = max(runs.peak_rss, out["peak_rss"])
 
 
-def transcribe(url: str, clip: speech.Clip) -> tuple[float, str]:
-    began = time.perf_counter()
-    with open(clip.path, "rb") as f:
-        resp = requests.post(url + "/v1/audio/transcriptions", files={"file": f},
-                             data={"language": "en", "response_format": "json"}, timeout=3600)  # fmt: skip
-    if resp.status_code != 200:
-        raise RuntimeError(f"benchmark request failed: {resp.status_code} {resp.text[:300]}")
-    return time.perf_counter() - began, resp.json()["text"]
+JSON_EN = {"language": "en", "response_format": "json"}
 
 
 def run_service(runs: Runs, server: Server, files: list[speech.Clip], durations: dict,
@@ -119,7 +109,7 @@ def run_service(runs: Runs, server: Server, files: list[speech.Clip], durations:
     server.peak_rss = server.rss()  # this side's peak, not the one of a side before it
     began = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
-        results = list(pool.map(lambda clip: transcribe(server.url, clip), files))
+        results = list(pool.map(lambda clip: transcribe(server.url, clip.path, JSON_EN), files))
     runs.wall += time.perf_counter() - began
     for clip, (seconds, text) in zip(files, results):
         runs.add(durations[clip.path], seconds, clip.text, text)
