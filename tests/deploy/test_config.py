@@ -46,19 +46,24 @@ def test_env_file_round_trips_and_refuses_multiline_values():
         remote.render_env_file({"API_KEYS": "a\nb"})
 
 
-def test_the_proxy_config_is_valid_nginx_and_points_at_one_colour(tmp_path):
-    cfg = DeployConfig(image="a/b")
+def nginx_test(tmp_path, conf: str) -> subprocess.CompletedProcess:
+    """`nginx -t` on `conf` installed as the proxy's conf.d file inside a minimal main config."""
     conf_dir = tmp_path / "conf.d"
     conf_dir.mkdir()
-    (conf_dir / nginx.CONF_NAME).write_text(nginx.render(cfg.green, public_port=8080))
+    (conf_dir / nginx.CONF_NAME).write_text(conf)
     main = tmp_path / "nginx.conf"
     main.write_text(
         f"pid {tmp_path}/nginx.pid; error_log {tmp_path}/error.log; events {{}}\n"
         f"http {{ include {conf_dir}/*.conf; }}\n"
     )
-    check = subprocess.run(["nginx", "-t", "-c", str(main)], capture_output=True, text=True)
+    return subprocess.run(["nginx", "-t", "-c", str(main)], capture_output=True, text=True)
+
+
+def test_the_proxy_config_is_valid_nginx_and_points_at_one_colour(tmp_path):
+    cfg = DeployConfig(image="a/b")
+    conf = nginx.render(cfg.green, public_port=8080)
+    check = nginx_test(tmp_path, conf)
     assert check.returncode == 0, check.stderr
-    conf = (conf_dir / nginx.CONF_NAME).read_text()
     assert "server 127.0.0.1:5002;" in conf and "listen 8080;" in conf
     assert "9101" not in conf and "9102" not in conf  # metrics never behind the public port
 
@@ -121,13 +126,5 @@ def test_with_a_domain_80_redirects_443_serves_and_loopback_stays_for_the_checks
     plain = (
         "\n".join(lines).replace("$acme_certificate_key", str(key)).replace("$acme_certificate", str(cert))
     )
-    conf_dir = tmp_path / "conf.d"
-    conf_dir.mkdir()
-    (conf_dir / nginx.CONF_NAME).write_text(plain)
-    main = tmp_path / "nginx.conf"
-    main.write_text(
-        f"pid {tmp_path}/nginx.pid; error_log {tmp_path}/error.log; events {{}}\n"
-        f"http {{ include {conf_dir}/*.conf; }}\n"
-    )
-    check = subprocess.run(["nginx", "-t", "-c", str(main)], capture_output=True, text=True)
+    check = nginx_test(tmp_path, plain)
     assert check.returncode == 0, check.stderr

@@ -75,20 +75,10 @@ def web_service(checkpoint, web_model, tmp_path_factory):
 
 
 @pytest.fixture
-def start_web_service(checkpoint, web_model, tmp_path):
-    """Factory: start_web_service(ENV=value, ...) -> a ready server with those settings, stopped after."""
-    started = []
-
-    def start(**env):
-        server = launch(checkpoint, tmp_path, **{**web_model, **env})
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
-    for server in started:
-        assert not server.tracebacks(), server.tracebacks()
+def start_web_service(start_service, web_model):
+    """Factory: start_web_service(ENV=value, ...) -> a ready server with the web model and those settings,
+    stopped (and checked for tracebacks) after the test by tests/conftest.py's start_service."""
+    return lambda **env: start_service(**{**web_model, **env})
 
 
 @pytest.fixture
