@@ -34,6 +34,7 @@ from .errors import InvalidRequest
 from .intake.vad import VadParams
 from .job import FALLBACK_TEMPERATURES, JobOptions
 from .languages import LANGUAGES, language_code
+from .settings import MAX_BEAM_SIZE
 
 OPENAI_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
 STREAMING_FORMATS = ("json", "text")  # what the client's stream event types can carry
@@ -108,7 +109,9 @@ class TranslationForm(Request):
     timestamp_granularities: list[Literal["word", "segment"]] = Field(
         [], alias="timestamp_granularities[]", max_length=2, description="Needs response_format=verbose_json."
     )
-    beam_size: int | None = Field(None, ge=1, le=16, description="Beam search width at temperature 0.")
+    beam_size: int | None = Field(
+        None, ge=1, le=MAX_BEAM_SIZE, description="Beam search width at temperature 0."
+    )
     compression_ratio_threshold: float = Field(
         Thresholds.compression_ratio, ge=0, le=100, description="Retry hotter above this gzip ratio."
     )

@@ -241,6 +241,9 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
     return settings
 
 
+MAX_BEAM_SIZE = 16  # the widest beam a request (fields.py) or BEAM_SIZE may ask for
+
+
 def _check_combinations(settings: Settings) -> None:
     if settings.whisper_compute_type not in COMPUTE_TYPES:
         raise SettingsError(
@@ -249,8 +252,10 @@ def _check_combinations(settings: Settings) -> None:
         )
     if not settings.whisper_model.strip():
         raise SettingsError("WHISPER_MODEL is empty, e.g. WHISPER_MODEL=turbo")
-    if settings.beam_size > 16:  # the most a request may ask for (fields.py)
-        raise SettingsError(f"BEAM_SIZE={settings.beam_size} must be at most 16, e.g. BEAM_SIZE=5")
+    if settings.beam_size > MAX_BEAM_SIZE:
+        raise SettingsError(
+            f"BEAM_SIZE={settings.beam_size} must be at most {MAX_BEAM_SIZE}, e.g. BEAM_SIZE=5"
+        )
     if settings.vad_threshold >= 1:
         raise SettingsError(f"VAD_THRESHOLD={settings.vad_threshold} must be below 1, e.g. VAD_THRESHOLD=0.5")
     if settings.metrics_port and settings.metrics_port == settings.port:
