@@ -3,11 +3,18 @@
 A job owns its audio, the windows intake planned for it, and each window's segments as they come back.
 A window may be decoded in several pieces: when a decode stops before the speech in the window does (the
 model emitted end-of-text early, or an unfinished segment was dropped), the rest of the window, from the
-last timestamp on, is decoded again as a new piece, as openai-whisper's transcribe() moves `seek`.
+last timestamp on, is decoded again, as openai-whisper's transcribe() moves `seek`.
+
+Whisper usually stops a few seconds early in a full window: it leaves a last sentence for the next window,
+as it was trained to. Decoding each such rest alone would cost a whole 30 s encoder pass for 3-5 s of
+speech, so the rests of a job's windows are packed, in order, into shared pieces of at most 30 s (`Part`,
+`pack`). A segment's text goes to the window whose rest it starts in; a segment that runs from one rest into
+the next cannot be placed, so the piece counts as covered up to that segment's start only.
 """
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import queue
 import threading
@@ -16,7 +23,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .engines.base import HOP_LENGTH, SAMPLE_RATE, DecodeOptions, Thresholds, WindowResult
+from .engines.base import HOP_LENGTH, SAMPLE_RATE, WINDOW_SECONDS, DecodeOptions, Thresholds, WindowResult
 from .errors import APIError
 from .intake.vad import Region, VadParams
 from .intake.windows import Window, plan
@@ -29,6 +36,15 @@ MIN_SPEECH_LEFT_SECONDS = (
 )
 # usually the tail of the same words (Silero ends regions late, Whisper's last stamp is early), and decoding
 # a tail alone invents words ("you")
+SEAM_SLACK_SECONDS = 0.5  # how far a segment may run into the next rest of a packed piece
+
+
+@dataclass(frozen=True)
+class Part:
+    """A window's audio from `offset` seconds to its end; a piece the model decodes is one or more parts."""
+
+    window: int
+    offset: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -84,6 +100,7 @@ class Job:
     events: queue.Queue = field(default_factory=queue.Queue)  # ("window", i) in order, then ("done", None)
     segments: list[list[Segment]] = field(default_factory=list)  # per window, file times
     complete: list[bool] = field(default_factory=list)  # per window
+    leftovers: list[Part] = field(default_factory=list)  # rests of windows waiting to be packed into pieces
     _next_event: int = 0
 
     def __post_init__(self):
@@ -106,53 +123,99 @@ class Job:
 
     def detection_audio(self) -> np.ndarray:
         """What language detection listens to: the first window's speech, else the first 30 s."""
-        return self.piece_audio(0, 0.0) if self.windows else self.audio[: 30 * SAMPLE_RATE]
+        return self.piece_audio((Part(0),)) if self.windows else self.audio[: 30 * SAMPLE_RATE]
 
-    def piece_audio(self, window: int, offset: float) -> np.ndarray:
-        return self.windows[window].audio(self.audio)[round(offset * SAMPLE_RATE) :]
+    def piece(self, parts: tuple[Part, ...]) -> Window:
+        """The parts' file spans, concatenated in order: what one model input holds."""
+        return Window(tuple(span for p in parts for span in self.windows[p.window].after(p.offset).spans))
+
+    def piece_audio(self, parts: tuple[Part, ...]) -> np.ndarray:
+        return self.piece(parts).audio(self.audio)
+
+    def part_seconds(self, part: Part) -> float:
+        return max(0.0, self.windows[part.window].seconds - part.offset)
 
     # -- results -------------------------------------------------------------------------------------------
-    def deliver(self, window: int, offset: float, result: WindowResult) -> float | None:
-        """Take one piece's result; return where the next piece of this window starts, or None when the
-        window is finished. Windows finished in order are announced on `events`."""
-        if not result.is_silence(self.options.thresholds):
-            self.segments[window] += [self._to_file(window, offset, s) for s in result.segments]
-            cut = offset + result.consumed
-            if result.consumed >= MIN_PROGRESS_SECONDS and self._speech_after(window, cut):
-                return cut
+    def deliver(self, parts: tuple[Part, ...], result: WindowResult) -> None:
+        """Take one piece's result. What the decode did not cover and still holds speech goes to
+        `leftovers`; a window with nothing left is complete, and windows complete in order are announced on
+        `events`."""
+        if result.is_silence(self.options.thresholds):
+            for part in parts:
+                self._complete(part.window)
+            return
+        piece = self.piece(parts)
+        bounds = list(itertools.accumulate((self.part_seconds(p) for p in parts), initial=0.0))
+        cut = result.consumed
+        for segment in result.segments:
+            first = bisect.bisect_right(bounds, segment.start) - 1
+            first = min(max(first, 0), len(parts) - 1)
+            if segment.end > bounds[first + 1] + SEAM_SLACK_SECONDS:  # runs into the next window's rest
+                cut = min(cut, segment.start)
+                break
+            self.segments[parts[first].window].append(
+                self._to_file(piece, bounds[first], bounds[first + 1], segment)
+            )
+        for index, part in enumerate(parts):
+            covered = cut - bounds[index]
+            if cut >= bounds[index + 1]:
+                self._complete(part.window)
+                continue
+            # The first part must move on by MIN_PROGRESS_SECONDS, so that re-decoding ends; a later part was
+            # not reached (or barely) because of the parts before it, and keeps its place in line.
+            rest = Part(part.window, part.offset + max(0.0, covered))
+            if (index > 0 or covered >= MIN_PROGRESS_SECONDS) and self._speech_after(
+                rest.window, rest.offset
+            ):
+                self.leftovers.append(rest)
+            else:
+                self._complete(part.window)
+
+    def pack(self) -> list[tuple[Part, ...]]:
+        """Take the leftovers, packed in window order into pieces of at most 30 s."""
+        pieces: list[list[Part]] = []
+        seconds = 0.0
+        for part in sorted(self.leftovers, key=lambda p: p.window):
+            length = self.part_seconds(part)
+            if not pieces or seconds + length > WINDOW_SECONDS:
+                pieces.append([])
+                seconds = 0.0
+            pieces[-1].append(part)
+            seconds += length
+        self.leftovers = []
+        return [tuple(p) for p in pieces]
+
+    def leftover_seconds(self) -> float:
+        return sum(self.part_seconds(p) for p in self.leftovers)
+
+    def _complete(self, window: int) -> None:
         self.complete[window] = True
         while self._next_event < len(self.windows) and self.complete[self._next_event]:
             self.events.put(("window", self._next_event))
             self._next_event += 1
-        return None
 
     def finished_windows(self) -> bool:
         return all(self.complete)
 
     def _speech_after(self, window: int, cut: float) -> bool:
         """Whether the window still holds at least MIN_SPEECH_LEFT_SECONDS of speech after `cut` seconds."""
-        w, left, position = self.windows[window], 0, 0
-        cut_samples = round(cut * SAMPLE_RATE)
-        for span in w.spans:
-            length = span.end - span.start
-            skip = min(max(cut_samples - position, 0), length)
-            position += length
-            lo, hi = span.start + skip, span.end
-            left += sum(max(0, min(hi, r.end) - max(lo, r.start)) for r in self.speech)
+        left = 0
+        for span in self.windows[window].after(cut).spans:
+            left += sum(max(0, min(span.end, r.end) - max(span.start, r.start)) for r in self.speech)
         return left >= MIN_SPEECH_LEFT_SECONDS * SAMPLE_RATE
 
-    def _to_file(self, window: int, offset: float, s: Segment) -> Segment:
-        w = self.windows[window]
+    def _to_file(self, piece: Window, part_start: float, part_end: float, s: Segment) -> Segment:
+        """A segment with piece times -> file times, kept within its part; `seek` is where the part starts."""
 
         def span(start: float, end: float) -> tuple[float, float]:
-            first = w.to_file_time(offset + start)
-            return first, max(first, w.to_file_time(offset + end, is_end=True))
+            first = piece.to_file_time(min(max(start, part_start), part_end))
+            return first, max(first, piece.to_file_time(min(max(end, part_start), part_end), is_end=True))
 
         words = None
         if s.words is not None:
             words = tuple(replace(x, **dict(zip(("start", "end"), span(x.start, x.end)))) for x in s.words)
         start, end = span(s.start, s.end)
-        seek = round(w.to_file_time(offset) * SAMPLE_RATE) // HOP_LENGTH
+        seek = round(piece.to_file_time(part_start) * SAMPLE_RATE) // HOP_LENGTH
         return replace(s, start=start, end=end, words=words, seek=seek)
 
     def window_text(self, index: int) -> str:

@@ -83,7 +83,12 @@ KEY_IN_FLIGHT = Gauge(
 CANCELLED = Counter("whisper_cancelled_requests", "Accepted requests abandoned.", ("reason",))
 CANCELLED_WINDOWS = Counter("whisper_cancelled_windows", "Windows dropped undecoded by cancellation.")
 REDECODED_PIECES = Counter(
-    "whisper_redecoded_pieces", "Rest of a window decoded again after the model stopped early.", MODEL
+    "whisper_redecoded_pieces", "Rests of windows decoded again after the model stopped early.", MODEL
+)
+REST_INPUTS = Counter(
+    "whisper_rest_inputs",
+    "Model inputs that held rests of windows (rests are packed, several to one).",
+    MODEL,
 )
 SPEECH_RATIO = Histogram(
     "whisper_speech_ratio", "Share of a request's audio that VAD kept as speech.", MODEL,

@@ -24,10 +24,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from . import metrics
-from .engines.base import SAMPLE_RATE, DecodeOptions, Engine, WindowResult
+from .engines.base import SAMPLE_RATE, WINDOW_SECONDS, DecodeOptions, Engine, WindowResult
 from .errors import APIError, ClientClosed, DeadlineExceeded, InternalError, QueueFull, Unavailable
 from .fairshare import KeyShares
-from .job import Job
+from .job import Job, Part
 
 log = logging.getLogger(__name__)
 
@@ -42,18 +42,18 @@ class Health(enum.Enum):
 
 @dataclass
 class _Item:
-    """One piece of a job's window (from `offset` seconds on) at one step of the temperature ladder."""
+    """One piece of a job's audio (a window, or the packed rests of several) at one step of the temperature
+    ladder."""
 
     job: Job
-    window: int
-    offset: float = 0.0
+    parts: tuple[Part, ...]
     step: int = 0
 
     def options(self) -> DecodeOptions:
-        return self.job.options.decode_options(self.step, self.job.language, self.window)
+        return self.job.options.decode_options(self.step, self.job.language, self.parts[0].window)
 
     def audio(self) -> np.ndarray:
-        return self.job.piece_audio(self.window, self.offset)
+        return self.job.piece_audio(self.parts)
 
 
 class Scheduler:
@@ -210,7 +210,7 @@ class Scheduler:
         if job.options.detect_only or not job.windows:
             self._finish(job)
             return
-        self._pending[job.id] = deque(_Item(job, i) for i in range(len(job.windows)))
+        self._pending[job.id] = deque(_Item(job, (Part(i),)) for i in range(len(job.windows)))
         metrics.QUEUE_DEPTH.inc(len(job.windows))
 
     def cancel(self, job: Job, reason: str) -> None:
@@ -318,6 +318,8 @@ class Scheduler:
         with self._lock:
             for item, result in zip(batch, results):
                 self._deliver(item, result)
+            for job in dict.fromkeys(item.job for item in batch):
+                self._queue_leftovers(job)
 
     def _decode_splitting(self, batch: list[_Item], options: DecodeOptions) -> list[WindowResult]:
         """One model call; on out-of-memory, halve the batch and retry each half."""
@@ -348,14 +350,27 @@ class Scheduler:
             self._pending.move_to_end(job.id, last=False)  # retries go first: the job is already waiting
             metrics.QUEUE_DEPTH.inc()
             return
-        rest = job.deliver(item.window, item.offset, result)
-        if rest is not None:  # the decode stopped before the window's speech did: decode the rest next
-            self._pending.setdefault(job.id, deque()).appendleft(_Item(job, item.window, rest))
-            self._pending.move_to_end(job.id, last=False)
-            metrics.QUEUE_DEPTH.inc()
-            metrics.REDECODED_PIECES.labels(**self.labels).inc()
-        elif job.finished_windows():
+        job.deliver(item.parts, result)
+        if job.finished_windows():
             self._finish(job)
+
+    def _queue_leftovers(self, job: Job) -> None:
+        """Queue the rests of windows the model stopped early in, packed into shared pieces, once they fill a
+        window or the job has nothing else queued (see service.job)."""
+        if job.done.is_set() or not job.leftovers:
+            return
+        if job.id in self._pending and job.leftover_seconds() < WINDOW_SECONDS:
+            return
+        pieces = job.pack()
+        if job.id in self._pending and len(pieces) > 1:  # the last, partly filled piece waits for more
+            job.leftovers = list(pieces.pop())
+        queued = self._pending.setdefault(job.id, deque())
+        for parts in reversed(pieces):
+            queued.appendleft(_Item(job, parts))
+            metrics.QUEUE_DEPTH.inc()
+            metrics.REDECODED_PIECES.labels(**self.labels).inc(len(parts))
+            metrics.REST_INPUTS.labels(**self.labels).inc()
+        self._pending.move_to_end(job.id, last=False)  # the job is already being decoded: finish it first
 
     def _transcribe(self, job: Job) -> None:
         if job.cancelled:

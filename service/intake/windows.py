@@ -43,6 +43,16 @@ class Window:
             return source[self.start : self.spans[0].end]
         return np.concatenate([source[s.start : s.end] for s in self.spans])
 
+    def after(self, seconds: float) -> Window:
+        """The part of the window from `seconds` into its audio to its end, as a window of its own."""
+        cut, position, spans = round(seconds * SAMPLE_RATE), 0, []
+        for span in self.spans:
+            length = span.end - span.start
+            if position + length > cut:
+                spans.append(Region(span.start + max(0, cut - position), span.end))
+            position += length
+        return Window(tuple(spans) or (Region(self.spans[-1].end, self.spans[-1].end),))
+
     def to_file_time(self, seconds: float, is_end: bool = False) -> float:
         """A time in the window's audio -> the same moment in the file. A time on the seam of two spans
         belongs to the earlier span when it ends something (`is_end`), to the later one when it starts."""

@@ -52,8 +52,13 @@ def test_a_ten_minute_file_is_as_accurate_as_transcribe(real_service, reference,
     """Within 1 point of transcribe() running the same algorithm (windows not conditioned on each other's
     text: windows decoded side by side cannot be). Measured: service 9.6%, transcribe() 9.0% unconditioned and
     8.6% with its default conditioning; the default is not run here (45 s of CI for a weaker bound)."""
+    counted = ("whisper_redecoded_pieces_total", "whisper_rest_inputs_total")
+    before = [real_service.metric(name) for name in counted]
     response = transcribe(real_service, corpus.long, language="en")
     assert response.status_code == 200, response.text
+    rests, inputs = (real_service.metric(name) - b for name, b in zip(counted, before))
+    print(f"10.5 min: {rests:.0f} rests of windows decoded in {inputs:.0f} model inputs")
+    assert rests > inputs > 0  # tiny.en stops early in many full windows; their rests share inputs
     ours = speech.wer(corpus.long.text, response.json()["text"])
     unconditioned = speech.wer(
         corpus.long.text, reference(corpus.long, condition_on_previous_text=False)["text"]
@@ -61,8 +66,8 @@ def test_a_ten_minute_file_is_as_accurate_as_transcribe(real_service, reference,
     print(f"10.5 min: service {ours:.3f} vs transcribe(condition_on_previous_text=False) {unconditioned:.3f}")
     assert ours <= unconditioned + POINT
     segments = response.json()["segments"]
-    starts = [s["start"] for s in segments]
-    assert starts == sorted(starts) and segments[-1]["end"] <= response.json()["duration"] + 0.02
+    assert all(a["end"] <= b["start"] for a, b in zip(segments, segments[1:]))  # in order, no overlap
+    assert segments[-1]["end"] <= response.json()["duration"] + 0.02
 
 
 def test_every_sentence_separated_by_silence_comes_back_where_it_is(real_service, corpus):

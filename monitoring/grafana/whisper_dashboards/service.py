@@ -181,9 +181,12 @@ def speech_and_clients():
             description="Silence and noise are never decoded; a low share means mostly silent uploads.",
         ),
         timeseries_panel(
-            "Windows decoded again after an early stop",
+            "Rests of windows decoded again after an early stop",
             units.OpsPerSecond,
-            target(rate_sum("whisper_redecoded_pieces_total", SVC), "pieces"),
+            target(rate_sum("whisper_redecoded_pieces_total", SVC), "rests"),
+            target(rate_sum("whisper_rest_inputs_total", SVC), "model inputs holding them"),
+            description="Whisper often stops a few seconds before the end of a full window; the rests of "
+            "a request's windows are packed together, several to one model input.",
         ),
         timeseries_panel(
             "Uploads being read",

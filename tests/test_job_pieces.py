@@ -1,0 +1,121 @@
+"""How a job turns decoded pieces into segments, and packs the rests of windows into shared pieces.
+
+The model's decisions (where it stops, what segments it returns) are given here as WindowResults, so that
+each rule can be driven exactly; the real model's behaviour on long files is checked end to end in
+tests/speech (accuracy, timestamps, order). Windows here are one contiguous span of the file each.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from service.engines.base import WindowResult
+from service.intake.vad import Region
+from service.intake.windows import Window
+from service.job import Job, JobOptions, Part
+from service.transcript import Segment
+
+SR = 16000
+
+
+def job(*windows: tuple[float, float]) -> Job:
+    """A job over 200 s of audio whose windows are the given (start, end) seconds, all of it speech."""
+    spans = [Window((Region(round(a * SR), round(b * SR)),)) for a, b in windows]
+    audio = np.zeros(200 * SR, dtype=np.float32)
+    return Job(audio=audio, options=JobOptions(language="en"), deadline=time.monotonic() + 60,
+               windows=spans, speech=[Region(0, len(audio))])  # fmt: skip
+
+
+def result(consumed: float, *segments: tuple[float, float, str]) -> WindowResult:
+    return WindowResult(
+        segments=tuple(Segment(a, b, text, ()) for a, b, text in segments), text="", temperature=0.0,
+        avg_logprob=-0.2, compression_ratio=1.5, no_speech_prob=0.01, consumed=consumed,
+    )  # fmt: skip
+
+
+def times(segments) -> list[tuple[float, float, str]]:
+    return [(round(s.start, 2), round(s.end, 2), s.text) for s in segments]
+
+
+def test_a_window_the_model_stopped_early_in_leaves_its_rest():
+    j = job((0, 30))
+    j.deliver((Part(0),), result(25.0, (0, 12, "a"), (12, 25, "b")))
+    assert j.leftovers == [Part(0, 25.0)] and not j.complete[0]
+    assert times(j.segments[0]) == [(0, 12, "a"), (12, 25, "b")]
+
+
+def test_rests_are_packed_in_window_order_into_pieces_of_at_most_30_s():
+    j = job((0, 30), (30, 60), (60, 90), (90, 120))
+    for window, stop in [(2, 19.0), (0, 22.0), (1, 18.0), (3, 27.0)]:  # rests of 11, 8, 12 and 3 s
+        j.deliver((Part(window),), result(stop, (0, stop, f"w{window}")))
+    assert j.leftover_seconds() == pytest.approx(34.0)
+    pieces = j.pack()  # 8 + 12 + 11 s would be 31 s
+    assert pieces == [(Part(0, 22.0), Part(1, 18.0)), (Part(2, 19.0), Part(3, 27.0))]
+    assert j.leftovers == []
+    assert len(j.piece_audio(pieces[0])) == 20 * SR  # 8 s of window 0, then 12 s of window 1
+
+
+def test_a_packed_piece_gives_each_window_its_own_text_at_file_times():
+    j = job((0, 30), (30, 60))
+    j.deliver((Part(0),), result(22.0, (0, 22, "first")))
+    j.deliver((Part(1),), result(20.0, (0, 20, "second")))
+    (piece,) = j.pack()  # 8 s of window 0 (file 22-30 s), then 10 s of window 1 (file 50-60 s)
+    j.deliver(piece, result(18.0, (0.0, 7.9, " rest of 0"), (8.2, 18.0, " rest of 1")))
+    assert times(j.segments[0]) == [(0, 22, "first"), (22, 29.9, " rest of 0")]
+    assert times(j.segments[1]) == [(30, 50, "second"), (50.2, 60, " rest of 1")]
+    assert all(j.complete) and j.leftovers == []
+    assert [e for e in iter(j.events.get_nowait, ("window", 1))] == [("window", 0)]  # announced in order
+
+
+def test_a_segment_that_runs_from_one_rest_into_the_next_is_decoded_again():
+    """Its text holds words of two windows and cannot be placed: the piece counts as covered up to its
+    start, so window 0 keeps what came before it and both rests go back to the leftovers."""
+    j = job((0, 30), (30, 60))
+    j.deliver((Part(0),), result(22.0, (0, 22, "first")))
+    j.deliver((Part(1),), result(20.0, (0, 20, "second")))
+    (piece,) = j.pack()
+    j.deliver(piece, result(18.0, (0.0, 4.0, " a"), (4.0, 12.0, " across"), (12.0, 18.0, " b")))
+    assert times(j.segments[0])[-1] == (22, 26, " a")
+    assert times(j.segments[1]) == [(30, 50, "second")]  # nothing of the piece reached window 1
+    assert j.leftovers == [Part(0, 26.0), Part(1, 20.0)]
+
+
+def test_a_segment_may_end_a_little_past_the_seam_and_is_kept_within_its_window():
+    j = job((0, 30), (30, 60))
+    j.deliver((Part(0),), result(22.0))
+    j.deliver((Part(1),), result(20.0))
+    (piece,) = j.pack()
+    j.deliver(piece, result(18.0, (0.0, 8.3, " a"), (8.3, 18.0, " b")))  # stamps are coarse: 0.3 s over
+    assert times(j.segments[0]) == [(22, 30, " a")]
+    assert times(j.segments[1]) == [(50.3, 60, " b")]
+
+
+def test_a_rest_not_reached_keeps_its_place_and_a_first_rest_without_progress_ends():
+    j = job((0, 30), (30, 60))
+    j.deliver((Part(0),), result(22.0))
+    j.deliver((Part(1),), result(20.0))
+    (piece,) = j.pack()
+    j.deliver(piece, result(0.5, (0.0, 0.5, " uh")))  # stopped after 0.5 s: less than MIN_PROGRESS
+    assert j.complete == [True, False]  # window 0's rest made no progress: final, as in transcribe()
+    assert j.leftovers == [Part(1, 20.0)]  # window 1's rest was never reached: decoded again
+
+
+def test_a_rest_with_no_speech_left_is_not_decoded_again():
+    j = job((0, 30))
+    j.speech = [Region(0, 25 * SR + SR // 2)]  # VAD hears speech until 25.5 s
+    j.deliver((Part(0),), result(25.0, (0, 25, "a")))
+    assert j.complete == [True] and j.leftovers == []
+
+
+def test_a_piece_judged_silent_completes_every_window_in_it():
+    j = job((0, 30), (30, 60))
+    j.deliver((Part(0),), result(22.0))
+    j.deliver((Part(1),), result(20.0))
+    (piece,) = j.pack()
+    silent = WindowResult(segments=(), text="", temperature=0.0, avg_logprob=-1.5, compression_ratio=1.0,
+                          no_speech_prob=0.9, consumed=18.0)  # fmt: skip
+    j.deliver(piece, silent)
+    assert all(j.complete) and j.leftovers == []
