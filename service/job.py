@@ -45,6 +45,7 @@ class Part:
 
     window: int
     offset: float = 0.0
+    alone: bool = False  # decode it as a piece of its own (it made no progress packed with others)
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,14 @@ class JobOptions:
 
 
 _ids = itertools.count(1)
+
+
+def _owner(bounds: list[float], start: float, end: float) -> int:
+    """The part (between consecutive `bounds`) a segment from `start` to `end` overlaps most."""
+    if end <= start:
+        return min(max(bisect.bisect_right(bounds, start) - 1, 0), len(bounds) - 2)
+    overlaps = [min(end, b) - max(start, a) for a, b in zip(bounds, bounds[1:])]
+    return overlaps.index(max(overlaps))
 
 
 @dataclass(eq=False)
@@ -147,29 +156,32 @@ class Job:
         piece = self.piece(parts)
         bounds = list(itertools.accumulate((self.part_seconds(p) for p in parts), initial=0.0))
         cut = result.consumed
+        reach = bounds[:-1]  # per part: how far its placed segments go
         for segment in result.segments:
-            first = bisect.bisect_right(bounds, segment.start) - 1
-            first = min(max(first, 0), len(parts) - 1)
-            if segment.end > bounds[first + 1] + SEAM_SLACK_SECONDS:  # runs into the next window's rest
-                cut = min(cut, segment.start)
+            owner = _owner(bounds, segment.start, segment.end)
+            lo, hi = bounds[owner], bounds[owner + 1]
+            if segment.start < lo - SEAM_SLACK_SECONDS or segment.end > hi + SEAM_SLACK_SECONDS:
+                cut = min(cut, segment.start)  # its text holds words of two windows: decode it again
                 break
-            self.segments[parts[first].window].append(
-                self._to_file(piece, bounds[first], bounds[first + 1], segment)
-            )
+            self.segments[parts[owner].window].append(self._to_file(piece, lo, hi, segment))
+            reach[owner] = max(reach[owner], min(segment.end, hi))
         for index, part in enumerate(parts):
-            covered = cut - bounds[index]
             if cut >= bounds[index + 1]:
                 self._complete(part.window)
                 continue
-            # The first part must move on by MIN_PROGRESS_SECONDS, so that re-decoding ends; a later part was
-            # not reached (or barely) because of the parts before it, and keeps its place in line.
-            rest = Part(part.window, part.offset + max(0.0, covered))
-            if (index > 0 or covered >= MIN_PROGRESS_SECONDS) and self._speech_after(
-                rest.window, rest.offset
-            ):
-                self.leftovers.append(rest)
-            else:
+            progress = reach[index] - bounds[index]
+            rest = Part(part.window, part.offset + progress)
+            reached = index == 0 or cut >= bounds[index] + SEAM_SLACK_SECONDS
+            if not self._speech_after(rest.window, rest.offset):
                 self._complete(part.window)
+            elif not reached or progress >= MIN_PROGRESS_SECONDS:
+                self.leftovers.append(rest)  # not reached because of the parts before it, or progress
+            elif len(parts) > 1:
+                # Reached but no progress while packed with others (the model stopped, or a segment ran
+                # into the next rest): decode it alone next, where the single-window rule below applies.
+                self.leftovers.append(replace(rest, alone=True))
+            else:
+                self._complete(part.window)  # alone and no progress: final, as transcribe() ends a window
 
     def pack(self) -> list[tuple[Part, ...]]:
         """Take the leftovers, packed in window order into pieces of at most 30 s."""
@@ -177,7 +189,7 @@ class Job:
         seconds = 0.0
         for part in sorted(self.leftovers, key=lambda p: p.window):
             length = self.part_seconds(part)
-            if not pieces or seconds + length > WINDOW_SECONDS:
+            if not pieces or part.alone or pieces[-1][-1].alone or seconds + length > WINDOW_SECONDS:
                 pieces.append([])
                 seconds = 0.0
             pieces[-1].append(part)

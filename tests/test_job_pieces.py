@@ -85,22 +85,40 @@ def test_a_segment_that_runs_from_one_rest_into_the_next_is_decoded_again():
 
 def test_a_segment_may_end_a_little_past_the_seam_and_is_kept_within_its_window():
     j = job((0, 30), (30, 60))
-    j.deliver((Part(0),), result(22.0))
-    j.deliver((Part(1),), result(20.0))
+    j.deliver((Part(0),), result(22.0, (0, 22, "first")))
+    j.deliver((Part(1),), result(20.0, (0, 20, "second")))
     (piece,) = j.pack()
     j.deliver(piece, result(18.0, (0.0, 8.3, " a"), (8.3, 18.0, " b")))  # stamps are coarse: 0.3 s over
-    assert times(j.segments[0]) == [(22, 30, " a")]
-    assert times(j.segments[1]) == [(50.3, 60, " b")]
+    assert times(j.segments[0])[-1] == (22, 30, " a")
+    assert times(j.segments[1])[-1] == (50.3, 60, " b")
 
 
-def test_a_rest_not_reached_keeps_its_place_and_a_first_rest_without_progress_ends():
+def test_a_rest_without_progress_in_a_packed_piece_is_decoded_alone_before_it_can_end():
+    """Packed, a rest that made no progress goes back alone (a later rest not reached keeps its place);
+    only alone does no progress end a window, as transcribe() ends it. Packing never drops speech."""
     j = job((0, 30), (30, 60))
-    j.deliver((Part(0),), result(22.0))
-    j.deliver((Part(1),), result(20.0))
+    j.deliver((Part(0),), result(22.0, (0, 22, "first")))
+    j.deliver((Part(1),), result(20.0, (0, 20, "second")))
     (piece,) = j.pack()
     j.deliver(piece, result(0.5, (0.0, 0.5, " uh")))  # stopped after 0.5 s: less than MIN_PROGRESS
-    assert j.complete == [True, False]  # window 0's rest made no progress: final, as in transcribe()
-    assert j.leftovers == [Part(1, 20.0)]  # window 1's rest was never reached: decoded again
+    assert j.complete == [False, False]
+    assert j.leftovers == [Part(0, 22.5, alone=True), Part(1, 20.0)]
+    alone, rest = j.pack()
+    assert alone == (Part(0, 22.5, alone=True),) and rest == (Part(1, 20.0),)
+    j.deliver(alone, result(0.4, (0.0, 0.4, " uh")))
+    assert j.complete == [True, False] and j.leftovers == []
+
+
+def test_a_first_segment_running_into_the_next_rest_loses_nothing():
+    """The model ran the first rest's sentence on into the second rest: nothing can be placed, and the
+    first rest is decoded again alone rather than given up."""
+    j = job((0, 30), (30, 60))
+    j.deliver((Part(0),), result(26.5, (0, 26.5, "first")))
+    j.deliver((Part(1),), result(26.5, (0, 26.5, "second")))
+    (piece,) = j.pack()  # 3.5 s + 3.5 s
+    j.deliver(piece, result(7.0, (0.0, 5.4, " runs on"), (5.4, 7.0, " b")))
+    assert j.complete == [False, False]
+    assert j.leftovers == [Part(0, 26.5, alone=True), Part(1, 26.5)]
 
 
 def test_a_rest_with_no_speech_left_is_not_decoded_again():
@@ -112,8 +130,8 @@ def test_a_rest_with_no_speech_left_is_not_decoded_again():
 
 def test_a_piece_judged_silent_completes_every_window_in_it():
     j = job((0, 30), (30, 60))
-    j.deliver((Part(0),), result(22.0))
-    j.deliver((Part(1),), result(20.0))
+    j.deliver((Part(0),), result(22.0, (0, 22, "first")))
+    j.deliver((Part(1),), result(20.0, (0, 20, "second")))
     (piece,) = j.pack()
     silent = WindowResult(segments=(), text="", temperature=0.0, avg_logprob=-1.5, compression_ratio=1.0,
                           no_speech_prob=0.9, consumed=18.0)  # fmt: skip
