@@ -64,7 +64,8 @@ def reference(tiny_en):
 
 def _serve(model: Path, tmp: Path, engine: str) -> Service:
     # float32 on faster-whisper: the same weights as the reference, computed alike (CPU's default int8 costs
-    # about a point of WER here: 22.7% vs 21.5% on the clips, 10.1% vs 9.6% on the long file)
+    # about a point of WER here: 22.7% vs 21.5% on the clips, 10.1% vs 9.6% on the long file, measured
+    # before the rests of windows were packed)
     return launch(model, tmp, WHISPER_ENGINE=engine, VAD="true", WHISPER_COMPUTE_TYPE="float32")
 
 
