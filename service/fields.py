@@ -201,6 +201,7 @@ class TranslationForm(Request):
             sequential=sequential or self.condition_on_previous_text,
             condition_on_previous_text=self.condition_on_previous_text,
             logprobs=self.logprobs,
+            streamed=self.stream,
         )
         if self.chunking_strategy is None:  # unset: the server's default chunking
             return replace(options, vad=default_vad)

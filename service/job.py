@@ -66,6 +66,7 @@ class JobOptions:
     vad: VadParams | None = VadParams()  # None: decode everything, silence included
     prompt_first_window_only: bool = False  # whisper-asr-webservice's initial_prompt: the first window only
     logprobs: bool = False  # include[]=logprobs: each text token's log-probability
+    streamed: bool = False  # stream=true: windows are sent as they finish, so rests are not held back
 
     def decode_options(self, step: int, language: str | None, window: int = 0) -> DecodeOptions:
         prompt = None if self.prompt_first_window_only and window > 0 else self.prompt

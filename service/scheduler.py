@@ -356,13 +356,15 @@ class Scheduler:
 
     def _queue_leftovers(self, job: Job) -> None:
         """Queue the rests of windows the model stopped early in, packed into shared pieces, once they fill a
-        window or the job has nothing else queued (see service.job)."""
+        window or the job has nothing else queued (see service.job); a streamed job's at once, since each
+        window is sent only when its rest is decoded."""
         if job.done.is_set() or not job.leftovers:
             return
-        if job.id in self._pending and job.leftover_seconds() < WINDOW_SECONDS:
+        hold = job.id in self._pending and not job.options.streamed
+        if hold and job.leftover_seconds() < WINDOW_SECONDS:
             return
         pieces = job.pack()
-        if job.id in self._pending and len(pieces) > 1:  # the last, partly filled piece waits for more
+        if hold and len(pieces) > 1:  # the last, partly filled piece waits for more
             job.leftovers = list(pieces.pop())
         queued = self._pending.setdefault(job.id, deque())
         for parts in reversed(pieces):

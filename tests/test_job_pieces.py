@@ -13,9 +13,12 @@ import numpy as np
 import pytest
 
 from service.engines.base import WindowResult
+from service.engines.openai_whisper import OpenAIWhisperEngine
 from service.intake.vad import Region
 from service.intake.windows import Window
 from service.job import Job, JobOptions, Part
+from service.scheduler import Scheduler
+from service.settings import Settings
 from service.transcript import Segment
 
 SR = 16000
@@ -137,3 +140,23 @@ def test_a_piece_judged_silent_completes_every_window_in_it():
                           no_speech_prob=0.9, consumed=18.0)  # fmt: skip
     j.deliver(piece, silent)
     assert all(j.complete) and j.leftovers == []
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_rests_wait_to_fill_a_window_unless_the_request_streams(streamed):
+    """A request that reads its answer at the end gives its rests time to fill a shared piece; a streamed one
+    has each window sent only once its rest is decoded, so its rests are queued at once."""
+    scheduler = Scheduler(OpenAIWhisperEngine(Settings(whisper_model="tiny.en")), batch_size=2)  # not loaded
+    j = job((0, 30), (30, 60), (60, 90))
+    j.options = JobOptions(language="en", streamed=streamed)
+    scheduler._enqueue_windows(j)
+    batch = scheduler._take_batch()  # windows 0 and 1 are decoded; window 2 is still queued
+    for item, stop in zip(batch, (22.0, 20.0)):
+        scheduler._deliver(item, result(stop, (0, stop, "text")))
+    scheduler._queue_leftovers(j)
+    queued = [item.parts for item in scheduler._pending.get(j.id, ())]
+    if streamed:
+        assert queued[0] == (Part(0, 22.0), Part(1, 20.0)) and j.leftovers == []
+    else:
+        assert all(len(parts) == 1 and parts[0].offset == 0 for parts in queued)
+        assert j.leftovers == [Part(0, 22.0), Part(1, 20.0)]  # 18 s: less than a window, held back
