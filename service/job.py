@@ -150,9 +150,14 @@ class Job:
         """Take one piece's result. What the decode did not cover and still holds speech goes to
         `leftovers`; a window with nothing left is complete, and windows complete in order are announced on
         `events`."""
-        if result.is_silence(self.options.thresholds):
-            for part in parts:
-                self._complete(part.window)
+        silent = result.is_silence(self.options.thresholds)
+        if len(parts) > 1 and (silent or not result.segments):
+            # One verdict on the whole piece would end every rest in it: the first rest is judged alone next,
+            # the others keep their place.
+            self.leftovers += [replace(parts[0], alone=True), *parts[1:]]
+            return
+        if silent:
+            self._complete(parts[0].window)
             return
         piece = self.piece(parts)
         bounds = list(itertools.accumulate((self.part_seconds(p) for p in parts), initial=0.0))
@@ -170,9 +175,11 @@ class Job:
             if cut >= bounds[index + 1]:
                 self._complete(part.window)
                 continue
-            progress = reach[index] - bounds[index]
-            rest = Part(part.window, part.offset + progress)
             reached = index == 0 or cut >= bounds[index] + SEAM_SLACK_SECONDS
+            # What the decode covered: its last timestamp when it got this far (word alignment may end a
+            # segment before it), else the end of this part's placed segments
+            progress = max(reach[index], min(cut, bounds[index + 1]) if reached else 0.0) - bounds[index]
+            rest = Part(part.window, part.offset + max(0.0, progress))
             if not self._speech_after(rest.window, rest.offset):
                 self._complete(part.window)
             elif not reached or progress >= MIN_PROGRESS_SECONDS:
@@ -221,7 +228,8 @@ class Job:
         """A segment with piece times -> file times, kept within its part; `seek` is where the part starts."""
 
         def span(start: float, end: float) -> tuple[float, float]:
-            first = piece.to_file_time(min(max(start, part_start), part_end))
+            start = min(max(start, part_start), part_end)  # the part's end is a seam: map it as an end
+            first = piece.to_file_time(start, is_end=start >= part_end)
             return first, max(first, piece.to_file_time(min(max(end, part_start), part_end), is_end=True))
 
         words = None

@@ -19,7 +19,7 @@ from service.intake.windows import Window
 from service.job import Job, JobOptions, Part
 from service.scheduler import Scheduler
 from service.settings import Settings
-from service.transcript import Segment
+from service.transcript import Segment, Word
 
 SR = 16000
 
@@ -32,11 +32,19 @@ def job(*windows: tuple[float, float]) -> Job:
                windows=spans, speech=[Region(0, len(audio))])  # fmt: skip
 
 
-def result(consumed: float, *segments: tuple[float, float, str]) -> WindowResult:
+def result(consumed: float, *segments: tuple) -> WindowResult:
+    """(start, end, text) or (start, end, text, words) per segment."""
     return WindowResult(
-        segments=tuple(Segment(a, b, text, ()) for a, b, text in segments), text="", temperature=0.0,
+        segments=tuple(Segment(a, b, text, (), *words) for a, b, text, *words in segments), text="",
+        temperature=0.0,
         avg_logprob=-0.2, compression_ratio=1.5, no_speech_prob=0.01, consumed=consumed,
     )  # fmt: skip
+
+
+def empty(no_speech_prob: float, consumed: float) -> WindowResult:
+    """A decode with no text: silence when no_speech_prob is high (its log-probability is low)."""
+    return WindowResult(segments=(), text="", temperature=0.0, avg_logprob=-1.5, compression_ratio=1.0,
+                        no_speech_prob=no_speech_prob, consumed=consumed)  # fmt: skip
 
 
 def times(segments) -> list[tuple[float, float, str]]:
@@ -131,15 +139,42 @@ def test_a_rest_with_no_speech_left_is_not_decoded_again():
     assert j.complete == [True] and j.leftovers == []
 
 
-def test_a_piece_judged_silent_completes_every_window_in_it():
+@pytest.mark.parametrize("verdict", ["silent", "no text"])
+def test_one_verdict_on_a_packed_piece_does_not_end_the_rests_after_the_first(verdict):
+    """A packed piece judged silent, or decoded to nothing, says nothing of each rest in it: the first rest is
+    judged alone next, the others keep their place (before packing, each rest was judged on its own)."""
     j = job((0, 30), (30, 60))
     j.deliver((Part(0),), result(22.0, (0, 22, "first")))
     j.deliver((Part(1),), result(20.0, (0, 20, "second")))
     (piece,) = j.pack()
-    silent = WindowResult(segments=(), text="", temperature=0.0, avg_logprob=-1.5, compression_ratio=1.0,
-                          no_speech_prob=0.9, consumed=18.0)  # fmt: skip
-    j.deliver(piece, silent)
-    assert all(j.complete) and j.leftovers == []
+    no_speech = 0.9 if verdict == "silent" else 0.01
+    j.deliver(piece, empty(no_speech, 18.0))
+    assert j.complete == [False, False]
+    assert j.leftovers == [Part(0, 22.0, alone=True), Part(1, 20.0)]
+    alone, rest = j.pack()
+    j.deliver(alone, empty(0.9, 8.0))
+    assert j.complete == [True, False] and rest == (Part(1, 20.0),)  # alone, silence ends the window
+
+
+def test_word_alignment_ending_a_segment_early_does_not_end_the_window():
+    """With word timestamps a segment ends at its last word, before the decode's last timestamp: what was
+    decoded is measured by the timestamp, so the rest of the window is still decoded."""
+    j = job((0, 30))
+    words = (Word(" Okay.", 0.2, 0.9, 0.9),)
+    j.deliver((Part(0),), result(1.4, (0.0, 0.9, " Okay.", words)))
+    assert j.leftovers == [Part(0, 1.4)] and not j.complete[0]
+
+
+def test_a_word_in_the_slack_past_a_seam_stays_in_its_window():
+    j = job((0, 30), (30, 60))
+    j.deliver((Part(0),), result(22.0, (0, 22, "first")))
+    j.deliver((Part(1),), result(20.0, (0, 20, "second")))
+    (piece,) = j.pack()  # window 0's rest is 8 s: a word from 8.06 s runs past the seam
+    words = (Word(" a", 0.0, 4.0, 0.9), Word(" b", 8.06, 8.3, 0.9))
+    j.deliver(piece, result(8.3, (0.0, 8.3, " a b", words)))
+    (segment,) = j.segments[0][1:]
+    assert [(w.start, w.end) for w in segment.words] == [(22.0, 26.0), (30.0, 30.0)]
+    assert (segment.start, segment.end) == (22.0, 30.0)
 
 
 @pytest.mark.parametrize("streamed", [False, True])
