@@ -8,8 +8,9 @@ last timestamp on, is decoded again, as openai-whisper's transcribe() moves `see
 Whisper usually stops a few seconds early in a full window: it leaves a last sentence for the next window,
 as it was trained to. Decoding each such rest alone would cost a whole 30 s encoder pass for 3-5 s of
 speech, so the rests of a job's windows are packed, in order, into shared pieces of at most 30 s (`Part`,
-`pack`). A segment's text goes to the window whose rest it starts in; a segment that runs from one rest into
-the next cannot be placed, so the piece counts as covered up to that segment's start only.
+`pack`). A segment's text goes to the window whose rest it overlaps most; one that runs more than
+SEAM_SLACK_SECONDS into another rest cannot be placed, so the piece counts as covered up to its start only.
+A rest that makes no progress while packed is decoded alone next, so packing never ends a window early.
 """
 
 from __future__ import annotations
