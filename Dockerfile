@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # The Whisper service on an NVIDIA GPU: `make image` (or `fab build`) builds it, `fab deploy` runs it.
 #
 # Every CUDA library comes from a wheel of PyPI, so `pip install --dry-run` against PyPI proves the set exists
@@ -11,7 +10,17 @@
 # Base: CUDA 13.0 `base` (cudart and NVIDIA_REQUIRE_CUDA only, no second copy of the libraries), Ubuntu 24.04,
 # Python 3.12. Host: NVIDIA driver >= 580 (CUDA 13.0's minimum; the container toolkit refuses an older one
 # through NVIDIA_REQUIRE_CUDA) on a Turing or newer GPU (CUDA 13 dropped Maxwell, Pascal and Volta).
-FROM nvidia/cuda:13.0.2-base-ubuntu24.04
+# BASE_IMAGE swaps the base for any Debian or Ubuntu image with Python >= 3.11 (`make image-test` uses a
+# locally bootstrapped Debian 12 where Docker Hub is out of reach); the default is what ships.
+#
+# No `# syntax=` line: BuildKit's built-in Dockerfile frontend (Docker >= 20.10) handles RUN --mount, and a
+# syntax image would have to be pulled from Docker Hub at every build.
+#
+# Behind a TLS-intercepting proxy, pass its CA bundle as a build secret; it is mounted for the RUN steps that
+# download (apt, pip) and never written into a layer:
+#   docker build --secret id=ca,src=/etc/ssl/certs/ca-certificates.crt ...   (or EXTRA_CA=path with make image)
+ARG BASE_IMAGE=nvidia/cuda:13.0.2-base-ubuntu24.04
+FROM ${BASE_IMAGE}
 
 # An official model name (downloaded and baked in) or a checkpoint path inside the build context, and the
 # engine whose weights to bake (openai-whisper | faster-whisper; the container runs that engine).
@@ -31,16 +40,20 @@ ENV DEBIAN_FRONTEND=noninteractive \
 
 # The base image tag pins the distribution; Ubuntu drops superseded package versions, so no apt pins.
 # hadolint ignore=DL3008
-RUN apt-get update \
+RUN --mount=type=secret,id=ca,required=false \
+    if [ -s /run/secrets/ca ]; then echo 'Acquire::https::CAInfo "/run/secrets/ca";' >/etc/apt/apt.conf.d/99ca; fi \
+    && apt-get update \
     && apt-get install -y --no-install-recommends python3 python3-venv ffmpeg curl ca-certificates \
-    && rm -rf /var/lib/apt/lists/* \
+    && rm -rf /var/lib/apt/lists/* /etc/apt/apt.conf.d/99ca \
     && python3 -m venv /opt/venv
 
 # Dependencies first (the big, rarely changing layers): every pin of [project].dependencies and the `faster`
 # extra into the venv, the `cuda12` extra into /opt/cuda12, all read from pyproject.toml by deploy/pins.py
 # so the image and CI cannot drift. The checks fail the build, not the first request, when a library is missing.
 COPY pyproject.toml deploy/pins.py /tmp/pins/
-RUN python /tmp/pins/pins.py /tmp/pins/pyproject.toml faster > /tmp/pins/requirements.txt \
+RUN --mount=type=secret,id=ca,required=false \
+    if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
+    && python /tmp/pins/pins.py /tmp/pins/pyproject.toml faster > /tmp/pins/requirements.txt \
     && python /tmp/pins/pins.py --extras-only /tmp/pins/pyproject.toml cuda12 > /tmp/pins/cuda12.txt \
     && pip install -r /tmp/pins/requirements.txt \
     && pip install --target /opt/cuda12 -r /tmp/pins/cuda12.txt \

@@ -92,7 +92,7 @@ test-ansible: $(STAMP) ## Only the Ansible tests: a real run of site.yml on this
 # A stack in fleet mode (its CONFIG sets replicas/minReplicas/maxReplicas: `pulumi config`, read before
 # anything runs) rolls the tag through Pulumi instead: image -> push -> fleet-image -> infra -> fleet-wait -> smoke.
 # smoke then checks that /readyz reports the tag just deployed.
-.PHONY: lint-docker image push app-deploy rollback smoke deploy deploy-preflight fleet-image fleet-wait test-deploy
+.PHONY: lint-docker image image-test push app-deploy rollback smoke deploy deploy-preflight fleet-image fleet-wait test-deploy
 IMAGE ?= $(if $(DOCKERHUB_USERNAME),$(DOCKERHUB_USERNAME)/whisper-gpu-service)
 TAG ?= $(shell git describe --always --dirty --abbrev=12 --exclude '*' 2>/dev/null)
 DEPLOY_OUTPUTS ?= $(or $(OUTPUTS),.deploy/outputs.json)
@@ -106,7 +106,7 @@ EXPECT_BUILD ?=
 lint-docker: $(STAMP) ## hadolint the Dockerfile.
 	$(BIN)/hadolint Dockerfile
 
-image: $(STAMP) ## docker build the service image, tagged with the commit id and latest (ALLOW_DIRTY=1: dirty tree).
+image: $(STAMP) ## docker build the service image for linux/amd64, tagged with the commit id and latest (ALLOW_DIRTY=1, EXTRA_CA=pem, BASE_IMAGE=).
 	@$(PREFLIGHT) docker
 	$(FAB) build --tag $(TAG) $(if $(ALLOW_DIRTY),--allow-dirty)
 
@@ -136,8 +136,12 @@ deploy-preflight: $(STAMP)
 deploy: deploy-preflight ## image -> push -> infra -> configure -> app-deploy -> smoke (DRY_RUN=1: print only).
 	@$(MAKE) --no-print-directory $(if $(DRY_RUN),-n) $(DEPLOY_STEPS) TAG=$(TAG) DEPLOY_MODE=$(DEPLOY_MODE) EXPECT_BUILD=$(TAG)
 
-test-deploy: $(STAMP) ## Only the image and deploy tests (sshd on loopback, stand-in docker, real service).
+test-deploy: $(STAMP) ## Only the deploy tests (sshd on loopback, the real Docker engine and a local registry).
 	$(BIN)/pytest -q tests/deploy $(PYTEST_ARGS)
+
+image-test: $(STAMP) ## Build the real image with a real Docker engine (dockerd started if none runs), run and check it.
+	@scripts/system-deps.sh test
+	$(BIN)/pytest -q tests/image $(PYTEST_ARGS)
 
 # --- provisioning
 # The Pulumi program in infra/ (README "Provisioning (Pulumi)"). STACK picks the stack; the CLI is
@@ -173,9 +177,9 @@ outputs: ## Write stack $(STACK)'s outputs (ip, url, mode, ...) to $(OUTPUTS) fo
 infra-test: $(STAMP) ## Only the provisioning tests: the Pulumi program under mocks, startup script.
 	$(BIN)/pytest -q tests/infra $(PYTEST_ARGS)
 
-lint-infra: ## shellcheck the VM startup script.
+lint-infra: ## shellcheck the VM startup script and scripts/.
 	@command -v shellcheck >/dev/null || { echo "shellcheck missing: run make system-deps" >&2; exit 1; }
-	shellcheck infra/startup.sh
+	shellcheck infra/startup.sh scripts/*.sh
 
 # ---------------------------------------------------------------- engines (openai-whisper, faster-whisper)
 .PHONY: convert test-engines bench-engines

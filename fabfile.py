@@ -1,7 +1,8 @@
 """Fabric tasks: build and push the image, deploy it blue/green to the GPU VM, roll back, look at it.
 
-    fab build [--allow-dirty]            docker build, tag = commit id (+ latest)
-    fab push [--tag T]                   to Docker Hub with DOCKERHUB_USERNAME / DOCKERHUB_TOKEN
+    fab build [--allow-dirty]            docker build for linux/amd64, tag = commit id (+ latest)
+    fab push [--tag T]                   to IMAGE's registry (Docker Hub by default) with DOCKERHUB_USERNAME /
+                                         DOCKERHUB_TOKEN
     fab deploy [--tag T] [--host H]      blue/green on the host (default: the stack's `ip` output)
     fab rollback [--host H]              back to the recorded previous tag
     fab status | logs | tunnel           tag, health and uptime; container logs; Grafana + Prometheus
@@ -12,6 +13,7 @@ Knobs are environment variables (deploy/config.py); the flow lives in deploy/rem
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -21,7 +23,7 @@ from dataclasses import replace
 from fabric import Connection, task
 from invoke.exceptions import Exit
 
-from deploy import remote, sshroute
+from deploy import engine, remote, sshroute
 from deploy.config import ROOT, ConfigError, DeployConfig, git_tag, stack_outputs
 
 
@@ -65,24 +67,33 @@ def open_host(c, host: str, need_image: bool = False) -> remote.Host:
 
 @task
 def build(c, tag="", allow_dirty=False):
-    """docker build the image; tag = commit id, also `latest`. Refuses a dirty tree unless --allow-dirty."""
+    """docker build the image for linux/amd64; tag = commit id, also `latest`. Refuses a dirty tree unless
+    --allow-dirty. BASE_IMAGE swaps the base image; EXTRA_CA (a PEM file) is trusted by apt and pip during
+    the build, as a build secret that no layer keeps."""
     cfg = load_config()
     commit = git_tag()
     if commit.endswith("-dirty") and not allow_dirty:
         raise Exit("the work tree has uncommitted changes; commit them or pass --allow-dirty")
     tag = tag or commit
-    c.run(
-        f"docker build --build-arg WHISPER_MODEL={cfg.whisper_model}"
-        f" --build-arg WHISPER_ENGINE={cfg.whisper_engine}"
-        f" --build-arg WHISPER_BUILD={tag}"
-        f" --tag {cfg.image}:{tag} --tag {cfg.image}:latest {ROOT}",
-        env={"DOCKER_BUILDKIT": "1"},
-    )
+    extra_ca = os.environ.get("EXTRA_CA", "")
+    if extra_ca and not os.path.isfile(extra_ca):
+        raise Exit(f"EXTRA_CA={extra_ca} is not a file (a PEM bundle of the CA certificates to trust)")
+    args = {"WHISPER_MODEL": cfg.whisper_model, "WHISPER_ENGINE": cfg.whisper_engine, "WHISPER_BUILD": tag}
+    if os.environ.get("BASE_IMAGE"):
+        args["BASE_IMAGE"] = os.environ["BASE_IMAGE"]
+    try:
+        client = engine.buildkit_client()
+    except engine.EngineError as err:
+        raise Exit(str(err)) from None
+    tags = [f"{cfg.image}:{tag}", f"{cfg.image}:latest"]
+    command = engine.build_command(client, ROOT, tags, args, extra_ca=extra_ca)
+    c.run(shlex.join(command), env={"DOCKER_BUILDKIT": "1"})
 
 
 @task
 def push(c, tag=""):
-    """Push the tag and `latest` to Docker Hub. The token goes to `docker login` on stdin, nowhere else."""
+    """Push the tag and `latest` to IMAGE's registry (Docker Hub unless IMAGE names another host). The token
+    goes to `docker login` on stdin, nowhere else."""
     cfg = load_config()
     user, token = os.environ.get("DOCKERHUB_USERNAME"), os.environ.get("DOCKERHUB_TOKEN")
     if not user or not token:
@@ -91,11 +102,19 @@ def push(c, tag=""):
     # A throwaway docker config: the login lives only as long as this push, not in ~/.docker.
     docker_config = tempfile.mkdtemp(prefix="whisper-push-")
     env = {**os.environ, "DOCKER_CONFIG": docker_config}
+    registry = engine.registry_of(cfg.image)  # '' = Docker Hub
+    login_command = [
+        "docker",
+        "login",
+        *([registry] if registry else []),
+        "--username",
+        user,
+        "--password-stdin",
+    ]
     try:
         login = subprocess.run(
-            ["docker", "login", "--username", user, "--password-stdin"],
-            input=token, capture_output=True, text=True, env=env, check=False,
-        )  # fmt: skip
+            login_command, input=token, capture_output=True, text=True, env=env, check=False
+        )
         if login.returncode != 0:
             raise Exit(f"docker login failed: {login.stderr.strip().replace(token, '***')}")
         for ref in (f"{cfg.image}:{tag}", f"{cfg.image}:latest"):

@@ -53,6 +53,7 @@ class DeployConfig:
     whisper_engine: str = "openai-whisper"  # whose weights are baked (the container's default engine)
     # --- the host
     host: str = ""  # user@address; empty = the stack's `ip` output
+    gpus: str = "all"  # docker run --gpus; "none" on a CPU-only host (a small model on a cheap VM)
     public_port: int = 80  # the proxy's port, the only public one
     blue: Slot = Slot("blue", 5001, 9101)
     green: Slot = Slot("green", 5002, 9102)
@@ -100,6 +101,7 @@ class DeployConfig:
             whisper_model=env.get("WHISPER_MODEL", "turbo"),
             whisper_engine=env.get("WHISPER_ENGINE", "openai-whisper"),
             host=env.get("DEPLOY_HOST", ""),
+            gpus=env.get("DEPLOY_GPUS") or cls.gpus,
             public_port=int(num("DEPLOY_PUBLIC_PORT", 80)),
             blue=Slot("blue", int(num("DEPLOY_BLUE_PORT", 5001)), int(num("DEPLOY_BLUE_METRICS_PORT", 9101))),
             green=Slot(

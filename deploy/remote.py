@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
 
-from deploy import nginx
+from deploy import engine, nginx
 from deploy.config import ROOT, SERVICE_ENV_KEYS, DeployConfig, Slot
 
 SMOKE_SCRIPT = ROOT / "scripts" / "smoke.py"
@@ -110,6 +110,40 @@ class Host:
         info = self.inspect(container)
         return bool(info and info["State"].get("Running"))
 
+    # --- pulls
+    @contextlib.contextmanager
+    def pull_login(self, image: str, env: Mapping[str, str] = os.environ) -> Iterator[list[str]]:
+        """docker's global options for this deploy's pulls. With DOCKERHUB_USERNAME and DOCKERHUB_TOKEN set,
+        the host logs in to the image's registry in a throwaway config (the token on stdin, the directory
+        removed afterwards): pulls then count against the account, not the anonymous per-IP limit that VMs
+        behind one NAT share. Without them, pulls are anonymous (a public repository)."""
+        user, token = env.get("DOCKERHUB_USERNAME"), env.get("DOCKERHUB_TOKEN")
+        if not (user and token):
+            yield []
+            return
+        config = self.sh(f"{self.sudo}mktemp -d -t whisper-pull.XXXXXX").stdout.strip()
+        try:
+            registry = engine.registry_of(image)
+            login = ["docker", "--config", config, "login", *([registry] if registry else [])]
+            result = self.conn.run(
+                self.sudo + shlex.join([*login, "--username", user, "--password-stdin"]),
+                hide=True, warn=True, pty=False, in_stream=io.StringIO(token),
+            )  # fmt: skip
+            if result.failed:
+                reason = last_line(result.stderr).replace(token, "***")
+                raise DeployError(f"docker login to {registry or 'Docker Hub'} on the host failed: {reason}")
+            yield ["--config", config]
+        finally:
+            self.sh(f"{self.sudo}rm -rf {shlex.quote(config)}", warn=True)
+
+    def pull(self, image: str, options: list[str], only_if_missing: bool = False) -> None:
+        if only_if_missing and not self.docker("image", "inspect", image, warn=True).failed:
+            return
+        log(f"pulling {image}")
+        pulled = self.docker(*options, "pull", image, warn=True)
+        if pulled.failed:
+            raise DeployError(f"docker pull {image} failed: {last_line(pulled.stderr)}")
+
     # --- one deploy at a time
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -159,7 +193,8 @@ class Host:
         self.docker("rm", "--force", slot.container, warn=True)  # the stopped leftover of a deploy ago
         result = self.docker(
             "run", "--detach", "--name", slot.container,
-            "--gpus", "all", "--restart", "unless-stopped",
+            *(["--gpus", self.cfg.gpus] if self.cfg.gpus != "none" else []),
+            "--restart", "unless-stopped",
             "--env-file", self.cfg.env_file,
             "--publish", f"127.0.0.1:{slot.app_port}:{CONTAINER_API_PORT}",
             "--publish", f"127.0.0.1:{slot.metrics_port}:{CONTAINER_METRICS_PORT}",
@@ -312,10 +347,9 @@ def switch_to(host: Host, tag: str, image: str) -> dict:
     slot = cfg.other(live["color"] if live else None)
     if not cfg.allow_unauthenticated and not host.planned_env().get("API_KEYS"):
         raise DeployError(NO_KEY)
-    log(f"pulling {image}")
-    pulled = host.docker("pull", image, warn=True)
-    if pulled.failed:
-        raise DeployError(f"docker pull {image} failed: {last_line(pulled.stderr)}")
+    with host.pull_login(image) as options:
+        host.pull(image, options)
+        host.pull(cfg.proxy_image, options, only_if_missing=True)
     settings = host.update_env_file()
     if settings.get("GRACEFUL_TIMEOUT"):  # the host's value, even when this shell does not set it
         try:

@@ -7,11 +7,16 @@ set -euo pipefail
 
 run_pkgs=(ffmpeg)
 test_pkgs=(ffmpeg espeak-ng openssh-server prometheus prometheus-node-exporter iproute2 sudo shellcheck nginx curl
-  chromium chromium-driver)  # tests/web: the pages in a real headless browser
+  chromium chromium-driver  # tests/web: the pages in a real headless browser
+  debootstrap docker-registry)  # tests/image, tests/deploy: a local base image and a local registry
+# tests/image and tests/deploy drive a real Docker engine: Debian's docker.io, unless an engine is installed
+# already (docker-ce and docker.io conflict).
+docker_pkgs=(docker.io)
 
 case "${1:-run}" in
   run) wanted=("${run_pkgs[@]}") ;;
-  test) wanted=("${test_pkgs[@]}") ;;
+  test) wanted=("${test_pkgs[@]}")
+    command -v dockerd >/dev/null || wanted+=("${docker_pkgs[@]}") ;;
   *) echo "usage: $0 run|test" >&2; exit 2 ;;
 esac
 

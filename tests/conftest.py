@@ -22,6 +22,8 @@ import requests
 from tools.checkpoints import build_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
+# A real Docker engine and the images built from the real Dockerfile (tests/image, tests/deploy).
+pytest_plugins = ["tests.docker_engine"]
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 
 

@@ -1,17 +1,22 @@
-"""A deploy "host" on loopback: a real OpenSSH server, a stand-in `docker` first on its PATH, real nginx.
+"""A deploy "host" on loopback: a real OpenSSH server, the real Docker engine, a real registry.
 
-The sshd runs as the current user (root here) with host and user keys generated in a temp dir. Its sessions
-get PATH=<tmp>/bin:... (sshd_config SetEnv), so the Fabric tasks' `docker` is standin_docker.py, which runs
-the real service (gunicorn + the random checkpoint) and the real nginx. `fab` runs as a subprocess with a
-temp HOME whose ~/.ssh/config maps 127.0.0.1 to the sshd's port and key, and with the stack outputs file
-pointing at 127.0.0.1, so `fab deploy` finds its host the way it does in production.
+The sshd runs as the current user (root here) with host and user keys generated in a temp dir; its sessions
+drive the machine's own Docker engine, so `fab deploy` pulls real images from a real registry
+(docker-registry on loopback, with basic auth, standing in for Docker Hub) and runs real containers: the
+service image built from the repository's Dockerfile (tests/docker_engine.py) and nginx from Debian's
+package standing in for the official nginx image. `fab` runs as a subprocess with a temp HOME whose
+~/.ssh/config maps 127.0.0.1 to the sshd's port and key, and with the stack outputs file pointing at
+127.0.0.1, so `fab deploy` finds its host the way it does in production.
+
+What stays a stand-in, and why: `--gpus all` needs NVIDIA's container runtime and a GPU, which this machine
+lacks, so the host is deployed as a CPU-only host (DEPLOY_GPUS=none, a real setting for cheap CPU VMs); the
+official nginx image (Docker Hub) is replaced by Debian's nginx in a local image.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -19,18 +24,29 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
 import pytest
+
+from tests.docker_engine import Engine, Registry
 
 ROOT = Path(__file__).resolve().parents[2]
 # deploy/, fabfile.py and scripts/ run from the checkout (as `fab` and make run them), not from the venv.
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-STANDIN = Path(__file__).with_name("standin_docker.py")
 SSHD = "/usr/sbin/sshd"
 FAB = str(Path(sys.executable).with_name("fab"))
-IMAGE = "test/whisper"
+REPOSITORY = "test/whisper"  # in the local registry
 API_KEY = "sk-test-deploy-0123456789"
+CONTAINERS = ("whisper-blue", "whisper-green", "whisper-proxy")  # DeployConfig's names
+PROXY_DOCKERFILE = """\
+FROM {base}
+# Debian's nginx, laid out like the official image: conf.d included, logs to the container's output
+# hadolint ignore=DL3008
+RUN apt-get update && apt-get install -y --no-install-recommends nginx && rm -rf /var/lib/apt/lists/* \\
+    && rm -f /etc/nginx/sites-enabled/default \\
+    && ln -sf /dev/stdout /var/log/nginx/access.log && ln -sf /dev/stderr /var/log/nginx/error.log
+STOPSIGNAL SIGQUIT
+CMD ["nginx", "-g", "daemon off;"]
+"""
 
 
 def free_port() -> int:
@@ -53,21 +69,14 @@ def keygen(path: Path) -> None:
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
 
 
-def write_standin_bin(bin_dir: Path, state: Path) -> None:
-    bin_dir.mkdir(parents=True)
-    docker = bin_dir / "docker"
-    docker.write_text(f'#!/bin/sh\nSTANDIN_DOCKER_STATE={state} exec {sys.executable} {STANDIN} "$@"\n')
-    docker.chmod(0o755)
-
-
-def write_sshd_config(d: Path, port: int, bin_dir: Path) -> Path:
+def write_sshd_config(d: Path, port: int) -> Path:
     config = d / "sshd_config"
     config.write_text(
         f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n"
         f"AuthorizedKeysFile {d}/user_key.pub\nPasswordAuthentication no\n"
         "KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nUsePAM no\n"
         "StrictModes no\nSubsystem sftp internal-sftp\nLogLevel ERROR\n"
-        f"SetEnv PATH={bin_dir}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin\n"
+        "SetEnv PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin\n"
     )
     return config
 
@@ -79,19 +88,20 @@ class DeployHost:
     dir: Path
     ssh_port: int
     env: dict[str, str]
+    engine: Engine
+    registry: Registry
     ports: dict[str, int] = field(default_factory=dict)
-    image: str = IMAGE
     api_key: str = API_KEY
 
     @property
-    def state_dir(self) -> Path:  # the stand-in docker's state
-        return self.dir / "docker-state"
+    def image(self) -> str:  # IMAGE: the repository in the local registry
+        return f"{self.registry.host}/{REPOSITORY}"
 
     @property
     def public_url(self) -> str:
         return f"http://127.0.0.1:{self.ports['public']}"
 
-    def fab(self, *args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
+    def fab(self, *args: str, timeout: float = 240, **env: str) -> subprocess.CompletedProcess:
         return subprocess.run(
             [FAB, "-r", str(ROOT), *args],
             env={**self.env, **env},
@@ -105,53 +115,56 @@ class DeployHost:
         path = Path(self.env["DEPLOY_STATE_FILE"])
         return json.loads(path.read_text()) if path.exists() else {}
 
-    def registry_add(self, tag: str, **image_env: str) -> None:
-        """Put an image in the stand-in registry, with the settings its build baked in."""
-        path = self.state_dir / "registry.json"
-        registry = json.loads(path.read_text()) if path.exists() else {}
-        registry[f"{IMAGE}:{tag}"] = {"env": image_env}
-        self.state_dir.mkdir(exist_ok=True)
-        path.write_text(json.dumps(registry))
+    def publish(self, tag: str, dockerfile: str, files: dict[str, bytes] | None = None) -> None:
+        """Build `dockerfile` (FROM the service image, a few lines on top) and push it as IMAGE:tag."""
+        context = self.dir / "images" / tag
+        context.mkdir(parents=True)
+        (context / "Dockerfile").write_text(dockerfile)
+        for name, data in (files or {}).items():
+            (context / name).write_bytes(data)
+        local = f"whisper-deploy-test:{tag}"
+        self.engine.build([local], context, context / "build.log")
+        self.registry.push(self.engine, local, f"{self.image}:{tag}")
+        self.engine.docker("rmi", local)
 
     def container(self, name: str) -> dict:
-        path = self.state_dir / "containers" / f"{name}.json"
-        return json.loads(path.read_text()) if path.exists() else {}
+        return self.engine.inspect(name) or {}
 
     def container_running(self, name: str) -> bool:
-        pid = self.container(name).get("pid")
-        try:
-            return bool(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-        except psutil.NoSuchProcess:
-            return False
+        return self.engine.running(name)
 
-    def docker_calls(self) -> list[list[str]]:
-        path = self.state_dir / "calls.log"
-        lines = path.read_text().splitlines() if path.exists() else []
-        return [json.loads(line)["argv"] for line in lines]
+    def docker_events(self, since: float) -> list[dict]:
+        """The engine's events (container, image) from `since` (epoch seconds) until now."""
+        done = self.engine.docker(
+            "events", "--since", f"{since:.3f}", "--until", f"{time.time():.3f}", "--format", "{{json .}}"
+        )
+        return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
 
 
-def kill_containers(state_dir: Path) -> None:
-    """Kill what the stand-in started (each container is its own process group), by recorded pid."""
-    for record in (state_dir / "containers").glob("*.json"):
-        pid = json.loads(record.read_text()).get("pid")
-        if pid:
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+def remove_containers(engine: Engine) -> None:
+    engine.docker("rm", "--force", *CONTAINERS, check=False)
+
+
+@pytest.fixture(scope="session")
+def proxy_image(docker_engine, base_image, local_registry, tmp_path_factory) -> str:
+    """Debian's nginx in an image, in the registry: what DEPLOY_PROXY_IMAGE points the deploy at."""
+    context = tmp_path_factory.mktemp("proxy-image")
+    (context / "Dockerfile").write_text(PROXY_DOCKERFILE.format(base=base_image))
+    docker_engine.build(["whisper-local/nginx:test"], context, context / "build.log")
+    ref = f"{local_registry.host}/library/nginx:debian"
+    local_registry.push(docker_engine, "whisper-local/nginx:test", ref)
+    return ref
 
 
 @pytest.fixture(scope="module")
-def deploy_host(tmp_path_factory, checkpoint) -> DeployHost:
+def deploy_host(tmp_path_factory, docker_engine, local_registry, service_image, proxy_image) -> DeployHost:
     d = tmp_path_factory.mktemp("host")
     keygen(d / "host_key")
     keygen(d / "user_key")
-    bin_dir = d / "bin"
-    write_standin_bin(bin_dir, d / "docker-state")
     ssh_port = free_port()
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation directory
     sshd = subprocess.Popen(
-        [SSHD, "-D", "-e", "-f", str(write_sshd_config(d, ssh_port, bin_dir))],
+        [SSHD, "-D", "-e", "-f", str(write_sshd_config(d, ssh_port))],
         stderr=open(d / "sshd.log", "w"),  # noqa: SIM115
     )
     home = d / "home"
@@ -166,9 +179,12 @@ def deploy_host(tmp_path_factory, checkpoint) -> DeployHost:
         "PATH": os.environ["PATH"],
         "HOME": str(home),
         "LANG": "C.UTF-8",
-        "IMAGE": IMAGE,
+        "IMAGE": f"{local_registry.host}/{REPOSITORY}",
+        "DOCKERHUB_USERNAME": local_registry.user,  # the host logs in for its pulls (deploy/remote.py)
+        "DOCKERHUB_TOKEN": local_registry.password,
         "API_KEYS": API_KEY,
-        "WHISPER_DEVICE": "cpu",
+        "DEPLOY_GPUS": "none",  # no NVIDIA runtime here: a CPU-only host
+        "DEPLOY_PROXY_IMAGE": proxy_image,
         "GRACEFUL_TIMEOUT": "10",
         "DEPLOY_OUTPUTS": str(d / "outputs.json"),
         "DEPLOY_STATE_FILE": str(d / "var/lib/whisper/deploy.json"),
@@ -179,15 +195,18 @@ def deploy_host(tmp_path_factory, checkpoint) -> DeployHost:
         "DEPLOY_GREEN_PORT": str(ports["green"]),
         "DEPLOY_BLUE_METRICS_PORT": str(ports["blue_metrics"]),
         "DEPLOY_GREEN_METRICS_PORT": str(ports["green_metrics"]),
-        "DEPLOY_READY_TIMEOUT": "90",
+        "DEPLOY_READY_TIMEOUT": "120",
         "DEPLOY_POLL_INTERVAL": "0.5",
         "DEPLOY_DRAIN_DELAY": "1",
     }
-    host = DeployHost(dir=d, ssh_port=ssh_port, env=env, ports=ports)
+    remove_containers(docker_engine)  # a previous run's, if it was killed
+    host = DeployHost(
+        dir=d, ssh_port=ssh_port, env=env, engine=docker_engine, registry=local_registry, ports=ports
+    )
     try:
         wait_for_port(ssh_port)
         yield host
     finally:
-        kill_containers(host.state_dir)
+        remove_containers(docker_engine)
         sshd.terminate()
         sshd.wait(timeout=10)

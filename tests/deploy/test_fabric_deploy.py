@@ -1,4 +1,5 @@
-"""`fab deploy / rollback / status / logs` against a real sshd on loopback, the real service and real nginx.
+"""`fab deploy / rollback / status / logs` against a real sshd on loopback, the real Docker engine, a real
+registry, the real service image and nginx in a container.
 
 The tests run in file order on one host: first deploy (v1) -> upgrade under load (v2) -> a tag that never
 gets ready (v2 keeps serving) -> rollback (v1). Each test checks the state it starts from.
@@ -12,8 +13,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import psutil
 import pytest
 import requests
 
@@ -21,15 +25,12 @@ from deploy import nginx
 from deploy.config import DeployConfig
 from scripts.smoke import generated_clip
 
-pytestmark = pytest.mark.timeout(300)
+# each test gets 5 minutes; the fixtures bound their own builds, pushes and starts
+pytestmark = pytest.mark.timeout(300, func_only=True)
 
-IMAGE = "test/whisper"  # the deploy_host fixture's image repository
-API_KEY = "sk-test-deploy-0123456789"  # and its API key
+API_KEY = "sk-test-deploy-0123456789"  # the deploy_host fixture's API key
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 CLOSE = {"Connection": "close"}  # a fresh connection per request: a refused connect shows up as a failure
-# What the test images bake in: CPU, and 4 tokens per window so a random-weight transcription takes a
-# second or two instead of decoding to the context limit at every fallback temperature.
-BAKED = {"WHISPER_DEVICE": "cpu", "WHISPER_FORCE_TOKENS": "4"}
 LOAD_MAX_SECONDS = 240  # the client loop's hard bound
 LOAD_MAX_REQUESTS = 5000
 
@@ -99,17 +100,44 @@ class Load:
 
 
 @pytest.fixture(scope="module")
-def host(deploy_host, checkpoint, tmp_path_factory):
-    """The loopback host's registry: v1, v2, one whose model cannot load, one that cannot transcribe."""
-    corrupt = tmp_path_factory.mktemp("broken") / "corrupt.pt"
-    corrupt.write_bytes(checkpoint.read_bytes()[:100_000])  # a truncated checkpoint: /readyz stays 503
-    for tag, model in (("v1", checkpoint), ("v2", checkpoint), ("never-ready", corrupt)):
-        deploy_host.registry_add(tag, WHISPER_MODEL=str(model), **BAKED)
+def host(deploy_host, service_image, tiny_en):
+    """The registry's tags, each a few lines on top of the real service image (real tiny.en): v1, v2, one
+    whose model cannot load, one that cannot transcribe."""
+    base = f"FROM {service_image}\n"
+    for tag in ("v1", "v2"):
+        deploy_host.publish(tag, base + f"ENV WHISPER_BUILD={tag}\n")
+    # a truncated checkpoint: /readyz stays 503 with the load error
+    corrupt = {"corrupt.pt": tiny_en.read_bytes()[:100_000]}
+    broken = "COPY corrupt.pt /app/build/\nENV WHISPER_MODEL=build/corrupt.pt WHISPER_BUILD=never-ready\n"
+    deploy_host.publish("never-ready", base + broken, corrupt)
     # ready, but refuses the smoke test's 2 s clip (400 audio_too_long): a bad setting baked into an image
-    too_short = {"MAX_AUDIO_SECONDS": "1"}
-    deploy_host.registry_add("cannot-transcribe", WHISPER_MODEL=str(checkpoint), **too_short, **BAKED)
-    assert (deploy_host.image, deploy_host.api_key) == (IMAGE, API_KEY)
+    deploy_host.publish("cannot-transcribe", base + "ENV MAX_AUDIO_SECONDS=1\n")
+    assert deploy_host.api_key == API_KEY
     return deploy_host
+
+
+@contextmanager
+def watch_command_lines(secret: str, hits: list[str]) -> Iterator[None]:
+    """Record every process whose command line holds `secret` while the block runs (/proc/*/cmdline)."""
+    stop = threading.Event()
+
+    def scan() -> None:
+        for _ in range(100_000):  # bounded: the block ends long before
+            if stop.is_set():
+                return
+            for proc in psutil.process_iter(["pid", "cmdline"]):
+                cmdline = " ".join(proc.info["cmdline"] or [])
+                if secret in cmdline:
+                    hits.append(f"{proc.info['pid']}: {cmdline}")
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=scan)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=30)
 
 
 def output(result) -> str:
@@ -118,15 +146,18 @@ def output(result) -> str:
 
 def test_first_deploy_serves_the_api_on_the_public_port_only(host):
     assert host.release_state() == {}
-    started = time.monotonic()
-    result = host.fab("deploy", "--tag", "v1")  # no --host: the stack outputs' ip (127.0.0.1)
+    started, leaks = time.monotonic(), []
+    with watch_command_lines(API_KEY, leaks), watch_command_lines(host.registry.password, leaks):
+        result = host.fab("deploy", "--tag", "v1")  # no --host: the stack outputs' ip (127.0.0.1)
     print(f"deploy took {time.monotonic() - started:.1f} s\n{output(result)}")
     assert result.returncode == 0, output(result)
     assert API_KEY not in output(result)  # the deploy log names settings, never their values
+    assert host.registry.password not in output(result)
+    assert leaks == []  # neither the API key nor the registry token was ever in a command line
 
     state = host.release_state()
     assert state["current"]["tag"] == "v1" and state["current"]["color"] == "blue"
-    assert state["current"]["image"] == f"{IMAGE}:v1"
+    assert state["current"]["image"] == f"{host.image}:v1"
     assert state["previous"] is None
     answer = transcribe(host.public_url)
     assert answer.status_code == 200 and isinstance(answer.json()["text"], str)
@@ -139,14 +170,19 @@ def test_first_deploy_serves_the_api_on_the_public_port_only(host):
     env_file = host.dir / "etc/whisper/whisper.env"
     assert stat.S_IMODE(os.stat(env_file).st_mode) == 0o600
     assert f"API_KEYS={API_KEY}" in env_file.read_text().splitlines()
-    run = next(call for call in host.docker_calls() if call[:1] == ["run"] and "whisper-blue" in call)
-    joined = " ".join(run)
-    assert "--gpus all" in joined and "--restart unless-stopped" in joined
-    assert f"--env-file {env_file}" in joined
-    assert f"--publish 127.0.0.1:{host.ports['blue']}:5000" in joined
-    assert f"--publish 127.0.0.1:{host.ports['blue_metrics']}:9101" in joined
-    assert "--stop-timeout 25" in joined  # GRACEFUL_TIMEOUT 10 + the 15 s margin
-    assert API_KEY not in joined  # the key reaches the container through the env file only
+    info = host.container("whisper-blue")  # what `docker run` was given, as the engine recorded it
+    assert info["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    assert not info["HostConfig"]["DeviceRequests"]  # DEPLOY_GPUS=none: no --gpus on a CPU-only host
+    assert info["HostConfig"]["PortBindings"] == {
+        "5000/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(host.ports["blue"])}],
+        "9101/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(host.ports["blue_metrics"])}],
+    }
+    assert info["Config"]["StopTimeout"] == 25  # GRACEFUL_TIMEOUT 10 + the 15 s margin
+    assert info["Config"]["Labels"]["whisper.tag"] == "v1"
+    assert f"API_KEYS={API_KEY}" in info["Config"]["Env"]  # from the 0600 env file
+    assert requests.get(f"{host.public_url}/readyz", timeout=10).json()["build"] == "v1"
+    assert host.container_running("whisper-proxy")
+    assert host.container("whisper-proxy")["HostConfig"]["NetworkMode"] == "host"
 
 
 def test_upgrade_under_load_refuses_no_request(host):
@@ -172,10 +208,11 @@ def test_upgrade_under_load_refuses_no_request(host):
 def test_a_tag_that_never_gets_ready_leaves_the_live_one_serving(host):
     assert host.release_state()["current"]["tag"] == "v2"
     with Load(host.public_url) as load:
-        result = host.fab("deploy", "--tag", "never-ready", DEPLOY_READY_TIMEOUT="8")
+        # long enough for the container to boot and answer 503 on a busy machine, short for the suite
+        result = host.fab("deploy", "--tag", "never-ready", DEPLOY_READY_TIMEOUT="45")
     assert result.returncode != 0
     text = output(result)
-    assert "whisper-blue did not pass /readyz within 8 s" in text
+    assert "whisper-blue did not pass /readyz within 45 s" in text
     assert "model failed to load" in text  # the service's own /readyz reason is passed on
     assert "green (v2) keeps serving" in text
     assert load.failures == [], load.failures[:5]
@@ -204,8 +241,8 @@ def test_a_tag_missing_from_the_registry_changes_nothing(host):
     before = host.release_state()
     result = host.fab("deploy", "--tag", "no-such-tag")
     assert result.returncode != 0
-    assert f"docker pull {IMAGE}:no-such-tag failed: " in output(result)
-    assert "manifest unknown" in output(result)
+    assert f"docker pull {host.image}:no-such-tag failed: " in output(result)
+    assert "manifest unknown" in output(result)  # the registry's own answer
     assert host.release_state() == before
 
 
@@ -230,7 +267,7 @@ def test_a_second_deploy_waits_for_the_first_ones_lock(host):
     before = host.release_state()
     lock = host.dir / "var/lib/whisper/deploy.json.lock"
     lock.mkdir()  # as if another operator's deploy were running
-    calls_before = len(host.docker_calls())
+    since = time.time()
     try:
         result = host.fab("deploy", "--tag", "v1")
     finally:
@@ -238,7 +275,7 @@ def test_a_second_deploy_waits_for_the_first_ones_lock(host):
     assert result.returncode != 0
     assert "another deploy holds" in output(result) and "deploy.json.lock" in output(result)
     assert host.release_state() == before
-    assert host.docker_calls()[calls_before:] == []  # stopped before touching docker
+    assert host.docker_events(since) == []  # stopped before touching docker: no pull, no container
 
 
 def test_rollback_puts_the_previous_tag_back(host):
@@ -246,8 +283,8 @@ def test_rollback_puts_the_previous_tag_back(host):
     # the recorded image reference, not today's IMAGE; the host's GRACEFUL_TIMEOUT (10), not the default
     result = host.fab("rollback", IMAGE="", GRACEFUL_TIMEOUT="")
     assert result.returncode == 0, output(result)
-    run = [call for call in host.docker_calls() if call[:1] == ["run"] and "whisper-blue" in call][-1]
-    assert run[run.index("--stop-timeout") + 1] == "25" and run[-1] == f"{IMAGE}:v1"
+    blue = host.container("whisper-blue")
+    assert blue["Config"]["StopTimeout"] == 25 and blue["Config"]["Image"] == f"{host.image}:v1"
     state = host.release_state()
     assert state["current"]["tag"] == "v1" and state["current"]["color"] == "blue"
     assert state["previous"]["tag"] == "v2"

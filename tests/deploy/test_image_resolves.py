@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.deploy import pypi
-from tests.deploy.test_image import DOCKERFILE, ROOT, instructions
+from tests.deploy.test_image import DOCKERFILE, ROOT, instructions, shipped_base
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -34,8 +34,7 @@ CT2_NOT_LOADED = {
 
 
 def python_version() -> str:
-    (base,) = instructions("FROM")
-    return PYTHON_OF_BASE[base.rsplit("-", 1)[1]]
+    return PYTHON_OF_BASE[shipped_base().rsplit("-", 1)[1]]
 
 
 def pins_output(args: list[str]) -> list[str]:
@@ -181,6 +180,6 @@ def test_ctranslate2_finds_each_cuda_library_it_loads(resolved):
 
 
 def test_the_base_image_is_the_cuda13_base_of_the_python_resolved_for():
-    (base,) = instructions("FROM")
+    base = shipped_base()
     assert re.fullmatch(r"nvidia/cuda:13\.0\.\d+-base-ubuntu24\.04", base), base
     assert "download.pytorch.org" not in DOCKERFILE  # PyPI alone
