@@ -102,20 +102,29 @@ class FasterWhisperEngine(Engine):
     def load(self) -> None:
         local = os.path.isdir(self.source)
         try:
-            self.model = WhisperModel(
-                self.source, device=self.kind, device_index=self.index, compute_type=self.precision,
-                cpu_threads=self.settings.cpu_threads, download_root=self.settings.whisper_model_dir,
-                local_files_only=False,
-            )  # fmt: skip
-        except Exception as error:  # huggingface_hub raises its own types for a missing network
+            # A name is looked up in WHISPER_MODEL_DIR first, offline: the image bakes it there, read-only,
+            # and asking the Hub at every start would download a newer revision into a directory the
+            # service cannot write (or wait on a network the host may lack). Only a missing name downloads.
+            self.model = self._whisper_model(local_files_only=not local)
+        except Exception:
             if local:
                 raise
-            raise download_failed(self.source, error) from None
+            try:
+                self.model = self._whisper_model(local_files_only=False)
+            except Exception as error:  # huggingface_hub raises its own types for a missing network
+                raise download_failed(self.source, error) from None
         if local:
             self.text_ctx = text_context(self.source)
         # faster-whisper assumes 448 positions; a converted small model has fewer (prompt cut, max length).
         self.model.max_length = self.text_ctx
         self.is_multilingual = self.model.model.is_multilingual
+
+    def _whisper_model(self, local_files_only: bool) -> WhisperModel:
+        return WhisperModel(
+            self.source, device=self.kind, device_index=self.index, compute_type=self.precision,
+            cpu_threads=self.settings.cpu_threads, download_root=self.settings.whisper_model_dir,
+            local_files_only=local_files_only,
+        )  # fmt: skip
 
     def tokenizer(self, task: str = "transcribe", language: str | None = None) -> Tokenizer:
         return Tokenizer(self.model.hf_tokenizer, self.is_multilingual, task=task, language=language or "en")
