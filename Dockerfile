@@ -22,13 +22,6 @@
 ARG BASE_IMAGE=nvidia/cuda:13.0.2-base-ubuntu24.04
 FROM ${BASE_IMAGE}
 
-# An official model name (downloaded and baked in) or a checkpoint path inside the build context, and the
-# engine whose weights to bake (openai-whisper | faster-whisper; the container runs that engine).
-ARG WHISPER_MODEL=turbo
-ARG WHISPER_ENGINE=openai-whisper
-# The tag this image is built for (`fab build` passes the commit id); /readyz reports it as `build`.
-ARG WHISPER_BUILD=dev
-
 ENV DEBIAN_FRONTEND=noninteractive \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -70,10 +63,15 @@ WORKDIR /app
 # Face Hub); a path (relative to the repo root, e.g. build/tiny.pt or models/tiny-ct2) is copied to the same
 # path under /app, where a relative WHISPER_MODEL resolves exactly as it does for `make run`. The weights
 # stay root-owned and read-only: the service only reads them.
+# Layer order: a build argument changes the cache key of every RUN after its ARG line, so each is declared
+# just before its first use; the dependencies above are reused by every build whatever its model or tag.
+# An official model name (downloaded and baked in) or a checkpoint path inside the build context, and the
+# engine whose weights to bake (openai-whisper | faster-whisper; the container runs that engine).
+ARG WHISPER_MODEL=turbo
+ARG WHISPER_ENGINE=openai-whisper
 ENV WHISPER_MODEL=${WHISPER_MODEL} \
     WHISPER_ENGINE=${WHISPER_ENGINE} \
-    WHISPER_MODEL_DIR=/models \
-    WHISPER_BUILD=${WHISPER_BUILD}
+    WHISPER_MODEL_DIR=/models
 RUN --mount=type=bind,target=/context \
     if [ -e "/context/${WHISPER_MODEL}" ]; then \
         mkdir -p "$(dirname "/app/${WHISPER_MODEL}")" \
@@ -90,6 +88,10 @@ RUN --mount=type=bind,target=/context \
 COPY gunicorn.conf.py ./
 COPY service/ service/
 COPY scripts/smoke.py scripts/smoke.py
+# The tag this image is built for (`fab build` passes the commit id); /readyz reports it as `build`. Last, so
+# that a new tag changes no layer.
+ARG WHISPER_BUILD=dev
+ENV WHISPER_BUILD=${WHISPER_BUILD}
 
 USER 10001:10001
 ENV PORT=5000 \

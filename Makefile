@@ -13,7 +13,7 @@ EXTRAS ?= faster,tools,ops,dev
 PORT ?= 5000
 export PORT
 
-.PHONY: help install system-deps run checkpoint test lint format pytest bench bench-speech loadtest clean
+.PHONY: help install system-deps run checkpoint test lint format pytest bench bench-speech bench-container loadtest clean
 
 help: ## List the targets.
 	@awk 'BEGIN{FS=":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -62,6 +62,9 @@ bench: bench-speech ## Real speech vs the peers (docs/benchmarks-speech.md), the
 bench-speech: $(STAMP) ## Real speech only: the service vs transcribe() and faster-whisper's pipelines, real tiny.en (SPEECH_ARGS="--quick").
 	@scripts/system-deps.sh test
 	$(BIN)/python -m bench.speech $(SPEECH_ARGS)
+
+bench-container: image-test ## The image against make run on one long real-speech file (docs/benchmarks-container.md).
+	$(BIN)/python -m bench.container $(CONTAINER_ARGS)
 
 clean: ## Remove the virtualenv and build output.
 	rm -rf $(VENV) build .pytest_cache .ruff_cache

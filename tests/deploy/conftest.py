@@ -141,8 +141,14 @@ class DeployHost:
         return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
 
 
-def remove_containers(engine: Engine) -> None:
+def remove_containers(engine: Engine, registry: Registry | None = None) -> None:
+    """The deploy's containers, and (at the end) the images the host pulled from the registry."""
     engine.docker("rm", "--force", *CONTAINERS, check=False)
+    if registry is not None:
+        refs = engine.docker("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
+        pulled = [ref for ref in refs if ref.startswith(f"{registry.host}/{REPOSITORY}:")]
+        if pulled:
+            engine.docker("rmi", *pulled, check=False)
 
 
 @pytest.fixture(scope="session")
@@ -207,6 +213,6 @@ def deploy_host(tmp_path_factory, docker_engine, local_registry, service_image, 
         wait_for_port(ssh_port)
         yield host
     finally:
-        remove_containers(docker_engine)
+        remove_containers(docker_engine, local_registry)
         sshd.terminate()
         sshd.wait(timeout=10)

@@ -1,9 +1,10 @@
-"""`fab build` and `fab push` with the stand-in docker: the Docker Hub token reaches `docker login` on stdin
-and appears in no process's command line, no log line and no file left behind."""
+"""`fab build` and `fab push` with the real Docker engine and a real registry (docker-registry with basic auth
+on loopback, standing in for Docker Hub): the image is built for linux/amd64 from the real Dockerfile, and the
+token reaches `docker login` on stdin and appears in no process's command line, no log line and no file left
+behind."""
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import subprocess
@@ -11,97 +12,121 @@ import sys
 from pathlib import Path
 
 import pytest
+import requests
 
 from deploy.config import git_tag
+from tests.deploy.conftest import REPOSITORY
+from tests.deploy.test_fabric_deploy import watch_command_lines
+from tests.docker_engine import CA_BUNDLE, image_build_args
 
 ROOT = Path(__file__).resolve().parents[2]
 FAB = str(Path(sys.executable).with_name("fab"))
-STANDIN = Path(__file__).with_name("standin_docker.py")
+pytestmark = pytest.mark.timeout(600, func_only=True)  # the fixtures bound their own builds
 
 
 @pytest.fixture
-def laptop(tmp_path):
-    """An operator's shell: the stand-in docker first on PATH, a fresh HOME and TMPDIR."""
-    bin_dir, state = tmp_path / "bin", tmp_path / "docker-state"
-    bin_dir.mkdir()
-    (bin_dir / "docker").write_text(
-        f'#!/bin/sh\nSTANDIN_DOCKER_STATE={state} exec {sys.executable} {STANDIN} "$@"\n'
-    )
-    (bin_dir / "docker").chmod(0o755)
+def laptop(tmp_path, docker_engine, local_registry, service_image, base_image):
+    """An operator's shell: the real docker, a fresh HOME and TMPDIR, IMAGE in the loopback registry, and
+    the build settings of the image tests (so the build reuses their cached layers)."""
     (tmp_path / "home").mkdir()
     (tmp_path / "tmp").mkdir()
-    token = "dckr_pat_" + secrets.token_hex(16)
+    args = image_build_args(base_image)
     env = {
-        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "PATH": os.environ["PATH"],
         "HOME": str(tmp_path / "home"),
         "TMPDIR": str(tmp_path / "tmp"),
-        "DOCKERHUB_USERNAME": "alice",
-        "DOCKERHUB_TOKEN": token,
+        "IMAGE": f"{local_registry.host}/{REPOSITORY}",
+        "DOCKERHUB_USERNAME": local_registry.user,
+        "DOCKERHUB_TOKEN": local_registry.password,
+        "WHISPER_MODEL": args["WHISPER_MODEL"],
+        "BASE_IMAGE": args["BASE_IMAGE"],
+        **({"EXTRA_CA": str(CA_BUNDLE)} if CA_BUNDLE.is_file() else {}),
     }
-    return tmp_path, state, env, token
+    built: list[str] = []
+    yield tmp_path, env, local_registry, built
+    for ref in built:
+        docker_engine.docker("rmi", ref, check=False)
 
 
-def fab(env: dict, *args: str) -> subprocess.CompletedProcess:
+def fab(env: dict, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [FAB, "-r", str(ROOT), *args], env=env, capture_output=True, text=True, timeout=120,
+        [FAB, "-r", str(ROOT), *args], env=env, capture_output=True, text=True, timeout=timeout,
         stdin=subprocess.DEVNULL,
     )  # fmt: skip
 
 
-def test_build_then_push_keeps_the_token_out_of_argv_logs_and_disk(laptop):
-    tmp_path, state, env, token = laptop
-    built = fab(env, "build", "--tag", "t1", "--allow-dirty")
-    assert built.returncode == 0, built.stdout + built.stderr
-    local = json.loads((state / "local.json").read_text())
-    assert set(local) == {"alice/whisper-gpu-service:t1", "alice/whisper-gpu-service:latest"}
-    assert local["alice/whisper-gpu-service:t1"]["build_args"] == {
-        "WHISPER_MODEL": "turbo",
-        "WHISPER_ENGINE": "openai-whisper",
-        "WHISPER_BUILD": "t1",  # /readyz reports it: the deploy checks what it is served
-    }
+def registry_tags(registry) -> list[str]:
+    answer = requests.get(
+        f"http://{registry.host}/v2/{REPOSITORY}/tags/list",
+        auth=(registry.user, registry.password),
+        timeout=30,
+    )
+    return answer.json().get("tags") or [] if answer.status_code == 200 else []
 
-    pushed = fab(env, "push", "--tag", "t1")
+
+def test_build_then_push_keeps_the_token_out_of_argv_logs_and_disk(laptop, docker_engine):
+    tmp_path, env, registry, built = laptop
+    token, image = env["DOCKERHUB_TOKEN"], env["IMAGE"]
+    tag = "t-" + secrets.token_hex(4)
+    leaks: list[str] = []
+    with watch_command_lines(token, leaks):
+        done = fab(env, "build", "--tag", tag, "--allow-dirty")
+        built += [f"{image}:{tag}", f"{image}:latest"]
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        pushed = fab(env, "push", "--tag", tag)
     assert pushed.returncode == 0, pushed.stdout + pushed.stderr
-    assert (state / "pushed.log").read_text().split() == [
-        "alice/whisper-gpu-service:t1",
-        "alice/whisper-gpu-service:latest",
-    ]
-    # login got the token on stdin ...
-    assert json.loads((state / "secret.json").read_text())["password"] == token
-    # ... and no process held it in its command line while login and push ran (/proc/*/cmdline)
-    assert not (state / "leaks.log").exists()
-    assert token not in (state / "calls.log").read_text()
-    assert token not in pushed.stdout + pushed.stderr + built.stdout + built.stderr
-    # the login lived in a throwaway DOCKER_CONFIG that is gone now
-    assert not (tmp_path / "home" / ".docker").exists()
+
+    info = docker_engine.inspect(f"{image}:{tag}")
+    assert info["Architecture"] == "amd64" and info["Os"] == "linux"  # --platform linux/amd64
+    assert info["Id"] == docker_engine.inspect(f"{image}:latest")["Id"]
+    assert f"WHISPER_BUILD={tag}" in info["Config"]["Env"]  # /readyz reports it: the deploy checks it
+    assert "WHISPER_MODEL=build/tiny.en.pt" in info["Config"]["Env"]
+    assert {tag, "latest"} <= set(registry_tags(registry))  # in the registry, by the real push
+    # the token went to login on stdin: no process held it in its command line (/proc/*/cmdline) ...
+    assert leaks == []
+    assert token not in pushed.stdout + pushed.stderr + done.stdout + done.stderr
+    # ... and the login lived in a throwaway DOCKER_CONFIG that is gone now
+    assert not (tmp_path / "home" / ".docker" / "config.json").exists()
     assert list((tmp_path / "tmp").iterdir()) == []
 
 
 def test_the_leak_detector_sees_a_token_passed_in_argv(laptop):
     """The control for the test above: a token on a command line is caught."""
-    _, state, env, token = laptop
-    subprocess.run(
-        ["sh", "-c", f"echo {token} | docker login --username alice --password-stdin; true"],
-        env=env, check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    assert token in (state / "leaks.log").read_text()
+    _, env, registry, _ = laptop
+    leaks: list[str] = []
+    with watch_command_lines(env["DOCKERHUB_TOKEN"], leaks):
+        subprocess.run(
+            ["sh", "-c", f"echo {env['DOCKERHUB_TOKEN']} | docker login {registry.host} -u alice"
+             " --password-stdin; sleep 0.5"],
+            env={**env, "DOCKER_CONFIG": env["TMPDIR"]}, check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+    assert leaks and env["DOCKERHUB_TOKEN"] in leaks[0]
 
 
 def test_push_without_credentials_says_what_to_set(laptop):
-    _, state, env, _ = laptop
+    _, env, registry, _ = laptop
     del env["DOCKERHUB_TOKEN"]
-    result = fab(env, "push", "--tag", "t1")
+    result = fab(env, "push", "--tag", "no-credentials")
     assert result.returncode == 1
     assert "set DOCKERHUB_USERNAME and DOCKERHUB_TOKEN" in result.stderr
-    assert not (state / "pushed.log").exists()
+    assert "no-credentials" not in registry_tags(registry)
 
 
 def test_push_of_a_tag_never_built_fails(laptop):
-    _, state, env, token = laptop
+    _, env, _, _ = laptop
     result = fab(env, "push", "--tag", "never-built")
     assert result.returncode != 0
-    assert "An image does not exist locally with the tag" in result.stdout + result.stderr
-    assert token not in result.stdout + result.stderr
+    assert "An image does not exist locally with the tag" in result.stdout + result.stderr  # docker's words
+    assert env["DOCKERHUB_TOKEN"] not in result.stdout + result.stderr
+
+
+def test_a_wrong_token_fails_at_login_without_echoing_it(laptop):
+    _, env, _, _ = laptop
+    env["DOCKERHUB_TOKEN"] = "wrong-" + secrets.token_hex(8)
+    result = fab(env, "push", "--tag", "never-built")
+    assert result.returncode == 1
+    assert "docker login failed" in result.stderr and "unauthorized" in result.stderr.lower()
+    assert env["DOCKERHUB_TOKEN"] not in result.stdout + result.stderr
 
 
 def test_the_tag_is_the_commit_and_says_dirty(tmp_path):
@@ -119,17 +144,31 @@ def test_the_tag_is_the_commit_and_says_dirty(tmp_path):
     assert git_tag(repo) == sha.strip() + "-dirty"
 
 
-def test_build_refuses_a_dirty_tree_unless_told(laptop, monkeypatch):
-    _, state, env, _ = laptop
+def test_build_refuses_a_dirty_tree_unless_told(laptop, monkeypatch, docker_engine):
+    _, env, _, _ = laptop
     import fabfile
 
     monkeypatch.setattr(fabfile, "git_tag", lambda: "0123456789ab-dirty")
-    monkeypatch.setenv("PATH", env["PATH"])
-    monkeypatch.setenv("DOCKERHUB_USERNAME", "alice")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
     from invoke import Context
     from invoke.exceptions import Exit
 
     for tag in ("", "t9"):  # an explicit tag does not hide uncommitted changes
         with pytest.raises(Exit, match="uncommitted changes"):
             fabfile.build(Context(), tag=tag)
-    assert not (state / "local.json").exists()
+    assert not docker_engine.image_exists(f"{env['IMAGE']}:t9")
+
+
+def test_an_extra_ca_that_is_not_a_file_is_refused_before_docker(laptop, monkeypatch):
+    _, env, _, _ = laptop
+    import fabfile
+
+    monkeypatch.setattr(fabfile, "git_tag", lambda: "0123456789ab")
+    for key, value in {**env, "EXTRA_CA": "/nonexistent/ca.pem"}.items():
+        monkeypatch.setenv(key, value)
+    from invoke import Context
+    from invoke.exceptions import Exit
+
+    with pytest.raises(Exit, match="EXTRA_CA=/nonexistent/ca.pem is not a file"):
+        fabfile.build(Context(), tag="t9")

@@ -204,3 +204,21 @@ def test_docker_stop_drains_the_request_in_flight(container, docker_engine, spee
     state = docker_engine.inspect(container.name)["State"]
     assert state["ExitCode"] == 0, container.logs()[-3000:]  # a clean exit, not the kill at the timeout
     assert time.monotonic() - stopped < 135
+
+
+def test_a_new_tag_changes_no_layer(docker_engine, service_image, base_image, tmp_path):
+    """WHISPER_BUILD (the commit id) comes last: a new tag reuses every layer, so a deploy pulls nothing new.
+    Build arguments change the cache key of every RUN after their ARG line, so this order is what keeps the
+    dependency layers cached from one commit to the next."""
+    from tests.docker_engine import ROOT, image_build_args
+
+    other = "whisper-service:test-retag"
+    ca = str(CA_BUNDLE) if CA_BUNDLE.is_file() else ""
+    args = image_build_args(base_image, tag="another-commit")
+    docker_engine.build([other], ROOT, tmp_path / "build.log", args, extra_ca=ca)
+    try:
+        new, old = docker_engine.inspect(other), docker_engine.inspect(service_image)
+        assert new["RootFS"]["Layers"] == old["RootFS"]["Layers"]
+        assert "WHISPER_BUILD=another-commit" in new["Config"]["Env"]
+    finally:
+        docker_engine.docker("rmi", other, check=False)
