@@ -172,3 +172,23 @@ def test_an_extra_ca_that_is_not_a_file_is_refused_before_docker(laptop, monkeyp
 
     with pytest.raises(Exit, match="EXTRA_CA=/nonexistent/ca.pem is not a file"):
         fabfile.build(Context(), tag="t9")
+
+
+def test_build_targets_linux_amd64_and_passes_the_ca_as_a_secret(laptop, monkeypatch):
+    """Google's GPU VMs are x86-64: an arm64 laptop must not build an arm64 image. The command fab build runs
+    (the real build above runs the same one, on an amd64 machine where the flag changes nothing)."""
+    _, env, _, _ = laptop
+    from invoke import Context
+
+    import fabfile
+
+    monkeypatch.setattr(fabfile, "git_tag", lambda: "0123456789ab")
+    for key, value in {**env, "EXTRA_CA": __file__}.items():
+        monkeypatch.setenv(key, value)
+    ran: list[str] = []
+    monkeypatch.setattr(Context, "run", lambda self, command, **kw: ran.append(command))
+    fabfile.build(Context())
+    (command,) = ran
+    assert "--platform linux/amd64" in command
+    assert f"--secret id=ca,src={__file__}" in command and "--build-arg EXTRA_CA" not in command
+    assert f"--tag {env['IMAGE']}:0123456789ab --tag {env['IMAGE']}:latest" in command
