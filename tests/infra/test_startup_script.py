@@ -46,6 +46,8 @@ elif "/secrets/" in url:
     (fake / "auth-header-seen").write_text(seen)
     key = base64.b64encode(os.environ["FAKE_API_KEY"].encode()).decode()
     print(json.dumps({"name": url, "payload": {"data": key}}))
+elif url.endswith("/gpg") or url.endswith("/gpgkey"):  # apt repository keys
+    pathlib.Path(out).write_text("fake key")
 elif url.endswith("cuda_installer.pyz"):
     pathlib.Path(out).write_text(
         "import pathlib, sys\n"
@@ -82,7 +84,13 @@ echo '{"runtimes": {"nvidia": {"path": "nvidia-container-runtime"}}}' >"$DOCKER_
 """
 
 FAKE_DPKG_QUERY = """#!/usr/bin/env bash
+# Fake dpkg-query -W -f=... PACKAGE: every package is installed except those listed in $FAKE/missing-packages.
 echo "dpkg-query $*" >>"$FAKE/calls.log"
+package="${*: -1}"
+if grep -qx "$package" "$FAKE/missing-packages" 2>/dev/null; then
+  echo "dpkg-query: no packages found matching $package" >&2
+  exit 1
+fi
 echo "install ok installed"
 """
 
@@ -111,6 +119,8 @@ def host(tmp_path: Path):
         path.write_text(body)
         path.chmod(0o755)
     (fake / "metadata" / "project-id").write_text("demo-project")
+    for apt_dir in ("keyrings", "sources.list.d"):  # exist on Ubuntu; `install -d` is a stub here
+        (tmp_path / apt_dir).mkdir()
     (fake / "driver-installed").touch()
     daemon_json = tmp_path / "daemon.json"
     daemon_json.write_text('{"runtimes": {"nvidia": {}}}')
@@ -120,6 +130,8 @@ def host(tmp_path: Path):
         "FAKE_TOKEN": TOKEN,
         "FAKE_API_KEY": API_KEY,
         "INSTALLER_DIR": str(tmp_path / "installer"),
+        "APT_KEYRINGS": str(tmp_path / "keyrings"),
+        "APT_SOURCES": str(tmp_path / "sources.list.d"),
         "RUN_DIR": str(tmp_path / "run"),
         "READY_FILE": str(tmp_path / "host-ready"),
         "DOCKER_DAEMON_JSON": str(daemon_json),
@@ -136,6 +148,9 @@ class FakeHost:
     def set_metadata(self, **attributes: str) -> None:
         for key, value in attributes.items():
             (self.fake / "metadata" / key.replace("_", "-")).write_text(value)
+
+    def lack_packages(self, *packages: str) -> None:
+        (self.fake / "missing-packages").write_text("".join(f"{p}\n" for p in packages))
 
     def boot(self, ok: bool = True) -> subprocess.CompletedProcess:
         result = subprocess.run(
@@ -274,3 +289,34 @@ def test_a_driver_older_than_580_stops_the_script_before_ready(host):
     assert "driver 570.133.20 is older than 580" in result.stdout
     assert host.guest_states() == ["whisper/state=booting"]
     assert not (host.root / "host-ready").exists()
+
+
+DOCKER_PACKAGES = [
+    "docker-ce", "docker-ce-cli", "containerd.io", "docker-buildx-plugin", "docker-compose-plugin",
+]  # fmt: skip
+
+
+def test_a_host_without_docker_gets_the_engine_compose_and_buildx(host):
+    # docker-compose-plugin is only a Recommends of docker-ce, which --no-install-recommends skips, and the
+    # monitoring role runs `docker compose`: the script names every package of Docker's own install line
+    # (https://docs.docker.com/engine/install/ubuntu/).
+    host.lack_packages(*DOCKER_PACKAGES)
+    host.boot()
+    (install,) = [c for c in host.calls("apt-get") if " install " in f" {c} "]
+    assert install.split()[-len(DOCKER_PACKAGES) :] == DOCKER_PACKAGES
+    assert "--no-install-recommends" in install
+    sources = (host.root / "sources.list.d" / "docker.list").read_text()
+    assert "https://download.docker.com/linux/" in sources
+
+
+def test_a_host_from_the_old_script_gets_compose_and_buildx_on_its_next_boot(host):
+    # The old script installed docker-ce, docker-ce-cli and containerd.io only, and skipped Docker whenever a
+    # `docker` command existed (here: the stub on PATH).
+    host.lack_packages("docker-buildx-plugin", "docker-compose-plugin")
+    host.boot()
+    installs = [c for c in host.calls("apt-get") if " install " in f" {c} "]
+    assert len(installs) == 1 and installs[0].split()[-len(DOCKER_PACKAGES) :] == DOCKER_PACKAGES
+    (host.fake / "missing-packages").unlink()
+    before = len(host.calls("apt-get"))
+    host.boot()  # all there now: nothing more to install
+    assert len(host.calls("apt-get")) == before
