@@ -155,6 +155,7 @@ def test_without_api_key_there_is_no_secret_and_minimal_scopes(deploy):
     assert not fixed.of_type("secretmanager")
     assert "api-key-secret" not in template["metadata"]
     assert sorted(template["serviceAccount"]["scopes"]) == [
+        "https://www.googleapis.com/auth/devstorage.read_only",  # the driver installer's gsutil cp
         "https://www.googleapis.com/auth/logging.write",
         "https://www.googleapis.com/auth/monitoring.write",
     ]

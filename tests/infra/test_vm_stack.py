@@ -142,12 +142,13 @@ def test_spot_vm_has_every_spot_field(deploy):
     }
 
 
-def test_vm_runs_as_the_dedicated_account_with_log_and_metric_scopes_only(any_stack):
+def test_vm_runs_as_the_dedicated_account_with_log_metric_and_storage_read_scopes_only(any_stack):
     account = any_stack.one("serviceaccount/account:Account")
     vm = any_stack.one("compute/instance:Instance").inputs
     email = f"{account.inputs['accountId']}@demo-project.iam.gserviceaccount.com"
     assert vm["serviceAccount"]["email"] == email
     assert sorted(vm["serviceAccount"]["scopes"]) == [
+        "https://www.googleapis.com/auth/devstorage.read_only",  # the driver installer's gsutil cp
         "https://www.googleapis.com/auth/logging.write",
         "https://www.googleapis.com/auth/monitoring.write",
     ]
