@@ -133,16 +133,19 @@ def os_login_user(profile: Mapping) -> str:
     return primary["username"]
 
 
-def ensure_key(key_file: Path, profile: Mapping, run: Runner) -> None:
-    """Create gcloud's key when missing; add its public half to the OS Login profile when it lacks it."""
+def ensure_key(key_file: Path, profile: Mapping, run: Runner) -> bool:
+    """Create gcloud's key when missing; add its public half to the OS Login profile when it lacks it.
+    True when it added the key (the profile read before is then stale)."""
     public = key_file.with_name(key_file.name + ".pub")
     if not key_file.exists():
         key_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         run(["ssh-keygen", "-q", "-t", "rsa", "-b", "3072", "-N", "", "-f", str(key_file)])
     key_body = public.read_text().split()[1]
     registered = [k.get("key", "") for k in (profile.get("sshPublicKeys") or {}).values()]
-    if not any(key_body in key for key in registered):
-        run(["gcloud", "compute", "os-login", "ssh-keys", "add", f"--key-file={public}"])
+    if any(key_body in key for key in registered):
+        return False
+    run(["gcloud", "compute", "os-login", "ssh-keys", "add", f"--key-file={public}"])
+    return True
 
 
 def gcloud_route(host: str, words: list[str], env: Mapping[str, str], home: Path, run: Runner) -> SshRoute:
@@ -153,9 +156,13 @@ def gcloud_route(host: str, words: list[str], env: Mapping[str, str], home: Path
     user = env.get("WHISPER_SSH_USER")
     if not user or not env.get("WHISPER_SSH_KEY"):
         profile = os_login_profile(run)
+        # Key first, user second: the OS Login profile holds the POSIX account
+        # (https://cloud.google.com/sdk/gcloud/reference/compute/os-login), and the API provisions it when
+        # a key is imported (users.importSshPublicKey; users.projects.provisionPosixAccount), so a Google
+        # account that never used OS Login has none until its first key is added.
+        if not env.get("WHISPER_SSH_KEY") and ensure_key(key, profile, run):
+            profile = os_login_profile(run)
         user = user or os_login_user(profile)
-        if not env.get("WHISPER_SSH_KEY"):
-            ensure_key(key, profile, run)
     proxy = None
     if "--tunnel-through-iap" in options:
         proxy = iap_proxy_command(instance, options.get("--zone") or "", options.get("--project"))

@@ -72,11 +72,22 @@ def test_os_login_user_and_a_registered_key(laptop):
     assert len([c for c in fake_gcloud.calls(tmp_path / "gcloud") if "add" in c]) == 1
 
 
+def test_a_first_time_account_gets_its_posix_user_once_its_key_is_registered(laptop):
+    # OS Login creates the POSIX account when the account's first key is added, so the key goes first.
+    tmp_path, home, env = laptop
+    assert "posixAccounts" not in json.loads((tmp_path / "gcloud" / "profile.json").read_text())
+    route = sshroute.route(OUTPUTS, env={}, home=home, run=with_env(env))
+    assert route.user == OS_LOGIN_USER
+    verbs = [c[2] for c in fake_gcloud.calls(tmp_path / "gcloud") if c[:2] == ["compute", "os-login"]]
+    assert verbs.index("ssh-keys") < len(verbs) - 1 and verbs[-1] == "describe-profile"
+
+
 def test_overrides_skip_gcloud_and_a_profile_without_account_says_what_to_do(laptop):
     tmp_path, home, env = laptop
     route = sshroute.route(OUTPUTS, env={"WHISPER_SSH_USER": "ops", "WHISPER_SSH_KEY": "/k"}, home=home)
     assert (route.user, route.key_file) == ("ops", "/k")
     (tmp_path / "gcloud" / "profile.json").write_text("{}")
+    (tmp_path / "gcloud" / "posix-username").unlink()  # an account without OS Login's role gets no POSIX user
     with pytest.raises(ConfigError, match="roles/compute.osAdminLogin"):
         sshroute.route(OUTPUTS, env={}, home=home, run=with_env(env))
     with pytest.raises(ConfigError, match="install the Google Cloud CLI"):
