@@ -40,9 +40,18 @@ GPUS: dict[str, GpuSpec] = {
     "nvidia-l4": GpuSpec("g2", (1, 2, 4, 8), "g2-standard-8"),
     "nvidia-tesla-a100": GpuSpec("a2", (1, 2, 4, 8, 16), "a2-highgpu-1g"),
     "nvidia-a100-80gb": GpuSpec("a2", (1, 2, 4, 8), "a2-ultragpu-1g"),
-    "nvidia-h100-80gb": GpuSpec("a3", (1, 2, 4, 8), "a3-highgpu-1g"),
+    "nvidia-h100-80gb": GpuSpec("a3", (1, 2, 4, 8), "a3-highgpu-8g"),  # 1g/2g/4g: Spot only (below)
 }
 ATTACHED_FAMILIES = frozenset({"n1"})
+
+# Google's A3 documentation (https://cloud.google.com/compute/docs/accelerator-optimized-machines, A3 High):
+# A3 VMs use the gVNIC network interface (gpu_vm.py, fleet.py), and the 1, 2 and 4 GPU sizes of A3 High are
+# offered as Spot or Flex-start only; on-demand or reserved A3 High is the 8 GPU size
+# (https://cloud.google.com/compute/docs/instances/create-reservation-bound-vm). This program makes
+# standard or Spot VMs, so those sizes need spot: true.
+GVNIC_FAMILIES = frozenset({"a3"})
+SPOT_ONLY_MACHINES = frozenset({"a3-highgpu-1g", "a3-highgpu-2g", "a3-highgpu-4g"})
+A3_DOC = "https://cloud.google.com/compute/docs/accelerator-optimized-machines"
 
 # GPUs Google offers that the image cannot drive: pre-Turing. PyTorch's CUDA 12.8+/13 builds target compute
 # capability 7.5 and newer (pytorch/pytorch#157517), CUDA 13.0 dropped Maxwell, Pascal and Volta
@@ -167,6 +176,11 @@ class StackConfig:
         return self.machine_type.split("-")[0] in ATTACHED_FAMILIES
 
     @property
+    def nic_type(self) -> str | None:
+        """GVNIC where the machine series needs it (A3); None keeps Google's default (VIRTIO_NET)."""
+        return "GVNIC" if self.machine_type.split("-")[0] in GVNIC_FAMILIES else None
+
+    @property
     def name_prefix(self) -> str:
         """`whisper-<stack>`, cut to fit the shortest GCP name limit we use (service account)."""
         slug = re.sub(r"[^a-z0-9-]+", "-", self.stack.lower()).strip("-") or "stack"
@@ -194,6 +208,13 @@ class StackConfig:
                 "not set, so the fleet would serve anyone",
                 f"set one: {API_KEY_FIX} (or allowUnauthenticated: true)",
             )
+        spot = _bool(values, "spot", False)
+        if machine_type in SPOT_ONLY_MACHINES and not spot:
+            raise _fail(
+                "spot",
+                f"{machine_type} is offered as Spot or Flex-start only ({A3_DOC}, A3 High)",
+                "set spot: true (or machineType: a3-highgpu-8g)",
+            )
         return cls(
             stack=stack,
             project=project,
@@ -202,7 +223,7 @@ class StackConfig:
             machine_type=machine_type,
             gpu_type=gpu_type,
             gpu_count=gpu_count,
-            spot=_bool(values, "spot", False),
+            spot=spot,
             boot_disk_gb=_boot_disk_gb(values),
             image=_str(values, "image", DEFAULT_IMAGE),
             ssh_source_ranges=_cidrs(values, "sshSourceRanges", (IAP_SSH_RANGE,)),

@@ -115,7 +115,11 @@ class Fleet(pulumi.ComponentResource):
             scheduling=host.scheduling(cfg, gcp.compute.InstanceTemplateSchedulingArgs, "DELETE"),
             shielded_instance_config=host.shielded(gcp.compute.InstanceTemplateShieldedInstanceConfigArgs),
             # No access config: no public address. Egress goes through Cloud NAT (network.py).
-            network_interfaces=[gcp.compute.InstanceTemplateNetworkInterfaceArgs(subnetwork=args.subnet)],
+            network_interfaces=[
+                gcp.compute.InstanceTemplateNetworkInterfaceArgs(
+                    subnetwork=args.subnet, nic_type=cfg.nic_type
+                )
+            ],
             service_account=gcp.compute.InstanceTemplateServiceAccountArgs(
                 email=args.service_account_email, scopes=scopes
             ),

@@ -38,6 +38,7 @@ class GpuVm(pulumi.ComponentResource):
             network_interfaces=[
                 gcp.compute.InstanceNetworkInterfaceArgs(
                     subnetwork=args.subnet,
+                    nic_type=cfg.nic_type,  # GVNIC on A3 (config.py)
                     access_configs=[
                         gcp.compute.InstanceNetworkInterfaceAccessConfigArgs(nat_ip=self.address.address)
                     ],

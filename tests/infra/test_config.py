@@ -53,7 +53,8 @@ def test_every_attached_gpu_accepts_exactly_its_offered_counts(infra_config):
 
 def test_every_bundled_machine_implies_its_gpu_type_and_count(infra_config):
     for machine, (gpu, count) in infra_config.BUNDLED_MACHINES.items():
-        cfg = build(infra_config, {"machineType": machine}, gcp={"zone": "europe-west4-a"})
+        spot = "true" if machine in infra_config.SPOT_ONLY_MACHINES else "false"
+        cfg = build(infra_config, {"machineType": machine, "spot": spot}, gcp={"zone": "europe-west4-a"})
         assert (cfg.gpu_type, cfg.gpu_count, cfg.attaches_gpus) == (gpu, count, False)
         assert count in infra_config.GPUS[gpu].counts
 

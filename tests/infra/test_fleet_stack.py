@@ -105,6 +105,14 @@ def test_template_matches_the_single_vm_gpu_invariants(fleet, deploy):
     assert disk["diskType"] == "pd-balanced"
 
 
+def test_a3_templates_get_a_gvnic(deploy):
+    h100 = {**FIXED, "machineType": "a3-highgpu-2g", "spot": "true", "fleetZones": "us-central1-a"}
+    (nic,) = deploy(h100).one("InstanceTemplate").inputs["networkInterfaces"]
+    assert nic["nicType"] == "GVNIC"
+    (default_nic,) = deploy(FIXED).one("InstanceTemplate").inputs["networkInterfaces"]
+    assert "nicType" not in default_nic
+
+
 @pytest.mark.parametrize("machine", ["g2-standard-8", "a2-highgpu-1g"])
 def test_bundled_gpu_templates_declare_no_accelerators(deploy, machine):
     template = deploy({**FIXED, "machineType": machine}).one("InstanceTemplate").inputs

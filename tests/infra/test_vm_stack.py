@@ -199,6 +199,19 @@ def test_explicit_http_and_ssh_ranges_replace_the_defaults(deploy):
     assert opened == {"198.51.100.0/24": {"80"}, "192.0.2.1/32": {"22"}}
 
 
+H100_A3_SPOT = {"machineType": "a3-highgpu-1g", "spot": "true"}
+
+
+@pytest.mark.parametrize(
+    ("config", "nic_type"),
+    [(T4_DEFAULT, None), (L4_G2, None), (A100_A2, None), (H100_A3_SPOT, "GVNIC")],
+    ids=["t4", "l4", "a100", "h100"],
+)
+def test_a3_vms_get_a_gvnic_and_the_others_keep_the_default_nic(deploy, config, nic_type):
+    nic = deploy(config).one("compute/instance:Instance").inputs["networkInterfaces"][0]
+    assert nic.get("nicType") == nic_type
+
+
 def test_single_vm_declares_no_fleet_or_secret_resources(any_stack):
     assert not any_stack.of_type("InstanceTemplate")
     assert not any_stack.of_type("RegionInstanceGroupManager")
@@ -228,6 +241,7 @@ def test_single_vm_declares_no_fleet_or_secret_resources(any_stack):
         ({"spot": "sometimes"}, {}, "spot", "e.g. spot: true"),
         ({"labels": '{"Team": "x"}'}, {}, "labels", "e.g. labels: {team: speech}"),
         ({"gputype": "nvidia-l4"}, {}, "gputype", "did you mean gpuType?"),
+        ({"machineType": "a3-highgpu-1g"}, {}, "spot", "set spot: true (or machineType: a3-highgpu-8g)"),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
 )
