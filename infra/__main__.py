@@ -81,4 +81,7 @@ else:
         ),
     )
     pulumi.export("instanceName", vm.instance_name)
+    # A replacement keeps the name and the static address but not the id: deploy/sshroute.py drops the old
+    # VM's host key from known_hosts when this changes.
+    pulumi.export("instanceId", vm.instance_id)
     pulumi.export("zone", cfg.zone)

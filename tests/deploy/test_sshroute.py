@@ -94,6 +94,29 @@ def test_overrides_skip_gcloud_and_a_profile_without_account_says_what_to_do(lap
         sshroute.route(OUTPUTS, env={}, home=home, run=lambda c: sshroute.run_command(["no-such-gcloud"]))
 
 
+def test_a_replaced_vm_s_stale_host_key_is_dropped_once_its_instance_id_changes(laptop):
+    # The new VM keeps the static address, so OpenSSH's accept-new (and Fabric's paramiko, which reads the
+    # same known_hosts) would refuse its new host key as a changed one.
+    tmp_path, home, env = laptop
+    (home / ".ssh").mkdir()
+    known_hosts = home / ".ssh" / "known_hosts"
+    for name in ("old_vm", "other_host"):
+        keygen(tmp_path / name)
+    old_key = (tmp_path / "old_vm.pub").read_text().split()[:2]
+    other_key = (tmp_path / "other_host.pub").read_text().split()[:2]
+    known_hosts.write_text(f"{OUTPUTS['ip']} {' '.join(old_key)}\n198.51.100.9 {' '.join(other_key)}\n")
+    overrides = {"WHISPER_SSH_USER": "ops", "WHISPER_SSH_KEY": str(tmp_path / "old_vm")}
+    first = OUTPUTS | {"instanceId": "1111111111111111111"}
+    sshroute.route(first, env=overrides, home=home, run=with_env(env))
+    sshroute.route(first, env=overrides, home=home, run=with_env(env))
+    assert OUTPUTS["ip"] in known_hosts.read_text()  # same VM: its key stays
+    replaced = OUTPUTS | {"instanceId": "2222222222222222222"}
+    sshroute.route(replaced, env=overrides, home=home, run=with_env(env))
+    assert known_hosts.read_text().split() == ["198.51.100.9", *other_key]  # only the replaced VM's key went
+    sshroute.route(replaced, env=overrides, home=home, run=with_env(env))  # and nothing more next time
+    assert known_hosts.read_text().split() == ["198.51.100.9", *other_key]
+
+
 def test_the_ansible_inventory_uses_the_same_route(laptop):
     tmp_path, home, env = laptop
     outputs = tmp_path / "outputs.json"

@@ -66,6 +66,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
             computed["address"] = FAKE_LB_IP
         elif args.typ == "gcp:serviceaccount/account:Account":
             computed["email"] = f"{args.inputs['accountId']}@{self.project}.iam.gserviceaccount.com"
+        elif args.typ == "gcp:compute/instance:Instance":
+            computed["instanceId"] = "4242424242424242424"
         elif args.typ == "gcp:compute/instanceTemplate:InstanceTemplate":
             computed["selfLinkUnique"] = f"{link}?uniqueId=42"
         elif args.typ == "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager":

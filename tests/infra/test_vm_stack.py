@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+FAKE_INSTANCE_ID = "4242424242424242424"  # what the mocked GCP assigns (tests/infra/conftest.py)
 WORLD = ipaddress.ip_network("0.0.0.0/0")
 IAP_RANGE = "35.235.240.0/20"
 VM_OUTPUTS = {
@@ -16,6 +17,7 @@ VM_OUTPUTS = {
     "url",
     "sshCommand",
     "instanceName",
+    "instanceId",
     "zone",
     "domain",
     "allowUnauthenticated",
@@ -175,6 +177,8 @@ def test_all_outputs_exist_and_name_the_vm(any_stack):
     assert outputs["mode"] == "vm"
     assert outputs["zone"] == "us-central1-a"
     assert outputs["instanceName"] == instance.name
+    # A replaced VM keeps its name and static address but gets a new id: sshroute drops its stale host key.
+    assert outputs["instanceId"] == FAKE_INSTANCE_ID
     assert outputs["sshCommand"] == (
         f"gcloud compute ssh {instance.name} --zone us-central1-a --project demo-project --tunnel-through-iap"
     )
