@@ -62,6 +62,12 @@ if is_fleet:
     pulumi.export("url", public_url(fleet.ip))
     pulumi.export("groupName", fleet.group_name)
     pulumi.export("region", cfg.region)
+    # What a rollout needs in GPU quota (deploy/stack.py says it before waiting): the group surges one VM per
+    # zone with none unavailable (fleet.py), so up to maxReplicas + len(fleetZones) VMs run at once.
+    pulumi.export("fleetZones", list(cfg.fleet.zones))
+    pulumi.export("gpuType", cfg.gpu_type)
+    pulumi.export("gpuCount", cfg.gpu_count)
+    pulumi.export("maxReplicas", cfg.fleet.max_replicas)
 else:
     vm = GpuVm(
         f"{prefix}-vm",

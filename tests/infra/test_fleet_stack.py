@@ -218,8 +218,14 @@ def test_spot_fleet_deletes_preempted_vms_for_the_group_to_recreate(deploy):
 
 def test_fleet_outputs(fleet):
     group = fleet.one("RegionInstanceGroupManager")
-    assert set(fleet.outputs) == {"mode", "project", "ip", "url", "groupName", "region"}
+    assert set(fleet.outputs) == {
+        "mode", "project", "ip", "url", "groupName", "region",
+        "fleetZones", "gpuType", "gpuCount", "maxReplicas",  # the rollout's GPU need (deploy/stack.py)
+    }  # fmt: skip
     assert fleet.outputs["mode"] == "fleet"
+    assert fleet.outputs["fleetZones"] == US_CENTRAL1_T4_ZONES
+    assert (fleet.outputs["gpuType"], fleet.outputs["gpuCount"]) == ("nvidia-tesla-t4", 1)
+    assert fleet.outputs["maxReplicas"] == 4
     assert fleet.outputs["groupName"] == group.name
     assert not fleet.of_type("compute/instance:Instance")
 
