@@ -293,3 +293,14 @@ def test_a_domain_gets_a_managed_certificate_https_on_443_and_a_redirect_on_80(d
     assert rules == {"443": https.id, "80": fleet.one("TargetHttpProxy").id}
     assert len({r.inputs["ipAddress"] for r in fleet.of_type("GlobalForwardingRule")}) == 1
     assert fleet.outputs["url"] == "https://whisper.example.com"
+
+
+def test_autohealing_waits_out_a_first_boot_by_its_budget_with_margin(deploy, infra_config):
+    # A new VM installs Docker and the toolkit, builds the driver and reboots, pulls the 7.7 GB image and
+    # loads the model before /readyz answers; auto-healing judging earlier recreates it in a loop.
+    budget = infra_config.FIRST_BOOT_BUDGET_SEC
+    assert {"driver install", "reboot", "docker and toolkit", "image pull", "model load"} <= set(budget)
+    assert infra_config.DEFAULT_AUTOHEAL_DELAY_SEC >= 1.25 * sum(budget.values())
+    healing = deploy(FIXED).one("RegionInstanceGroupManager").inputs["autoHealingPolicies"]
+    assert healing["initialDelaySec"] == infra_config.DEFAULT_AUTOHEAL_DELAY_SEC
+    assert healing["initialDelaySec"] <= 3600  # the ceiling autohealInitialDelaySec accepts
