@@ -174,6 +174,9 @@ class StackConfig:
     # what runs on it
     docker_image: str | None
     api_key: Any = field(default=None, repr=False)  # Output[str] secret, never printed
+    # Fleet: Docker Hub login for the VMs' pulls (anonymous pulls are limited per IP, and the VMs share NAT's)
+    dockerhub_username: str | None = None
+    dockerhub_token: Any = field(default=None, repr=False)  # Output[str] secret, never printed
     labels: Mapping[str, str] = field(default_factory=dict)
     fleet: FleetConfig | None = None  # None: one GPU VM (the default)
     allow_unauthenticated: bool = False  # True: serving without any API key is intended
@@ -205,6 +208,7 @@ class StackConfig:
         gcp: Mapping[str, Any],
         stack: str,
         api_key: Any = None,
+        dockerhub_token: Any = None,
     ) -> StackConfig:
         """Build from raw config strings (project keys in `values`, `gcp:*` keys in `gcp`)."""
         project = _require_project(gcp)
@@ -220,6 +224,7 @@ class StackConfig:
                 "not set, so the fleet would serve anyone",
                 f"set one: {API_KEY_FIX} (or allowUnauthenticated: true)",
             )
+        dockerhub_username = _dockerhub_username(values, dockerhub_token)
         spot = _bool(values, "spot", False)
         if machine_type in SPOT_ONLY_MACHINES and not spot:
             raise _fail(
@@ -243,6 +248,8 @@ class StackConfig:
             domain=_domain(values),
             docker_image=docker_image,
             api_key=api_key,
+            dockerhub_username=dockerhub_username,
+            dockerhub_token=dockerhub_token,
             labels=_labels(values),
             fleet=fleet,
             allow_unauthenticated=allow_unauthenticated,
@@ -254,9 +261,15 @@ class StackConfig:
         reject_unknown_keys(_configured_project_keys())
         project_cfg = pulumi.Config(PROJECT_NAMESPACE)
         gcp_cfg = pulumi.Config("gcp")
-        values = {key: project_cfg.get(key) for key in PROJECT_KEYS}
+        values = {key: project_cfg.get(key) for key in (*PROJECT_KEYS, "dockerhubUsername")}
         gcp = {key: gcp_cfg.get(key) for key in ("project", "zone", "region")}
-        return cls.from_mapping(values, gcp, pulumi.get_stack(), api_key=project_cfg.get_secret("apiKey"))
+        return cls.from_mapping(
+            values,
+            gcp,
+            pulumi.get_stack(),
+            api_key=project_cfg.get_secret("apiKey"),
+            dockerhub_token=project_cfg.get_secret("dockerhubToken"),
+        )
 
 
 PROJECT_KEYS = (
@@ -268,6 +281,10 @@ PROJECT_KEYS = (
 )  # fmt: skip
 
 
+# The fleet's credentials, read apart from PROJECT_KEYS (the secrets with get_secret); README documents them.
+LOGIN_KEYS = ("apiKey", "dockerhubUsername", "dockerhubToken")
+
+
 def _configured_project_keys() -> list[str]:
     """Project keys the stack sets. Pulumi offers no public listing; its runtime keeps them here."""
     everything = getattr(pulumi.runtime.config, "CONFIG", None)
@@ -277,7 +294,7 @@ def _configured_project_keys() -> list[str]:
 
 def reject_unknown_keys(keys: list[str]) -> None:
     """A misspelt key (`gputype`) would otherwise be ignored and the default silently used."""
-    known = (*PROJECT_KEYS, "apiKey")
+    known = (*PROJECT_KEYS, *LOGIN_KEYS)
     for key in keys:
         if key in REMOVED_KEYS:
             raise _fail(key, *REMOVED_KEYS[key])
@@ -495,6 +512,22 @@ def _domain(values: Mapping[str, Any]) -> str | None:
     if domain is not None and not DOMAIN_RE.match(str(domain)):
         raise _fail("domain", f"{domain!r} is not a DNS name", "e.g. domain: whisper.example.com")
     return domain
+
+
+def _dockerhub_username(values: Mapping[str, Any], token: Any) -> str | None:
+    """The fleet's Docker Hub login: a user and a secret token (Secret Manager), both or neither."""
+    username = values.get("dockerhubUsername") or None
+    if token is not None and username is None:
+        raise _fail(
+            "dockerhubUsername", "not set, but dockerhubToken is", "pulumi config set dockerhubUsername USER"
+        )
+    if username is not None and token is None:
+        raise _fail(
+            "dockerhubToken",
+            "not set, but dockerhubUsername is",
+            "pulumi config set --secret dockerhubToken <Docker Hub access token> (read-only scope)",
+        )
+    return None if username is None else str(username)
 
 
 def _docker_image(values: Mapping[str, Any], required: bool) -> str | None:

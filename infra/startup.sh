@@ -119,7 +119,7 @@ install_driver() {
   fi
 }
 
-api_key_line() { # api_key_line SECRET: prints API_KEYS=<key> from Secret Manager
+secret_value() { # secret_value SECRET: prints the latest version of a Secret Manager secret
   local secret="$1" project header_file
   project="$(metadata project/project-id)"
   header_file="$(mktemp -p "${RUN_DIR}")"
@@ -130,8 +130,32 @@ api_key_line() { # api_key_line SECRET: prints API_KEYS=<key> from Secret Manage
   curl -fsS -H "@${header_file}" \
     "${SECRETS_URL}/projects/${project}/secrets/${secret}/versions/latest:access" |
     python3 -c 'import base64, json, sys
-print("API_KEYS=" + base64.b64decode(json.load(sys.stdin)["payload"]["data"]).decode())'
+sys.stdout.write(base64.b64decode(json.load(sys.stdin)["payload"]["data"]).decode())'
   rm -f "${header_file}"
+}
+
+api_key_line() { # api_key_line SECRET: prints API_KEYS=<key> from Secret Manager
+  local key
+  key="$(secret_value "$1")" # a separate assignment: a failed read stops the script (set -e)
+  echo "API_KEYS=${key}"
+}
+
+pull_image() { # pull_image IMAGE: with a Docker Hub token when the stack set one, else anonymously
+  local image="$1" user token_secret config
+  user="$(metadata instance/attributes/dockerhub-username)"
+  token_secret="$(metadata instance/attributes/dockerhub-token-secret)"
+  if [ -z "${token_secret}" ]; then
+    docker pull -q "${image}"
+    return
+  fi
+  # Docker Hub limits anonymous pulls per IP, and fleet VMs share Cloud NAT's addresses: log in. The token
+  # goes from Secret Manager to `docker login --password-stdin` through a pipe (never an argument), into a
+  # throwaway 0700 config on tmpfs, gone after the pull
+  # (https://github.com/docker/cli/blob/master/docs/reference/commandline/login.md, --password-stdin).
+  config="$(mktemp -d -p "${RUN_DIR}")"
+  secret_value "${token_secret}" | docker --config "${config}" login --username "${user}" --password-stdin >/dev/null
+  docker --config "${config}" pull -q "${image}" || { rm -rf "${config}"; return 1; }
+  rm -rf "${config}"
 }
 
 write_service_env() { # write_service_env FILE SECRET: the container's settings beyond the image's own
@@ -159,7 +183,7 @@ run_service() {
   env_file="${RUN_DIR}/service.env"
   (umask 077 && write_service_env "${env_file}" "${secret}")
   log "starting ${image}"
-  docker pull -q "${image}"
+  pull_image "${image}"
   docker rm -f "${CONTAINER}" >/dev/null 2>&1 || true
   docker run -d --name "${CONTAINER}" --restart unless-stopped --gpus all \
     -p "${HOST_PORT}:${SERVICE_PORT}" --env-file "${env_file}" \

@@ -223,6 +223,8 @@ def test_every_key_the_program_reads_is_documented(infra_config):
     for key in (*infra_config.PROJECT_KEYS, "apiKey"):
         assert f"`{key}`" in section, f"README Provisioning section does not document {key}"
         assert f"whisper-gpu:{key}" in example, f"Pulumi.dev.yaml.example lacks {key}"
+    for key in infra_config.LOGIN_KEYS:
+        assert f"`{key}`" in section, f"README Provisioning section does not document {key}"
 
 
 def test_unknown_keys_are_rejected_with_the_nearest_known_key(infra_config):

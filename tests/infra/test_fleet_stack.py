@@ -304,3 +304,38 @@ def test_autohealing_waits_out_a_first_boot_by_its_budget_with_margin(deploy, in
     healing = deploy(FIXED).one("RegionInstanceGroupManager").inputs["autoHealingPolicies"]
     assert healing["initialDelaySec"] == infra_config.DEFAULT_AUTOHEAL_DELAY_SEC
     assert healing["initialDelaySec"] <= 3600  # the ceiling autohealInitialDelaySec accepts
+
+
+def test_a_docker_hub_token_goes_to_its_own_secret_and_the_template_names_only_it(deploy):
+    # Docker Hub limits anonymous pulls per IP (https://docs.docker.com/docker-hub/usage/), and fleet VMs
+    # share Cloud NAT's addresses: with a token the startup script logs in before it pulls.
+    token = "dckr_pat_must-stay-secret"
+    fleet = deploy({**FIXED, "dockerhubUsername": "alice", "dockerhubToken": token})
+    secrets = {s.inputs["secretId"]: s for s in fleet.of_type("secretmanager/secret:Secret")}
+    assert set(secrets) == {"whisper-dev-api-key", "whisper-dev-dockerhub-token"}
+    versions = {v.inputs["secret"]: v for v in fleet.of_type("secretmanager/secretVersion:SecretVersion")}
+    data = versions[secrets["whisper-dev-dockerhub-token"].id].inputs["secretData"]
+    assert data[rpc._special_sig_key] == rpc._special_secret_sig and data["value"] == token  # a Pulumi secret
+    readers = fleet.of_type("secretmanager/secretIamMember:SecretIamMember")
+    assert {r.inputs["secretId"] for r in readers} == {s.id for s in secrets.values()}
+    template = fleet.one("InstanceTemplate").inputs
+    assert template["metadata"]["dockerhub-username"] == "alice"
+    assert template["metadata"]["dockerhub-token-secret"] == "whisper-dev-dockerhub-token"
+    assert token not in str(template)
+    assert "https://www.googleapis.com/auth/cloud-platform" in template["serviceAccount"]["scopes"]
+    anonymous = deploy(FIXED).one("InstanceTemplate").inputs["metadata"]
+    assert "dockerhub-token-secret" not in anonymous and "dockerhub-username" not in anonymous
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        ({"dockerhubToken": "dckr_pat_x"}, "config dockerhubUsername: not set, but dockerhubToken is"),
+        ({"dockerhubUsername": "alice"}, "config dockerhubToken: not set, but dockerhubUsername is"),
+    ],
+    ids=["token-without-user", "user-without-token"],
+)
+def test_docker_hub_user_and_token_go_together(deploy, keys, message):
+    with pytest.raises(Exception, match=f"^{re.escape(message)}") as failure:
+        deploy({**FIXED, **keys})
+    assert failure.value.declared_before_failure == []

@@ -44,7 +44,9 @@ elif "/secrets/" in url:
     header = next(a for a in args if a.startswith("@"))
     seen = pathlib.Path(header[1:]).read_text()
     (fake / "auth-header-seen").write_text(seen)
-    key = base64.b64encode(os.environ["FAKE_API_KEY"].encode()).decode()
+    stored = fake / "secrets" / url.split("/secrets/", 1)[1].split("/", 1)[0]
+    value = stored.read_text() if stored.exists() else os.environ["FAKE_API_KEY"]
+    key = base64.b64encode(value.encode()).decode()
     print(json.dumps({"name": url, "payload": {"data": key}}))
 elif url.endswith("/gpg") or url.endswith("/gpgkey"):  # apt repository keys
     pathlib.Path(out).write_text("fake key")
@@ -61,6 +63,11 @@ else:
 FAKE_DOCKER = r"""#!/usr/bin/env bash
 # Fake docker: records calls; `run` snapshots the env file; `inspect` answers from $FAKE/container.
 echo "docker $*" >>"$FAKE/calls.log"
+if [ "$1" = "--config" ]; then echo "$2" >>"$FAKE/docker-configs"; fi
+case "${*}" in
+  *" login "*) cat >"$FAKE/login-stdin"; ls -ld "$2" >"$FAKE/login-config-dir" ;;
+esac
+[ "$1" = "--config" ] && shift 2
 case "$1" in
   inspect) [ -f "$FAKE/container" ] && cat "$FAKE/container" || exit 1 ;;
   run)
@@ -320,3 +327,33 @@ def test_a_host_from_the_old_script_gets_compose_and_buildx_on_its_next_boot(hos
     before = len(host.calls("apt-get"))
     host.boot()  # all there now: nothing more to install
     assert len(host.calls("apt-get")) == before
+
+
+DOCKERHUB_TOKEN = "dckr_pat_fake-pull-token"
+
+
+def test_a_fleet_host_logs_in_to_docker_hub_before_the_pull_when_a_token_secret_is_set(host):
+    # Docker Hub counts anonymous pulls per IP, and fleet VMs share Cloud NAT's addresses.
+    (host.fake / "secrets").mkdir()
+    (host.fake / "secrets" / "whisper-dev-dockerhub-token").write_text(DOCKERHUB_TOKEN)
+    host.set_metadata(
+        docker_image=IMAGE,
+        api_key_secret="whisper-dev-key",
+        dockerhub_username="alice",
+        dockerhub_token_secret="whisper-dev-dockerhub-token",
+    )
+    result = host.boot()
+    docker = host.calls("docker")
+    login = next(i for i, c in enumerate(docker) if " login " in c)
+    pull = next(i for i, c in enumerate(docker) if " pull " in c)
+    assert login < pull
+    assert docker[login].split()[3:] == ["login", "--username", "alice", "--password-stdin"]
+    assert (host.fake / "login-stdin").read_text().strip() == DOCKERHUB_TOKEN
+    (config,) = set((host.fake / "docker-configs").read_text().split())  # login and pull share one config
+    assert docker[pull].split()[1:3] == ["--config", config]
+    assert (host.fake / "login-config-dir").read_text().startswith("drwx------")
+    assert not Path(config).exists()  # the credentials go with the pull
+    everything = "\n".join(host.calls()) + result.stdout + result.stderr
+    assert DOCKERHUB_TOKEN not in everything
+    env = (host.fake / "env-at-run").read_text()
+    assert DOCKERHUB_TOKEN not in env and env.splitlines()[-1] == f"API_KEYS={API_KEY}"
