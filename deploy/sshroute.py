@@ -10,7 +10,7 @@ The stack's `sshCommand` output says how the VM is reached. For `gcloud compute 
     `gcloud compute ssh` would have done;
   - the connection goes through `gcloud compute start-iap-tunnel NAME 22 --listen-on-stdin` as ProxyCommand.
 A replaced VM keeps its static address but gets a new host key, which StrictHostKeyChecking=accept-new (and
-Fabric) would refuse: when the stack's `instanceId` output changes, the address's known_hosts entry is removed.
+Fabric) would refuse: when the stack's `instanceId` output changes, the address's known_hosts entry goes.
 A plain `ssh [-p PORT] [-i KEY] [user@]host` command is used as it is. WHISPER_SSH_USER and WHISPER_SSH_KEY
 override the user and the key (no gcloud call then for the user).
 
