@@ -13,7 +13,7 @@ EXTRAS ?= faster,tools,ops,dev
 PORT ?= 5000
 export PORT
 
-.PHONY: help install system-deps run checkpoint test lint format pytest bench bench-speech bench-container loadtest clean
+.PHONY: help install install-ops system-deps run checkpoint test lint format pytest bench bench-speech bench-container loadtest clean
 
 help: ## List the targets.
 	@awk 'BEGIN{FS=":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -26,6 +26,16 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 install: $(STAMP) ## Create .venv and install every Python dependency (idempotent).
+
+# An operator's laptop: what `make deploy` runs (the `ops` extra: pulumi, pulumi-gcp, fabric, ansible; and
+# the deploy code, which imports nothing else) without the service's multi-GB CUDA torch. It marks the venv
+# installed, so the deploy steps do not pull everything; `rm $(STAMP) && make install` adds the rest.
+install-ops: ## Create .venv with only what make deploy needs (no torch); see make install for everything.
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip setuptools wheel
+	$(BIN)/pip install -q --no-deps -e .
+	$(BIN)/pip install -q $$($(BIN)/python deploy/pins.py --extras-only pyproject.toml ops)
+	@touch $(STAMP)
 
 system-deps: ## Install the Debian packages the tests need (ffmpeg, sshd, prometheus, ...).
 	scripts/system-deps.sh test

@@ -9,6 +9,8 @@ The stack's `sshCommand` output says how the VM is reached. For `gcloud compute 
     profile when the profile lacks it (`gcloud compute os-login ssh-keys add`), which is what a first
     `gcloud compute ssh` would have done;
   - the connection goes through `gcloud compute start-iap-tunnel NAME 22 --listen-on-stdin` as ProxyCommand.
+A replaced VM keeps its static address but gets a new host key, which StrictHostKeyChecking=accept-new (and
+Fabric) would refuse: when the stack's `instanceId` output changes, the address's known_hosts entry goes.
 A plain `ssh [-p PORT] [-i KEY] [user@]host` command is used as it is. WHISPER_SSH_USER and WHISPER_SSH_KEY
 override the user and the key (no gcloud call then for the user).
 
@@ -30,6 +32,8 @@ from pathlib import Path
 from deploy.config import ConfigError, stack_outputs
 
 GCLOUD_KEY = Path("~/.ssh/google_compute_engine")  # the key `gcloud compute ssh` makes and uses
+KNOWN_HOSTS = Path(".ssh/known_hosts")  # under HOME: OpenSSH's default, and what Fabric's paramiko loads
+KNOWN_INSTANCES = Path(".ssh/whisper_known_instances.json")  # under HOME: address -> the VM's instance id
 SSH_PORT = 22
 Runner = Callable[[list[str]], str]  # runs a command, returns its stdout, raises ConfigError on failure
 
@@ -133,16 +137,19 @@ def os_login_user(profile: Mapping) -> str:
     return primary["username"]
 
 
-def ensure_key(key_file: Path, profile: Mapping, run: Runner) -> None:
-    """Create gcloud's key when missing; add its public half to the OS Login profile when it lacks it."""
+def ensure_key(key_file: Path, profile: Mapping, run: Runner) -> bool:
+    """Create gcloud's key when missing; add its public half to the OS Login profile when it lacks it.
+    True when it added the key (the profile read before is then stale)."""
     public = key_file.with_name(key_file.name + ".pub")
     if not key_file.exists():
         key_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         run(["ssh-keygen", "-q", "-t", "rsa", "-b", "3072", "-N", "", "-f", str(key_file)])
     key_body = public.read_text().split()[1]
     registered = [k.get("key", "") for k in (profile.get("sshPublicKeys") or {}).values()]
-    if not any(key_body in key for key in registered):
-        run(["gcloud", "compute", "os-login", "ssh-keys", "add", f"--key-file={public}"])
+    if any(key_body in key for key in registered):
+        return False
+    run(["gcloud", "compute", "os-login", "ssh-keys", "add", f"--key-file={public}"])
+    return True
 
 
 def gcloud_route(host: str, words: list[str], env: Mapping[str, str], home: Path, run: Runner) -> SshRoute:
@@ -153,9 +160,13 @@ def gcloud_route(host: str, words: list[str], env: Mapping[str, str], home: Path
     user = env.get("WHISPER_SSH_USER")
     if not user or not env.get("WHISPER_SSH_KEY"):
         profile = os_login_profile(run)
+        # Key first, user second: the OS Login profile holds the POSIX account
+        # (https://cloud.google.com/sdk/gcloud/reference/compute/os-login), and the API provisions it when
+        # a key is imported (users.importSshPublicKey; users.projects.provisionPosixAccount), so a Google
+        # account that never used OS Login has none until its first key is added.
+        if not env.get("WHISPER_SSH_KEY") and ensure_key(key, profile, run):
+            profile = os_login_profile(run)
         user = user or os_login_user(profile)
-        if not env.get("WHISPER_SSH_KEY"):
-            ensure_key(key, profile, run)
     proxy = None
     if "--tunnel-through-iap" in options:
         proxy = iap_proxy_command(instance, options.get("--zone") or "", options.get("--project"))
@@ -174,12 +185,32 @@ def route(
         raise ConfigError("the stack runs in fleet mode: its VMs configure themselves and have no SSH route")
     if not outputs.get("ip"):
         raise ConfigError("the stack outputs have no `ip`; run: make infra (or pass --host)")
+    home = home or Path.home()
+    if outputs.get("instanceId"):
+        forget_replaced_host(outputs["ip"], str(outputs["instanceId"]), home, run)
     words = shlex.split(outputs.get("sshCommand") or "")
     if words[:3] == ["gcloud", "compute", "ssh"]:
-        return gcloud_route(outputs["ip"], words, env, home or Path.home(), run)
+        return gcloud_route(outputs["ip"], words, env, home, run)
     if words and words[0] != "ssh":
         raise ConfigError(f"sshCommand {outputs['sshCommand']!r} is neither ssh nor gcloud compute ssh")
     return plain_route(outputs["ip"], words[1:], env)
+
+
+def forget_replaced_host(host: str, instance_id: str, home: Path, run: Runner) -> None:
+    """Drop `host`'s known_hosts entry when the stack's VM behind that address is a new one.
+
+    A replaced VM (new boot disk, new host key) keeps its static address, so StrictHostKeyChecking=accept-new,
+    and Fabric, would refuse it as a changed key. The instance id (stack output `instanceId`) tells a
+    replacement from the same VM; a changed key on the same id is still refused."""
+    record = home / KNOWN_INSTANCES
+    seen = json.loads(record.read_text()) if record.exists() else {}
+    if seen.get(host) == instance_id:
+        return
+    known_hosts = home / KNOWN_HOSTS
+    if host in seen and known_hosts.exists():
+        run(["ssh-keygen", "-R", host, "-f", str(known_hosts)])
+    record.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    record.write_text(json.dumps({**seen, host: instance_id}, indent=1))
 
 
 def tunnel_command(target: SshRoute, forwards: list[str], ssh: str = "ssh") -> list[str]:

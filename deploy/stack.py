@@ -81,9 +81,27 @@ def wait_host(
     )
 
 
+def surge_quota_line(outputs: Mapping, timeout: int) -> str:
+    """The GPUs a rollout holds at its peak: the group (infra/fleet.py) creates one new VM per zone before
+    any old one leaves (max surge = zones, max unavailable = 0), so maxReplicas + zones VMs at once."""
+    zones, gpus, most = outputs.get("fleetZones"), outputs.get("gpuCount"), outputs.get("maxReplicas")
+    if not (zones and gpus and most):
+        return (
+            "rolling out: up to one new VM per zone starts before old ones leave, so the GPU quota must "
+            f"cover maxReplicas + zones VMs' GPUs, or the rollout waits (up to {timeout} s)"
+        )
+    need = (int(most) + len(zones)) * int(gpus)
+    return (
+        f"rolling out: up to {len(zones)} new VMs (one per zone) start before old ones leave, so the "
+        f"{outputs.get('gpuType') or 'GPU'} quota in {outputs['region']} must cover "
+        f"({most} + {len(zones)}) x {gpus} = {need} GPUs, or the rollout waits (up to {timeout} s)"
+    )
+
+
 def wait_fleet(outputs: Mapping, runner: Runner = run, timeout: int = FLEET_TIMEOUT_S) -> None:
     """Until every VM of the group runs the new template (`--version-target-reached`), then until the group
-    is stable (no VM being created, recreated or verified)."""
+    is stable (no VM being created, recreated or verified). It first says what the rollout needs in quota."""
+    print(surge_quota_line(outputs, timeout), flush=True)
     for target in ("--version-target-reached", "--stable"):
         command = ["gcloud", "compute", "instance-groups", "managed", "wait-until", outputs["groupName"]]
         command += [target, f"--timeout={timeout}", "--region", outputs["region"]]

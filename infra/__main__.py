@@ -62,6 +62,12 @@ if is_fleet:
     pulumi.export("url", public_url(fleet.ip))
     pulumi.export("groupName", fleet.group_name)
     pulumi.export("region", cfg.region)
+    # What a rollout needs in GPU quota (deploy/stack.py says it before waiting): the group surges one VM per
+    # zone with none unavailable (fleet.py), so up to maxReplicas + len(fleetZones) VMs run at once.
+    pulumi.export("fleetZones", list(cfg.fleet.zones))
+    pulumi.export("gpuType", cfg.gpu_type)
+    pulumi.export("gpuCount", cfg.gpu_count)
+    pulumi.export("maxReplicas", cfg.fleet.max_replicas)
 else:
     vm = GpuVm(
         f"{prefix}-vm",
@@ -81,4 +87,7 @@ else:
         ),
     )
     pulumi.export("instanceName", vm.instance_name)
+    # A replacement keeps the name and the static address but not the id: deploy/sshroute.py drops the old
+    # VM's host key from known_hosts when this changes.
+    pulumi.export("instanceId", vm.instance_id)
     pulumi.export("zone", cfg.zone)

@@ -40,9 +40,18 @@ GPUS: dict[str, GpuSpec] = {
     "nvidia-l4": GpuSpec("g2", (1, 2, 4, 8), "g2-standard-8"),
     "nvidia-tesla-a100": GpuSpec("a2", (1, 2, 4, 8, 16), "a2-highgpu-1g"),
     "nvidia-a100-80gb": GpuSpec("a2", (1, 2, 4, 8), "a2-ultragpu-1g"),
-    "nvidia-h100-80gb": GpuSpec("a3", (1, 2, 4, 8), "a3-highgpu-1g"),
+    "nvidia-h100-80gb": GpuSpec("a3", (1, 2, 4, 8), "a3-highgpu-8g"),  # 1g/2g/4g: Spot only (below)
 }
 ATTACHED_FAMILIES = frozenset({"n1"})
+
+# Google's A3 documentation (https://cloud.google.com/compute/docs/accelerator-optimized-machines, A3 High):
+# A3 VMs use the gVNIC network interface (gpu_vm.py, fleet.py), and the 1, 2 and 4 GPU sizes of A3 High are
+# offered as Spot or Flex-start only; on-demand or reserved A3 High is the 8 GPU size
+# (https://cloud.google.com/compute/docs/instances/create-reservation-bound-vm). This program makes
+# standard or Spot VMs, so those sizes need spot: true.
+GVNIC_FAMILIES = frozenset({"a3"})
+SPOT_ONLY_MACHINES = frozenset({"a3-highgpu-1g", "a3-highgpu-2g", "a3-highgpu-4g"})
+A3_DOC = "https://cloud.google.com/compute/docs/accelerator-optimized-machines"
 
 # GPUs Google offers that the image cannot drive: pre-Turing. PyTorch's CUDA 12.8+/13 builds target compute
 # capability 7.5 and newer (pytorch/pytorch#157517), CUDA 13.0 dropped Maxwell, Pascal and Volta
@@ -89,8 +98,20 @@ IAP_SSH_RANGE = "35.235.240.0/20"  # Google's IAP TCP forwarding range: SSH with
 HEALTH_CHECK_RANGES = ("130.211.0.0/22", "35.191.0.0/16")  # Google front ends and health checkers
 DEFAULT_LABELS = {"app": "whisper"}
 
-# Fleet defaults: a new VM installs the driver (two reboots), pulls the image and loads the model.
-DEFAULT_AUTOHEAL_DELAY_SEC = 1200  # before auto-healing may judge a new VM by /readyz
+# A new fleet VM's first boot, step by step (startup.sh), until /readyz answers. Estimates, not measurements,
+# except the image: 7.7 GB unpacked, ~4 GB compressed (measured on the built image).
+FIRST_BOOT_BUDGET_SEC = {
+    "boot": 60,  # VM start, guest agent, the startup script begins
+    "docker and toolkit": 240,  # two apt repositories, apt-get update, Docker + NVIDIA Container Toolkit
+    "driver install": 600,  # Google's installer: prerequisites, then the 580 runfile and its DKMS build
+    "reboot": 120,  # the installer reboots once; the script runs again from the top
+    "image pull": 480,  # ~4 GB from Docker Hub through Cloud NAT, then unpacking 7.7 GB onto pd-balanced
+    "model load": 180,  # container start, weights onto the GPU, warm-up, /readyz 200
+}  # 1680 s = 28 min
+# Before auto-healing may judge a new VM by /readyz: the budget plus 40 % margin (a slow mirror, a second
+# reboot), rounded up to whole minutes: 2400 s = 40 min. Too short and the group recreates VMs mid-install,
+# in a loop; too long only delays replacing a VM that is truly broken.
+DEFAULT_AUTOHEAL_DELAY_SEC = -(-int(sum(FIRST_BOOT_BUDGET_SEC.values()) * 1.4) // 60) * 60
 DEFAULT_COOLDOWN_SEC = 900  # autoscaler ignores a new VM's load this long
 DEFAULT_REQUEST_TIMEOUT_SEC = 1800  # load balancer -> backend; long files take minutes
 DEFAULT_MAX_RATE_PER_INSTANCE = 1.0  # requests/s one GPU VM serves at full load (tune per GPU)
@@ -153,6 +174,9 @@ class StackConfig:
     # what runs on it
     docker_image: str | None
     api_key: Any = field(default=None, repr=False)  # Output[str] secret, never printed
+    # Fleet: Docker Hub login for the VMs' pulls (anonymous pulls are limited per IP, and the VMs share NAT's)
+    dockerhub_username: str | None = None
+    dockerhub_token: Any = field(default=None, repr=False)  # Output[str] secret, never printed
     labels: Mapping[str, str] = field(default_factory=dict)
     fleet: FleetConfig | None = None  # None: one GPU VM (the default)
     allow_unauthenticated: bool = False  # True: serving without any API key is intended
@@ -167,6 +191,11 @@ class StackConfig:
         return self.machine_type.split("-")[0] in ATTACHED_FAMILIES
 
     @property
+    def nic_type(self) -> str | None:
+        """GVNIC where the machine series needs it (A3); None keeps Google's default (VIRTIO_NET)."""
+        return "GVNIC" if self.machine_type.split("-")[0] in GVNIC_FAMILIES else None
+
+    @property
     def name_prefix(self) -> str:
         """`whisper-<stack>`, cut to fit the shortest GCP name limit we use (service account)."""
         slug = re.sub(r"[^a-z0-9-]+", "-", self.stack.lower()).strip("-") or "stack"
@@ -179,6 +208,7 @@ class StackConfig:
         gcp: Mapping[str, Any],
         stack: str,
         api_key: Any = None,
+        dockerhub_token: Any = None,
     ) -> StackConfig:
         """Build from raw config strings (project keys in `values`, `gcp:*` keys in `gcp`)."""
         project = _require_project(gcp)
@@ -194,6 +224,14 @@ class StackConfig:
                 "not set, so the fleet would serve anyone",
                 f"set one: {API_KEY_FIX} (or allowUnauthenticated: true)",
             )
+        dockerhub_username = _dockerhub_username(values, dockerhub_token)
+        spot = _bool(values, "spot", False)
+        if machine_type in SPOT_ONLY_MACHINES and not spot:
+            raise _fail(
+                "spot",
+                f"{machine_type} is offered as Spot or Flex-start only ({A3_DOC}, A3 High)",
+                "set spot: true (or machineType: a3-highgpu-8g)",
+            )
         return cls(
             stack=stack,
             project=project,
@@ -202,7 +240,7 @@ class StackConfig:
             machine_type=machine_type,
             gpu_type=gpu_type,
             gpu_count=gpu_count,
-            spot=_bool(values, "spot", False),
+            spot=spot,
             boot_disk_gb=_boot_disk_gb(values),
             image=_str(values, "image", DEFAULT_IMAGE),
             ssh_source_ranges=_cidrs(values, "sshSourceRanges", (IAP_SSH_RANGE,)),
@@ -210,6 +248,8 @@ class StackConfig:
             domain=_domain(values),
             docker_image=docker_image,
             api_key=api_key,
+            dockerhub_username=dockerhub_username,
+            dockerhub_token=dockerhub_token,
             labels=_labels(values),
             fleet=fleet,
             allow_unauthenticated=allow_unauthenticated,
@@ -221,9 +261,15 @@ class StackConfig:
         reject_unknown_keys(_configured_project_keys())
         project_cfg = pulumi.Config(PROJECT_NAMESPACE)
         gcp_cfg = pulumi.Config("gcp")
-        values = {key: project_cfg.get(key) for key in PROJECT_KEYS}
+        values = {key: project_cfg.get(key) for key in (*PROJECT_KEYS, "dockerhubUsername")}
         gcp = {key: gcp_cfg.get(key) for key in ("project", "zone", "region")}
-        return cls.from_mapping(values, gcp, pulumi.get_stack(), api_key=project_cfg.get_secret("apiKey"))
+        return cls.from_mapping(
+            values,
+            gcp,
+            pulumi.get_stack(),
+            api_key=project_cfg.get_secret("apiKey"),
+            dockerhub_token=project_cfg.get_secret("dockerhubToken"),
+        )
 
 
 PROJECT_KEYS = (
@@ -235,6 +281,10 @@ PROJECT_KEYS = (
 )  # fmt: skip
 
 
+# The fleet's credentials, read apart from PROJECT_KEYS (the secrets with get_secret); README documents them.
+LOGIN_KEYS = ("apiKey", "dockerhubUsername", "dockerhubToken")
+
+
 def _configured_project_keys() -> list[str]:
     """Project keys the stack sets. Pulumi offers no public listing; its runtime keeps them here."""
     everything = getattr(pulumi.runtime.config, "CONFIG", None)
@@ -244,7 +294,7 @@ def _configured_project_keys() -> list[str]:
 
 def reject_unknown_keys(keys: list[str]) -> None:
     """A misspelt key (`gputype`) would otherwise be ignored and the default silently used."""
-    known = (*PROJECT_KEYS, "apiKey")
+    known = (*PROJECT_KEYS, *LOGIN_KEYS)
     for key in keys:
         if key in REMOVED_KEYS:
             raise _fail(key, *REMOVED_KEYS[key])
@@ -462,6 +512,22 @@ def _domain(values: Mapping[str, Any]) -> str | None:
     if domain is not None and not DOMAIN_RE.match(str(domain)):
         raise _fail("domain", f"{domain!r} is not a DNS name", "e.g. domain: whisper.example.com")
     return domain
+
+
+def _dockerhub_username(values: Mapping[str, Any], token: Any) -> str | None:
+    """The fleet's Docker Hub login: a user and a secret token (Secret Manager), both or neither."""
+    username = values.get("dockerhubUsername") or None
+    if token is not None and username is None:
+        raise _fail(
+            "dockerhubUsername", "not set, but dockerhubToken is", "pulumi config set dockerhubUsername USER"
+        )
+    if username is not None and token is None:
+        raise _fail(
+            "dockerhubToken",
+            "not set, but dockerhubUsername is",
+            "pulumi config set --secret dockerhubToken <Docker Hub access token> (read-only scope)",
+        )
+    return None if username is None else str(username)
 
 
 def _docker_image(values: Mapping[str, Any], required: bool) -> str | None:

@@ -40,7 +40,15 @@ class Fleet(pulumi.ComponentResource):
         assert fleet is not None, "Fleet needs config.fleet"
         child = pulumi.ResourceOptions(parent=self)
         secret = self._api_key_secret(name, cfg, args.service_account_member, child)
-        self.template = self._template(name, cfg, args, secret, child)
+        pull_secret = None
+        if cfg.dockerhub_token is not None:
+            # Docker Hub limits anonymous pulls per IPv4 address (https://docs.docker.com/docker-hub/usage/),
+            # and the VMs share Cloud NAT's addresses: they log in with this token to pull (startup.sh).
+            pull_secret = self._secret(
+                f"{name}-dockerhub-token", f"{cfg.name_prefix}-dockerhub-token", cfg.dockerhub_token, cfg,
+                args.service_account_member, child,
+            )  # fmt: skip
+        self.template = self._template(name, cfg, args, secret, pull_secret, child)
         self.lb_check = _readyz_check(f"{name}-lb-check", interval=10, unhealthy=3, opts=child)
         # Auto-healing recreates a VM: judge more slowly than the load balancer, which only
         # stops sending traffic.
@@ -61,20 +69,30 @@ class Fleet(pulumi.ComponentResource):
         if cfg.api_key is None:  # config.py refused this unless allowUnauthenticated is true
             pulumi.log.warn("apiKey is not set and allowUnauthenticated is true: the fleet serves anyone")
             return None
+        return self._secret(f"{name}-api-key", f"{cfg.name_prefix}-api-key", cfg.api_key, cfg, member, opts)
+
+    def _secret(
+        self,
+        name: str,
+        secret_id: str,
+        data: pulumi.Input[str],
+        cfg: StackConfig,
+        member: pulumi.Input[str],
+        opts: pulumi.ResourceOptions,
+    ) -> gcp.secretmanager.Secret:
+        """A Secret Manager secret with one version that only the hosts' account may read."""
         secret = gcp.secretmanager.Secret(
-            f"{name}-api-key",
-            secret_id=f"{cfg.name_prefix}-api-key",
+            name,
+            secret_id=secret_id,
             replication=gcp.secretmanager.SecretReplicationArgs(
                 auto=gcp.secretmanager.SecretReplicationAutoArgs()
             ),
             labels=dict(cfg.labels),
             opts=opts,
         )
-        gcp.secretmanager.SecretVersion(
-            f"{name}-api-key-version", secret=secret.id, secret_data=cfg.api_key, opts=opts
-        )
+        gcp.secretmanager.SecretVersion(f"{name}-version", secret=secret.id, secret_data=data, opts=opts)
         gcp.secretmanager.SecretIamMember(
-            f"{name}-api-key-reader",
+            f"{name}-reader",
             secret_id=secret.id,
             role="roles/secretmanager.secretAccessor",
             member=member,
@@ -88,6 +106,7 @@ class Fleet(pulumi.ComponentResource):
         cfg: StackConfig,
         args: FleetArgs,
         secret: gcp.secretmanager.Secret | None,
+        pull_secret: gcp.secretmanager.Secret | None,
         opts: pulumi.ResourceOptions,
     ) -> gcp.compute.InstanceTemplate:
         """Templates are immutable: a new image tag makes a new template (auto-named, created
@@ -97,6 +116,10 @@ class Fleet(pulumi.ComponentResource):
         scopes = list(host.BASE_SCOPES)
         if secret is not None:
             attributes["api-key-secret"] = secret.secret_id
+        if pull_secret is not None:  # the names only: the values stay in Secret Manager
+            attributes["dockerhub-username"] = cfg.dockerhub_username
+            attributes["dockerhub-token-secret"] = pull_secret.secret_id
+        if secret is not None or pull_secret is not None:
             scopes.append(host.SECRET_SCOPE)
         return gcp.compute.InstanceTemplate(
             f"{name}-template",
@@ -115,7 +138,11 @@ class Fleet(pulumi.ComponentResource):
             scheduling=host.scheduling(cfg, gcp.compute.InstanceTemplateSchedulingArgs, "DELETE"),
             shielded_instance_config=host.shielded(gcp.compute.InstanceTemplateShieldedInstanceConfigArgs),
             # No access config: no public address. Egress goes through Cloud NAT (network.py).
-            network_interfaces=[gcp.compute.InstanceTemplateNetworkInterfaceArgs(subnetwork=args.subnet)],
+            network_interfaces=[
+                gcp.compute.InstanceTemplateNetworkInterfaceArgs(
+                    subnetwork=args.subnet, nic_type=cfg.nic_type
+                )
+            ],
             service_account=gcp.compute.InstanceTemplateServiceAccountArgs(
                 email=args.service_account_email, scopes=scopes
             ),

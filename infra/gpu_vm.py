@@ -38,6 +38,7 @@ class GpuVm(pulumi.ComponentResource):
             network_interfaces=[
                 gcp.compute.InstanceNetworkInterfaceArgs(
                     subnetwork=args.subnet,
+                    nic_type=cfg.nic_type,  # GVNIC on A3 (config.py)
                     access_configs=[
                         gcp.compute.InstanceNetworkInterfaceAccessConfigArgs(nat_ip=self.address.address)
                     ],
@@ -55,7 +56,10 @@ class GpuVm(pulumi.ComponentResource):
         )
         self.ip = self.address.address
         self.instance_name = self.instance.name
-        self.register_outputs({"ip": self.ip, "instanceName": self.instance_name})
+        self.instance_id = self.instance.instance_id
+        self.register_outputs(
+            {"ip": self.ip, "instanceName": self.instance_name, "instanceId": self.instance_id}
+        )
 
 
 def _boot_disk(cfg: StackConfig) -> gcp.compute.InstanceBootDiskArgs:

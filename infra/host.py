@@ -15,9 +15,18 @@ from config import StackConfig
 SERVICE_TAG = "whisper-gpu"  # network tag: every firewall rule targets this tag, every VM has it
 STARTUP_SCRIPT = Path(__file__).with_name("startup.sh")
 
-# Write logs and metrics, nothing else. The identity's IAM roles are the real limit; the scopes
-# keep a stolen token from reaching any other API even if a role is added later by hand.
+# Write logs and metrics, read Cloud Storage, nothing else. The identity's IAM roles are the real limit;
+# the scopes keep a stolen token from reaching any other API even if a role is added later by hand.
+# Storage read: Google's driver installer (startup.sh) copies the driver from its public gs:// bucket with
+# `gsutil cp` whenever gsutil exists, which Ubuntu's GCE images ship (cuda_installer's download_file,
+# https://github.com/GoogleCloudPlatform/compute-gpu-installation/blob/main/linux/cuda_installer/os_installers/__init__.py);
+# without a storage scope that copy is refused and the driver never installs. The scope rather than hiding
+# gsutil from the installer (a PATH trick that depends on where the image puts gsutil and on the installer's
+# internals): the account holds no Storage role, so it reads only public objects such as Google's installer
+# files (https://cloud.google.com/storage/docs/oauth-scopes: read-only allows reading data, nothing else).
+STORAGE_READ_SCOPE = "https://www.googleapis.com/auth/devstorage.read_only"
 BASE_SCOPES = (
+    STORAGE_READ_SCOPE,
     "https://www.googleapis.com/auth/logging.write",
     "https://www.googleapis.com/auth/monitoring.write",
 )

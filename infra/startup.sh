@@ -23,6 +23,12 @@ INSTALLER_DIR="${INSTALLER_DIR:-/opt/google/cuda-installer}"  # where Google's i
 RUN_DIR="${RUN_DIR:-/run/whisper}"  # tmpfs: the API key never lands on the disk
 READY_FILE="${READY_FILE:-/run/whisper-host-ready}" # tmpfs: absent after a reboot until this script is done
 DOCKER_DAEMON_JSON="${DOCKER_DAEMON_JSON:-/etc/docker/daemon.json}"
+APT_KEYRINGS="${APT_KEYRINGS:-/etc/apt/keyrings}"
+APT_SOURCES="${APT_SOURCES:-/etc/apt/sources.list.d}"
+# Docker's own install line (https://docs.docker.com/engine/install/ubuntu/). The plugins must be named:
+# docker-compose-plugin is only a Recommends of docker-ce, which --no-install-recommends skips, and the
+# monitoring role runs `docker compose`.
+DOCKER_PACKAGES=(docker-ce docker-ce-cli containerd.io docker-buildx-plugin docker-compose-plugin)
 INSTALLER_VERSION=v1.7.1
 INSTALLER_URL="https://github.com/GoogleCloudPlatform/compute-gpu-installation/releases/download/cuda-installer-${INSTALLER_VERSION}/cuda_installer.pyz"
 DRIVER_BRANCH=lts     # installer v1.7.1: lts = prod = 580.82.07
@@ -55,21 +61,26 @@ installed() { # installed PACKAGE: true when dpkg has it fully installed
 }
 
 install_docker() {
-  if command -v docker >/dev/null 2>&1; then return 0; fi
-  log "installing Docker Engine"
+  # By package, not by `command -v docker`: a host from an older script has docker but lacks the plugins.
+  local package missing=()
+  for package in "${DOCKER_PACKAGES[@]}"; do
+    installed "${package}" || missing+=("${package}")
+  done
+  if [ "${#missing[@]}" -eq 0 ]; then return 0; fi
+  log "installing Docker Engine (missing: ${missing[*]})"
   local os_id codename
   # shellcheck source=/dev/null
   os_id="$(. /etc/os-release && echo "${ID}")"
   # shellcheck source=/dev/null
   codename="$(. /etc/os-release && echo "${VERSION_CODENAME}")"
-  install -m 0755 -d /etc/apt/keyrings
-  curl -fsSL "https://download.docker.com/linux/${os_id}/gpg" -o /etc/apt/keyrings/docker.asc
-  chmod a+r /etc/apt/keyrings/docker.asc
-  echo "deb [arch=$(dpkg --print-architecture) signed-by=/etc/apt/keyrings/docker.asc]" \
+  install -m 0755 -d "${APT_KEYRINGS}"
+  curl -fsSL "https://download.docker.com/linux/${os_id}/gpg" -o "${APT_KEYRINGS}/docker.asc"
+  chmod a+r "${APT_KEYRINGS}/docker.asc"
+  echo "deb [arch=$(dpkg --print-architecture) signed-by=${APT_KEYRINGS}/docker.asc]" \
     "https://download.docker.com/linux/${os_id} ${codename} stable" \
-    >/etc/apt/sources.list.d/docker.list
+    >"${APT_SOURCES}/docker.list"
   apt-get -o DPkg::Lock::Timeout=600 update -q
-  apt_install docker-ce docker-ce-cli containerd.io
+  apt_install "${DOCKER_PACKAGES[@]}"
 }
 
 install_container_toolkit() {
@@ -77,11 +88,11 @@ install_container_toolkit() {
     log "installing the NVIDIA Container Toolkit"
     # Same key and source line as the Ansible role nvidia_container_toolkit, so neither rewrites them.
     local repo=https://nvidia.github.io/libnvidia-container
-    install -m 0755 -d /etc/apt/keyrings
-    curl -fsSL "${repo}/gpgkey" -o /etc/apt/keyrings/nvidia-container-toolkit.asc
+    install -m 0755 -d "${APT_KEYRINGS}"
+    curl -fsSL "${repo}/gpgkey" -o "${APT_KEYRINGS}/nvidia-container-toolkit.asc"
     # shellcheck disable=SC2016 # $(ARCH) is apt's own variable, written literally
-    echo 'deb [signed-by=/etc/apt/keyrings/nvidia-container-toolkit.asc]' \
-      "${repo}/stable/deb/"'$(ARCH) /' >/etc/apt/sources.list.d/nvidia-container-toolkit.list
+    echo "deb [signed-by=${APT_KEYRINGS}/nvidia-container-toolkit.asc]" \
+      "${repo}/stable/deb/"'$(ARCH) /' >"${APT_SOURCES}/nvidia-container-toolkit.list"
     apt-get -o DPkg::Lock::Timeout=600 update -q
     apt_install nvidia-container-toolkit
   fi
@@ -108,7 +119,7 @@ install_driver() {
   fi
 }
 
-api_key_line() { # api_key_line SECRET: prints API_KEYS=<key> from Secret Manager
+secret_value() { # secret_value SECRET: prints the latest version of a Secret Manager secret
   local secret="$1" project header_file
   project="$(metadata project/project-id)"
   header_file="$(mktemp -p "${RUN_DIR}")"
@@ -119,8 +130,32 @@ api_key_line() { # api_key_line SECRET: prints API_KEYS=<key> from Secret Manage
   curl -fsS -H "@${header_file}" \
     "${SECRETS_URL}/projects/${project}/secrets/${secret}/versions/latest:access" |
     python3 -c 'import base64, json, sys
-print("API_KEYS=" + base64.b64decode(json.load(sys.stdin)["payload"]["data"]).decode())'
+sys.stdout.write(base64.b64decode(json.load(sys.stdin)["payload"]["data"]).decode())'
   rm -f "${header_file}"
+}
+
+api_key_line() { # api_key_line SECRET: prints API_KEYS=<key> from Secret Manager
+  local key
+  key="$(secret_value "$1")" # a separate assignment: a failed read stops the script (set -e)
+  echo "API_KEYS=${key}"
+}
+
+pull_image() { # pull_image IMAGE: with a Docker Hub token when the stack set one, else anonymously
+  local image="$1" user token_secret config
+  user="$(metadata instance/attributes/dockerhub-username)"
+  token_secret="$(metadata instance/attributes/dockerhub-token-secret)"
+  if [ -z "${token_secret}" ]; then
+    docker pull -q "${image}"
+    return
+  fi
+  # Docker Hub limits anonymous pulls per IP, and fleet VMs share Cloud NAT's addresses: log in. The token
+  # goes from Secret Manager to `docker login --password-stdin` through a pipe (never an argument), into a
+  # throwaway 0700 config on tmpfs, gone after the pull
+  # (https://github.com/docker/cli/blob/master/docs/reference/commandline/login.md, --password-stdin).
+  config="$(mktemp -d -p "${RUN_DIR}")"
+  secret_value "${token_secret}" | docker --config "${config}" login --username "${user}" --password-stdin >/dev/null
+  docker --config "${config}" pull -q "${image}" || { rm -rf "${config}"; return 1; }
+  rm -rf "${config}"
 }
 
 write_service_env() { # write_service_env FILE SECRET: the container's settings beyond the image's own
@@ -148,7 +183,7 @@ run_service() {
   env_file="${RUN_DIR}/service.env"
   (umask 077 && write_service_env "${env_file}" "${secret}")
   log "starting ${image}"
-  docker pull -q "${image}"
+  pull_image "${image}"
   docker rm -f "${CONTAINER}" >/dev/null 2>&1 || true
   docker run -d --name "${CONTAINER}" --restart unless-stopped --gpus all \
     -p "${HOST_PORT}:${SERVICE_PORT}" --env-file "${env_file}" \

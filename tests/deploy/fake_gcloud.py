@@ -3,7 +3,10 @@
 $FAKE_GCLOUD (every call is appended to calls.log there, one JSON argv per line).
 
 - compute os-login describe-profile --format=json    -> profile.json
-- compute os-login ssh-keys add --key-file=F         -> adds F's key to profile.json
+- compute os-login ssh-keys add --key-file=F         -> adds F's key to profile.json, and the POSIX
+                                                        account (posix-username) when the profile has none
+                                                        yet: as with Google's OS Login, an account that never
+                                                        added a key has no POSIX user
 - compute start-iap-tunnel NAME 22 --listen-on-stdin -> relays stdin/stdout to 127.0.0.1:$FAKE_IAP_PORT,
                                                         standing in for Google's IAP TCP forwarding
 - compute instances get-guest-attributes ...         -> the next line of guest-attributes (the last repeats)
@@ -20,6 +23,10 @@ import sys
 from pathlib import Path
 
 STATE = Path(os.environ.get("FAKE_GCLOUD", "."))  # set for the stand-in; unused when imported
+
+
+def posix_account(username: str) -> dict:
+    return {"primary": True, "username": username, "uid": "1001"}
 
 
 def log(argv: list[str]) -> None:
@@ -68,6 +75,9 @@ def main(argv: list[str]) -> int:
         key_file = next(a.split("=", 1)[1] for a in argv if a.startswith("--key-file="))
         profile = json.loads((STATE / "profile.json").read_text())
         profile.setdefault("sshPublicKeys", {})["fingerprint"] = {"key": Path(key_file).read_text().strip()}
+        username = STATE / "posix-username"  # absent: the account may not use OS Login (no role)
+        if not profile.get("posixAccounts") and username.exists():
+            profile["posixAccounts"] = [posix_account(username.read_text().strip())]
         (STATE / "profile.json").write_text(json.dumps(profile))
         with open(STATE / "authorized_keys", "a") as keys:  # what OS Login's sshd would now accept
             keys.write(Path(key_file).read_text())
@@ -89,14 +99,14 @@ if __name__ == "__main__":
 
 
 def install(bin_dir: Path, state: Path, username: str, keys: dict | None = None) -> dict[str, str]:
-    """Put this stand-in on bin_dir as `gcloud` with an OS Login profile for `username`; return the env."""
+    """Put this stand-in on bin_dir as `gcloud` with an OS Login profile for `username`; return the env.
+    Without `keys` the profile is a first-time one: no key and no POSIX account until a key is added."""
     bin_dir.mkdir(parents=True, exist_ok=True)
     state.mkdir(parents=True, exist_ok=True)
-    profile = {
-        "name": "1234567890",
-        "posixAccounts": [{"primary": True, "username": username, "uid": "1001"}],
-        "sshPublicKeys": keys or {},
-    }
+    (state / "posix-username").write_text(username)
+    profile: dict = {"name": "1234567890", "sshPublicKeys": keys or {}}
+    if keys:
+        profile["posixAccounts"] = [posix_account(username)]
     (state / "profile.json").write_text(json.dumps(profile))
     gcloud = bin_dir / "gcloud"
     gcloud.write_text(f'#!/bin/sh\nexec {sys.executable} {Path(__file__).resolve()} "$@"\n')

@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[2]
 MAKE = shutil.which("make")
@@ -146,3 +148,26 @@ def test_one_missing_tool_gives_exactly_its_line(operator):
     missing = [line for line in result.stderr.splitlines() if line.startswith("missing ")]
     assert missing == ["missing pulumi: install the Pulumi CLI: curl -fsSL https://get.pulumi.com | sh"]
     assert not (tmp_path / "ran.log").exists()  # not even docker build ran
+
+
+def test_install_ops_installs_the_ops_pins_and_the_deploy_code_without_torch(tmp_path):
+    """`make install-ops` runs for real against a venv whose pip only records its arguments."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to(sys.executable)  # runs deploy/pins.py (stdlib only)
+    pip = venv / "bin" / "pip"
+    pip.write_text(f'#!/bin/sh\necho "$*" >> {tmp_path}/pip.log\n')
+    pip.chmod(0o755)
+    result = subprocess.run(
+        [MAKE, "--no-print-directory", "-C", str(ROOT), "install-ops", f"VENV={venv}"],
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    installs = [line.split() for line in (tmp_path / "pip.log").read_text().splitlines()]
+    ops = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["ops"]
+    assert ["install", "-q", "--no-deps", "-e", "."] in installs  # the deploy code, none of its dependencies
+    assert any(set(ops) <= set(words) for words in installs), installs
+    everything = " ".join(" ".join(words) for words in installs)
+    assert "torch" not in everything and "openai-whisper" not in everything
+    assert not any(word.startswith(".[") for words in installs for word in words)  # no extras of the project
+    assert (venv / ".installed").exists()  # make deploy's steps then find the venv ready

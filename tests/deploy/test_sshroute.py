@@ -72,15 +72,49 @@ def test_os_login_user_and_a_registered_key(laptop):
     assert len([c for c in fake_gcloud.calls(tmp_path / "gcloud") if "add" in c]) == 1
 
 
+def test_a_first_time_account_gets_its_posix_user_once_its_key_is_registered(laptop):
+    # OS Login creates the POSIX account when the account's first key is added, so the key goes first.
+    tmp_path, home, env = laptop
+    assert "posixAccounts" not in json.loads((tmp_path / "gcloud" / "profile.json").read_text())
+    route = sshroute.route(OUTPUTS, env={}, home=home, run=with_env(env))
+    assert route.user == OS_LOGIN_USER
+    verbs = [c[2] for c in fake_gcloud.calls(tmp_path / "gcloud") if c[:2] == ["compute", "os-login"]]
+    assert verbs.index("ssh-keys") < len(verbs) - 1 and verbs[-1] == "describe-profile"
+
+
 def test_overrides_skip_gcloud_and_a_profile_without_account_says_what_to_do(laptop):
     tmp_path, home, env = laptop
     route = sshroute.route(OUTPUTS, env={"WHISPER_SSH_USER": "ops", "WHISPER_SSH_KEY": "/k"}, home=home)
     assert (route.user, route.key_file) == ("ops", "/k")
     (tmp_path / "gcloud" / "profile.json").write_text("{}")
+    (tmp_path / "gcloud" / "posix-username").unlink()  # an account without OS Login's role gets no POSIX user
     with pytest.raises(ConfigError, match="roles/compute.osAdminLogin"):
         sshroute.route(OUTPUTS, env={}, home=home, run=with_env(env))
     with pytest.raises(ConfigError, match="install the Google Cloud CLI"):
         sshroute.route(OUTPUTS, env={}, home=home, run=lambda c: sshroute.run_command(["no-such-gcloud"]))
+
+
+def test_a_replaced_vm_s_stale_host_key_is_dropped_once_its_instance_id_changes(laptop):
+    # The new VM keeps the static address, so OpenSSH's accept-new (and Fabric's paramiko, which reads the
+    # same known_hosts) would refuse its new host key as a changed one.
+    tmp_path, home, env = laptop
+    (home / ".ssh").mkdir()
+    known_hosts = home / ".ssh" / "known_hosts"
+    for name in ("old_vm", "other_host"):
+        keygen(tmp_path / name)
+    old_key = (tmp_path / "old_vm.pub").read_text().split()[:2]
+    other_key = (tmp_path / "other_host.pub").read_text().split()[:2]
+    known_hosts.write_text(f"{OUTPUTS['ip']} {' '.join(old_key)}\n198.51.100.9 {' '.join(other_key)}\n")
+    overrides = {"WHISPER_SSH_USER": "ops", "WHISPER_SSH_KEY": str(tmp_path / "old_vm")}
+    first = OUTPUTS | {"instanceId": "1111111111111111111"}
+    sshroute.route(first, env=overrides, home=home, run=with_env(env))
+    sshroute.route(first, env=overrides, home=home, run=with_env(env))
+    assert OUTPUTS["ip"] in known_hosts.read_text()  # same VM: its key stays
+    replaced = OUTPUTS | {"instanceId": "2222222222222222222"}
+    sshroute.route(replaced, env=overrides, home=home, run=with_env(env))
+    assert known_hosts.read_text().split() == ["198.51.100.9", *other_key]  # only the replaced VM's key went
+    sshroute.route(replaced, env=overrides, home=home, run=with_env(env))  # and nothing more next time
+    assert known_hosts.read_text().split() == ["198.51.100.9", *other_key]
 
 
 def test_the_ansible_inventory_uses_the_same_route(laptop):

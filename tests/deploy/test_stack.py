@@ -89,6 +89,27 @@ def test_wait_fleet_waits_for_the_new_version_then_stability(gcloud):
         stack.wait_fleet(FLEET, runner, timeout=60)
 
 
+def test_wait_fleet_first_says_the_rollout_needs_the_surge_gpus_in_quota(gcloud, capsys):
+    # The group surges one VM per zone with none unavailable: during a rollout it holds
+    # maxReplicas + zones VMs, so the GPU quota must cover those too or the rollout stalls.
+    state, runner = gcloud
+    sized = FLEET | {
+        "fleetZones": ["us-central1-a", "us-central1-b", "us-central1-c"],
+        "gpuType": "nvidia-l4",
+        "gpuCount": 2,
+        "maxReplicas": 4,
+    }
+    stack.wait_fleet(sized, runner, timeout=60)
+    lines = capsys.readouterr().out.splitlines()
+    assert "wait-until" in lines[1]  # the quota line comes before the wait
+    assert lines[0] == (
+        "rolling out: up to 3 new VMs (one per zone) start before old ones leave, so the nvidia-l4 quota "
+        "in us-central1 must cover (4 + 3) x 2 = 14 GPUs, or the rollout waits (up to 60 s)"
+    )
+    stack.wait_fleet(FLEET, runner, timeout=60)  # outputs from before these keys: a general line
+    assert capsys.readouterr().out.startswith("rolling out: up to one new VM per zone")
+
+
 def test_ansible_stops_on_a_fleet_stack_instead_of_configuring_no_host(tmp_path):
     outputs = tmp_path / "outputs.json"
     outputs.write_text(json.dumps(FLEET))

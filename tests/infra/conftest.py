@@ -66,6 +66,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
             computed["address"] = FAKE_LB_IP
         elif args.typ == "gcp:serviceaccount/account:Account":
             computed["email"] = f"{args.inputs['accountId']}@{self.project}.iam.gserviceaccount.com"
+        elif args.typ == "gcp:compute/instance:Instance":
+            computed["instanceId"] = "4242424242424242424"
         elif args.typ == "gcp:compute/instanceTemplate:InstanceTemplate":
             computed["selfLinkUnique"] = f"{link}?uniqueId=42"
         elif args.typ == "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager":
@@ -131,7 +133,7 @@ def _run_under_mocks(config: dict[str, str], stack: str) -> Deployment:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        pulumi.runtime.set_all_config(config, [f"{PROJECT}:apiKey"])
+        pulumi.runtime.set_all_config(config, [f"{PROJECT}:apiKey", f"{PROJECT}:dockerhubToken"])
         pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
         # set_mocks makes a root stack; the program gets its own, as under `pulumi up`.
         pulumi_settings.ROOT.set(None)

@@ -53,7 +53,8 @@ def test_every_attached_gpu_accepts_exactly_its_offered_counts(infra_config):
 
 def test_every_bundled_machine_implies_its_gpu_type_and_count(infra_config):
     for machine, (gpu, count) in infra_config.BUNDLED_MACHINES.items():
-        cfg = build(infra_config, {"machineType": machine}, gcp={"zone": "europe-west4-a"})
+        spot = "true" if machine in infra_config.SPOT_ONLY_MACHINES else "false"
+        cfg = build(infra_config, {"machineType": machine, "spot": spot}, gcp={"zone": "europe-west4-a"})
         assert (cfg.gpu_type, cfg.gpu_count, cfg.attaches_gpus) == (gpu, count, False)
         assert count in infra_config.GPUS[gpu].counts
 
@@ -222,6 +223,8 @@ def test_every_key_the_program_reads_is_documented(infra_config):
     for key in (*infra_config.PROJECT_KEYS, "apiKey"):
         assert f"`{key}`" in section, f"README Provisioning section does not document {key}"
         assert f"whisper-gpu:{key}" in example, f"Pulumi.dev.yaml.example lacks {key}"
+    for key in infra_config.LOGIN_KEYS:
+        assert f"`{key}`" in section, f"README Provisioning section does not document {key}"
 
 
 def test_unknown_keys_are_rejected_with_the_nearest_known_key(infra_config):

@@ -105,6 +105,14 @@ def test_template_matches_the_single_vm_gpu_invariants(fleet, deploy):
     assert disk["diskType"] == "pd-balanced"
 
 
+def test_a3_templates_get_a_gvnic(deploy):
+    h100 = {**FIXED, "machineType": "a3-highgpu-2g", "spot": "true", "fleetZones": "us-central1-a"}
+    (nic,) = deploy(h100).one("InstanceTemplate").inputs["networkInterfaces"]
+    assert nic["nicType"] == "GVNIC"
+    (default_nic,) = deploy(FIXED).one("InstanceTemplate").inputs["networkInterfaces"]
+    assert "nicType" not in default_nic
+
+
 @pytest.mark.parametrize("machine", ["g2-standard-8", "a2-highgpu-1g"])
 def test_bundled_gpu_templates_declare_no_accelerators(deploy, machine):
     template = deploy({**FIXED, "machineType": machine}).one("InstanceTemplate").inputs
@@ -155,6 +163,7 @@ def test_without_api_key_there_is_no_secret_and_minimal_scopes(deploy):
     assert not fixed.of_type("secretmanager")
     assert "api-key-secret" not in template["metadata"]
     assert sorted(template["serviceAccount"]["scopes"]) == [
+        "https://www.googleapis.com/auth/devstorage.read_only",  # the driver installer's gsutil cp
         "https://www.googleapis.com/auth/logging.write",
         "https://www.googleapis.com/auth/monitoring.write",
     ]
@@ -209,8 +218,14 @@ def test_spot_fleet_deletes_preempted_vms_for_the_group_to_recreate(deploy):
 
 def test_fleet_outputs(fleet):
     group = fleet.one("RegionInstanceGroupManager")
-    assert set(fleet.outputs) == {"mode", "project", "ip", "url", "groupName", "region"}
+    assert set(fleet.outputs) == {
+        "mode", "project", "ip", "url", "groupName", "region",
+        "fleetZones", "gpuType", "gpuCount", "maxReplicas",  # the rollout's GPU need (deploy/stack.py)
+    }  # fmt: skip
     assert fleet.outputs["mode"] == "fleet"
+    assert fleet.outputs["fleetZones"] == US_CENTRAL1_T4_ZONES
+    assert (fleet.outputs["gpuType"], fleet.outputs["gpuCount"]) == ("nvidia-tesla-t4", 1)
+    assert fleet.outputs["maxReplicas"] == 4
     assert fleet.outputs["groupName"] == group.name
     assert not fleet.of_type("compute/instance:Instance")
 
@@ -278,3 +293,49 @@ def test_a_domain_gets_a_managed_certificate_https_on_443_and_a_redirect_on_80(d
     assert rules == {"443": https.id, "80": fleet.one("TargetHttpProxy").id}
     assert len({r.inputs["ipAddress"] for r in fleet.of_type("GlobalForwardingRule")}) == 1
     assert fleet.outputs["url"] == "https://whisper.example.com"
+
+
+def test_autohealing_waits_out_a_first_boot_by_its_budget_with_margin(deploy, infra_config):
+    # A new VM installs Docker and the toolkit, builds the driver and reboots, pulls the 7.7 GB image and
+    # loads the model before /readyz answers; auto-healing judging earlier recreates it in a loop.
+    budget = infra_config.FIRST_BOOT_BUDGET_SEC
+    assert {"driver install", "reboot", "docker and toolkit", "image pull", "model load"} <= set(budget)
+    assert infra_config.DEFAULT_AUTOHEAL_DELAY_SEC >= 1.25 * sum(budget.values())
+    healing = deploy(FIXED).one("RegionInstanceGroupManager").inputs["autoHealingPolicies"]
+    assert healing["initialDelaySec"] == infra_config.DEFAULT_AUTOHEAL_DELAY_SEC
+    assert healing["initialDelaySec"] <= 3600  # the ceiling autohealInitialDelaySec accepts
+
+
+def test_a_docker_hub_token_goes_to_its_own_secret_and_the_template_names_only_it(deploy):
+    # Docker Hub limits anonymous pulls per IP (https://docs.docker.com/docker-hub/usage/), and fleet VMs
+    # share Cloud NAT's addresses: with a token the startup script logs in before it pulls.
+    token = "dckr_pat_must-stay-secret"
+    fleet = deploy({**FIXED, "dockerhubUsername": "alice", "dockerhubToken": token})
+    secrets = {s.inputs["secretId"]: s for s in fleet.of_type("secretmanager/secret:Secret")}
+    assert set(secrets) == {"whisper-dev-api-key", "whisper-dev-dockerhub-token"}
+    versions = {v.inputs["secret"]: v for v in fleet.of_type("secretmanager/secretVersion:SecretVersion")}
+    data = versions[secrets["whisper-dev-dockerhub-token"].id].inputs["secretData"]
+    assert data[rpc._special_sig_key] == rpc._special_secret_sig and data["value"] == token  # a Pulumi secret
+    readers = fleet.of_type("secretmanager/secretIamMember:SecretIamMember")
+    assert {r.inputs["secretId"] for r in readers} == {s.id for s in secrets.values()}
+    template = fleet.one("InstanceTemplate").inputs
+    assert template["metadata"]["dockerhub-username"] == "alice"
+    assert template["metadata"]["dockerhub-token-secret"] == "whisper-dev-dockerhub-token"
+    assert token not in str(template)
+    assert "https://www.googleapis.com/auth/cloud-platform" in template["serviceAccount"]["scopes"]
+    anonymous = deploy(FIXED).one("InstanceTemplate").inputs["metadata"]
+    assert "dockerhub-token-secret" not in anonymous and "dockerhub-username" not in anonymous
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        ({"dockerhubToken": "dckr_pat_x"}, "config dockerhubUsername: not set, but dockerhubToken is"),
+        ({"dockerhubUsername": "alice"}, "config dockerhubToken: not set, but dockerhubUsername is"),
+    ],
+    ids=["token-without-user", "user-without-token"],
+)
+def test_docker_hub_user_and_token_go_together(deploy, keys, message):
+    with pytest.raises(Exception, match=f"^{re.escape(message)}") as failure:
+        deploy({**FIXED, **keys})
+    assert failure.value.declared_before_failure == []

@@ -44,8 +44,12 @@ elif "/secrets/" in url:
     header = next(a for a in args if a.startswith("@"))
     seen = pathlib.Path(header[1:]).read_text()
     (fake / "auth-header-seen").write_text(seen)
-    key = base64.b64encode(os.environ["FAKE_API_KEY"].encode()).decode()
+    stored = fake / "secrets" / url.split("/secrets/", 1)[1].split("/", 1)[0]
+    value = stored.read_text() if stored.exists() else os.environ["FAKE_API_KEY"]
+    key = base64.b64encode(value.encode()).decode()
     print(json.dumps({"name": url, "payload": {"data": key}}))
+elif url.endswith("/gpg") or url.endswith("/gpgkey"):  # apt repository keys
+    pathlib.Path(out).write_text("fake key")
 elif url.endswith("cuda_installer.pyz"):
     pathlib.Path(out).write_text(
         "import pathlib, sys\n"
@@ -59,6 +63,11 @@ else:
 FAKE_DOCKER = r"""#!/usr/bin/env bash
 # Fake docker: records calls; `run` snapshots the env file; `inspect` answers from $FAKE/container.
 echo "docker $*" >>"$FAKE/calls.log"
+if [ "$1" = "--config" ]; then echo "$2" >>"$FAKE/docker-configs"; fi
+case "${*}" in
+  *" login "*) cat >"$FAKE/login-stdin"; ls -ld "$2" >"$FAKE/login-config-dir" ;;
+esac
+[ "$1" = "--config" ] && shift 2
 case "$1" in
   inspect) [ -f "$FAKE/container" ] && cat "$FAKE/container" || exit 1 ;;
   run)
@@ -82,7 +91,13 @@ echo '{"runtimes": {"nvidia": {"path": "nvidia-container-runtime"}}}' >"$DOCKER_
 """
 
 FAKE_DPKG_QUERY = """#!/usr/bin/env bash
+# Fake dpkg-query -W -f=... PACKAGE: every package is installed except those listed in $FAKE/missing-packages.
 echo "dpkg-query $*" >>"$FAKE/calls.log"
+package="${*: -1}"
+if grep -qx "$package" "$FAKE/missing-packages" 2>/dev/null; then
+  echo "dpkg-query: no packages found matching $package" >&2
+  exit 1
+fi
 echo "install ok installed"
 """
 
@@ -111,6 +126,8 @@ def host(tmp_path: Path):
         path.write_text(body)
         path.chmod(0o755)
     (fake / "metadata" / "project-id").write_text("demo-project")
+    for apt_dir in ("keyrings", "sources.list.d"):  # exist on Ubuntu; `install -d` is a stub here
+        (tmp_path / apt_dir).mkdir()
     (fake / "driver-installed").touch()
     daemon_json = tmp_path / "daemon.json"
     daemon_json.write_text('{"runtimes": {"nvidia": {}}}')
@@ -120,6 +137,8 @@ def host(tmp_path: Path):
         "FAKE_TOKEN": TOKEN,
         "FAKE_API_KEY": API_KEY,
         "INSTALLER_DIR": str(tmp_path / "installer"),
+        "APT_KEYRINGS": str(tmp_path / "keyrings"),
+        "APT_SOURCES": str(tmp_path / "sources.list.d"),
         "RUN_DIR": str(tmp_path / "run"),
         "READY_FILE": str(tmp_path / "host-ready"),
         "DOCKER_DAEMON_JSON": str(daemon_json),
@@ -136,6 +155,9 @@ class FakeHost:
     def set_metadata(self, **attributes: str) -> None:
         for key, value in attributes.items():
             (self.fake / "metadata" / key.replace("_", "-")).write_text(value)
+
+    def lack_packages(self, *packages: str) -> None:
+        (self.fake / "missing-packages").write_text("".join(f"{p}\n" for p in packages))
 
     def boot(self, ok: bool = True) -> subprocess.CompletedProcess:
         result = subprocess.run(
@@ -274,3 +296,64 @@ def test_a_driver_older_than_580_stops_the_script_before_ready(host):
     assert "driver 570.133.20 is older than 580" in result.stdout
     assert host.guest_states() == ["whisper/state=booting"]
     assert not (host.root / "host-ready").exists()
+
+
+DOCKER_PACKAGES = [
+    "docker-ce", "docker-ce-cli", "containerd.io", "docker-buildx-plugin", "docker-compose-plugin",
+]  # fmt: skip
+
+
+def test_a_host_without_docker_gets_the_engine_compose_and_buildx(host):
+    # docker-compose-plugin is only a Recommends of docker-ce, which --no-install-recommends skips, and the
+    # monitoring role runs `docker compose`: the script names every package of Docker's own install line
+    # (https://docs.docker.com/engine/install/ubuntu/).
+    host.lack_packages(*DOCKER_PACKAGES)
+    host.boot()
+    (install,) = [c for c in host.calls("apt-get") if " install " in f" {c} "]
+    assert install.split()[-len(DOCKER_PACKAGES) :] == DOCKER_PACKAGES
+    assert "--no-install-recommends" in install
+    sources = (host.root / "sources.list.d" / "docker.list").read_text()
+    assert "https://download.docker.com/linux/" in sources
+
+
+def test_a_host_from_the_old_script_gets_compose_and_buildx_on_its_next_boot(host):
+    # The old script installed docker-ce, docker-ce-cli and containerd.io only, and skipped Docker whenever a
+    # `docker` command existed (here: the stub on PATH).
+    host.lack_packages("docker-buildx-plugin", "docker-compose-plugin")
+    host.boot()
+    installs = [c for c in host.calls("apt-get") if " install " in f" {c} "]
+    assert len(installs) == 1 and installs[0].split()[-len(DOCKER_PACKAGES) :] == DOCKER_PACKAGES
+    (host.fake / "missing-packages").unlink()
+    before = len(host.calls("apt-get"))
+    host.boot()  # all there now: nothing more to install
+    assert len(host.calls("apt-get")) == before
+
+
+DOCKERHUB_TOKEN = "dckr_pat_fake-pull-token"
+
+
+def test_a_fleet_host_logs_in_to_docker_hub_before_the_pull_when_a_token_secret_is_set(host):
+    # Docker Hub counts anonymous pulls per IP, and fleet VMs share Cloud NAT's addresses.
+    (host.fake / "secrets").mkdir()
+    (host.fake / "secrets" / "whisper-dev-dockerhub-token").write_text(DOCKERHUB_TOKEN)
+    host.set_metadata(
+        docker_image=IMAGE,
+        api_key_secret="whisper-dev-key",
+        dockerhub_username="alice",
+        dockerhub_token_secret="whisper-dev-dockerhub-token",
+    )
+    result = host.boot()
+    docker = host.calls("docker")
+    login = next(i for i, c in enumerate(docker) if " login " in c)
+    pull = next(i for i, c in enumerate(docker) if " pull " in c)
+    assert login < pull
+    assert docker[login].split()[3:] == ["login", "--username", "alice", "--password-stdin"]
+    assert (host.fake / "login-stdin").read_text().strip() == DOCKERHUB_TOKEN
+    (config,) = set((host.fake / "docker-configs").read_text().split())  # login and pull share one config
+    assert docker[pull].split()[1:3] == ["--config", config]
+    assert (host.fake / "login-config-dir").read_text().startswith("drwx------")
+    assert not Path(config).exists()  # the credentials go with the pull
+    everything = "\n".join(host.calls()) + result.stdout + result.stderr
+    assert DOCKERHUB_TOKEN not in everything
+    env = (host.fake / "env-at-run").read_text()
+    assert DOCKERHUB_TOKEN not in env and env.splitlines()[-1] == f"API_KEYS={API_KEY}"

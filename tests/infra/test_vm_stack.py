@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+FAKE_INSTANCE_ID = "4242424242424242424"  # what the mocked GCP assigns (tests/infra/conftest.py)
 WORLD = ipaddress.ip_network("0.0.0.0/0")
 IAP_RANGE = "35.235.240.0/20"
 VM_OUTPUTS = {
@@ -16,6 +17,7 @@ VM_OUTPUTS = {
     "url",
     "sshCommand",
     "instanceName",
+    "instanceId",
     "zone",
     "domain",
     "allowUnauthenticated",
@@ -142,12 +144,13 @@ def test_spot_vm_has_every_spot_field(deploy):
     }
 
 
-def test_vm_runs_as_the_dedicated_account_with_log_and_metric_scopes_only(any_stack):
+def test_vm_runs_as_the_dedicated_account_with_log_metric_and_storage_read_scopes_only(any_stack):
     account = any_stack.one("serviceaccount/account:Account")
     vm = any_stack.one("compute/instance:Instance").inputs
     email = f"{account.inputs['accountId']}@demo-project.iam.gserviceaccount.com"
     assert vm["serviceAccount"]["email"] == email
     assert sorted(vm["serviceAccount"]["scopes"]) == [
+        "https://www.googleapis.com/auth/devstorage.read_only",  # the driver installer's gsutil cp
         "https://www.googleapis.com/auth/logging.write",
         "https://www.googleapis.com/auth/monitoring.write",
     ]
@@ -174,6 +177,8 @@ def test_all_outputs_exist_and_name_the_vm(any_stack):
     assert outputs["mode"] == "vm"
     assert outputs["zone"] == "us-central1-a"
     assert outputs["instanceName"] == instance.name
+    # A replaced VM keeps its name and static address but gets a new id: sshroute drops its stale host key.
+    assert outputs["instanceId"] == FAKE_INSTANCE_ID
     assert outputs["sshCommand"] == (
         f"gcloud compute ssh {instance.name} --zone us-central1-a --project demo-project --tunnel-through-iap"
     )
@@ -196,6 +201,19 @@ def test_zone_region_and_labels_flow_to_the_resources(deploy):
 def test_explicit_http_and_ssh_ranges_replace_the_defaults(deploy):
     opened = open_ports(deploy({"httpSourceRanges": "198.51.100.0/24", "sshSourceRanges": "192.0.2.1/32"}))
     assert opened == {"198.51.100.0/24": {"80"}, "192.0.2.1/32": {"22"}}
+
+
+H100_A3_SPOT = {"machineType": "a3-highgpu-1g", "spot": "true"}
+
+
+@pytest.mark.parametrize(
+    ("config", "nic_type"),
+    [(T4_DEFAULT, None), (L4_G2, None), (A100_A2, None), (H100_A3_SPOT, "GVNIC")],
+    ids=["t4", "l4", "a100", "h100"],
+)
+def test_a3_vms_get_a_gvnic_and_the_others_keep_the_default_nic(deploy, config, nic_type):
+    nic = deploy(config).one("compute/instance:Instance").inputs["networkInterfaces"][0]
+    assert nic.get("nicType") == nic_type
 
 
 def test_single_vm_declares_no_fleet_or_secret_resources(any_stack):
@@ -227,6 +245,7 @@ def test_single_vm_declares_no_fleet_or_secret_resources(any_stack):
         ({"spot": "sometimes"}, {}, "spot", "e.g. spot: true"),
         ({"labels": '{"Team": "x"}'}, {}, "labels", "e.g. labels: {team: speech}"),
         ({"gputype": "nvidia-l4"}, {}, "gputype", "did you mean gpuType?"),
+        ({"machineType": "a3-highgpu-1g"}, {}, "spot", "set spot: true (or machineType: a3-highgpu-8g)"),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
 )
