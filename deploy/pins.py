@@ -9,9 +9,8 @@ Stdlib only: it runs in the Dockerfile before anything is installed.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-
 import tomllib
+from pathlib import Path
 
 
 def image_requirements(

@@ -18,7 +18,7 @@ import shlex
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from deploy import engine, nginx
 from deploy.config import ROOT, SERVICE_ENV_KEYS, DeployConfig, Slot
@@ -48,7 +48,7 @@ def log(message: str) -> None:
 
 
 def now_utc() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def last_line(text: str) -> str:
@@ -425,7 +425,7 @@ def uptime(started_at: str | None) -> str:
     """'3h 12m 5s' since docker's StartedAt (RFC 3339 with nanoseconds)."""
     if not started_at:
         return "-"
-    started = datetime.strptime(started_at[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
-    seconds = max(0, int((datetime.now(timezone.utc) - started).total_seconds()))
+    started = datetime.strptime(started_at[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    seconds = max(0, int((datetime.now(UTC) - started).total_seconds()))
     hours, rest = divmod(seconds, 3600)
     return f"{hours}h {rest // 60}m {rest % 60}s"
