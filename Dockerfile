@@ -20,7 +20,7 @@
 # download (apt, pip) and never written into a layer:
 #   docker build --secret id=ca,src=/etc/ssl/certs/ca-certificates.crt ...   (or EXTRA_CA=path with make image)
 ARG BASE_IMAGE=nvidia/cuda:13.0.2-base-ubuntu24.04
-FROM ${BASE_IMAGE}
+FROM ${BASE_IMAGE} AS system
 
 ENV DEBIAN_FRONTEND=noninteractive \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -40,14 +40,21 @@ RUN --mount=type=secret,id=ca,required=false \
     && rm -rf /var/lib/apt/lists/* /etc/apt/apt.conf.d/99ca \
     && python3 -m venv /opt/venv
 
-# Dependencies first (the big, rarely changing layers): every pin of [project].dependencies and the `faster`
-# extra into the venv, the `cuda12` extra into /opt/cuda12, all read from pyproject.toml by deploy/pins.py
-# so the image and CI cannot drift. The checks fail the build, not the first request, when a library is missing.
+# The requirement lists, read from pyproject.toml by deploy/pins.py so the image and CI cannot drift: every pin
+# of [project].dependencies and the `faster` extra for the venv, the `cuda12` extra for /opt/cuda12. In a stage
+# of their own: the install below is cached on the lists' content, so an edit elsewhere in pyproject.toml
+# (a linter setting) does not reinstall 4 GB of wheels.
+FROM system AS pins
 COPY pyproject.toml deploy/pins.py /tmp/pins/
+RUN python /tmp/pins/pins.py /tmp/pins/pyproject.toml faster > /tmp/pins/requirements.txt \
+    && python /tmp/pins/pins.py --extras-only /tmp/pins/pyproject.toml cuda12 > /tmp/pins/cuda12.txt
+
+# Dependencies first (the big, rarely changing layers). The checks fail the build, not the first request,
+# when a library is missing.
+FROM system
+COPY --from=pins /tmp/pins/requirements.txt /tmp/pins/cuda12.txt /tmp/pins/
 RUN --mount=type=secret,id=ca,required=false \
     if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
-    && python /tmp/pins/pins.py /tmp/pins/pyproject.toml faster > /tmp/pins/requirements.txt \
-    && python /tmp/pins/pins.py --extras-only /tmp/pins/pyproject.toml cuda12 > /tmp/pins/cuda12.txt \
     && pip install -r /tmp/pins/requirements.txt \
     && pip install --target /opt/cuda12 -r /tmp/pins/cuda12.txt \
     && python -c "import torch, sys; sys.exit(not (torch.version.cuda or '').startswith('13.'))" \

@@ -47,10 +47,10 @@ def pins_output(args: list[str]) -> list[str]:
 def requirement_sets() -> dict[str, list[str]]:
     """{"venv": [...], "/opt/cuda12": [...]}: what each `pip install` of the Dockerfile installs, found by
     running the pins.py commands the Dockerfile runs, on the real pyproject.toml."""
-    (install,) = [r for r in instructions("RUN") if "pins.py" in r]
     files: dict[str, list[str]] = {}
     sets: dict[str, list[str]] = {}
-    for step in (s.strip() for s in install.split("&&")):
+    steps = [s.strip() for run in instructions("RUN") for s in run.split("&&")]  # in order, across stages
+    for step in steps:
         words = shlex.split(step.replace(">", " > "))
         if words[:2] == ["python", "/tmp/pins/pins.py"]:
             args = [a.replace("/tmp/pins/pyproject.toml", str(ROOT / "pyproject.toml")) for a in words[2:-2]]
