@@ -37,15 +37,7 @@ def create_app(settings=None, *, device_index: int | None = None):
     if settings.vad:
         vad.load()  # the Silero model, before the first request needs it
     engine = create_engine(settings, device_index=device_index)
-    scheduler = Scheduler(
-        engine,
-        batch_size=settings.batch_size,
-        batch_wait=settings.batch_wait_ms / 1000,
-        queue_max_seconds=settings.queue_max_seconds,
-        queue_max_requests=settings.queue_max_requests,
-        warmup=settings.warmup,
-        key_max_share=settings.key_max_share,
-    )
+    scheduler = Scheduler(engine, settings)
     app.extensions["scheduler"] = scheduler
     errors.register(app)
     http.register(app)

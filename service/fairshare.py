@@ -28,7 +28,7 @@ class Usage:
 
 
 class KeyShares:
-    def __init__(self, max_requests_share: float = 1.0, max_seconds_share: float = 1.0):
+    def __init__(self, max_requests_share: float, max_seconds_share: float):
         self.max_requests_share = max_requests_share  # fraction of QUEUE_MAX_REQUESTS one key may hold
         self.max_seconds_share = max_seconds_share  # fraction of QUEUE_MAX_SECONDS one key may hold
         self._usage: dict[str, Usage] = {}

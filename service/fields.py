@@ -34,7 +34,7 @@ from .errors import InvalidRequest
 from .intake.vad import VadParams
 from .job import FALLBACK_TEMPERATURES, JobOptions
 from .languages import LANGUAGES, language_code
-from .settings import MAX_BEAM_SIZE
+from .settings import MAX_BEAM_SIZE, Settings
 
 OPENAI_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
 STREAMING_FORMATS = ("json", "text")  # what the client's stream event types can carry
@@ -57,16 +57,16 @@ Keyword = Annotated[str, Field(min_length=1, max_length=KEYWORD_MAX_CHARS)]
 
 # -- OpenAI's chunking_strategy -> VAD ---------------------------------------------------------------------
 class ServerVad(BaseModel):
-    """OpenAI's VadConfig object; defaults are this service's VAD defaults."""
+    """OpenAI's VadConfig object; what it leaves out is the VAD_* settings' default."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     type: Literal["server_vad"]
-    threshold: float = Field(VadParams.threshold, ge=0, le=1, description="Speech probability threshold.")
+    threshold: float = Field(Settings.vad_threshold, ge=0, le=1, description="Speech probability threshold.")
     prefix_padding_ms: int = Field(
-        VadParams.speech_pad_ms, ge=0, le=10_000, description="Audio kept before (and after) speech."
+        Settings.vad_speech_pad_ms, ge=0, le=10_000, description="Audio kept before (and after) speech."
     )
     silence_duration_ms: int = Field(
-        VadParams.min_silence_ms, ge=0, le=10_000, description="A pause this long ends a speech region."
+        Settings.vad_min_silence_ms, ge=0, le=10_000, description="A pause this long ends a speech region."
     )
 
     def params(self) -> VadParams:
@@ -183,14 +183,17 @@ class TranslationForm(Request):
     def segments(self) -> bool:
         return "segment" in self.timestamp_granularities or not self.timestamp_granularities
 
-    def job_options(self, sequential: bool, default_vad: VadParams | None = None) -> JobOptions:
-        """What the decoder is asked to do; `sequential` is the server's DECODE_MODE=sequential and
-        `default_vad` its VAD settings (None: VAD=false), for a request that does not choose."""
+    def job_options(self) -> JobOptions:
+        """What the decoder is asked to do; what the request leaves open (None) is the server's to fill in
+        (job.with_server_defaults)."""
         thresholds = Thresholds(
-            compression_ratio=self.compression_ratio_threshold, logprob=self.logprob_threshold,
-            no_speech=self.no_speech_threshold, hallucination_silence=self.hallucination_silence_threshold,
-        )  # fmt: skip
-        options = JobOptions(
+            compression_ratio=self.compression_ratio_threshold,
+            logprob=self.logprob_threshold,
+            no_speech=self.no_speech_threshold,
+            hallucination_silence=self.hallucination_silence_threshold,
+        )
+        chunking = self.chunking_strategy
+        return JobOptions(
             task=self.task,
             language=self.language,
             temperatures=FALLBACK_TEMPERATURES if self.temperature == 0 else (self.temperature,),
@@ -198,16 +201,12 @@ class TranslationForm(Request):
             beam_size=self.beam_size,
             word_timestamps=self.words,
             thresholds=thresholds,
-            sequential=sequential or self.condition_on_previous_text,
+            sequential=True if self.condition_on_previous_text else None,
             condition_on_previous_text=self.condition_on_previous_text,
             logprobs=self.logprobs,
             streamed=self.stream,
+            vad=chunking if chunking is None else (True if chunking == "auto" else chunking.params()),
         )
-        if self.chunking_strategy is None:  # unset: the server's default chunking
-            return replace(options, vad=default_vad)
-        auto = default_vad or VadParams()
-        vad = auto if self.chunking_strategy == "auto" else self.chunking_strategy.params()
-        return replace(options, vad=vad)
 
     @property
     def full_prompt(self) -> str:
@@ -245,8 +244,8 @@ class TranscriptionForm(TranslationForm):
         check_model_can(self.task, self.languages[0] if self.languages else None, info, task_param="model")
         return self
 
-    def job_options(self, sequential: bool, default_vad: VadParams | None = None) -> JobOptions:
-        options = super().job_options(sequential, default_vad)
+    def job_options(self) -> JobOptions:
+        options = super().job_options()
         if self.languages and not self.language:
             options = replace(options, language=self.languages[0])
         return options
@@ -309,19 +308,17 @@ class AsrQuery(BaseModel):
         check_model_can(self.task, self.language, info, task_param="task")
         return self
 
-    def job_options(self, sequential: bool, default_vad: VadParams | None = None) -> JobOptions:
-        options = JobOptions(
+    def job_options(self) -> JobOptions:
+        """What the decoder is asked to do; vad_filter unset (None) is the server's VAD."""
+        return JobOptions(
             task=self.task,
             language=self.language,
             temperatures=FALLBACK_TEMPERATURES,
             prompt=self.initial_prompt or None,
             prompt_first_window_only=True,
             word_timestamps=self.word_timestamps,
-            sequential=sequential,
+            vad=self.vad_filter,
         )
-        if self.vad_filter is None:  # unset: the server's default chunking
-            return replace(options, vad=default_vad)
-        return replace(options, vad=(default_vad or VadParams()) if self.vad_filter else None)
 
 
 class DetectQuery(BaseModel):

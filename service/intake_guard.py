@@ -46,9 +46,9 @@ class UploadTimeout(APIError):
 
 @dataclass(frozen=True)
 class UploadLimits:
-    idle_timeout: float = 30.0  # seconds without a byte
-    min_rate: float = 1024.0  # bytes per second, averaged from the request's start ...
-    rate_grace: float = 10.0  # ... once this many seconds are over
+    idle_timeout: float  # seconds without a byte (UPLOAD_IDLE_TIMEOUT)
+    min_rate: float  # bytes per second, averaged from the request's start (UPLOAD_MIN_RATE) ...
+    rate_grace: float  # ... once this many seconds are over (UPLOAD_RATE_GRACE)
 
     @classmethod
     def from_settings(cls, settings) -> UploadLimits:

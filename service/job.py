@@ -28,6 +28,7 @@ from .engines.base import HOP_LENGTH, SAMPLE_RATE, WINDOW_SECONDS, DecodeOptions
 from .errors import APIError
 from .intake.vad import Region, VadParams
 from .intake.windows import Window, plan
+from .settings import Settings
 from .transcript import Segment, Transcript
 
 FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # openai-whisper's ladder for temperature=0
@@ -61,10 +62,11 @@ class JobOptions:
     best_of: int | None = None
     word_timestamps: bool = False
     thresholds: Thresholds = Thresholds()
-    sequential: bool = False  # openai-whisper's transcribe(): each window conditioned on the last
+    sequential: bool | None = None  # transcribe(): each window conditioned on the last; None: DECODE_MODE
     condition_on_previous_text: bool = False
     detect_only: bool = False  # /detect-language: stop after language detection
-    vad: VadParams | None = VadParams()  # None: decode everything, silence included
+    # VadParams: these; True: the server's VAD_* params; False: decode everything, silence included; None: VAD
+    vad: VadParams | bool | None = None
     prompt_first_window_only: bool = False  # whisper-asr-webservice's initial_prompt: the first window only
     logprobs: bool = False  # include[]=logprobs: each text token's log-probability
     streamed: bool = False  # stream=true: windows are sent as they finish, so rests are not held back
@@ -76,6 +78,23 @@ class JobOptions:
             beam_size=self.beam_size, best_of=self.best_of, word_timestamps=self.word_timestamps,
             logprobs=self.logprobs,
         )  # fmt: skip
+
+
+def with_server_defaults(options: JobOptions, settings: Settings, multilingual: bool = True) -> JobOptions:
+    """What the request left open, from the server's settings: sequential decoding (DECODE_MODE), VAD (VAD,
+    VAD_*), the beam width (BEAM_SIZE); and English for an English-only model. Every API face's requests
+    pass through here (service.api.jobs.submit), and only here are server settings applied to a request."""
+    vad = settings.vad if options.vad is None else options.vad
+    if vad is True:
+        vad = VadParams(settings.vad_threshold, settings.vad_min_silence_ms, settings.vad_speech_pad_ms)
+    beam_size = options.beam_size
+    if beam_size is None and settings.beam_size > 1:
+        beam_size = settings.beam_size
+    sequential = options.sequential
+    if sequential is None:
+        sequential = settings.decode_mode == "sequential"
+    language = options.language or (None if multilingual else "en")  # an English-only model speaks English
+    return replace(options, vad=vad, beam_size=beam_size, sequential=sequential, language=language)
 
 
 _ids = itertools.count(1)
@@ -121,7 +140,8 @@ class Job:
     @classmethod
     def planned(cls, audio: np.ndarray, options: JobOptions, deadline: float, **fields) -> Job:
         """A job whose windows intake planned: speech regions (VAD) packed into windows."""
-        windows, speech = plan(audio, None if options.sequential else options.vad)
+        vad = options.vad if isinstance(options.vad, VadParams) and not options.sequential else None
+        windows, speech = plan(audio, vad)
         return cls(audio=audio, options=options, deadline=deadline, windows=windows, speech=speech, **fields)
 
     @property

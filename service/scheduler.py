@@ -28,6 +28,7 @@ from .engines.base import SAMPLE_RATE, WINDOW_SECONDS, DecodeOptions, Engine, Wi
 from .errors import APIError, ClientClosed, DeadlineExceeded, InternalError, QueueFull, Unavailable
 from .fairshare import KeyShares
 from .job import Job, Part
+from .settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -57,15 +58,14 @@ class _Item:
 
 
 class Scheduler:
-    def __init__(self, engine: Engine, *, batch_size: int = 0, batch_wait: float = 0.0,
-                 queue_max_seconds: float = 4 * 3600, queue_max_requests: int = 256, warmup: bool = True,
-                 key_max_share: float = 1.0):  # fmt: skip
+    def __init__(self, engine: Engine, settings: Settings):
+        """Every knob from `settings` (BATCH_SIZE, BATCH_WAIT_MS, QUEUE_MAX_*, KEY_MAX_SHARE, WARMUP)."""
         self.engine = engine
-        self.batch_size = batch_size
-        self.batch_wait = batch_wait
-        self.queue_max_seconds = queue_max_seconds
-        self.queue_max_requests = queue_max_requests
-        self.warmup = warmup
+        self.settings = settings
+        self.batch_size = settings.batch_size_on(engine.device)  # halved for good on out-of-memory
+        self.batch_wait = settings.batch_wait_ms / 1000
+        self.queue_max_seconds = settings.queue_max_seconds
+        self.queue_max_requests = settings.queue_max_requests
         self.health = Health.STARTING
         self.reason = "the model is not loaded yet"
         self.labels = {"model": engine.model_name, "engine": engine.name}
@@ -75,7 +75,7 @@ class Scheduler:
         self._sequential: deque[Job] = deque()
         self._accepted: dict[int, Job] = {}  # accepted and not finished: what admission counts
         self._arriving = 0  # requests admitted whose audio is still being decoded or planned
-        self._shares = KeyShares(key_max_share, key_max_share)  # no key holds more than this of the queue
+        self._shares = KeyShares(settings.key_max_share, settings.key_max_share)
         self._stopping_since = float("inf")
         self._throughput = 0.0  # audio seconds per wall second, smoothed; for Retry-After
         self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
@@ -114,15 +114,13 @@ class Scheduler:
         began = time.monotonic()
         try:
             self.engine.load()
-            if self.warmup:
+            if self.settings.warmup:
                 self.engine.warmup()
         except Exception as error:
             self.health = Health.FAILED
             self.reason = f"model failed to load: {type(error).__name__}: {error}"
             log.error("%s (WHISPER_MODEL=%s)", self.reason, getattr(self.engine, "source", "?"))
             return False
-        if not self.batch_size:
-            self.batch_size = self.engine.batch_size
         seconds = time.monotonic() - began
         metrics.MODEL_LOAD.set(seconds)
         metrics.MODEL_READY.set(1)
@@ -193,10 +191,9 @@ class Scheduler:
             job.language = job.options.language
             if job.options.sequential and not job.options.detect_only:
                 self._sequential.append(job)
-            elif job.language is None and self.engine.is_multilingual:
+            elif job.language is None:
                 self._detect.append(job)
             else:
-                job.language = job.language or "en"  # an English-only model speaks English
                 self._enqueue_windows(job)
             self._lock.notify_all()
 

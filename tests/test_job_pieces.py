@@ -181,7 +181,8 @@ def test_a_word_in_the_slack_past_a_seam_stays_in_its_window():
 def test_rests_wait_to_fill_a_window_unless_the_request_streams(streamed):
     """A request that reads its answer at the end gives its rests time to fill a shared piece; a streamed one
     has each window sent only once its rest is decoded, so its rests are queued at once."""
-    scheduler = Scheduler(OpenAIWhisperEngine(Settings(whisper_model="tiny.en")), batch_size=2)  # not loaded
+    settings = Settings(whisper_model="tiny.en", batch_size=2)
+    scheduler = Scheduler(OpenAIWhisperEngine(settings), settings)  # not loaded
     j = job((0, 30), (30, 60), (60, 90))
     j.options = JobOptions(language="en", streamed=streamed)
     scheduler._enqueue_windows(j)

@@ -5,4 +5,5 @@ convert.py      openai-whisper .pt -> CTranslate2 directory for faster-whisper (
 import_ct2.py   CTranslate2 Whisper directory -> openai-whisper .pt (`make convert`, the other way)
 ct2_model.py    a numpy reader of CTranslate2's model.bin
 embedded.py     the embedded default model: the packaged tiny.en, ready for both engines (`make run`)
+configuration_docs.py  docs/configuration.md from the settings' declarations
 """

@@ -19,12 +19,12 @@ from .. import fields
 from ..errors import AudioTooLong, PayloadTooLarge
 from ..formats import render
 from ..job import JobOptions
+from ..settings import ENGINES
 from . import jobs
 
 bp = Blueprint("asr", __name__)
 
 MULTIPART_SLACK_BYTES = 64 * 1024  # boundaries and part headers around the raw PCM
-ENGINE_NAMES = {"openai-whisper": "openai_whisper", "faster-whisper": "faster_whisper"}  # its ASR_ENGINE
 
 
 @bp.before_request
@@ -55,14 +55,12 @@ def asr():
     query = fields.parse(
         fields.AsrQuery, request.args, {"multilingual": jobs.scheduler().engine.is_multilingual}
     )
-    options = query.job_options(jobs.settings().decode_mode == "sequential", jobs.default_vad())
-    job = jobs.submit(_audio(query.encode), options)
+    job = jobs.submit(_audio(query.encode), query.job_options())
     transcript = jobs.wait(job)
     body, content_type = jobs.rendered(lambda: render("asr_json" if query.output == "json" else query.output,
                                                       transcript))  # fmt: skip
-    engine = jobs.scheduler().engine.name
     headers = {
-        "Asr-Engine": ENGINE_NAMES.get(engine, engine),
+        "Asr-Engine": ENGINES[jobs.scheduler().engine.name],  # the module: its ASR_ENGINE name
         "Content-Disposition": _attachment(query.output),
     }
     return Response(body, content_type=content_type, headers=headers)
@@ -71,7 +69,7 @@ def asr():
 @bp.post("/detect-language")
 def detect_language():
     query = fields.parse(fields.DetectQuery, request.args)
-    job = jobs.submit(_audio(query.encode), JobOptions(detect_only=True, vad=jobs.default_vad()))
+    job = jobs.submit(_audio(query.encode), JobOptions(detect_only=True))
     transcription = jobs.wait(job)
     code = transcription.language
     probability = (job.language_probs or {}).get(code, 1.0)

@@ -7,7 +7,6 @@ import queue
 import socket
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 
 import numpy as np
 from flask import current_app, g, request
@@ -16,8 +15,7 @@ from .. import metrics
 from ..engines.base import SAMPLE_RATE
 from ..errors import AudioTooLong, InvalidAudio, InvalidRequest
 from ..intake.upload import decode_file, spooled_upload
-from ..intake.vad import VadParams
-from ..job import Job, JobOptions
+from ..job import Job, JobOptions, with_server_defaults
 from ..scheduler import Scheduler
 from ..settings import Settings
 from ..transcript import Segment, Transcript
@@ -89,19 +87,10 @@ def raw_pcm(field: str) -> np.ndarray:
     return audio[:done]
 
 
-def default_vad() -> VadParams | None:
-    """The VAD a request gets when it does not choose: the VAD_* settings, or None when VAD=false."""
-    cfg = settings()
-    if not cfg.vad:
-        return None
-    return VadParams(threshold=cfg.vad_threshold, min_silence_ms=cfg.vad_min_silence_ms,
-                     speech_pad_ms=cfg.vad_speech_pad_ms)  # fmt: skip
-
-
 def submit(audio, options: JobOptions) -> Job:
     """Plan the audio's windows (VAD), then queue the job; 429/503 when the scheduler refuses it."""
     cfg = settings()
-    options = with_server_defaults(options, cfg)
+    options = with_server_defaults(options, cfg, scheduler().engine.is_multilingual)
     seconds = len(audio) / SAMPLE_RATE
     deadline = time.monotonic() + cfg.request_timeout + cfg.request_timeout_per_audio_second * seconds
     began = time.monotonic()
@@ -115,13 +104,6 @@ def submit(audio, options: JobOptions) -> Job:
         intake_over()  # after the windows are queued, so the scheduler sees them before it stops waiting
     g.job = job
     return job
-
-
-def with_server_defaults(options: JobOptions, cfg: Settings) -> JobOptions:
-    """What the request left open, from the server's settings: the beam width (BEAM_SIZE)."""
-    if options.beam_size is None and cfg.beam_size > 1:
-        return replace(options, beam_size=cfg.beam_size)
-    return options
 
 
 def intake_begins() -> None:

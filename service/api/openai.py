@@ -58,7 +58,7 @@ def _handle(form_model: type[fields.TranslationForm]):
     """Validate every field before the upload is decoded, so bad requests fail fast and cheap."""
     context = {"models": model_ids(), "multilingual": jobs.scheduler().engine.is_multilingual}
     form = fields.parse(form_model, request.form, context)
-    options = form.job_options(jobs.settings().decode_mode == "sequential", jobs.default_vad())
+    options = form.job_options()
     job = jobs.submit(jobs.decode_upload("file"), options)
     if form.stream:
         return _sse(job, include_logprobs=options.logprobs)

@@ -105,7 +105,6 @@ class Engine(abc.ABC):
         self.model_name = model_name(self.source)  # what /v1/models reports
         self.device = "cpu"  # "cpu" | "cuda:N", set by the subclass
         self.precision = "float32"  # "float16", "float32", "int8", ...
-        self.batch_size = 8  # a good default batch for the device; the subclass sets it
         self.is_multilingual = True  # known after load()
         self.force_tokens = settings.force_tokens  # benchmarks only: decode exactly N tokens per window
 

@@ -94,7 +94,6 @@ class FasterWhisperEngine(Engine):
         self.kind, self.index = resolve_device(settings.whisper_device, device_index)
         self.device = f"cuda:{self.index}" if self.kind == "cuda" else "cpu"
         self.precision = resolve_compute_type(settings.whisper_compute_type, self.kind)
-        self.batch_size = 16 if self.kind == "cuda" else 8
         self.model: WhisperModel | None = None
         self.text_ctx = OFFICIAL_TEXT_CTX
 
@@ -353,3 +352,6 @@ def nvml_used_bytes(index: int) -> int | None:
         return int(memory.used)
     except OSError:
         return None
+
+
+ENGINE = FasterWhisperEngine  # what service.engines.create_engine builds for this module's WHISPER_ENGINE

@@ -44,7 +44,6 @@ class OpenAIWhisperEngine(Engine):
         super().__init__(settings, device_index)
         self.device = resolve_device(settings.whisper_device, device_index)
         self.precision = "float16" if self.device.startswith("cuda") else "float32"
-        self.batch_size = 16 if self.device.startswith("cuda") else 8
         self.model: Whisper | None = None
 
     # -- loading -------------------------------------------------------------------------------------------
@@ -306,3 +305,6 @@ def forced_length(tokens: int) -> Iterator[None]:
         yield
     finally:
         decoding.DecodingTask = original
+
+
+ENGINE = OpenAIWhisperEngine  # what service.engines.create_engine builds for this module's WHISPER_ENGINE
