@@ -15,16 +15,17 @@ def create_app(settings=None, *, device_index: int | None = None):
 
     from flask import Flask
 
-    from . import errors, http, web
+    from . import errors, web
     from . import settings as settings_module
-    from .api import asr, jobs, openai
+    from .api import asr, openai, openapi, pipeline
+    from .batching.scheduler import Scheduler
     from .engines import create_engine
     from .intake import vad
-    from .intake_guard import IntakeGuard
-    from .scheduler import Scheduler
+    from .server import auth, probes, request_log
+    from .server.upload_limits import IntakeGuard
 
     settings = settings or settings_module.from_env()
-    http.configure_logging(settings.log_level)
+    request_log.configure_logging(settings.log_level)
     app = Flask(__name__)
     app.config.update(
         SETTINGS=settings,
@@ -40,8 +41,11 @@ def create_app(settings=None, *, device_index: int | None = None):
     scheduler = Scheduler(engine, settings)
     app.extensions["scheduler"] = scheduler
     errors.register(app)
-    http.register(app)
-    app.teardown_request(jobs.intake_over)  # a request that fails while decoding its audio
+    request_log.register(app)
+    auth.register(app)
+    probes.register(app)
+    app.add_url_rule("/openapi.json", "openapi", openapi.openapi_json)
+    app.teardown_request(pipeline.intake_over)  # a request that fails while decoding its audio
     app.register_blueprint(openai.bp)
     app.register_blueprint(asr.bp)
     app.register_blueprint(web.bp)

@@ -69,7 +69,7 @@ UPLOADS_IN_PROGRESS = Gauge(
     multiprocess_mode="livesum",
 )  # fmt: skip
 REJECTED = Counter("whisper_rejected_requests", "Requests refused before work started.", ("reason",))
-# per API key, labelled by its id (a hash prefix, never the key): see service/fairshare.py
+# per API key, labelled by its id (a hash prefix, never the key): see service/batching/fairshare.py
 KEY_ACCEPTED = Counter("whisper_key_accepted_requests", "Requests accepted into the queue, per API key.",
                        ("key_id",))  # fmt: skip
 KEY_REJECTED = Counter(

@@ -90,7 +90,7 @@ def test_no_setting_has_a_default_anywhere_but_in_settings():
 
 
 def test_the_scheduler_takes_every_knob_from_settings():
-    from service.scheduler import Scheduler
+    from service.batching.scheduler import Scheduler
 
     engine = SimpleNamespace(model_name="m", name="openai-whisper", device="cuda:0")
     settings = Settings()

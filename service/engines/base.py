@@ -15,13 +15,10 @@ from typing import Protocol
 
 import numpy as np
 
+from ..audio import SAMPLE_RATE
 from ..settings import Settings
 from ..transcript import Segment
 
-SAMPLE_RATE = 16000  # Hz: every engine takes 16 kHz mono float32
-WINDOW_SECONDS = 30  # Whisper's receptive field
-WINDOW_SAMPLES = SAMPLE_RATE * WINDOW_SECONDS  # 480000 samples in a 30-second window
-HOP_LENGTH = 160  # samples per mel frame: 100 frames per second; `seek` counts these
 TIME_PRECISION = 0.02  # seconds per timestamp token
 
 

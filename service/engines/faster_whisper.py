@@ -22,12 +22,10 @@ from faster_whisper import WhisperModel
 from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import get_suppressed_tokens
 
+from ..audio import HOP_LENGTH, SAMPLE_RATE, WINDOW_SAMPLES
 from ..settings import Settings
 from ..transcript import Segment, Word
 from .base import (
-    HOP_LENGTH,
-    SAMPLE_RATE,
-    WINDOW_SAMPLES,
     DecodeOptions,
     Engine,
     ModelUnavailable,

@@ -17,11 +17,10 @@ from whisper.model import ModelDimensions, Whisper
 from whisper.timing import add_word_timestamps
 from whisper.tokenizer import Tokenizer, get_tokenizer
 
+from ..audio import HOP_LENGTH, SAMPLE_RATE
 from ..settings import Settings
 from ..transcript import Segment, Word
 from .base import (
-    HOP_LENGTH,
-    SAMPLE_RATE,
     DecodeOptions,
     Engine,
     Thresholds,

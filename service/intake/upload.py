@@ -14,7 +14,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from ..engines.base import SAMPLE_RATE
+from ..audio import SAMPLE_RATE
 from ..errors import AudioTooLong, InsufficientStorage, InvalidAudio
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..engines.base import SAMPLE_RATE
+from ..audio import SAMPLE_RATE
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..engines.base import SAMPLE_RATE, WINDOW_SAMPLES
+from ..audio import SAMPLE_RATE, WINDOW_SAMPLES
 from .vad import Region, VadParams, pad, speech_regions
 
 FRAME = SAMPLE_RATE // 100  # 160 samples: 10 ms energy frames for finding silences

@@ -9,7 +9,7 @@ import math
 import pytest
 import requests
 
-from service import fields, openapi
+from service.api import fields, openapi
 
 FORM_PATHS = ("/v1/audio/transcriptions", "/v1/audio/translations")
 NEEDS = {  # what another field must say for this one to be allowed at all

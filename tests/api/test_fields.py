@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from werkzeug.datastructures import MultiDict
 
-from service import fields
+from service.api import fields
+from service.batching.job import with_server_defaults
 from service.errors import InvalidRequest
 from service.intake.vad import VadParams
-from service.job import with_server_defaults
 from service.settings import Settings
 
 SERVER_VAD = VadParams(Settings.vad_threshold, Settings.vad_min_silence_ms, Settings.vad_speech_pad_ms)

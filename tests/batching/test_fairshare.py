@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from service.batching.fairshare import KeyShares
+from service.batching.job import Job, JobOptions
+from service.batching.scheduler import Health, Scheduler
 from service.engines.openai_whisper import OpenAIWhisperEngine
 from service.errors import QueueFull
-from service.fairshare import KeyShares
-from service.job import Job, JobOptions
-from service.scheduler import Health, Scheduler
 from service.settings import Settings
 
 

@@ -4,7 +4,7 @@ gunicorn's gthread worker reads a request body on one of its threads, blocking a
 that trickles its upload holds that thread for as long as it likes, and a few dozen such clients hold them
 all (docs/reliability.md, "Slow clients"). Two parts stop that:
 
-- `GuardedSocket` (installed on every connection by service/guarded_worker.py): while a request's body is
+- `GuardedSocket` (installed on every connection by service/server/worker.py): while a request's body is
   read, a read that gets no byte for UPLOAD_IDLE_TIMEOUT seconds, or that would leave the upload averaging
   under UPLOAD_MIN_RATE bytes per second once UPLOAD_RATE_GRACE seconds are over, raises `UploadTimeout`:
   408, on time whatever size gunicorn asks recv() for.
@@ -31,8 +31,8 @@ from dataclasses import dataclass
 
 from werkzeug.wsgi import ClosingIterator
 
-from . import metrics
-from .errors import APIError, Unavailable
+from .. import metrics
+from ..errors import APIError, Unavailable
 
 BUSY_RETRY_SECONDS = 5  # Retry-After when every upload slot is taken: stalled uploads are cut off within
 # UPLOAD_RATE_GRACE plus UPLOAD_IDLE_TIMEOUT, most sooner
@@ -58,7 +58,7 @@ class UploadLimits:
 class GuardedSocket:
     """A connection's socket whose blocking reads give up on a stalled client, while `limit_reads()` is on.
 
-    service/guarded_worker.py wraps every accepted socket in one, so gunicorn's request parser reads the
+    service/server/worker.py wraps every accepted socket in one, so gunicorn's request parser reads the
     body through it; IntakeGuard turns the limits on for a request's body and off when its response ends.
     A read waits (poll) at most until the client has been idle UPLOAD_IDLE_TIMEOUT seconds, or until the
     moment its average rate falls under UPLOAD_MIN_RATE after the grace period, and then raises

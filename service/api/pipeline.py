@@ -12,15 +12,13 @@ import numpy as np
 from flask import current_app, g, request
 
 from .. import metrics
-from ..engines.base import SAMPLE_RATE
+from ..audio import SAMPLE_RATE
+from ..batching.job import Job, JobOptions, with_server_defaults
+from ..batching.scheduler import Scheduler
 from ..errors import AudioTooLong, InvalidAudio, InvalidRequest
 from ..intake.upload import decode_file, spooled_upload
-from ..job import Job, JobOptions, with_server_defaults
-from ..scheduler import Scheduler
 from ..settings import Settings
 from ..transcript import Segment, Transcript
-
-PCM_BYTES_PER_SECOND = SAMPLE_RATE * 2  # raw 16 kHz mono s16le: 32 kB per second
 
 
 def settings() -> Settings:

@@ -29,12 +29,12 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from .engines.base import Thresholds
-from .errors import InvalidRequest
-from .intake.vad import VadParams
-from .job import FALLBACK_TEMPERATURES, JobOptions
-from .languages import LANGUAGES, language_code
-from .settings import MAX_BEAM_SIZE, Settings
+from ..batching.job import FALLBACK_TEMPERATURES, JobOptions
+from ..engines.base import Thresholds
+from ..errors import InvalidRequest
+from ..intake.vad import VadParams
+from ..languages import LANGUAGES, language_code
+from ..settings import MAX_BEAM_SIZE, Settings
 
 OPENAI_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
 STREAMING_FORMATS = ("json", "text")  # what the client's stream event types can carry

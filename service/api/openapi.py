@@ -1,6 +1,6 @@
 """The OpenAPI 3 description of what the service really accepts, served at GET /openapi.json.
 
-Every request field comes from its one declaration in service/fields.py (the models that validate the
+Every request field comes from its one declaration in service/api/fields.py (the models that validate the
 requests), so the document and the server cannot drift apart; tests/api check that each declared limit is
 enforced, and tests/reliability fuzz the server with schemathesis against this document.
 """
@@ -11,8 +11,9 @@ from flask import current_app
 from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema
 
-from . import __version__, fields
-from .api.openai import model_ids
+from .. import __version__
+from . import fields
+from .openai import model_ids
 
 ERROR_STATUSES = {
     "400": "Invalid request: a form field, a parameter or the audio itself.",
@@ -28,7 +29,7 @@ ERROR_STATUSES = {
 RETRYABLE = ("429", "503")
 
 
-# -- request schemas, derived from the field declaration (service/fields.py) -------------------------------
+# -- request schemas, derived from the field declaration (fields.py) ------------------------------------
 class _FormSchema(GenerateJsonSchema):
     """Form fields are absent rather than null; titles add nothing to a described field."""
 

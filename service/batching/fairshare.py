@@ -8,7 +8,7 @@ admitted. A key with nothing queued may always send one job (as the queue takes 
 empty). Requests without a key id (API_KEYS unset) are not shared out.
 
 Not thread-safe by itself: the scheduler calls it with its lock held. Keys are known only by their id (a
-hash prefix, see service/http.py), which is also the label of the per-key metrics.
+hash prefix, see service/server/auth.py), which is also the label of the per-key metrics.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import metrics
-from .errors import QueueFull
+from .. import metrics
+from ..errors import QueueFull
 
 
 @dataclass

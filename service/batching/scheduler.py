@@ -23,12 +23,13 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from . import metrics
-from .engines.base import SAMPLE_RATE, WINDOW_SECONDS, DecodeOptions, Engine, WindowResult
-from .errors import APIError, ClientClosed, DeadlineExceeded, InternalError, QueueFull, Unavailable
+from .. import metrics
+from ..audio import SAMPLE_RATE, WINDOW_SECONDS
+from ..engines.base import DecodeOptions, Engine, WindowResult
+from ..errors import APIError, ClientClosed, DeadlineExceeded, InternalError, QueueFull, Unavailable
+from ..settings import Settings
 from .fairshare import KeyShares
 from .job import Job, Part
-from .settings import Settings
 
 log = logging.getLogger(__name__)
 

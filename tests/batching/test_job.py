@@ -12,12 +12,12 @@ import time
 import numpy as np
 import pytest
 
+from service.batching.job import Job, JobOptions, Part
+from service.batching.scheduler import Scheduler
 from service.engines.base import WindowResult
 from service.engines.openai_whisper import OpenAIWhisperEngine
 from service.intake.vad import Region
 from service.intake.windows import Window
-from service.job import Job, JobOptions, Part
-from service.scheduler import Scheduler
 from service.settings import Settings
 from service.transcript import Segment, Word
 

@@ -24,12 +24,13 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .engines.base import HOP_LENGTH, SAMPLE_RATE, WINDOW_SECONDS, DecodeOptions, Thresholds, WindowResult
-from .errors import APIError
-from .intake.vad import Region, VadParams
-from .intake.windows import Window, plan
-from .settings import Settings
-from .transcript import Segment, Transcript
+from ..audio import HOP_LENGTH, SAMPLE_RATE, WINDOW_SECONDS
+from ..engines.base import DecodeOptions, Thresholds, WindowResult
+from ..errors import APIError
+from ..intake.vad import Region, VadParams
+from ..intake.windows import Window, plan
+from ..settings import Settings
+from ..transcript import Segment, Transcript
 
 FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # openai-whisper's ladder for temperature=0
 MIN_PROGRESS_SECONDS = 1.0  # a piece that covered less than this is final (no endless re-decoding)

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from service.batching.job import Job, JobOptions
+from service.batching.scheduler import Scheduler
 from service.engines.openai_whisper import OpenAIWhisperEngine
 from service.errors import QueueFull, Unavailable
-from service.job import Job, JobOptions
-from service.scheduler import Scheduler
 from service.settings import Settings
 
 GREEDY = JobOptions(language="en", temperatures=(0.0,), vad=False)  # noise input: VAD would drop it all
