@@ -88,10 +88,9 @@ def bound_malloc() -> None:
 
     By default every request thread that allocates may get its own arena (up to 8 per core), and the mmap
     threshold starts at 128 KiB and rises whenever a larger mmapped buffer is freed, moving later buffers of
-    that size onto the heap. Either way the worker's RSS climbs in steps of about 3 MiB long after warm-up
-    while holding nothing more (measured: 160 requests after warm-up, steps at 64 and 144, read as 59 KiB per
-    request; with this, flat within 0.6 KiB per request and about 20 MiB lower; decoding speed unchanged
-    within noise). MALLOC_ARENA_MAX or MALLOC_MMAP_THRESHOLD_ in the environment take precedence."""
+    that size onto the heap. Either way the worker's RSS climbs in steps long after warm-up while holding
+    nothing more (docs/performance.md, "Measurements behind the code"). MALLOC_ARENA_MAX or
+    MALLOC_MMAP_THRESHOLD_ in the environment take precedence."""
     if sys.platform != "linux" or "MALLOC_ARENA_MAX" in os.environ or "MALLOC_MMAP_THRESHOLD_" in os.environ:
         return
     try:

@@ -133,8 +133,8 @@ class Scheduler:
 
     def _gather(self) -> None:
         """Hold a batch smaller than batch_size for at most batch_wait while admitted requests are still
-        decoding their audio: requests sent together are decoded together (on 2 CPU cores, 8 clips in one
-        call take half the time of 8 calls), instead of the first alone and the rest after it."""
+        decoding their audio: requests sent together are decoded together (docs/performance.md), instead of
+        the first alone and the rest after it."""
         deadline = time.monotonic() + self.batch_wait
         while self._arriving and not (self._detect or self._sequential):
             left = deadline - time.monotonic()
