@@ -95,10 +95,10 @@ def test_the_scheduler_takes_every_knob_from_settings():
     engine = SimpleNamespace(model_name="m", name="openai-whisper", device="cuda:0")
     settings = Settings()
     scheduler = Scheduler(engine, settings)
-    assert scheduler.queue_max_requests == settings.queue_max_requests == 24
-    assert scheduler.queue_max_seconds == settings.queue_max_seconds
-    assert scheduler.batch_wait == settings.batch_wait_ms / 1000 == 0.25
-    assert scheduler._shares.max_requests_share == settings.key_max_share == 0.5
+    assert scheduler.admission.max_requests == settings.queue_max_requests == 24
+    assert scheduler.admission.max_seconds == settings.queue_max_seconds
+    assert scheduler.loop.batch_wait == settings.batch_wait_ms / 1000 == 0.25
+    assert scheduler.admission.shares.max_requests_share == settings.key_max_share == 0.5
     assert scheduler.batch_size == 16  # BATCH_SIZE=0: the device's
     assert Scheduler(engine, settings.replace(batch_size=3)).batch_size == 3
 

@@ -1,21 +1,18 @@
 """A request's work as the scheduler sees it: what it asks (`JobOptions`) and how far it got (`Job`).
 
 A job owns its audio, the windows intake planned for it, and each window's segments as they come back.
-A window may be decoded in several pieces: when a decode stops before the speech in the window does (the
-model emitted end-of-text early, or an unfinished segment was dropped), the rest of the window, from the
-last timestamp on, is decoded again, as openai-whisper's transcribe() moves `seek`.
+A window may take several decodes: when one stops before the speech in the window does (the model emitted
+end-of-text early, or an unfinished segment was dropped), the window's rest, from the last timestamp on, is
+decoded again, as openai-whisper's transcribe() moves `seek`.
 
 Whisper usually stops a few seconds early in a full window: it leaves a last sentence for the next window,
 as it was trained to. Decoding each such rest alone would cost a whole 30 s encoder pass for 3-5 s of
-speech, so the rests of a job's windows are packed, in order, into shared pieces of at most 30 s (`Part`,
-`pack`). A segment's text goes to the window whose rest it overlaps most; one that runs more than
-SEAM_SLACK_SECONDS into another rest cannot be placed, so the piece counts as covered up to its start only.
-A rest that makes no progress while packed is decoded alone next, so packing never ends a window early.
+speech, so the rests of a job's windows are packed, in order, into shared inputs of at most 30 s; where
+their segments go is decided in placement.py.
 """
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import queue
 import threading
@@ -24,31 +21,16 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ..audio import HOP_LENGTH, SAMPLE_RATE, WINDOW_SECONDS
+from ..audio import HOP_LENGTH, SAMPLE_RATE
 from ..engines.base import DecodeOptions, Thresholds, WindowResult
 from ..errors import APIError
 from ..intake.vad import Region, VadParams
 from ..intake.windows import Window, plan
 from ..settings import Settings
 from ..transcript import Segment, Transcript
+from .placement import MIN_SPEECH_LEFT_SECONDS, Rest, pack, settle
 
 FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # openai-whisper's ladder for temperature=0
-MIN_PROGRESS_SECONDS = 1.0  # a piece that covered less than this is final (no endless re-decoding)
-MIN_SPEECH_LEFT_SECONDS = (
-    1.0  # speech (VAD) left after a piece's last timestamp worth another decode: less is
-)
-# usually the tail of the same words (Silero ends regions late, Whisper's last stamp is early), and decoding
-# a tail alone invents words ("you")
-SEAM_SLACK_SECONDS = 0.5  # how far a segment may run into the next rest of a packed piece
-
-
-@dataclass(frozen=True)
-class Part:
-    """A window's audio from `offset` seconds to its end; a piece the model decodes is one or more parts."""
-
-    window: int
-    offset: float = 0.0
-    alone: bool = False  # decode it as a piece of its own (it made no progress packed with others)
 
 
 @dataclass(frozen=True)
@@ -101,14 +83,6 @@ def with_server_defaults(options: JobOptions, settings: Settings, multilingual: 
 _ids = itertools.count(1)
 
 
-def _owner(bounds: list[float], start: float, end: float) -> int:
-    """The part (between consecutive `bounds`) a segment from `start` to `end` overlaps most."""
-    if end <= start:
-        return min(max(bisect.bisect_right(bounds, start) - 1, 0), len(bounds) - 2)
-    overlaps = [min(end, b) - max(start, a) for a, b in zip(bounds, bounds[1:])]
-    return overlaps.index(max(overlaps))
-
-
 @dataclass(eq=False)
 class Job:
     audio: np.ndarray
@@ -131,7 +105,7 @@ class Job:
     events: queue.Queue = field(default_factory=queue.Queue)  # ("window", i) in order, then ("done", None)
     segments: list[list[Segment]] = field(default_factory=list)  # per window, file times
     complete: list[bool] = field(default_factory=list)  # per window
-    leftovers: list[Part] = field(default_factory=list)  # rests of windows waiting to be packed into pieces
+    rests: list[Rest] = field(default_factory=list)  # rests of windows waiting to be packed into inputs
     _next_event: int = 0
 
     def __post_init__(self):
@@ -155,80 +129,44 @@ class Job:
 
     def detection_audio(self) -> np.ndarray:
         """What language detection listens to: the first window's speech, else the first 30 s."""
-        return self.piece_audio((Part(0),)) if self.windows else self.audio[: 30 * SAMPLE_RATE]
+        return self.input_audio((Rest(0),)) if self.windows else self.audio[: 30 * SAMPLE_RATE]
 
-    def piece(self, parts: tuple[Part, ...]) -> Window:
-        """The parts' file spans, concatenated in order: what one model input holds."""
-        return Window(tuple(span for p in parts for span in self.windows[p.window].after(p.offset).spans))
+    def input_window(self, rests: tuple[Rest, ...]) -> Window:
+        """The rests' regions of the file, concatenated in order: what one model input holds."""
+        return Window(
+            tuple(r for rest in rests for r in self.windows[rest.window].after(rest.offset).regions)
+        )
 
-    def piece_audio(self, parts: tuple[Part, ...]) -> np.ndarray:
-        return self.piece(parts).audio(self.audio)
+    def input_audio(self, rests: tuple[Rest, ...]) -> np.ndarray:
+        return self.input_window(rests).audio(self.audio)
 
-    def part_seconds(self, part: Part) -> float:
-        return max(0.0, self.windows[part.window].seconds - part.offset)
+    def rest_seconds(self, rest: Rest) -> float:
+        return max(0.0, self.windows[rest.window].seconds - rest.offset)
 
     # -- results -------------------------------------------------------------------------------------------
-    def deliver(self, parts: tuple[Part, ...], result: WindowResult) -> None:
-        """Take one piece's result. What the decode did not cover and still holds speech goes to
-        `leftovers`; a window with nothing left is complete, and windows complete in order are announced on
-        `events`."""
+    def deliver(self, rests: tuple[Rest, ...], result: WindowResult) -> None:
+        """Take one input's result (placement.settle): segments go to their windows in file times, what the
+        decode did not cover and still holds speech goes to `rests`; a window with nothing left is
+        complete, and windows complete in order are announced on `events`."""
+        bounds = list(itertools.accumulate((self.rest_seconds(r) for r in rests), initial=0.0))
         silent = result.is_silence(self.options.thresholds)
-        if len(parts) > 1 and (silent or not result.segments):
-            # One verdict on the whole piece would end every rest in it: the first rest is judged alone next,
-            # the others keep their place.
-            self.leftovers += [replace(parts[0], alone=True), *parts[1:]]
-            return
-        if silent:
-            self._complete(parts[0].window)
-            return
-        piece = self.piece(parts)
-        bounds = list(itertools.accumulate((self.part_seconds(p) for p in parts), initial=0.0))
-        cut = result.consumed
-        reach = bounds[:-1]  # per part: how far its placed segments go
-        for segment in result.segments:
-            owner = _owner(bounds, segment.start, segment.end)
-            lo, hi = bounds[owner], bounds[owner + 1]
-            if segment.start < lo - SEAM_SLACK_SECONDS or segment.end > hi + SEAM_SLACK_SECONDS:
-                cut = min(cut, segment.start)  # its text holds words of two windows: decode it again
-                break
-            self.segments[parts[owner].window].append(self._to_file(piece, lo, hi, segment))
-            reach[owner] = max(reach[owner], min(segment.end, hi))
-        for index, part in enumerate(parts):
-            if cut >= bounds[index + 1]:
-                self._complete(part.window)
-                continue
-            reached = index == 0 or cut >= bounds[index] + SEAM_SLACK_SECONDS
-            # What the decode covered: its last timestamp when it got this far (word alignment may end a
-            # segment before it), else the end of this part's placed segments
-            progress = max(reach[index], min(cut, bounds[index + 1]) if reached else 0.0) - bounds[index]
-            rest = Part(part.window, part.offset + max(0.0, progress))
-            if not self._speech_after(rest.window, rest.offset):
-                self._complete(part.window)
-            elif not reached or progress >= MIN_PROGRESS_SECONDS:
-                self.leftovers.append(rest)  # not reached because of the parts before it, or progress
-            elif len(parts) > 1:
-                # Reached but no progress while packed with others (the model stopped, or a segment ran
-                # into the next rest): decode it alone next, where the single-window rule below applies.
-                self.leftovers.append(replace(rest, alone=True))
-            else:
-                self._complete(part.window)  # alone and no progress: final, as transcribe() ends a window
+        settled = settle(rests, bounds, result.segments, result.consumed, silent, self._speech_after)
+        window = self.input_window(rests)
+        for index, segment in settled.placed:
+            where = self._to_file(window, bounds[index], bounds[index + 1], segment)
+            self.segments[rests[index].window].append(where)
+        self.rests += settled.rests
+        for done in settled.complete:
+            self._complete(done)
 
-    def pack(self) -> list[tuple[Part, ...]]:
-        """Take the leftovers, packed in window order into pieces of at most 30 s."""
-        pieces: list[list[Part]] = []
-        seconds = 0.0
-        for part in sorted(self.leftovers, key=lambda p: p.window):
-            length = self.part_seconds(part)
-            if not pieces or part.alone or pieces[-1][-1].alone or seconds + length > WINDOW_SECONDS:
-                pieces.append([])
-                seconds = 0.0
-            pieces[-1].append(part)
-            seconds += length
-        self.leftovers = []
-        return [tuple(p) for p in pieces]
+    def pack(self) -> list[tuple[Rest, ...]]:
+        """Take the rests, packed in window order into inputs of at most 30 s."""
+        inputs = pack(self.rests, self.rest_seconds)
+        self.rests = []
+        return inputs
 
-    def leftover_seconds(self) -> float:
-        return sum(self.part_seconds(p) for p in self.leftovers)
+    def rests_seconds(self) -> float:
+        return sum(self.rest_seconds(r) for r in self.rests)
 
     def _complete(self, window: int) -> None:
         self.complete[window] = True
@@ -239,30 +177,27 @@ class Job:
     def finished_windows(self) -> bool:
         return all(self.complete)
 
-    def _speech_after(self, window: int, cut: float) -> bool:
-        """Whether the window still holds at least MIN_SPEECH_LEFT_SECONDS of speech after `cut` seconds."""
+    def _speech_after(self, rest: Rest) -> bool:
+        """Whether the rest holds at least MIN_SPEECH_LEFT_SECONDS of speech."""
         left = 0
-        for span in self.windows[window].after(cut).spans:
-            left += sum(max(0, min(span.end, r.end) - max(span.start, r.start)) for r in self.speech)
+        for region in self.windows[rest.window].after(rest.offset).regions:
+            left += sum(max(0, min(region.end, r.end) - max(region.start, r.start)) for r in self.speech)
         return left >= MIN_SPEECH_LEFT_SECONDS * SAMPLE_RATE
 
-    def _to_file(self, piece: Window, part_start: float, part_end: float, s: Segment) -> Segment:
-        """A segment with piece times -> file times, kept within its part; `seek` is where the part starts."""
+    def _to_file(self, window: Window, rest_start: float, rest_end: float, s: Segment) -> Segment:
+        """A segment with input times -> file times, kept within its rest; `seek` is where the rest starts."""
 
-        def span(start: float, end: float) -> tuple[float, float]:
-            start = min(max(start, part_start), part_end)  # the part's end is a seam: map it as an end
-            first = piece.to_file_time(start, is_end=start >= part_end)
-            return first, max(first, piece.to_file_time(min(max(end, part_start), part_end), is_end=True))
+        def times(start: float, end: float) -> tuple[float, float]:
+            start = min(max(start, rest_start), rest_end)  # the rest's end is a seam: map it as an end
+            first = window.to_file_time(start, is_end=start >= rest_end)
+            return first, max(first, window.to_file_time(min(max(end, rest_start), rest_end), is_end=True))
 
         words = None
         if s.words is not None:
-            words = tuple(replace(x, **dict(zip(("start", "end"), span(x.start, x.end)))) for x in s.words)
-        start, end = span(s.start, s.end)
-        seek = round(piece.to_file_time(part_start) * SAMPLE_RATE) // HOP_LENGTH
+            words = tuple(replace(x, **dict(zip(("start", "end"), times(x.start, x.end)))) for x in s.words)
+        start, end = times(s.start, s.end)
+        seek = round(window.to_file_time(rest_start) * SAMPLE_RATE) // HOP_LENGTH
         return replace(s, start=start, end=end, words=words, seek=seek)
-
-    def window_text(self, index: int) -> str:
-        return "".join(s.text for s in self.window_segments(index))
 
     def window_segments(self, index: int) -> list[Segment]:
         if self.sequential_segments is not None:

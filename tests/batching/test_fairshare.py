@@ -77,4 +77,5 @@ def test_the_scheduler_refuses_a_key_over_its_share_and_admits_another(checkpoin
     scheduler.submit(other)  # the other key still gets in
     scheduler.cancel(flooded[0], "disconnect")  # a finished job gives its key's share back
     scheduler.submit(job(1, "aaaa"))
-    assert scheduler._shares.usage("aaaa").requests == 4 and scheduler._shares.usage("bbbb").requests == 1
+    shares = scheduler.admission.shares
+    assert shares.usage("aaaa").requests == 4 and shares.usage("bbbb").requests == 1
