@@ -13,19 +13,33 @@ def create_app(settings=None, *, device_index: int | None = None):
     """Build the app: settings, errors, auth, health, the two API faces, and the inference scheduler."""
     import os
 
-    from flask import Flask
-
-    from . import errors, web
     from . import settings as settings_module
-    from .api import asr, openai, openapi, pipeline
     from .batching.scheduler import Scheduler
     from .engines import create_engine
     from .intake import vad
-    from .server import auth, probes, request_log
-    from .server.upload_limits import IntakeGuard
+    from .server import request_log
 
     settings = settings or settings_module.from_env()
     request_log.configure_logging(settings.log_level)
+    if device_index is None:
+        device_index = int(os.environ.get("WHISPER_DEVICE_INDEX", "0"))
+    if settings.vad:
+        vad.load()  # the Silero model, before the first request needs it
+    scheduler = Scheduler(create_engine(settings, device_index=device_index), settings)
+    app = _flask_app(settings, scheduler)
+    scheduler.start()
+    return app
+
+
+def _flask_app(settings, scheduler):
+    """The Flask app around the scheduler: the server's own hooks first, then the API faces and the page."""
+    from flask import Flask
+
+    from . import errors, web
+    from .api import asr, openai, openapi, pipeline
+    from .server import auth, probes, request_log
+    from .server.upload_limits import IntakeGuard
+
     app = Flask(__name__)
     app.config.update(
         SETTINGS=settings,
@@ -33,12 +47,6 @@ def create_app(settings=None, *, device_index: int | None = None):
         MAX_FORM_MEMORY_SIZE=1024 * 1024,  # text fields; files stream to disk
         JSON_SORT_KEYS=False,
     )
-    if device_index is None:
-        device_index = int(os.environ.get("WHISPER_DEVICE_INDEX", "0"))
-    if settings.vad:
-        vad.load()  # the Silero model, before the first request needs it
-    engine = create_engine(settings, device_index=device_index)
-    scheduler = Scheduler(engine, settings)
     app.extensions["scheduler"] = scheduler
     errors.register(app)
     request_log.register(app)
@@ -50,5 +58,4 @@ def create_app(settings=None, *, device_index: int | None = None):
     app.register_blueprint(asr.bp)
     app.register_blueprint(web.bp)
     app.wsgi_app = IntakeGuard(app.wsgi_app, settings)  # request bodies: deadlines, minimum rate, slots
-    scheduler.start()
     return app

@@ -20,7 +20,7 @@ from ..batching.job import JobOptions
 from ..errors import AudioTooLong, PayloadTooLarge
 from ..formats import render
 from ..settings import ENGINES
-from . import fields, pipeline
+from . import asr_fields, fields, pipeline
 
 bp = Blueprint("asr", __name__)
 
@@ -30,22 +30,25 @@ MULTIPART_SLACK_BYTES = 64 * 1024  # boundaries and part headers around the raw 
 @bp.before_request
 def _raw_pcm_limit() -> None:
     """encode=false: the body may be as large as MAX_AUDIO_SECONDS of PCM, whatever MAX_UPLOAD_MB says."""
-    if fields.parse(fields.DetectQuery, request.args).encode:
+    if fields.parse(asr_fields.DetectQuery, request.args).encode:
         return
     cfg = pipeline.settings()
     limit = int(cfg.max_audio_seconds * PCM_BYTES_PER_SECOND) + MULTIPART_SLACK_BYTES
     if request.content_length is not None and request.content_length > limit:
         raise AudioTooLong(
             f"The audio is longer than the {cfg.max_audio_seconds:g} s this server accepts "
-            "(MAX_AUDIO_SECONDS; raw PCM is 32 kB per second).", param="audio_file",
-        )  # fmt: skip
+            "(MAX_AUDIO_SECONDS; raw PCM is 32 kB per second).",
+            param="audio_file",
+        )
     request.max_content_length = limit
 
 
 @bp.errorhandler(RequestEntityTooLarge)
 def _too_large(_error):
     """413 names this face's upload field."""
-    limit = "MAX_UPLOAD_MB" if fields.parse(fields.DetectQuery, request.args).encode else "MAX_AUDIO_SECONDS"
+    limit = (
+        "MAX_UPLOAD_MB" if fields.parse(asr_fields.DetectQuery, request.args).encode else "MAX_AUDIO_SECONDS"
+    )
     error = PayloadTooLarge(f"The upload is larger than the server accepts ({limit}).", param="audio_file")
     return error.body(), error.status
 
@@ -53,7 +56,7 @@ def _too_large(_error):
 @bp.post("/asr")
 def asr():
     query = fields.parse(
-        fields.AsrQuery, request.args, {"multilingual": pipeline.scheduler().engine.is_multilingual}
+        asr_fields.AsrQuery, request.args, {"multilingual": pipeline.scheduler().engine.is_multilingual}
     )
     job = pipeline.submit(_audio(query.encode), query.job_options())
     transcript = pipeline.wait(job)
@@ -68,7 +71,7 @@ def asr():
 
 @bp.post("/detect-language")
 def detect_language():
-    query = fields.parse(fields.DetectQuery, request.args)
+    query = fields.parse(asr_fields.DetectQuery, request.args)
     job = pipeline.submit(_audio(query.encode), JobOptions(detect_only=True))
     transcription = pipeline.wait(job)
     code = transcription.language

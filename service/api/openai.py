@@ -15,7 +15,7 @@ from flask import Blueprint, Response, request, stream_with_context
 from .. import formats
 from ..errors import APIError, NotFound
 from ..formats import render
-from . import fields, pipeline
+from . import fields, openai_fields, pipeline
 
 bp = Blueprint("openai", __name__, url_prefix="/v1")
 
@@ -24,12 +24,12 @@ CREATED = int(time.time())
 
 @bp.post("/audio/transcriptions")
 def transcriptions():
-    return _handle(fields.TranscriptionForm)
+    return _handle(openai_fields.TranscriptionForm)
 
 
 @bp.post("/audio/translations")
 def translations():
-    return _handle(fields.TranslationForm)
+    return _handle(openai_fields.TranslationForm)
 
 
 @bp.get("/models")
@@ -54,7 +54,7 @@ def _model_object(model_id: str) -> dict:
     return {"id": model_id, "object": "model", "created": CREATED, "owned_by": "whisper-gpu-service"}
 
 
-def _handle(form_model: type[fields.TranslationForm]):
+def _handle(form_model: type[openai_fields.TranslationForm]):
     """Validate every field before the upload is decoded, so bad requests fail fast and cheap."""
     context = {"models": model_ids(), "multilingual": pipeline.scheduler().engine.is_multilingual}
     form = fields.parse(form_model, request.form, context)
@@ -64,9 +64,15 @@ def _handle(form_model: type[fields.TranslationForm]):
         return _sse(job, include_logprobs=options.logprobs)
     transcript = pipeline.wait(job)
     body, content_type = pipeline.rendered(
-        lambda: render(form.response_format, transcript, task=form_model.task, words=form.words,
-                       segments=form.segments, include_logprobs=options.logprobs)
-    )  # fmt: skip
+        lambda: render(
+            form.response_format,
+            transcript,
+            task=form_model.task,
+            words=form.words,
+            segments=form.segments,
+            include_logprobs=options.logprobs,
+        )
+    )
     return Response(body, content_type=content_type)
 
 

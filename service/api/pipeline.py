@@ -72,8 +72,9 @@ def raw_pcm(field: str) -> np.ndarray:
         raise InvalidAudio("The raw PCM upload is empty.", param=field, code="empty_audio")
     if samples > cfg.max_audio_seconds * SAMPLE_RATE:
         limit = f"{cfg.max_audio_seconds:g} s"
-        raise AudioTooLong(f"The audio is longer than the {limit} this server accepts (MAX_AUDIO_SECONDS).",
-                           param=field)  # fmt: skip
+        raise AudioTooLong(
+            f"The audio is longer than the {limit} this server accepts (MAX_AUDIO_SECONDS).", param=field
+        )
     audio = np.empty(samples, np.float32)
     done = 0
     while done < samples:

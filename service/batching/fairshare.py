@@ -51,8 +51,14 @@ class KeyShares:
             return f"this API key has {used.seconds:.0f} s of audio queued, its share is {seconds_cap:.0f} s"
         return None
 
-    def check(self, key_id: str | None, seconds: float, max_requests: int, max_seconds: float,
-              retry_after: Callable[[float], float]) -> None:  # fmt: skip
+    def check(
+        self,
+        key_id: str | None,
+        seconds: float,
+        max_requests: int,
+        max_seconds: float,
+        retry_after: Callable[[float], float],
+    ) -> None:
         """Raise 429 `key_share` when the job does not fit the key's share; `retry_after(queued seconds)`
         estimates when the key's own backlog will have drained."""
         why = self.over_share(key_id, seconds, max_requests, max_seconds)

@@ -57,10 +57,15 @@ class JobOptions:
     def decode_options(self, step: int, language: str | None, window: int = 0) -> DecodeOptions:
         prompt = None if self.prompt_first_window_only and window > 0 else self.prompt
         return DecodeOptions(
-            task=self.task, language=language, temperature=self.temperatures[step], prompt=prompt,
-            beam_size=self.beam_size, best_of=self.best_of, word_timestamps=self.word_timestamps,
+            task=self.task,
+            language=language,
+            temperature=self.temperatures[step],
+            prompt=prompt,
+            beam_size=self.beam_size,
+            best_of=self.best_of,
+            word_timestamps=self.word_timestamps,
             logprobs=self.logprobs,
-        )  # fmt: skip
+        )
 
 
 def with_server_defaults(options: JobOptions, settings: Settings, multilingual: bool = True) -> JobOptions:

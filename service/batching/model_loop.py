@@ -37,8 +37,14 @@ def as_api_error(error: Exception) -> APIError:
 
 
 class ModelLoop:
-    def __init__(self, engine: Engine, settings: Settings, work: Work, finish: Finish,
-                 measured: Callable[[float, float], None]):  # fmt: skip
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        work: Work,
+        finish: Finish,
+        measured: Callable[[float, float], None],
+    ):
         self.engine = engine
         self.settings = settings
         self.work = work
@@ -214,9 +220,12 @@ class ModelLoop:
         options = job.options
         try:
             language, segments = self.engine.transcribe(
-                job.audio, options.decode_options(0, options.language), options.temperatures,
-                options.thresholds, options.condition_on_previous_text,
-            )  # fmt: skip
+                job.audio,
+                options.decode_options(0, options.language),
+                options.temperatures,
+                options.thresholds,
+                options.condition_on_previous_text,
+            )
         except Exception as error:
             log.exception("sequential transcription failed")
             self._fail(job, error)

@@ -11,8 +11,15 @@ import importlib
 from ..settings import ENGINES, Settings
 from .base import DecodeOptions, Engine, ModelUnavailable, Thresholds, WindowResult
 
-__all__ = ["ENGINES", "DecodeOptions", "Engine", "ModelUnavailable", "Thresholds", "WindowResult",
-           "create_engine"]  # fmt: skip
+__all__ = [
+    "ENGINES",
+    "DecodeOptions",
+    "Engine",
+    "ModelUnavailable",
+    "Thresholds",
+    "WindowResult",
+    "create_engine",
+]
 
 
 def create_engine(settings: Settings, device_index: int = 0) -> Engine:

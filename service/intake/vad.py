@@ -55,9 +55,11 @@ def speech_regions(audio: np.ndarray, params: VadParams) -> list[Region]:
     if len(audio) < SAMPLE_RATE // 10:
         return []
     options = VadOptions(
-        threshold=params.threshold, min_silence_duration_ms=params.min_silence_ms,
-        min_speech_duration_ms=params.min_speech_ms, speech_pad_ms=0,
-    )  # fmt: skip
+        threshold=params.threshold,
+        min_silence_duration_ms=params.min_silence_ms,
+        min_speech_duration_ms=params.min_speech_ms,
+        speech_pad_ms=0,
+    )
     return [Region(int(r["start"]), int(r["end"])) for r in get_speech_timestamps(audio, options)]
 
 

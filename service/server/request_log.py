@@ -58,11 +58,20 @@ def _finish(resp):
 
 def _log_line(endpoint: str, status: int, elapsed: float) -> None:
     job = g.get("job")
-    line = {"request_id": g.get("request_id"), "method": request.method, "endpoint": endpoint,
-            "status": status, "seconds": round(elapsed, 3)}  # fmt: skip
+    line = {
+        "request_id": g.get("request_id"),
+        "method": request.method,
+        "endpoint": endpoint,
+        "status": status,
+        "seconds": round(elapsed, 3),
+    }
     if job is not None:
-        line.update(audio_seconds=round(job.duration, 2), queue_seconds=round(job.queue_wait, 3),
-                    inference_seconds=round(job.inference_seconds, 3), windows=len(job.windows))  # fmt: skip
+        line.update(
+            audio_seconds=round(job.duration, 2),
+            queue_seconds=round(job.queue_wait, 3),
+            inference_seconds=round(job.inference_seconds, 3),
+            windows=len(job.windows),
+        )
     log.info(json.dumps(line))
 
 

@@ -99,14 +99,18 @@ class GuardedSocket:
             wait = min(limits.idle_timeout, self._rate_deadline(limits) - elapsed)
             if wait <= 0:
                 rate = self._received / max(elapsed, 1e-3)
-                raise self._cut("slow", f"The upload averaged {rate:.0f} bytes/s over {elapsed:.0f} s, under "
-                                        f"the {limits.min_rate:g} bytes/s this server requires "
-                                        "(UPLOAD_MIN_RATE).")  # fmt: skip
+                raise self._cut(
+                    "slow",
+                    f"The upload averaged {rate:.0f} bytes/s over {elapsed:.0f} s, under "
+                    f"the {limits.min_rate:g} bytes/s this server requires "
+                    "(UPLOAD_MIN_RATE).",
+                )
             if poller.poll(wait * 1000):
                 return
             if wait >= limits.idle_timeout:
-                raise self._cut("idle", f"The upload sent nothing for {limits.idle_timeout:g} s "
-                                        "(UPLOAD_IDLE_TIMEOUT).")  # fmt: skip
+                raise self._cut(
+                    "idle", f"The upload sent nothing for {limits.idle_timeout:g} s (UPLOAD_IDLE_TIMEOUT)."
+                )
 
     def _rate_deadline(self, limits: UploadLimits) -> float:
         """Seconds after the start at which the bytes received so far fall under the minimum rate."""

@@ -6,7 +6,9 @@ import pytest
 from werkzeug.datastructures import MultiDict
 
 from service.api import fields
-from service.batching.job import with_server_defaults
+from service.api.asr_fields import AsrQuery
+from service.api.openai_fields import TranscriptionForm, TranslationForm
+from service.batching.job import FALLBACK_TEMPERATURES, with_server_defaults
 from service.errors import InvalidRequest
 from service.intake.vad import VadParams
 from service.settings import Settings
@@ -35,18 +37,18 @@ def refused(model, *pairs, **context) -> dict:
      ("deu", "de"), ("zh-Hans-CN", "zh"), ("jv", "jw"), ("auto", None), ("", None), ("Auto", None)],
 )  # fmt: skip
 def test_language_values_mean_what_users_mean(value, code):
-    assert parse(fields.TranscriptionForm, ("language", value)).language == code
-    assert parse(fields.AsrQuery, ("language", value)).language == code
+    assert parse(TranscriptionForm, ("language", value)).language == code
+    assert parse(AsrQuery, ("language", value)).language == code
 
 
 def test_unknown_language_is_unsupported_language():
-    assert refused(fields.AsrQuery, ("language", "klingon"))["code"] == "unsupported_language"
+    assert refused(AsrQuery, ("language", "klingon"))["code"] == "unsupported_language"
 
 
 def test_initial_prompt_conditions_the_first_window_only():
-    options = parse(fields.AsrQuery, ("initial_prompt", "Names: Ann, Bo.")).job_options()
+    options = parse(AsrQuery, ("initial_prompt", "Names: Ann, Bo.")).job_options()
     assert options.prompt == "Names: Ann, Bo." and options.prompt_first_window_only
-    options = parse(fields.TranscriptionForm, ("prompt", "Names: Ann, Bo.")).job_options()
+    options = parse(TranscriptionForm, ("prompt", "Names: Ann, Bo.")).job_options()
     assert options.prompt == "Names: Ann, Bo." and not options.prompt_first_window_only
 
 
@@ -62,53 +64,56 @@ def test_initial_prompt_conditions_the_first_window_only():
     ],
 )  # fmt: skip
 def test_chunking_strategy_selects_vad(pairs, vad):
-    assert served(parse(fields.TranscriptionForm, *pairs)).vad == vad
+    assert served(parse(TranscriptionForm, *pairs)).vad == vad
 
 
 def test_vad_filter_selects_vad_and_unset_leaves_the_server_default():
     server = Settings(vad_threshold=0.7, vad_min_silence_ms=500)  # the VAD_* settings
     server_vad = VadParams(0.7, 500, Settings.vad_speech_pad_ms)
     off = server.replace(vad=False)  # VAD=false
-    assert served(parse(fields.AsrQuery, ("vad_filter", "true"))).vad == SERVER_VAD
-    assert served(parse(fields.AsrQuery, ("vad_filter", "true")), server).vad == server_vad
-    assert served(parse(fields.AsrQuery, ("vad_filter", "false")), server).vad is False
-    assert served(parse(fields.AsrQuery), server).vad == server_vad
-    assert served(parse(fields.AsrQuery), off).vad is False
-    assert served(parse(fields.TranscriptionForm), server).vad == server_vad
+    assert served(parse(AsrQuery, ("vad_filter", "true"))).vad == SERVER_VAD
+    assert served(parse(AsrQuery, ("vad_filter", "true")), server).vad == server_vad
+    assert served(parse(AsrQuery, ("vad_filter", "false")), server).vad is False
+    assert served(parse(AsrQuery), server).vad == server_vad
+    assert served(parse(AsrQuery), off).vad is False
+    assert served(parse(TranscriptionForm), server).vad == server_vad
     # asked for by name with VAD=false: the VAD_* settings still say how
-    assert served(parse(fields.TranscriptionForm, ("chunking_strategy", "auto")), off).vad == server_vad
+    assert served(parse(TranscriptionForm, ("chunking_strategy", "auto")), off).vad == server_vad
 
 
 def test_decode_mode_and_english_only_models_fill_in_what_the_request_left_open():
     sequential = Settings(decode_mode="sequential")
-    assert served(parse(fields.TranscriptionForm)).sequential is False
-    assert served(parse(fields.TranscriptionForm), sequential).sequential is True
-    assert served(parse(fields.AsrQuery), sequential).sequential is True
-    assert served(parse(fields.TranscriptionForm, ("condition_on_previous_text", "true"))).sequential is True
-    assert served(parse(fields.TranscriptionForm)).language is None  # detected on the first window
-    assert served(parse(fields.TranscriptionForm), multilingual=False).language == "en"
-    assert served(parse(fields.AsrQuery, ("language", "en")), multilingual=False).language == "en"
+    assert served(parse(TranscriptionForm)).sequential is False
+    assert served(parse(TranscriptionForm), sequential).sequential is True
+    assert served(parse(AsrQuery), sequential).sequential is True
+    assert served(parse(TranscriptionForm, ("condition_on_previous_text", "true"))).sequential is True
+    assert served(parse(TranscriptionForm)).language is None  # detected on the first window
+    assert served(parse(TranscriptionForm), multilingual=False).language == "en"
+    assert served(parse(AsrQuery, ("language", "en")), multilingual=False).language == "en"
 
 
 def test_keywords_bias_through_the_prompt():
     form = parse(
-        fields.TranscriptionForm, ("prompt", "Meeting."), ("keywords[]", "Kubernetes"), ("keywords[]", "gRPC")
+        TranscriptionForm,
+        ("prompt", "Meeting."),
+        ("keywords[]", "Kubernetes"),
+        ("keywords[]", "gRPC"),
     )
     assert form.job_options().prompt == "Meeting. Kubernetes, gRPC"
 
 
 def test_include_logprobs_asks_the_decoder_for_them():
-    assert parse(fields.TranscriptionForm, ("include[]", "logprobs")).job_options().logprobs
-    assert not parse(fields.TranscriptionForm).job_options().logprobs
+    assert parse(TranscriptionForm, ("include[]", "logprobs")).job_options().logprobs
+    assert not parse(TranscriptionForm).job_options().logprobs
 
 
 def test_temperature_zero_is_the_ladder_and_anything_else_one_step():
-    assert parse(fields.TranslationForm).job_options().temperatures == fields.FALLBACK_TEMPERATURES
-    assert parse(fields.TranslationForm, ("temperature", "0.4")).job_options().temperatures == (0.4,)
+    assert parse(TranslationForm).job_options().temperatures == FALLBACK_TEMPERATURES
+    assert parse(TranslationForm, ("temperature", "0.4")).job_options().temperatures == (0.4,)
 
 
 def test_translations_keep_the_audio_language():
-    options = parse(fields.TranslationForm, ("language", "de")).job_options()
+    options = parse(TranslationForm, ("language", "de")).job_options()
     assert (options.task, options.language) == ("translate", "de")
 
 
@@ -127,20 +132,20 @@ def test_translations_keep_the_audio_language():
     ],
 )
 def test_refusals_name_the_field(pairs, param, code):
-    error = refused(fields.TranscriptionForm, *pairs, models=["test", "whisper-1"])
+    error = refused(TranscriptionForm, *pairs, models=["test", "whisper-1"])
     assert (error["param"], error["code"]) == (param, code)
 
 
 def test_the_file_sent_as_text_is_left_to_the_missing_file_check():
-    assert parse(fields.TranscriptionForm, ("file", "not-a-file")).response_format == "json"
+    assert parse(TranscriptionForm, ("file", "not-a-file")).response_format == "json"
 
 
 def test_beam_size_setting_fills_in_only_what_the_request_left_open():
     from service.settings import SettingsError, from_env
 
     beam5 = Settings(beam_size=5)
-    unset = parse(fields.TranscriptionForm).job_options()
-    chosen = parse(fields.TranscriptionForm, ("beam_size", "2")).job_options()
+    unset = parse(TranscriptionForm).job_options()
+    chosen = parse(TranscriptionForm, ("beam_size", "2")).job_options()
     assert with_server_defaults(unset, beam5).decode_options(0, "en").beam_size == 5
     assert with_server_defaults(chosen, beam5).beam_size == 2  # the request's choice wins
     assert with_server_defaults(unset, Settings()).beam_size is None  # default: greedy, as transcribe()
