@@ -1,7 +1,7 @@
 """whisper-asr-webservice's API: POST /asr and POST /detect-language.
 
 Clients of that project (subtitle tools such as Bazarr) work by changing only the URL. Query parameters
-are declared in fields.py (AsrQuery, DetectQuery); the upload is the multipart field audio_file, decoded
+are declared in asr_fields.py (AsrQuery, DetectQuery); the upload is the multipart field audio_file, decoded
 by ffmpeg, or raw 16 kHz mono s16le PCM with encode=false, which is judged by its duration
 (MAX_AUDIO_SECONDS), not by MAX_UPLOAD_MB: Bazarr sends a film's audio that way, 32 kB per second.
 """

@@ -2,7 +2,7 @@
 
 Field names, response shapes and errors follow https://platform.openai.com/docs/api-reference/audio, so the
 official `openai` client works unchanged. The fields (OpenAI's and the extensions that expose openai-whisper's
-decoding knobs) are declared once, in service/api/fields.py.
+decoding knobs) are declared once, in openai_fields.py.
 """
 
 from __future__ import annotations

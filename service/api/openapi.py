@@ -1,8 +1,8 @@
 """The OpenAPI 3 description of what the service really accepts, served at GET /openapi.json.
 
-Every request field comes from its one declaration in service/api/fields.py (the models that validate the
-requests), so the document and the server cannot drift apart; tests/api check that each declared limit is
-enforced, and tests/reliability fuzz the server with schemathesis against this document.
+Every request field comes from its one declaration in openai_fields.py or asr_fields.py (the models that
+validate the requests), so the document and the server cannot drift apart; tests/api check that each
+declared limit is enforced, and tests/reliability fuzz the server with schemathesis against this document.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from .openai import model_ids
 from .openapi_responses import SCHEMAS, errors, json_content
 
 
-# -- request schemas, derived from the field declaration (fields.py) ------------------------------------
+# -- request schemas, derived from the field declarations ------------------------------------------------
 class _FormSchema(GenerateJsonSchema):
     """Form fields are absent rather than null; titles add nothing to a described field."""
 
