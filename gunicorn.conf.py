@@ -8,7 +8,6 @@ Prometheus multiprocess directory, serves /metrics on METRICS_PORT, and gives ea
 import ctypes
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -43,7 +42,7 @@ gpus = _gpu_count() if settings.whisper_device != "cpu" else 0
 
 wsgi_app = "service:create_app()"
 bind = [f"0.0.0.0:{settings.port}"]
-worker_class = "service.guarded_worker.GuardedThreadWorker"  # gthread; request heads read off the threads
+worker_class = "service.server.worker.GuardedThreadWorker"  # gthread, guarded: see service/server/worker.py
 workers = settings.workers or max(1, gpus)
 threads = settings.threads + settings.upload_slots  # bodies being read take at most UPLOAD_SLOTS of them
 timeout = 120  # a worker whose main loop stops answering this long is restarted (inference runs elsewhere)
@@ -89,10 +88,9 @@ def bound_malloc() -> None:
 
     By default every request thread that allocates may get its own arena (up to 8 per core), and the mmap
     threshold starts at 128 KiB and rises whenever a larger mmapped buffer is freed, moving later buffers of
-    that size onto the heap. Either way the worker's RSS climbs in steps of about 3 MiB long after warm-up
-    while holding nothing more (measured: 160 requests after warm-up, steps at 64 and 144, read as 59 KiB per
-    request; with this, flat within 0.6 KiB per request and about 20 MiB lower; decoding speed unchanged
-    within noise). MALLOC_ARENA_MAX or MALLOC_MMAP_THRESHOLD_ in the environment take precedence."""
+    that size onto the heap. Either way the worker's RSS climbs in steps long after warm-up while holding
+    nothing more (docs/performance.md, "Measurements behind the code"). MALLOC_ARENA_MAX or
+    MALLOC_MMAP_THRESHOLD_ in the environment take precedence."""
     if sys.platform != "linux" or "MALLOC_ARENA_MAX" in os.environ or "MALLOC_MMAP_THRESHOLD_" in os.environ:
         return
     try:
@@ -108,36 +106,6 @@ def post_fork(server, worker):
     os.environ["WHISPER_DEVICE_INDEX"] = str(worker.gpu_index)
     # on CPU, workers share the cores instead of each starting one torch thread per core
     os.environ.setdefault("WHISPER_CPU_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
-
-
-def post_worker_init(worker):
-    """On SIGTERM, refuse new work with 503 + Retry-After while accepted work finishes."""
-    scheduler = worker.wsgi.extensions["scheduler"]
-    stop, accept = worker.handle_exit, worker.accept
-
-    def handle_exit(sig, frame):
-        scheduler.begin_shutdown()
-        stop(sig, frame)
-        worker.method_queue.defer(close_listeners)
-
-    def close_listeners():
-        # gunicorn stops accepting but keeps its listener open until the drain ends, so the kernel queues
-        # new connections that nobody answers and resets them only then. Closing this worker's copy (the
-        # master closed its own first) makes the kernel refuse them at once; on a reload (HUP) the master
-        # keeps its copy and the new workers go on accepting.
-        worker.set_accept_enabled(False)
-        for listener in worker.sockets:
-            listener.close()
-
-    def accept_while_alive(listener):
-        try:
-            accept(listener)
-        except (OSError, AttributeError):  # a readiness event that raced close_listeners
-            if worker.alive:
-                raise
-
-    worker.handle_exit, worker.accept = handle_exit, accept_while_alive
-    signal.signal(signal.SIGTERM, handle_exit)
 
 
 def child_exit(server, worker):

@@ -186,8 +186,8 @@ def bench_audio(seconds: float, seed: int = 0) -> np.ndarray:
 def serve_side(side: Side, config: Config, model: str, requests=sys.stdin, replies=sys.stdout) -> None:
     """Load the engine, then answer "run" (decode all the audio once, reply its seconds) until "done"
     (reply the peak RSS)."""
+    from service.audio import WINDOW_SAMPLES
     from service.engines import DecodeOptions
-    from service.engines.base import WINDOW_SAMPLES
 
     def reply(**values) -> None:
         replies.write(json.dumps(values) + "\n")

@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from service.settings import ENGINES
 from tools import embedded, speech
 
 from .service_bench import Server, nearest_rank, transcribe
@@ -39,7 +40,6 @@ PEERS = {  # side name -> (bench.peers side, engine whose model it loads)
     "faster-whisper WhisperModel, int8, beam 5": ("faster", "faster-whisper"),
     "faster-whisper BatchedInferencePipeline, int8, batch 8": ("batched", "faster-whisper"),
 }
-ENGINES = ("openai-whisper", "faster-whisper")
 SERVICES = {  # side name -> (engine, extra settings)
     "service, openai-whisper": ("openai-whisper", {}),
     "service, faster-whisper": ("faster-whisper", {}),

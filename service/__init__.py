@@ -13,18 +13,33 @@ def create_app(settings=None, *, device_index: int | None = None):
     """Build the app: settings, errors, auth, health, the two API faces, and the inference scheduler."""
     import os
 
-    from flask import Flask
-
-    from . import errors, http, web
     from . import settings as settings_module
-    from .api import asr, jobs, openai
+    from .batching.scheduler import Scheduler
     from .engines import create_engine
     from .intake import vad
-    from .intake_guard import IntakeGuard
-    from .scheduler import Scheduler
+    from .server import request_log
 
     settings = settings or settings_module.from_env()
-    http.configure_logging(settings.log_level)
+    request_log.configure_logging(settings.log_level)
+    if device_index is None:
+        device_index = int(os.environ.get("WHISPER_DEVICE_INDEX", "0"))
+    if settings.vad:
+        vad.load()  # the Silero model, before the first request needs it
+    scheduler = Scheduler(create_engine(settings, device_index=device_index), settings)
+    app = _flask_app(settings, scheduler)
+    scheduler.start()
+    return app
+
+
+def _flask_app(settings, scheduler):
+    """The Flask app around the scheduler: the server's own hooks first, then the API faces and the page."""
+    from flask import Flask
+
+    from . import errors, web
+    from .api import asr, openai, openapi, pipeline
+    from .server import auth, probes, request_log
+    from .server.upload_limits import IntakeGuard
+
     app = Flask(__name__)
     app.config.update(
         SETTINGS=settings,
@@ -32,27 +47,15 @@ def create_app(settings=None, *, device_index: int | None = None):
         MAX_FORM_MEMORY_SIZE=1024 * 1024,  # text fields; files stream to disk
         JSON_SORT_KEYS=False,
     )
-    if device_index is None:
-        device_index = int(os.environ.get("WHISPER_DEVICE_INDEX", "0"))
-    if settings.vad:
-        vad.load()  # the Silero model, before the first request needs it
-    engine = create_engine(settings, device_index=device_index)
-    scheduler = Scheduler(
-        engine,
-        batch_size=settings.batch_size,
-        batch_wait=settings.batch_wait_ms / 1000,
-        queue_max_seconds=settings.queue_max_seconds,
-        queue_max_requests=settings.queue_max_requests,
-        warmup=settings.warmup,
-        key_max_share=settings.key_max_share,
-    )
     app.extensions["scheduler"] = scheduler
     errors.register(app)
-    http.register(app)
-    app.teardown_request(jobs.intake_over)  # a request that fails while decoding its audio
+    request_log.register(app)
+    auth.register(app)
+    probes.register(app)
+    app.add_url_rule("/openapi.json", "openapi", openapi.openapi_json)
+    app.teardown_request(pipeline.intake_over)  # a request that fails while decoding its audio
     app.register_blueprint(openai.bp)
     app.register_blueprint(asr.bp)
     app.register_blueprint(web.bp)
     app.wsgi_app = IntakeGuard(app.wsgi_app, settings)  # request bodies: deadlines, minimum rate, slots
-    scheduler.start()
     return app

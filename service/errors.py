@@ -46,10 +46,6 @@ class APIError(Exception):
             }
         }
 
-    @property
-    def metric_type(self) -> str:
-        return self.code or self.type
-
 
 class InvalidRequest(APIError):
     status = 400

@@ -27,9 +27,13 @@ def token_usage(t: Transcript) -> dict:
     """OpenAI's token usage (what the stream's done event carries): encoder positions in, text tokens out."""
     audio_tokens = math.ceil(round(t.duration * AUDIO_TOKENS_PER_SECOND, 6))  # 35.2 s: 1760, not 1761
     output_tokens = sum(len(s.tokens) for s in t.segments)
-    return {"type": "tokens", "input_tokens": audio_tokens, "output_tokens": output_tokens,
-            "total_tokens": audio_tokens + output_tokens,
-            "input_token_details": {"audio_tokens": audio_tokens, "text_tokens": 0}}  # fmt: skip
+    return {
+        "type": "tokens",
+        "input_tokens": audio_tokens,
+        "output_tokens": output_tokens,
+        "total_tokens": audio_tokens + output_tokens,
+        "input_token_details": {"audio_tokens": audio_tokens, "text_tokens": 0},
+    }
 
 
 def logprobs(segments: Iterable[Segment]) -> list[dict]:
@@ -52,21 +56,33 @@ def to_json(t: Transcript, *, include_logprobs: bool = False, **_) -> tuple[str,
 def segment_dict(index: int, s: Segment, *, words: bool = False) -> dict:
     """A segment in OpenAI's verbose_json shape (openai-whisper's transcribe() result, with `words`)."""
     out = {
-        "id": index, "seek": s.seek, "start": round(s.start, 3), "end": round(s.end, 3), "text": s.text,
-        "tokens": list(s.tokens), "temperature": float(s.temperature), "avg_logprob": float(s.avg_logprob),
-        "compression_ratio": float(s.compression_ratio), "no_speech_prob": float(s.no_speech_prob),
-    }  # fmt: skip
+        "id": index,
+        "seek": s.seek,
+        "start": round(s.start, 3),
+        "end": round(s.end, 3),
+        "text": s.text,
+        "tokens": list(s.tokens),
+        "temperature": float(s.temperature),
+        "avg_logprob": float(s.avg_logprob),
+        "compression_ratio": float(s.compression_ratio),
+        "no_speech_prob": float(s.no_speech_prob),
+    }
     if words and s.words is not None:
         out["words"] = [
-            {"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3),
-             "probability": round(float(w.probability), 4)}
+            {
+                "word": w.word,
+                "start": round(w.start, 3),
+                "end": round(w.end, 3),
+                "probability": round(float(w.probability), 4),
+            }
             for w in s.words
-        ]  # fmt: skip
+        ]
     return out
 
 
-def to_verbose_json(t: Transcript, *, task: str = "transcribe", words: bool = False,
-                    segments: bool = True, **_) -> tuple[str, str]:  # fmt: skip
+def to_verbose_json(
+    t: Transcript, *, task: str = "transcribe", words: bool = False, segments: bool = True, **_
+) -> tuple[str, str]:
     """OpenAI's verbose_json; a translation's language is the output's, English, as OpenAI documents."""
     language = "english" if task == "translate" else LANGUAGES.get(t.language, t.language)
     body = {"task": task, "language": language, "duration": round(t.duration, 3), "text": t.text}

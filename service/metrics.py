@@ -28,30 +28,37 @@ MODEL = ("model", "engine")
 
 REQUESTS = Counter("whisper_requests", "HTTP requests served.", ("endpoint", "status", *MODEL))
 REQUEST_DURATION = Histogram(
-    "whisper_request_duration_seconds", "End-to-end request time.", ("endpoint", *MODEL),
+    "whisper_request_duration_seconds",
+    "End-to-end request time.",
+    ("endpoint", *MODEL),
     buckets=DURATION_BUCKETS,
-)  # fmt: skip
+)
 STAGE_DURATION = Histogram(
     "whisper_stage_duration_seconds",
     "Time per request spent in each stage: queue_wait, audio_decode, inference, render.",
-    ("stage", *MODEL), buckets=DURATION_BUCKETS,
-)  # fmt: skip
+    ("stage", *MODEL),
+    buckets=DURATION_BUCKETS,
+)
 AUDIO_SECONDS = Counter("whisper_audio_seconds", "Seconds of audio transcribed.", MODEL)
 AUDIO_DURATION = Histogram(
     "whisper_audio_duration_seconds", "Audio length per request.", MODEL, buckets=DURATION_BUCKETS
 )
 REAL_TIME_FACTOR = Histogram(
-    "whisper_real_time_factor", "Inference seconds per second of audio (lower is faster).", MODEL,
+    "whisper_real_time_factor",
+    "Inference seconds per second of audio (lower is faster).",
+    MODEL,
     buckets=RTF_BUCKETS,
-)  # fmt: skip
+)
 BATCH_SIZE = Histogram("whisper_batch_size", "Windows per model call.", MODEL, buckets=BATCH_BUCKETS)
 BATCH_REQUESTS = Histogram(
     "whisper_batch_requests", "Distinct requests sharing one model call.", MODEL, buckets=BATCH_BUCKETS
 )
 BATCH_DURATION = Histogram(
-    "whisper_batch_duration_seconds", "Time of one model call (decode or detect_language).",
-    ("kind", *MODEL), buckets=DURATION_BUCKETS,
-)  # fmt: skip
+    "whisper_batch_duration_seconds",
+    "Time of one model call (decode or detect_language).",
+    ("kind", *MODEL),
+    buckets=DURATION_BUCKETS,
+)
 QUEUE_DEPTH = Gauge("whisper_queue_depth", "Windows waiting for the model.", multiprocess_mode="livesum")
 QUEUE_AUDIO = Gauge(
     "whisper_queue_audio_seconds",
@@ -65,21 +72,26 @@ INTAKE = Gauge(
     multiprocess_mode="livesum",
 )
 UPLOADS_IN_PROGRESS = Gauge(
-    "whisper_uploads_in_progress", "Request bodies being read (each holds an upload slot).",
+    "whisper_uploads_in_progress",
+    "Request bodies being read (each holds an upload slot).",
     multiprocess_mode="livesum",
-)  # fmt: skip
+)
 REJECTED = Counter("whisper_rejected_requests", "Requests refused before work started.", ("reason",))
-# per API key, labelled by its id (a hash prefix, never the key): see service/fairshare.py
-KEY_ACCEPTED = Counter("whisper_key_accepted_requests", "Requests accepted into the queue, per API key.",
-                       ("key_id",))  # fmt: skip
+# per API key, labelled by its id (a hash prefix, never the key): see service/batching/fairshare.py
+KEY_ACCEPTED = Counter(
+    "whisper_key_accepted_requests", "Requests accepted into the queue, per API key.", ("key_id",)
+)
 KEY_REJECTED = Counter(
-    "whisper_key_rejected_requests", "Requests refused with 429 or 503, per API key and reason.",
+    "whisper_key_rejected_requests",
+    "Requests refused with 429 or 503, per API key and reason.",
     ("key_id", "reason"),
-)  # fmt: skip
+)
 KEY_IN_FLIGHT = Gauge(
-    "whisper_key_requests_in_flight", "Requests accepted and not finished, per API key.", ("key_id",),
+    "whisper_key_requests_in_flight",
+    "Requests accepted and not finished, per API key.",
+    ("key_id",),
     multiprocess_mode="livesum",
-)  # fmt: skip
+)
 CANCELLED = Counter("whisper_cancelled_requests", "Accepted requests abandoned.", ("reason",))
 CANCELLED_WINDOWS = Counter("whisper_cancelled_windows", "Windows dropped undecoded by cancellation.")
 REDECODED_PIECES = Counter(
@@ -91,26 +103,34 @@ REST_INPUTS = Counter(
     MODEL,
 )
 SPEECH_RATIO = Histogram(
-    "whisper_speech_ratio", "Share of a request's audio that VAD kept as speech.", MODEL,
+    "whisper_speech_ratio",
+    "Share of a request's audio that VAD kept as speech.",
+    MODEL,
     buckets=(0, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 1),
-)  # fmt: skip
+)
 ERRORS = Counter("whisper_errors", "Errors returned, by type.", ("type",))
 MODEL_LOAD = Gauge("whisper_model_load_seconds", "Time to load and warm the model.", multiprocess_mode="max")
 MODEL_READY = Gauge(
     "whisper_model_ready", "Workers whose model is loaded and warm.", multiprocess_mode="livesum"
 )
 GPU_ALLOCATED = Gauge(
-    "whisper_gpu_memory_allocated_bytes", "GPU memory held by tensors.", ("device",),
+    "whisper_gpu_memory_allocated_bytes",
+    "GPU memory held by tensors.",
+    ("device",),
     multiprocess_mode="livesum",
-)  # fmt: skip
+)
 GPU_RESERVED = Gauge(
-    "whisper_gpu_memory_reserved_bytes", "GPU memory reserved by the caching allocator.", ("device",),
+    "whisper_gpu_memory_reserved_bytes",
+    "GPU memory reserved by the caching allocator.",
+    ("device",),
     multiprocess_mode="livesum",
-)  # fmt: skip
+)
 BUILD_INFO = Gauge(
-    "whisper_build_info", "Version, model, engine, device and precision; always 1.",
-    ("version", "model", "engine", "device", "precision"), multiprocess_mode="max",
-)  # fmt: skip
+    "whisper_build_info",
+    "Version, model, engine, device and precision; always 1.",
+    ("version", "model", "engine", "device", "precision"),
+    multiprocess_mode="max",
+)
 
 
 def render() -> tuple[bytes, str]:

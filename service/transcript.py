@@ -1,14 +1,14 @@
 """The typed result of a transcription: segments and words with absolute times, language and duration.
 
-Engines produce window-relative segments (`Segment` with times from the window's start); the job that owns
-the windows shifts them to absolute times with `Segment.shifted`. Formats render a `Transcript`; nothing here
-knows about HTTP, queues or models.
+Engines produce segments with times from the start of what they decoded; the job that owns the windows maps
+them to file times (batching/job.py). Formats render a `Transcript`; nothing here knows about HTTP, queues or
+models.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -33,13 +33,6 @@ class Segment:
     no_speech_prob: float = 0.0
     seek: int = 0  # mel frame (10 ms) where its window starts
     logprobs: tuple[tuple[str, float], ...] | None = None  # (token text, log-probability) when asked for
-
-    def shifted(self, seconds: float, seek: int) -> Segment:
-        """The same segment with times moved by `seconds` (window -> file)."""
-        words = None
-        if self.words is not None:
-            words = tuple(replace(w, start=w.start + seconds, end=w.end + seconds) for w in self.words)
-        return replace(self, start=self.start + seconds, end=self.end + seconds, words=words, seek=seek)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .convert import CHECK_TEXTS, ConversionError, verify, whisper_tokenizer
+from .convert import ConversionError, verify
+from .convert.hf import CHECK_TEXTS, whisper_tokenizer
 from .ct2_model import read_model
 
 # The stored weights are used as they are (float16 stays exact in float32), so both sides compute the same

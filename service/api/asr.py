@@ -1,7 +1,7 @@
 """whisper-asr-webservice's API: POST /asr and POST /detect-language.
 
-Clients of that project (subtitle tools such as Bazarr) work by changing only the URL. Query parameters are
-declared in service/fields.py (AsrQuery, DetectQuery); the upload is the multipart field audio_file, decoded
+Clients of that project (subtitle tools such as Bazarr) work by changing only the URL. Query parameters
+are declared in asr_fields.py (AsrQuery, DetectQuery); the upload is the multipart field audio_file, decoded
 by ffmpeg, or raw 16 kHz mono s16le PCM with encode=false, which is judged by its duration
 (MAX_AUDIO_SECONDS), not by MAX_UPLOAD_MB: Bazarr sends a film's audio that way, 32 kB per second.
 """
@@ -15,37 +15,40 @@ from urllib.parse import quote
 from flask import Blueprint, Response, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from .. import fields
+from ..audio import PCM_BYTES_PER_SECOND
+from ..batching.job import JobOptions
 from ..errors import AudioTooLong, PayloadTooLarge
 from ..formats import render
-from ..job import JobOptions
-from . import jobs
+from ..settings import ENGINES
+from . import asr_fields, fields, pipeline
 
 bp = Blueprint("asr", __name__)
 
 MULTIPART_SLACK_BYTES = 64 * 1024  # boundaries and part headers around the raw PCM
-ENGINE_NAMES = {"openai-whisper": "openai_whisper", "faster-whisper": "faster_whisper"}  # its ASR_ENGINE
 
 
 @bp.before_request
 def _raw_pcm_limit() -> None:
     """encode=false: the body may be as large as MAX_AUDIO_SECONDS of PCM, whatever MAX_UPLOAD_MB says."""
-    if fields.parse(fields.DetectQuery, request.args).encode:
+    if fields.parse(asr_fields.DetectQuery, request.args).encode:
         return
-    cfg = jobs.settings()
-    limit = int(cfg.max_audio_seconds * jobs.PCM_BYTES_PER_SECOND) + MULTIPART_SLACK_BYTES
+    cfg = pipeline.settings()
+    limit = int(cfg.max_audio_seconds * PCM_BYTES_PER_SECOND) + MULTIPART_SLACK_BYTES
     if request.content_length is not None and request.content_length > limit:
         raise AudioTooLong(
             f"The audio is longer than the {cfg.max_audio_seconds:g} s this server accepts "
-            "(MAX_AUDIO_SECONDS; raw PCM is 32 kB per second).", param="audio_file",
-        )  # fmt: skip
+            "(MAX_AUDIO_SECONDS; raw PCM is 32 kB per second).",
+            param="audio_file",
+        )
     request.max_content_length = limit
 
 
 @bp.errorhandler(RequestEntityTooLarge)
 def _too_large(_error):
     """413 names this face's upload field."""
-    limit = "MAX_UPLOAD_MB" if fields.parse(fields.DetectQuery, request.args).encode else "MAX_AUDIO_SECONDS"
+    limit = (
+        "MAX_UPLOAD_MB" if fields.parse(asr_fields.DetectQuery, request.args).encode else "MAX_AUDIO_SECONDS"
+    )
     error = PayloadTooLarge(f"The upload is larger than the server accepts ({limit}).", param="audio_file")
     return error.body(), error.status
 
@@ -53,16 +56,14 @@ def _too_large(_error):
 @bp.post("/asr")
 def asr():
     query = fields.parse(
-        fields.AsrQuery, request.args, {"multilingual": jobs.scheduler().engine.is_multilingual}
+        asr_fields.AsrQuery, request.args, {"multilingual": pipeline.scheduler().engine.is_multilingual}
     )
-    options = query.job_options(jobs.settings().decode_mode == "sequential", jobs.default_vad())
-    job = jobs.submit(_audio(query.encode), options)
-    transcript = jobs.wait(job)
-    body, content_type = jobs.rendered(lambda: render("asr_json" if query.output == "json" else query.output,
-                                                      transcript))  # fmt: skip
-    engine = jobs.scheduler().engine.name
+    job = pipeline.submit(_audio(query.encode), query.job_options())
+    transcript = pipeline.wait(job)
+    output = "asr_json" if query.output == "json" else query.output
+    body, content_type = pipeline.rendered(lambda: render(output, transcript))
     headers = {
-        "Asr-Engine": ENGINE_NAMES.get(engine, engine),
+        "Asr-Engine": ENGINES[pipeline.scheduler().engine.name],  # the module: its ASR_ENGINE name
         "Content-Disposition": _attachment(query.output),
     }
     return Response(body, content_type=content_type, headers=headers)
@@ -70,9 +71,9 @@ def asr():
 
 @bp.post("/detect-language")
 def detect_language():
-    query = fields.parse(fields.DetectQuery, request.args)
-    job = jobs.submit(_audio(query.encode), JobOptions(detect_only=True, vad=jobs.default_vad()))
-    transcription = jobs.wait(job)
+    query = fields.parse(asr_fields.DetectQuery, request.args)
+    job = pipeline.submit(_audio(query.encode), JobOptions(detect_only=True))
+    transcription = pipeline.wait(job)
     code = transcription.language
     probability = (job.language_probs or {}).get(code, 1.0)
     return {
@@ -84,7 +85,7 @@ def detect_language():
 
 def _audio(encode: bool):
     """audio_file decoded by ffmpeg, or taken as raw 16 kHz mono s16le PCM when encode=false."""
-    return jobs.decode_upload("audio_file") if encode else jobs.raw_pcm("audio_file")
+    return pipeline.decode_upload("audio_file") if encode else pipeline.raw_pcm("audio_file")
 
 
 def _attachment(output: str) -> str:

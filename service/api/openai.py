@@ -2,7 +2,7 @@
 
 Field names, response shapes and errors follow https://platform.openai.com/docs/api-reference/audio, so the
 official `openai` client works unchanged. The fields (OpenAI's and the extensions that expose openai-whisper's
-decoding knobs) are declared once, in service/fields.py.
+decoding knobs) are declared once, in openai_fields.py.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import time
 
 from flask import Blueprint, Response, request, stream_with_context
 
-from .. import fields, formats
+from .. import formats
 from ..errors import APIError, NotFound
 from ..formats import render
-from . import jobs
+from . import fields, openai_fields, pipeline
 
 bp = Blueprint("openai", __name__, url_prefix="/v1")
 
@@ -24,12 +24,12 @@ CREATED = int(time.time())
 
 @bp.post("/audio/transcriptions")
 def transcriptions():
-    return _handle(fields.TranscriptionForm)
+    return _handle(openai_fields.TranscriptionForm)
 
 
 @bp.post("/audio/translations")
 def translations():
-    return _handle(fields.TranslationForm)
+    return _handle(openai_fields.TranslationForm)
 
 
 @bp.get("/models")
@@ -46,7 +46,7 @@ def get_model(model_id: str):
 
 def model_ids() -> list[str]:
     """The loaded model's name, then its aliases (MODEL_ALIASES): every name a request may use."""
-    names = [jobs.scheduler().engine.model_name, *jobs.settings().model_aliases]
+    names = [pipeline.scheduler().engine.model_name, *pipeline.settings().model_aliases]
     return list(dict.fromkeys(names))
 
 
@@ -54,19 +54,25 @@ def _model_object(model_id: str) -> dict:
     return {"id": model_id, "object": "model", "created": CREATED, "owned_by": "whisper-gpu-service"}
 
 
-def _handle(form_model: type[fields.TranslationForm]):
+def _handle(form_model: type[openai_fields.TranslationForm]):
     """Validate every field before the upload is decoded, so bad requests fail fast and cheap."""
-    context = {"models": model_ids(), "multilingual": jobs.scheduler().engine.is_multilingual}
+    context = {"models": model_ids(), "multilingual": pipeline.scheduler().engine.is_multilingual}
     form = fields.parse(form_model, request.form, context)
-    options = form.job_options(jobs.settings().decode_mode == "sequential", jobs.default_vad())
-    job = jobs.submit(jobs.decode_upload("file"), options)
+    options = form.job_options()
+    job = pipeline.submit(pipeline.decode_upload("file"), options)
     if form.stream:
         return _sse(job, include_logprobs=options.logprobs)
-    transcript = jobs.wait(job)
-    body, content_type = jobs.rendered(
-        lambda: render(form.response_format, transcript, task=form_model.task, words=form.words,
-                       segments=form.segments, include_logprobs=options.logprobs)
-    )  # fmt: skip
+    transcript = pipeline.wait(job)
+    body, content_type = pipeline.rendered(
+        lambda: render(
+            form.response_format,
+            transcript,
+            task=form_model.task,
+            words=form.words,
+            segments=form.segments,
+            include_logprobs=options.logprobs,
+        )
+    )
     return Response(body, content_type=content_type)
 
 
@@ -77,15 +83,15 @@ def _sse(job, include_logprobs: bool) -> Response:
     def events():
         sent = 0
         try:
-            for index in jobs.stream_events(job):
-                segments = jobs.segments_through(job, index)
+            for index in pipeline.stream_events(job):
+                segments = pipeline.segments_through(job, index)
                 for segment in segments[sent:]:
                     yield _event(_delta(segment, include_logprobs))
                 sent = max(sent, len(segments))
         except APIError as error:
             yield _event({"type": "error", **error.body()})
             return
-        transcript = jobs.finished(job)
+        transcript = pipeline.finished(job)
         done = {
             "type": "transcript.text.done",
             "text": transcript.text,

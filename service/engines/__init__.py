@@ -8,20 +8,22 @@ from __future__ import annotations
 
 import importlib
 
-from ..settings import Settings
+from ..settings import ENGINES, Settings
 from .base import DecodeOptions, Engine, ModelUnavailable, Thresholds, WindowResult
 
-__all__ = ["ENGINES", "DecodeOptions", "Engine", "ModelUnavailable", "Thresholds", "WindowResult",
-           "create_engine"]  # fmt: skip
-
-# WHISPER_ENGINE value -> "module:class"
-ENGINES = {
-    "openai-whisper": "service.engines.openai_whisper:OpenAIWhisperEngine",
-    "faster-whisper": "service.engines.faster_whisper:FasterWhisperEngine",
-}
+__all__ = [
+    "ENGINES",
+    "DecodeOptions",
+    "Engine",
+    "ModelUnavailable",
+    "Thresholds",
+    "WindowResult",
+    "create_engine",
+]
 
 
 def create_engine(settings: Settings, device_index: int = 0) -> Engine:
-    """The engine named by WHISPER_ENGINE, not yet loaded (load() runs on the inference thread)."""
-    module, _, cls = ENGINES[settings.whisper_engine].partition(":")
-    return getattr(importlib.import_module(module), cls)(settings, device_index)
+    """The engine named by WHISPER_ENGINE (its module: settings.ENGINES), not yet loaded (load() runs on the
+    inference thread)."""
+    module = importlib.import_module(f"{__name__}.{ENGINES[settings.whisper_engine]}")
+    return module.ENGINE(settings, device_index)

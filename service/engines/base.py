@@ -15,13 +15,10 @@ from typing import Protocol
 
 import numpy as np
 
+from ..audio import SAMPLE_RATE
 from ..settings import Settings
-from ..transcript import Segment
+from ..transcript import Segment, Word
 
-SAMPLE_RATE = 16000  # Hz: every engine takes 16 kHz mono float32
-WINDOW_SECONDS = 30  # Whisper's receptive field
-WINDOW_SAMPLES = SAMPLE_RATE * WINDOW_SECONDS  # 480000 samples in a 30-second window
-HOP_LENGTH = 160  # samples per mel frame: 100 frames per second; `seek` counts these
 TIME_PRECISION = 0.02  # seconds per timestamp token
 
 
@@ -105,7 +102,6 @@ class Engine(abc.ABC):
         self.model_name = model_name(self.source)  # what /v1/models reports
         self.device = "cpu"  # "cpu" | "cuda:N", set by the subclass
         self.precision = "float32"  # "float16", "float32", "int8", ...
-        self.batch_size = 8  # a good default batch for the device; the subclass sets it
         self.is_multilingual = True  # known after load()
         self.force_tokens = settings.force_tokens  # benchmarks only: decode exactly N tokens per window
 
@@ -122,8 +118,14 @@ class Engine(abc.ABC):
         """Decode windows (each <= 30 s) as one batch; segment times relative to each window."""
 
     @abc.abstractmethod
-    def transcribe(self, audio: np.ndarray, options: DecodeOptions, temperatures: tuple[float, ...],
-                   thresholds: Thresholds, condition_on_previous_text: bool) -> Transcribed:  # fmt: skip
+    def transcribe(
+        self,
+        audio: np.ndarray,
+        options: DecodeOptions,
+        temperatures: tuple[float, ...],
+        thresholds: Thresholds,
+        condition_on_previous_text: bool,
+    ) -> Transcribed:
         """Sequential long-form decoding of a whole file, each window conditioned on the last: the language
         and segments with absolute times."""
 
@@ -163,8 +165,9 @@ def download_failed(source: str, error: BaseException) -> ModelUnavailable:
     )
 
 
-def split_segments(tokens: list[int], tokenizer: TimestampTokenizer,
-                   window_seconds: float) -> tuple[list[Segment], float]:  # fmt: skip
+def split_segments(
+    tokens: list[int], tokenizer: TimestampTokenizer, window_seconds: float
+) -> tuple[list[Segment], float]:
     """Cut one window's tokens into segments at timestamp pairs, like openai-whisper's transcribe(); and how
     much of the window they cover.
 
@@ -190,8 +193,9 @@ def split_segments(tokens: list[int], tokenizer: TimestampTokenizer,
         start = min(max(start, previous_end), window_seconds)
         end = window_seconds if piece_end is None else min(piece_end, window_seconds)
         end = max(end, start)
-        segments.append(Segment(round(start, 3), round(end, 3), tokenizer.decode(piece_tokens),
-                                tuple(piece_tokens)))  # fmt: skip
+        segments.append(
+            Segment(round(start, 3), round(end, 3), tokenizer.decode(piece_tokens), tuple(piece_tokens))
+        )
         previous_end = end
     return segments, consumed
 
@@ -217,12 +221,23 @@ def _timestamp_pieces(tokens: list[int], tokenizer: TimestampTokenizer):
     return pieces
 
 
-def window_result(segments: list[Segment], text: str, temperature: float, avg_logprob: float,
-                  no_speech_prob: float, consumed: float, tokens: list[int]) -> WindowResult:  # fmt: skip
+def window_result(
+    segments: list[Segment],
+    text: str,
+    temperature: float,
+    avg_logprob: float,
+    no_speech_prob: float,
+    consumed: float,
+    tokens: list[int],
+) -> WindowResult:
     """The decode's statistics, copied onto each segment as openai-whisper's verbose_json reports them."""
     ratio = compression_ratio(text)
-    stats = dict(temperature=float(temperature), avg_logprob=float(avg_logprob),
-                 compression_ratio=ratio, no_speech_prob=float(no_speech_prob))  # fmt: skip
+    stats = dict(
+        temperature=float(temperature),
+        avg_logprob=float(avg_logprob),
+        compression_ratio=ratio,
+        no_speech_prob=float(no_speech_prob),
+    )
     return WindowResult(
         segments=tuple(replace(s, **stats) for s in segments),
         text=text,
@@ -232,8 +247,9 @@ def window_result(segments: list[Segment], text: str, temperature: float, avg_lo
     )
 
 
-def with_logprobs(segments: list[Segment], tokens: list[int], token_logprobs: list[float],
-                  tokenizer: TimestampTokenizer) -> list[Segment]:  # fmt: skip
+def with_logprobs(
+    segments: list[Segment], tokens: list[int], token_logprobs: list[float], tokenizer: TimestampTokenizer
+) -> list[Segment]:
     """Each segment with its text tokens' (text, log-probability): `token_logprobs[i]` belongs to
     `tokens[i]`; a segment's tokens are the next text tokens of the window, in order."""
     text = [(t, lp) for t, lp in zip(tokens, token_logprobs) if t < tokenizer.eot]
@@ -259,3 +275,11 @@ def compression_ratio(text: str) -> float:
     """openai-whisper's repetition measure: UTF-8 length over zlib-compressed length."""
     data = text.encode("utf-8")
     return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+def words_of(segment: dict) -> tuple[Word, ...]:
+    """The words of a segment dict (both libraries' word-alignment output)."""
+    return tuple(
+        Word(w["word"], float(w["start"]), float(w["end"]), float(w["probability"]))
+        for w in segment.get("words", [])
+    )

@@ -8,7 +8,6 @@ imported here, so a faster-whisper worker does not pay for it in memory.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import logging
 import os
@@ -22,24 +21,25 @@ from faster_whisper import WhisperModel
 from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import get_suppressed_tokens
 
+from ..audio import HOP_LENGTH, SAMPLE_RATE, WINDOW_SAMPLES
 from ..settings import Settings
 from ..transcript import Segment, Word
+from . import hub
 from .base import (
-    HOP_LENGTH,
-    SAMPLE_RATE,
-    WINDOW_SAMPLES,
     DecodeOptions,
     Engine,
     ModelUnavailable,
     Thresholds,
     Transcribed,
     WindowResult,
-    download_failed,
     sampling_seed,
     split_segments,
     window_result,
     with_logprobs,
+    words_of,
 )
+from .faster_whisper_forced import forced_length, forced_max_length
+from .nvml import nvml_used_bytes
 
 log = logging.getLogger(__name__)
 
@@ -94,37 +94,20 @@ class FasterWhisperEngine(Engine):
         self.kind, self.index = resolve_device(settings.whisper_device, device_index)
         self.device = f"cuda:{self.index}" if self.kind == "cuda" else "cpu"
         self.precision = resolve_compute_type(settings.whisper_compute_type, self.kind)
-        self.batch_size = 16 if self.kind == "cuda" else 8
         self.model: WhisperModel | None = None
         self.text_ctx = OFFICIAL_TEXT_CTX
 
     # -- loading -------------------------------------------------------------------------------------------
     def load(self) -> None:
-        local = os.path.isdir(self.source)
-        try:
-            # A name is looked up in WHISPER_MODEL_DIR first, offline: the image bakes it there, read-only,
-            # and asking the Hub at every start would download a newer revision into a directory the
-            # service cannot write (or wait on a network the host may lack). Only a missing name downloads.
-            self.model = self._whisper_model(local_files_only=not local)
-        except Exception:
-            if local:
-                raise
-            try:
-                self.model = self._whisper_model(local_files_only=False)
-            except Exception as error:  # huggingface_hub raises its own types for a missing network
-                raise download_failed(self.source, error) from None
-        if local:
+        self.model = hub.whisper_model(
+            self.source, device=self.kind, device_index=self.index, compute_type=self.precision,
+            cpu_threads=self.settings.cpu_threads, download_root=self.settings.whisper_model_dir,
+        )  # fmt: skip
+        if os.path.isdir(self.source):
             self.text_ctx = text_context(self.source)
         # faster-whisper assumes 448 positions; a converted small model has fewer (prompt cut, max length).
         self.model.max_length = self.text_ctx
         self.is_multilingual = self.model.model.is_multilingual
-
-    def _whisper_model(self, local_files_only: bool) -> WhisperModel:
-        return WhisperModel(
-            self.source, device=self.kind, device_index=self.index, compute_type=self.precision,
-            cpu_threads=self.settings.cpu_threads, download_root=self.settings.whisper_model_dir,
-            local_files_only=local_files_only,
-        )  # fmt: skip
 
     def tokenizer(self, task: str = "transcribe", language: str | None = None) -> Tokenizer:
         return Tokenizer(self.model.hf_tokenizer, self.is_multilingual, task=task, language=language or "en")
@@ -264,44 +247,6 @@ class FasterWhisperEngine(Engine):
         return {} if used is None else {self.device: (used, used)}
 
 
-def forced_max_length(prompt_length: int, tokens: int) -> int:
-    """The `max_length` for which CTranslate2 generates exactly `tokens` new tokens (end-of-text suppressed).
-
-    CTranslate2's Whisper generates min(max_length // 2, max_length - prompt_length + 1) tokens (measured
-    with 4.8.5 for prompts of 3 to 23 tokens), so the larger of the two bounds that give `tokens` is taken.
-    """
-    return max(2 * tokens, tokens + prompt_length - 1)
-
-
-class ForcedLength:
-    """A CTranslate2 Whisper whose `generate` always decodes exactly `tokens` tokens; for transcribe(),
-    where faster-whisper computes max_length itself from the prompt of each window."""
-
-    def __init__(self, model: ctranslate2.models.Whisper, tokens: int):
-        self.model, self.tokens = model, tokens
-
-    def generate(self, features, prompts, **options):
-        options["max_length"] = forced_max_length(len(prompts[0]), self.tokens)
-        return self.model.generate(features, prompts, **options)
-
-    def __getattr__(self, name: str):
-        return getattr(self.model, name)
-
-
-@contextlib.contextmanager
-def forced_length(model: WhisperModel, tokens: int) -> Iterator[None]:
-    """Make every generate() of `model` in this block decode exactly `tokens` tokens (0: unchanged)."""
-    if not tokens:
-        yield
-        return
-    original = model.model
-    model.model = ForcedLength(original, tokens)
-    try:
-        yield
-    finally:
-        model.model = original
-
-
 @contextlib.contextmanager
 def given_alignment(model: WhisperModel, alignment: list[dict]) -> Iterator[None]:
     """Make `model.add_word_timestamps` use an alignment computed beforehand (for one window)."""
@@ -328,11 +273,6 @@ def mean_logprob(result, tokens: list[int]) -> float:
     return cumulative / (len(tokens) + 1)
 
 
-def words_of(segment: dict) -> tuple[Word, ...]:
-    return tuple(Word(w["word"], float(w["start"]), float(w["end"]), float(w["probability"]))
-                 for w in segment.get("words", []))  # fmt: skip
-
-
 def segment_of(s) -> Segment:
     """A segment of faster-whisper's transcribe() (absolute times already)."""
     words = (
@@ -346,19 +286,4 @@ def segment_of(s) -> Segment:
     )  # fmt: skip
 
 
-class _NvmlMemory(ctypes.Structure):
-    _fields_ = [("total", ctypes.c_ulonglong), ("free", ctypes.c_ulonglong), ("used", ctypes.c_ulonglong)]
-
-
-def nvml_used_bytes(index: int) -> int | None:
-    """Used memory of GPU `index` from the driver's NVML library; None where it cannot be read."""
-    try:
-        nvml = ctypes.CDLL("libnvidia-ml.so.1")
-        handle, memory = ctypes.c_void_p(), _NvmlMemory()
-        if nvml.nvmlInit_v2() != 0 or nvml.nvmlDeviceGetHandleByIndex_v2(index, ctypes.byref(handle)) != 0:
-            return None
-        if nvml.nvmlDeviceGetMemoryInfo(handle, ctypes.byref(memory)) != 0:
-            return None
-        return int(memory.used)
-    except OSError:
-        return None
+ENGINE = FasterWhisperEngine  # what service.engines.create_engine builds for this module's WHISPER_ENGINE

@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-from collections.abc import Iterator
 from dataclasses import replace
 
 import numpy as np
 import torch
 import whisper
 from whisper.audio import N_FRAMES, N_SAMPLES
-from whisper.decoding import DecodingOptions, DecodingTask, LogitFilter
+from whisper.decoding import DecodingOptions, DecodingTask
 from whisper.model import ModelDimensions, Whisper
 from whisper.timing import add_word_timestamps
 from whisper.tokenizer import Tokenizer, get_tokenizer
 
+from ..audio import HOP_LENGTH, SAMPLE_RATE
 from ..settings import Settings
-from ..transcript import Segment, Word
+from ..transcript import Segment
 from .base import (
-    HOP_LENGTH,
-    SAMPLE_RATE,
     DecodeOptions,
     Engine,
     Thresholds,
@@ -32,7 +29,9 @@ from .base import (
     split_segments,
     window_result,
     with_logprobs,
+    words_of,
 )
+from .openai_whisper_tasks import forced_length, forced_task
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +43,6 @@ class OpenAIWhisperEngine(Engine):
         super().__init__(settings, device_index)
         self.device = resolve_device(settings.whisper_device, device_index)
         self.precision = "float16" if self.device.startswith("cuda") else "float32"
-        self.batch_size = 16 if self.device.startswith("cuda") else 8
         self.model: Whisper | None = None
 
     # -- loading -------------------------------------------------------------------------------------------
@@ -124,8 +122,17 @@ class OpenAIWhisperEngine(Engine):
             if options.logprobs and segments:
                 scores = self._token_logprobs(mel[i], decoding, result.tokens)
                 segments = with_logprobs(segments, result.tokens, scores, tokenizer)
-            out.append(window_result(segments, result.text, result.temperature, result.avg_logprob,
-                                     result.no_speech_prob, consumed, result.tokens))  # fmt: skip
+            out.append(
+                window_result(
+                    segments,
+                    result.text,
+                    result.temperature,
+                    result.avg_logprob,
+                    result.no_speech_prob,
+                    consumed,
+                    result.tokens,
+                )
+            )
         return out
 
     def _token_logprobs(self, mel: torch.Tensor, decoding: DecodingOptions, tokens: list[int]) -> list[float]:
@@ -144,34 +151,55 @@ class OpenAIWhisperEngine(Engine):
             return None
         return self.tokenizer(options.task, options.language).encode(" " + options.prompt.strip())
 
-    def _align_words(self, segments: list[Segment], tokenizer: Tokenizer, mel: torch.Tensor,
-                     num_frames: int) -> list[Segment]:  # fmt: skip
-        dicts = [{"seek": 0, "start": s.start, "end": s.end, "text": s.text, "tokens": list(s.tokens)}
-                 for s in segments]  # fmt: skip
+    def _align_words(
+        self, segments: list[Segment], tokenizer: Tokenizer, mel: torch.Tensor, num_frames: int
+    ) -> list[Segment]:
+        dicts = [
+            {"seek": 0, "start": s.start, "end": s.end, "text": s.text, "tokens": list(s.tokens)}
+            for s in segments
+        ]
         add_word_timestamps(
-            segments=dicts, model=self.model, tokenizer=tokenizer, mel=mel,
-            num_frames=num_frames, last_speech_timestamp=0.0,
-        )  # fmt: skip
-        return [replace(s, start=float(d["start"]), end=float(d["end"]), words=words_of(d))
-                for s, d in zip(segments, dicts)]  # fmt: skip
+            segments=dicts,
+            model=self.model,
+            tokenizer=tokenizer,
+            mel=mel,
+            num_frames=num_frames,
+            last_speech_timestamp=0.0,
+        )
+        return [
+            replace(s, start=float(d["start"]), end=float(d["end"]), words=words_of(d))
+            for s, d in zip(segments, dicts)
+        ]
 
     @torch.inference_mode()
-    def transcribe(self, audio: np.ndarray, options: DecodeOptions, temperatures: tuple[float, ...],
-                   thresholds: Thresholds, condition_on_previous_text: bool) -> Transcribed:  # fmt: skip
+    def transcribe(
+        self,
+        audio: np.ndarray,
+        options: DecodeOptions,
+        temperatures: tuple[float, ...],
+        thresholds: Thresholds,
+        condition_on_previous_text: bool,
+    ) -> Transcribed:
         with forced_length(self.force_tokens):
             result = self.model.transcribe(
-                audio, task=options.task, language=options.language, temperature=temperatures,
-                initial_prompt=options.prompt, beam_size=options.beam_size, best_of=options.best_of,
+                audio,
+                task=options.task,
+                language=options.language,
+                temperature=temperatures,
+                initial_prompt=options.prompt,
+                beam_size=options.beam_size,
+                best_of=options.best_of,
                 word_timestamps=options.word_timestamps,
                 compression_ratio_threshold=thresholds.compression_ratio,
                 logprob_threshold=thresholds.logprob,
                 no_speech_threshold=thresholds.no_speech,
                 hallucination_silence_threshold=thresholds.hallucination_silence,
-                condition_on_previous_text=condition_on_previous_text, fp16=self.precision == "float16",
+                condition_on_previous_text=condition_on_previous_text,
+                fp16=self.precision == "float16",
                 verbose=None,
                 # benchmark only: with forced lengths, timestamps are noise; step a full 30 s each window
                 without_timestamps=bool(self.force_tokens),
-            )  # fmt: skip
+            )
         return result["language"], [segment_of(s) for s in result["segments"]]
 
     # -- device --------------------------------------------------------------------------------------------
@@ -233,76 +261,20 @@ def official_name(path: str) -> str | None:
     return by_hash.get(digest.hexdigest())
 
 
-def words_of(segment: dict) -> tuple[Word, ...]:
-    return tuple(Word(w["word"], float(w["start"]), float(w["end"]), float(w["probability"]))
-                 for w in segment.get("words", []))  # fmt: skip
-
-
 def segment_of(s: dict) -> Segment:
     """A segment of transcribe()'s result (absolute times already)."""
     return Segment(
-        start=float(s["start"]), end=float(s["end"]), text=s["text"], tokens=tuple(s["tokens"]),
-        words=words_of(s) if "words" in s else None, temperature=float(s["temperature"]),
-        avg_logprob=float(s["avg_logprob"]), compression_ratio=float(s["compression_ratio"]),
-        no_speech_prob=float(s["no_speech_prob"]), seek=int(s["seek"]),
-    )  # fmt: skip
+        start=float(s["start"]),
+        end=float(s["end"]),
+        text=s["text"],
+        tokens=tuple(s["tokens"]),
+        words=words_of(s) if "words" in s else None,
+        temperature=float(s["temperature"]),
+        avg_logprob=float(s["avg_logprob"]),
+        compression_ratio=float(s["compression_ratio"]),
+        no_speech_prob=float(s["no_speech_prob"]),
+        seek=int(s["seek"]),
+    )
 
 
-# -- benchmarks only: equal work on every side ---------------------------------------------------------------
-class SuppressEndUntil(LogitFilter):
-    """Forbid end-of-text before `length` sampled tokens."""
-
-    def __init__(self, eot: int, sample_begin: int, length: int):
-        self.eot, self.until = eot, sample_begin + length
-
-    def apply(self, logits: torch.Tensor, tokens: torch.Tensor) -> None:
-        if tokens.shape[1] < self.until:
-            logits[:, self.eot] = -np.inf
-
-
-class BatchedGroups(DecodingTask):
-    """whisper's DecodingTask with beam search and best-of sampling fixed for batches of several windows.
-
-    Since openai/whisper#1483 the audio features are no longer repeated per beam (or sample), which only
-    works by broadcasting when one window is decoded: a batch of several windows with beam_size > 1 fails
-    with "The size of tensor a (30) must match the size of tensor b (6)" (openai/whisper#2197 and #2389,
-    both open in 20250625). Here they are repeated per group again, for batches of more than one window; a
-    single window keeps upstream's path."""
-
-    repeated = False
-
-    def _get_audio_features(self, mel: torch.Tensor) -> torch.Tensor:
-        features = super()._get_audio_features(mel)
-        self.repeated = self.n_group > 1 and features.shape[0] > 1 and bool(self.options.language)
-        return features.repeat_interleave(self.n_group, dim=0) if self.repeated else features
-
-    def _detect_language(self, audio_features: torch.Tensor, tokens: torch.Tensor):
-        """One language per window, not per beam (the language is given whenever features are repeated)."""
-        return super()._detect_language(audio_features[:: self.n_group] if self.repeated else audio_features,
-                                        tokens)  # fmt: skip
-
-
-def forced_task(tokens: int) -> type[DecodingTask]:
-    """The decoding task: BatchedGroups, sampling exactly `tokens` tokens per window when tokens > 0."""
-    if not tokens:
-        return BatchedGroups
-
-    class Forced(BatchedGroups):
-        def __init__(self, model: Whisper, options: DecodingOptions):
-            super().__init__(model, replace(options, sample_len=tokens))
-            self.logit_filters.append(SuppressEndUntil(self.tokenizer.eot, self.sample_begin, tokens))
-
-    return Forced
-
-
-@contextlib.contextmanager
-def forced_length(tokens: int) -> Iterator[None]:
-    """Make every `whisper.decode` in this block (transcribe() too) sample exactly `tokens` tokens."""
-    import whisper.decoding as decoding
-
-    original = decoding.DecodingTask
-    decoding.DecodingTask = forced_task(tokens)
-    try:
-        yield
-    finally:
-        decoding.DecodingTask = original
+ENGINE = OpenAIWhisperEngine  # what service.engines.create_engine builds for this module's WHISPER_ENGINE

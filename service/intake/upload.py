@@ -14,7 +14,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from ..engines.base import SAMPLE_RATE
+from ..audio import SAMPLE_RATE
 from ..errors import AudioTooLong, InsufficientStorage, InvalidAudio
 
 log = logging.getLogger(__name__)
@@ -63,8 +63,9 @@ def decode_file(path: str, max_seconds: float, timeout: float) -> np.ndarray:
     except subprocess.TimeoutExpired:
         raise InvalidAudio(
             f"Decoding the audio took longer than {timeout:g} s; the file may be corrupt or stalled.",
-            param="file", code="decode_timeout",
-        ) from None  # fmt: skip
+            param="file",
+            code="decode_timeout",
+        ) from None
     if proc.returncode != 0:
         log.info("ffmpeg rejected an upload: %s", proc.stderr.decode(errors="replace")[-300:].strip())
         raise InvalidAudio(

@@ -13,16 +13,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..engines.base import SAMPLE_RATE
+from ..audio import SAMPLE_RATE
 
 
 @dataclass(frozen=True)
 class VadParams:
-    """Silero's knobs, named after OpenAI's `chunking_strategy` server_vad object."""
+    """Silero's knobs, named after OpenAI's `chunking_strategy` server_vad object; the server's defaults are
+    the VAD_* settings."""
 
-    threshold: float = 0.5  # speech probability above which a 32 ms frame is speech
-    min_silence_ms: int = 1000  # a pause at least this long ends a region ("silence_duration_ms")
-    speech_pad_ms: int = 400  # kept on each side of a region ("prefix_padding_ms")
+    threshold: float  # speech probability above which a 32 ms frame is speech
+    min_silence_ms: int  # a pause at least this long ends a region ("silence_duration_ms")
+    speech_pad_ms: int  # kept on each side of a region ("prefix_padding_ms")
     min_speech_ms: int = 250  # shorter regions are dropped (clicks, breaths)
 
 
@@ -54,9 +55,11 @@ def speech_regions(audio: np.ndarray, params: VadParams) -> list[Region]:
     if len(audio) < SAMPLE_RATE // 10:
         return []
     options = VadOptions(
-        threshold=params.threshold, min_silence_duration_ms=params.min_silence_ms,
-        min_speech_duration_ms=params.min_speech_ms, speech_pad_ms=0,
-    )  # fmt: skip
+        threshold=params.threshold,
+        min_silence_duration_ms=params.min_silence_ms,
+        min_speech_duration_ms=params.min_speech_ms,
+        speech_pad_ms=0,
+    )
     return [Region(int(r["start"]), int(r["end"])) for r in get_speech_timestamps(audio, options)]
 
 

@@ -4,7 +4,7 @@ A window holds at most 30 s of audio (Whisper's receptive field). With VAD, a wi
 of consecutive padded speech regions (faster-whisper's batched pipeline and WhisperX do the same): silence
 between them is left out, so the model neither spends time on it nor invents words in it, and a window is
 dense with speech. `Window.to_file_time` undoes the concatenation for every timestamp. Without VAD, a
-window is one contiguous span, cut at the quietest moment of its last 6 s.
+window is one contiguous region, cut at the quietest moment of its last 6 s.
 """
 
 from __future__ import annotations
@@ -14,21 +14,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..engines.base import SAMPLE_RATE, WINDOW_SAMPLES
+from ..audio import SAMPLE_RATE, WINDOW_SAMPLES
 from .vad import Region, VadParams, pad, speech_regions
 
 FRAME = SAMPLE_RATE // 100  # 160 samples: 10 ms energy frames for finding silences
 MIN_WINDOW_SECONDS = 24  # a cut is searched for in the last 6 s of each window: few windows, words intact
-QUIET_SPAN_FRAMES = 20  # 200 ms: the stretch whose energy decides where to cut
+QUIET_FRAMES = 20  # 200 ms: the stretch whose energy decides where to cut
 
 
 @dataclass(frozen=True)
 class Window:
-    spans: tuple[Region, ...]  # file sample ranges, in order, concatenated into the window's audio
+    regions: tuple[Region, ...]  # of the file, in order, concatenated into the window's audio
 
     @property
     def samples(self) -> int:
-        return sum(s.end - s.start for s in self.spans)
+        return sum(s.end - s.start for s in self.regions)
 
     @property
     def seconds(self) -> float:
@@ -36,36 +36,36 @@ class Window:
 
     @property
     def start(self) -> int:
-        return self.spans[0].start
+        return self.regions[0].start
 
     def audio(self, source: np.ndarray) -> np.ndarray:
-        if len(self.spans) == 1:
-            return source[self.start : self.spans[0].end]
-        return np.concatenate([source[s.start : s.end] for s in self.spans])
+        if len(self.regions) == 1:
+            return source[self.start : self.regions[0].end]
+        return np.concatenate([source[s.start : s.end] for s in self.regions])
 
     def after(self, seconds: float) -> Window:
         """The part of the window from `seconds` into its audio to its end, as a window of its own."""
-        cut, position, spans = round(seconds * SAMPLE_RATE), 0, []
-        for span in self.spans:
-            length = span.end - span.start
+        cut, position, regions = round(seconds * SAMPLE_RATE), 0, []
+        for region in self.regions:
+            length = region.end - region.start
             if position + length > cut:
-                spans.append(Region(span.start + max(0, cut - position), span.end))
+                regions.append(Region(region.start + max(0, cut - position), region.end))
             position += length
-        return Window(tuple(spans) or (Region(self.spans[-1].end, self.spans[-1].end),))
+        return Window(tuple(regions) or (Region(self.regions[-1].end, self.regions[-1].end),))
 
     def to_file_time(self, seconds: float, is_end: bool = False) -> float:
-        """A time in the window's audio -> the same moment in the file. A time on the seam of two spans
-        belongs to the earlier span when it ends something (`is_end`), to the later one when it starts."""
+        """A time in the window's audio -> the same moment in the file. A time on the seam of two regions
+        belongs to the earlier one when it ends something (`is_end`), to the later one when it starts."""
         offsets = self._offsets()
         sample = min(max(0, round(seconds * SAMPLE_RATE)), offsets[-1])
         index = (bisect.bisect_left if is_end else bisect.bisect_right)(offsets, sample) - 1
-        index = min(max(index, 0), len(self.spans) - 1)
-        span = self.spans[index]
-        return (span.start + min(sample - offsets[index], span.end - span.start)) / SAMPLE_RATE
+        index = min(max(index, 0), len(self.regions) - 1)
+        region = self.regions[index]
+        return (region.start + min(sample - offsets[index], region.end - region.start)) / SAMPLE_RATE
 
     def _offsets(self) -> list[int]:
         offsets = [0]
-        for s in self.spans:
+        for s in self.regions:
             offsets.append(offsets[-1] + s.end - s.start)
         return offsets
 
@@ -75,7 +75,7 @@ def speech_windows(regions: list[Region], audio: np.ndarray) -> list[Window]:
     that is cut at its quiet moments first."""
     windows: list[Window] = []
     current: list[Region] = []
-    for region in (piece for r in regions for piece in split_long(r, audio)):
+    for region in (cut for r in regions for cut in split_long(r, audio)):
         if current and sum(r.end - r.start for r in current) + region.end - region.start > WINDOW_SAMPLES:
             windows.append(Window(tuple(current)))
             current = []
@@ -91,22 +91,22 @@ def contiguous_windows(audio: np.ndarray) -> list[Window]:
 
 
 def split_long(region: Region, audio: np.ndarray) -> list[Region]:
-    """A region cut into pieces of at most 30 s, each cut at the quietest 200 ms found 24-30 s into the
-    piece, so that words are not split where the speaker pauses."""
+    """A region cut into regions of at most 30 s, each cut at the quietest 200 ms found 24-30 s into it, so
+    that words are not split where the speaker pauses."""
     limit, earliest = WINDOW_SAMPLES, MIN_WINDOW_SECONDS * SAMPLE_RATE
-    pieces, start = [], region.start
+    cuts, start = [], region.start
     energy = None
     while region.end - start > limit:
         if energy is None:
             energy = _frame_energy(audio)
-        lo, hi = (start + earliest) // FRAME, (start + limit) // FRAME - QUIET_SPAN_FRAMES
-        span = np.convolve(energy[lo : hi + QUIET_SPAN_FRAMES], np.ones(QUIET_SPAN_FRAMES), "valid")
-        quietest = lo + int(np.argmin(span)) + QUIET_SPAN_FRAMES // 2
+        lo, hi = (start + earliest) // FRAME, (start + limit) // FRAME - QUIET_FRAMES
+        quiet = np.convolve(energy[lo : hi + QUIET_FRAMES], np.ones(QUIET_FRAMES), "valid")
+        quietest = lo + int(np.argmin(quiet)) + QUIET_FRAMES // 2
         end = min(quietest * FRAME, start + limit)
-        pieces.append(Region(start, end))
+        cuts.append(Region(start, end))
         start = end
-    pieces.append(Region(start, region.end))
-    return pieces
+    cuts.append(Region(start, region.end))
+    return cuts
 
 
 def _frame_energy(audio: np.ndarray) -> np.ndarray:

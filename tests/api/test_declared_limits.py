@@ -9,7 +9,7 @@ import math
 import pytest
 import requests
 
-from service import fields, openapi
+from service.api import asr_fields, openai_fields, openapi
 
 FORM_PATHS = ("/v1/audio/transcriptions", "/v1/audio/translations")
 NEEDS = {  # what another field must say for this one to be allowed at all
@@ -133,14 +133,14 @@ def test_every_declared_query_limit_is_enforced(service, document):
 def test_the_document_is_the_declaration(document):
     """openapi.py restates nothing: its request schemas are exactly what fields.py derives."""
     assert form_properties(document, "/v1/audio/transcriptions") == {
-        **openapi.form_schema(fields.TranscriptionForm, {"file": "x"})["properties"],
+        **openapi.form_schema(openai_fields.TranscriptionForm, {"file": "x"})["properties"],
         "file": form_properties(document, "/v1/audio/transcriptions")["file"],
         "model": form_properties(document, "/v1/audio/transcriptions")[
             "model"
         ],  # + the served names, at runtime
     }
     asr = document["paths"]["/asr"]["post"]["parameters"]
-    assert asr == openapi.query_parameters(fields.AsrQuery)
+    assert asr == openapi.query_parameters(asr_fields.AsrQuery)
     translation = form_properties(document, "/v1/audio/translations")
     assert {"language", "timestamp_granularities[]", "stream", "chunking_strategy"} <= set(translation)
 

@@ -5,13 +5,24 @@ from __future__ import annotations
 import pytest
 from werkzeug.datastructures import MultiDict
 
-from service import fields
+from service.api import fields
+from service.api.asr_fields import AsrQuery
+from service.api.openai_fields import TranscriptionForm, TranslationForm
+from service.batching.job import FALLBACK_TEMPERATURES, with_server_defaults
 from service.errors import InvalidRequest
 from service.intake.vad import VadParams
+from service.settings import Settings
+
+SERVER_VAD = VadParams(Settings.vad_threshold, Settings.vad_min_silence_ms, Settings.vad_speech_pad_ms)
 
 
 def parse(model, *pairs, **context):
     return fields.parse(model, MultiDict(pairs), context or None)
+
+
+def served(form, settings: Settings = Settings(), multilingual: bool = True):
+    """The request's options once the server's settings filled in what it left open."""
+    return with_server_defaults(form.job_options(), settings, multilingual)
 
 
 def refused(model, *pairs, **context) -> dict:
@@ -26,69 +37,83 @@ def refused(model, *pairs, **context) -> dict:
      ("deu", "de"), ("zh-Hans-CN", "zh"), ("jv", "jw"), ("auto", None), ("", None), ("Auto", None)],
 )  # fmt: skip
 def test_language_values_mean_what_users_mean(value, code):
-    assert parse(fields.TranscriptionForm, ("language", value)).language == code
-    assert parse(fields.AsrQuery, ("language", value)).language == code
+    assert parse(TranscriptionForm, ("language", value)).language == code
+    assert parse(AsrQuery, ("language", value)).language == code
 
 
 def test_unknown_language_is_unsupported_language():
-    assert refused(fields.AsrQuery, ("language", "klingon"))["code"] == "unsupported_language"
+    assert refused(AsrQuery, ("language", "klingon"))["code"] == "unsupported_language"
 
 
 def test_initial_prompt_conditions_the_first_window_only():
-    options = parse(fields.AsrQuery, ("initial_prompt", "Names: Ann, Bo.")).job_options(sequential=False)
+    options = parse(AsrQuery, ("initial_prompt", "Names: Ann, Bo.")).job_options()
     assert options.prompt == "Names: Ann, Bo." and options.prompt_first_window_only
-    options = parse(fields.TranscriptionForm, ("prompt", "Names: Ann, Bo.")).job_options(sequential=False)
+    options = parse(TranscriptionForm, ("prompt", "Names: Ann, Bo.")).job_options()
     assert options.prompt == "Names: Ann, Bo." and not options.prompt_first_window_only
 
 
 @pytest.mark.parametrize(
     ("pairs", "vad"),
     [
-        ([("chunking_strategy", "auto")], VadParams()),
+        ([("chunking_strategy", "auto")], SERVER_VAD),
         ([("chunking_strategy[type]", "server_vad"), ("chunking_strategy[threshold]", "0.3"),
           ("chunking_strategy[prefix_padding_ms]", "100"), ("chunking_strategy[silence_duration_ms]", "700")],
          VadParams(threshold=0.3, min_silence_ms=700, speech_pad_ms=100)),
         ([("chunking_strategy", '{"type": "server_vad", "silence_duration_ms": 300}')],
-         VadParams(min_silence_ms=300)),
+         VadParams(Settings.vad_threshold, 300, Settings.vad_speech_pad_ms)),
     ],
 )  # fmt: skip
 def test_chunking_strategy_selects_vad(pairs, vad):
-    assert parse(fields.TranscriptionForm, *pairs).job_options(sequential=False).vad == vad
+    assert served(parse(TranscriptionForm, *pairs)).vad == vad
 
 
 def test_vad_filter_selects_vad_and_unset_leaves_the_server_default():
-    server = VadParams(threshold=0.7, min_silence_ms=500)  # the VAD_* settings; None when VAD=false
-    assert parse(fields.AsrQuery, ("vad_filter", "true")).job_options(False).vad == VadParams()
-    assert parse(fields.AsrQuery, ("vad_filter", "true")).job_options(False, server).vad == server
-    assert parse(fields.AsrQuery, ("vad_filter", "false")).job_options(False, server).vad is None
-    assert parse(fields.AsrQuery).job_options(False, server).vad == server
-    assert parse(fields.AsrQuery).job_options(False, None).vad is None
-    assert parse(fields.TranscriptionForm).job_options(False, server).vad == server
-    assert (
-        parse(fields.TranscriptionForm, ("chunking_strategy", "auto")).job_options(False, None).vad
-        == VadParams()
-    )
+    server = Settings(vad_threshold=0.7, vad_min_silence_ms=500)  # the VAD_* settings
+    server_vad = VadParams(0.7, 500, Settings.vad_speech_pad_ms)
+    off = server.replace(vad=False)  # VAD=false
+    assert served(parse(AsrQuery, ("vad_filter", "true"))).vad == SERVER_VAD
+    assert served(parse(AsrQuery, ("vad_filter", "true")), server).vad == server_vad
+    assert served(parse(AsrQuery, ("vad_filter", "false")), server).vad is False
+    assert served(parse(AsrQuery), server).vad == server_vad
+    assert served(parse(AsrQuery), off).vad is False
+    assert served(parse(TranscriptionForm), server).vad == server_vad
+    # asked for by name with VAD=false: the VAD_* settings still say how
+    assert served(parse(TranscriptionForm, ("chunking_strategy", "auto")), off).vad == server_vad
+
+
+def test_decode_mode_and_english_only_models_fill_in_what_the_request_left_open():
+    sequential = Settings(decode_mode="sequential")
+    assert served(parse(TranscriptionForm)).sequential is False
+    assert served(parse(TranscriptionForm), sequential).sequential is True
+    assert served(parse(AsrQuery), sequential).sequential is True
+    assert served(parse(TranscriptionForm, ("condition_on_previous_text", "true"))).sequential is True
+    assert served(parse(TranscriptionForm)).language is None  # detected on the first window
+    assert served(parse(TranscriptionForm), multilingual=False).language == "en"
+    assert served(parse(AsrQuery, ("language", "en")), multilingual=False).language == "en"
 
 
 def test_keywords_bias_through_the_prompt():
     form = parse(
-        fields.TranscriptionForm, ("prompt", "Meeting."), ("keywords[]", "Kubernetes"), ("keywords[]", "gRPC")
+        TranscriptionForm,
+        ("prompt", "Meeting."),
+        ("keywords[]", "Kubernetes"),
+        ("keywords[]", "gRPC"),
     )
-    assert form.job_options(False).prompt == "Meeting. Kubernetes, gRPC"
+    assert form.job_options().prompt == "Meeting. Kubernetes, gRPC"
 
 
 def test_include_logprobs_asks_the_decoder_for_them():
-    assert parse(fields.TranscriptionForm, ("include[]", "logprobs")).job_options(False).logprobs
-    assert not parse(fields.TranscriptionForm).job_options(False).logprobs
+    assert parse(TranscriptionForm, ("include[]", "logprobs")).job_options().logprobs
+    assert not parse(TranscriptionForm).job_options().logprobs
 
 
 def test_temperature_zero_is_the_ladder_and_anything_else_one_step():
-    assert parse(fields.TranslationForm).job_options(False).temperatures == fields.FALLBACK_TEMPERATURES
-    assert parse(fields.TranslationForm, ("temperature", "0.4")).job_options(False).temperatures == (0.4,)
+    assert parse(TranslationForm).job_options().temperatures == FALLBACK_TEMPERATURES
+    assert parse(TranslationForm, ("temperature", "0.4")).job_options().temperatures == (0.4,)
 
 
 def test_translations_keep_the_audio_language():
-    options = parse(fields.TranslationForm, ("language", "de")).job_options(False)
+    options = parse(TranslationForm, ("language", "de")).job_options()
     assert (options.task, options.language) == ("translate", "de")
 
 
@@ -107,21 +132,20 @@ def test_translations_keep_the_audio_language():
     ],
 )
 def test_refusals_name_the_field(pairs, param, code):
-    error = refused(fields.TranscriptionForm, *pairs, models=["test", "whisper-1"])
+    error = refused(TranscriptionForm, *pairs, models=["test", "whisper-1"])
     assert (error["param"], error["code"]) == (param, code)
 
 
 def test_the_file_sent_as_text_is_left_to_the_missing_file_check():
-    assert parse(fields.TranscriptionForm, ("file", "not-a-file")).response_format == "json"
+    assert parse(TranscriptionForm, ("file", "not-a-file")).response_format == "json"
 
 
 def test_beam_size_setting_fills_in_only_what_the_request_left_open():
-    from service.api.jobs import with_server_defaults
-    from service.settings import Settings, SettingsError, from_env
+    from service.settings import SettingsError, from_env
 
     beam5 = Settings(beam_size=5)
-    unset = parse(fields.TranscriptionForm).job_options(False)
-    chosen = parse(fields.TranscriptionForm, ("beam_size", "2")).job_options(False)
+    unset = parse(TranscriptionForm).job_options()
+    chosen = parse(TranscriptionForm, ("beam_size", "2")).job_options()
     assert with_server_defaults(unset, beam5).decode_options(0, "en").beam_size == 5
     assert with_server_defaults(chosen, beam5).beam_size == 2  # the request's choice wins
     assert with_server_defaults(unset, Settings()).beam_size is None  # default: greedy, as transcribe()

@@ -60,8 +60,8 @@ def test_verification_catches_weights_that_differ_from_the_conversion(source_che
 
 
 def test_a_wrong_weight_mapping_is_refused_by_the_strict_load(source_checkpoint, tmp_path, monkeypatch):
-    renames = tuple(r for r in convert_module.RENAMES if r[0] != ".mlp_ln")
-    monkeypatch.setattr(convert_module, "RENAMES", renames)
+    renames = tuple(r for r in convert_module.hf.RENAMES if r[0] != ".mlp_ln")
+    monkeypatch.setattr(convert_module.hf, "RENAMES", renames)
     with pytest.raises(ConversionError, match="do not fit Hugging Face Whisper"):
         convert(source_checkpoint, tmp_path / "out")
     assert not (tmp_path / "out").exists()

@@ -1,6 +1,6 @@
 """SIGTERM through the real gunicorn: accepted work finishes, late requests are refused cleanly, exit 0.
 
-What a client can observe after SIGTERM (gunicorn 27 gthread, see gunicorn.conf.py `post_worker_init`):
+What a client can observe after SIGTERM (gunicorn 27 gthread, see service/server/worker.py `handle_exit`):
   - a request already accepted, in flight or queued: finishes normally (200);
   - a request on a kept-alive connection (gunicorn keeps those ~2 s): 503, Retry-After, Connection: close;
   - a new connection: refused by the kernel at once (the listeners are closed), never a hang;

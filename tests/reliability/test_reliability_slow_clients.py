@@ -22,7 +22,7 @@ from bench.loadtest import FORM  # no temperature fallback: every request costs 
 from bench.slowloris import Trickle, held_tmp_files
 from deploy import nginx
 from deploy.config import Slot
-from service.http import key_id
+from service.server.auth import key_id
 
 ENDPOINT = "/v1/audio/transcriptions"
 PROBE_LIMIT = 2.0  # seconds a /readyz may take while the attack lasts

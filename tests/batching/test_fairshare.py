@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from service.batching.fairshare import KeyShares
+from service.batching.job import Job, JobOptions
+from service.batching.scheduler import Health, Scheduler
 from service.engines.openai_whisper import OpenAIWhisperEngine
 from service.errors import QueueFull
-from service.fairshare import KeyShares
-from service.job import Job, JobOptions
-from service.scheduler import Health, Scheduler
 from service.settings import Settings
 
 
@@ -58,12 +58,12 @@ def test_the_share_rounds_down_but_never_below_one_request():
 
 def job(seconds: float, key: str | None) -> Job:
     audio = np.zeros(int(seconds * 16000), np.float32)  # one window (VAD off): it waits in the queue
-    return Job.planned(audio, JobOptions(language="en", vad=None), float("inf"), key_id=key)
+    return Job.planned(audio, JobOptions(language="en", vad=False), float("inf"), key_id=key)
 
 
 def test_the_scheduler_refuses_a_key_over_its_share_and_admits_another(checkpoint):
     engine = OpenAIWhisperEngine(Settings(whisper_model=str(checkpoint), whisper_device="cpu"))
-    scheduler = Scheduler(engine, queue_max_requests=8, key_max_share=0.5)
+    scheduler = Scheduler(engine, engine.settings.replace(queue_max_requests=8, key_max_share=0.5))
     scheduler.health = Health.READY  # admission only: the inference thread never starts
     flooded = [job(1, "aaaa") for _ in range(4)]
     for j in flooded:
@@ -77,4 +77,5 @@ def test_the_scheduler_refuses_a_key_over_its_share_and_admits_another(checkpoin
     scheduler.submit(other)  # the other key still gets in
     scheduler.cancel(flooded[0], "disconnect")  # a finished job gives its key's share back
     scheduler.submit(job(1, "aaaa"))
-    assert scheduler._shares.usage("aaaa").requests == 4 and scheduler._shares.usage("bbbb").requests == 1
+    shares = scheduler.admission.shares
+    assert shares.usage("aaaa").requests == 4 and shares.usage("bbbb").requests == 1

@@ -1,34 +1,25 @@
 """The OpenAPI 3 description of what the service really accepts, served at GET /openapi.json.
 
-Every request field comes from its one declaration in service/fields.py (the models that validate the
-requests), so the document and the server cannot drift apart; tests/api check that each declared limit is
-enforced, and tests/reliability fuzz the server with schemathesis against this document.
+Every request field comes from its one declaration in openai_fields.py or asr_fields.py (the models that
+validate the requests), so the document and the server cannot drift apart; tests/api check that each
+declared limit is enforced, and tests/reliability fuzz the server with schemathesis against this document.
 """
 
 from __future__ import annotations
+
+import copy
 
 from flask import current_app
 from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema
 
-from . import __version__, fields
-from .api.openai import model_ids
-
-ERROR_STATUSES = {
-    "400": "Invalid request: a form field, a parameter or the audio itself.",
-    "401": "Missing or invalid API key (only when API_KEYS is set).",
-    "404": "No such model.",
-    "413": "The upload is larger than MAX_UPLOAD_MB (raw PCM: than MAX_AUDIO_SECONDS).",
-    "429": "The queue is full; retry after Retry-After seconds.",
-    "500": "Unexpected server error.",
-    "503": "Not ready (model loading or failed) or shutting down; see Retry-After.",
-    "504": "The request did not finish within its deadline.",
-    "507": "No room to store the upload.",
-}
-RETRYABLE = ("429", "503")
+from .. import __version__
+from . import asr_fields, openai_fields
+from .openai import model_ids
+from .openapi_responses import SCHEMAS, errors, json_content
 
 
-# -- request schemas, derived from the field declaration (service/fields.py) -------------------------------
+# -- request schemas, derived from the field declarations ------------------------------------------------
 class _FormSchema(GenerateJsonSchema):
     """Form fields are absent rather than null; titles add nothing to a described field."""
 
@@ -88,7 +79,7 @@ def query_parameters(model: type[BaseModel]) -> list[dict]:
 
 
 # -- the OpenAI face: multipart form fields --------------------------------------------------------------
-FORMS = {"transcribe": fields.TranscriptionForm, "translate": fields.TranslationForm}
+FORMS = {"transcribe": openai_fields.TranscriptionForm, "translate": openai_fields.TranslationForm}
 
 
 def _openai_operation(task: str, summary: str) -> dict:
@@ -108,7 +99,7 @@ def _openai_operation(task: str, summary: str) -> dict:
                     "text/event-stream": {"schema": {"type": "string"}},
                 },
             },
-            **_errors("400", "401", "413", "429", "500", "503", "504", "507"),
+            **errors("400", "401", "413", "429", "500", "503", "504", "507"),
         },
     }
 
@@ -127,7 +118,7 @@ def _asr_operation() -> dict:
     return {
         "summary": "Transcribe or translate (whisper-asr-webservice compatible).",
         "operationId": "asr",
-        "parameters": query_parameters(fields.AsrQuery),
+        "parameters": query_parameters(asr_fields.AsrQuery),
         "requestBody": _asr_upload(),
         "responses": {
             "200": {
@@ -140,7 +131,7 @@ def _asr_operation() -> dict:
                     "text/tab-separated-values": {"schema": {"type": "string"}},
                 },
             },
-            **_errors("400", "401", "413", "429", "500", "503", "504", "507"),
+            **errors("400", "401", "413", "429", "500", "503", "504", "507"),
         },
     }
 
@@ -158,11 +149,11 @@ def _detect_operation() -> dict:
     return {
         "summary": "Detect the spoken language (whisper-asr-webservice compatible).",
         "operationId": "detectLanguage",
-        "parameters": query_parameters(fields.DetectQuery),
+        "parameters": query_parameters(asr_fields.DetectQuery),
         "requestBody": _asr_upload(),
         "responses": {
             "200": {"description": "The language.", "content": {"application/json": {"schema": detected}}},
-            **_errors("400", "401", "413", "429", "500", "503", "504", "507"),
+            **errors("400", "401", "413", "429", "500", "503", "504", "507"),
         },
     }
 
@@ -173,8 +164,11 @@ def _models_operations() -> tuple[dict, dict]:
         "summary": "The served model and its aliases (MODEL_ALIASES).",
         "operationId": "listModels",
         "responses": {
-            "200": {"description": "Models.", "content": _json({"$ref": "#/components/schemas/ModelList"})},
-            **_errors("401", "500"),
+            "200": {
+                "description": "Models.",
+                "content": json_content({"$ref": "#/components/schemas/ModelList"}),
+            },
+            **errors("401", "500"),
         },
     }
     one = {
@@ -182,8 +176,11 @@ def _models_operations() -> tuple[dict, dict]:
         "operationId": "getModel",
         "parameters": [{"name": "model_id", "in": "path", "required": True, "schema": {"type": "string"}}],
         "responses": {
-            "200": {"description": "The model.", "content": _json({"$ref": "#/components/schemas/Model"})},
-            **_errors("401", "404", "500"),
+            "200": {
+                "description": "The model.",
+                "content": json_content({"$ref": "#/components/schemas/Model"}),
+            },
+            **errors("401", "404", "500"),
         },
     }
     return listing, one
@@ -194,7 +191,9 @@ def _probe(summary: str, operation_id: str, statuses: dict) -> dict:
 
 
 def _probes() -> dict:
-    status = _json({"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}})
+    status = json_content(
+        {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}}
+    )
     return {
         "/healthz": {
             "get": _probe("Liveness.", "healthz", {"200": {"description": "Alive.", "content": status}})
@@ -203,85 +202,15 @@ def _probes() -> dict:
             "get": _probe(
                 "Readiness: 200 once the model is loaded and warm.",
                 "readyz",
-                {"200": {"description": "Ready.", "content": status}, **_errors("503")},
+                {"200": {"description": "Ready.", "content": status}, **errors("503")},
             )
         },
         "/openapi.json": {
             "get": _probe(
-                "This document.", "openapi", {"200": {"description": "OpenAPI 3.", "content": _json({})}}
+                "This document.",
+                "openapi",
+                {"200": {"description": "OpenAPI 3.", "content": json_content({})}},
             )
-        },
-    }
-
-
-# -- shared pieces -----------------------------------------------------------------------------------------
-def _json(schema: dict) -> dict:
-    return {"application/json": {"schema": schema}}
-
-
-def _errors(*statuses: str) -> dict:
-    out = {}
-    for status in statuses:
-        response: dict = {
-            "description": ERROR_STATUSES[status],
-            "content": _json({"$ref": "#/components/schemas/Error"}),
-        }
-        if status in RETRYABLE:
-            response["headers"] = {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}}
-        out[status] = response
-    return out
-
-
-def _schemas() -> dict:
-    nullable_string = {"type": ["string", "null"]}
-    return {
-        "Error": {
-            "type": "object",
-            "required": ["error"],
-            "additionalProperties": False,
-            "properties": {
-                "error": {
-                    "type": "object",
-                    "required": ["message", "type", "param", "code"],
-                    "additionalProperties": False,
-                    "properties": {
-                        "message": {"type": "string", "minLength": 1},
-                        "type": {"type": "string"},
-                        "param": nullable_string,
-                        "code": nullable_string,
-                    },
-                }
-            },
-        },
-        "Transcription": {
-            "type": "object",
-            "required": ["text"],
-            "properties": {
-                "text": {"type": "string"},
-                "language": {"type": "string"},
-                "duration": {"type": "number", "minimum": 0},
-                "segments": {"type": "array", "items": {"type": "object"}},
-                "words": {"type": "array", "items": {"type": "object"}},
-                "usage": {"type": "object"},
-            },
-        },
-        "Model": {
-            "type": "object",
-            "required": ["id", "object", "created", "owned_by"],
-            "properties": {
-                "id": {"type": "string"},
-                "object": {"const": "model"},
-                "created": {"type": "integer"},
-                "owned_by": {"type": "string"},
-            },
-        },
-        "ModelList": {
-            "type": "object",
-            "required": ["object", "data"],
-            "properties": {
-                "object": {"const": "list"},
-                "data": {"type": "array", "items": {"$ref": "#/components/schemas/Model"}},
-            },
         },
     }
 
@@ -295,7 +224,7 @@ def document() -> dict:
             "title": "Whisper GPU service",
             "version": __version__,
             "description": "OpenAI-compatible speech-to-text, and whisper-asr-webservice's /asr.",
-        },  # fmt: skip
+        },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}, {"basic": []}],
         "paths": {
@@ -308,7 +237,7 @@ def document() -> dict:
             **_probes(),
         },
         "components": {
-            "schemas": _schemas(),
+            "schemas": copy.deepcopy(SCHEMAS),
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "description": "One of API_KEYS (if set)."},
                 "basic": {
@@ -322,7 +251,7 @@ def document() -> dict:
 
 
 def openapi_json():
-    """GET /openapi.json; open without an API key (see http.OPEN_PATHS)."""
+    """GET /openapi.json; open without an API key (see server/auth.py OPEN_PATHS)."""
     doc = document()
     if not current_app.config["SETTINGS"].api_keys:
         doc["security"] = []  # this server does not ask for a key; say so

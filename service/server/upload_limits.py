@@ -4,7 +4,7 @@ gunicorn's gthread worker reads a request body on one of its threads, blocking a
 that trickles its upload holds that thread for as long as it likes, and a few dozen such clients hold them
 all (docs/reliability.md, "Slow clients"). Two parts stop that:
 
-- `GuardedSocket` (installed on every connection by service/guarded_worker.py): while a request's body is
+- `GuardedSocket` (installed on every connection by service/server/worker.py): while a request's body is
   read, a read that gets no byte for UPLOAD_IDLE_TIMEOUT seconds, or that would leave the upload averaging
   under UPLOAD_MIN_RATE bytes per second once UPLOAD_RATE_GRACE seconds are over, raises `UploadTimeout`:
   408, on time whatever size gunicorn asks recv() for.
@@ -31,8 +31,8 @@ from dataclasses import dataclass
 
 from werkzeug.wsgi import ClosingIterator
 
-from . import metrics
-from .errors import APIError, Unavailable
+from .. import metrics
+from ..errors import APIError, Unavailable
 
 BUSY_RETRY_SECONDS = 5  # Retry-After when every upload slot is taken: stalled uploads are cut off within
 # UPLOAD_RATE_GRACE plus UPLOAD_IDLE_TIMEOUT, most sooner
@@ -46,9 +46,9 @@ class UploadTimeout(APIError):
 
 @dataclass(frozen=True)
 class UploadLimits:
-    idle_timeout: float = 30.0  # seconds without a byte
-    min_rate: float = 1024.0  # bytes per second, averaged from the request's start ...
-    rate_grace: float = 10.0  # ... once this many seconds are over
+    idle_timeout: float  # seconds without a byte (UPLOAD_IDLE_TIMEOUT)
+    min_rate: float  # bytes per second, averaged from the request's start (UPLOAD_MIN_RATE) ...
+    rate_grace: float  # ... once this many seconds are over (UPLOAD_RATE_GRACE)
 
     @classmethod
     def from_settings(cls, settings) -> UploadLimits:
@@ -58,7 +58,7 @@ class UploadLimits:
 class GuardedSocket:
     """A connection's socket whose blocking reads give up on a stalled client, while `limit_reads()` is on.
 
-    service/guarded_worker.py wraps every accepted socket in one, so gunicorn's request parser reads the
+    service/server/worker.py wraps every accepted socket in one, so gunicorn's request parser reads the
     body through it; IntakeGuard turns the limits on for a request's body and off when its response ends.
     A read waits (poll) at most until the client has been idle UPLOAD_IDLE_TIMEOUT seconds, or until the
     moment its average rate falls under UPLOAD_MIN_RATE after the grace period, and then raises
@@ -99,14 +99,18 @@ class GuardedSocket:
             wait = min(limits.idle_timeout, self._rate_deadline(limits) - elapsed)
             if wait <= 0:
                 rate = self._received / max(elapsed, 1e-3)
-                raise self._cut("slow", f"The upload averaged {rate:.0f} bytes/s over {elapsed:.0f} s, under "
-                                        f"the {limits.min_rate:g} bytes/s this server requires "
-                                        "(UPLOAD_MIN_RATE).")  # fmt: skip
+                raise self._cut(
+                    "slow",
+                    f"The upload averaged {rate:.0f} bytes/s over {elapsed:.0f} s, under "
+                    f"the {limits.min_rate:g} bytes/s this server requires "
+                    "(UPLOAD_MIN_RATE).",
+                )
             if poller.poll(wait * 1000):
                 return
             if wait >= limits.idle_timeout:
-                raise self._cut("idle", f"The upload sent nothing for {limits.idle_timeout:g} s "
-                                        "(UPLOAD_IDLE_TIMEOUT).")  # fmt: skip
+                raise self._cut(
+                    "idle", f"The upload sent nothing for {limits.idle_timeout:g} s (UPLOAD_IDLE_TIMEOUT)."
+                )
 
     def _rate_deadline(self, limits: UploadLimits) -> float:
         """Seconds after the start at which the bytes received so far fall under the minimum rate."""

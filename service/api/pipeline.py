@@ -7,22 +7,18 @@ import queue
 import socket
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 
 import numpy as np
 from flask import current_app, g, request
 
 from .. import metrics
-from ..engines.base import SAMPLE_RATE
+from ..audio import SAMPLE_RATE
+from ..batching.job import Job, JobOptions, with_server_defaults
+from ..batching.scheduler import Scheduler
 from ..errors import AudioTooLong, InvalidAudio, InvalidRequest
 from ..intake.upload import decode_file, spooled_upload
-from ..intake.vad import VadParams
-from ..job import Job, JobOptions
-from ..scheduler import Scheduler
 from ..settings import Settings
 from ..transcript import Segment, Transcript
-
-PCM_BYTES_PER_SECOND = SAMPLE_RATE * 2  # raw 16 kHz mono s16le: 32 kB per second
 
 
 def settings() -> Settings:
@@ -76,8 +72,9 @@ def raw_pcm(field: str) -> np.ndarray:
         raise InvalidAudio("The raw PCM upload is empty.", param=field, code="empty_audio")
     if samples > cfg.max_audio_seconds * SAMPLE_RATE:
         limit = f"{cfg.max_audio_seconds:g} s"
-        raise AudioTooLong(f"The audio is longer than the {limit} this server accepts (MAX_AUDIO_SECONDS).",
-                           param=field)  # fmt: skip
+        raise AudioTooLong(
+            f"The audio is longer than the {limit} this server accepts (MAX_AUDIO_SECONDS).", param=field
+        )
     audio = np.empty(samples, np.float32)
     done = 0
     while done < samples:
@@ -89,19 +86,10 @@ def raw_pcm(field: str) -> np.ndarray:
     return audio[:done]
 
 
-def default_vad() -> VadParams | None:
-    """The VAD a request gets when it does not choose: the VAD_* settings, or None when VAD=false."""
-    cfg = settings()
-    if not cfg.vad:
-        return None
-    return VadParams(threshold=cfg.vad_threshold, min_silence_ms=cfg.vad_min_silence_ms,
-                     speech_pad_ms=cfg.vad_speech_pad_ms)  # fmt: skip
-
-
 def submit(audio, options: JobOptions) -> Job:
     """Plan the audio's windows (VAD), then queue the job; 429/503 when the scheduler refuses it."""
     cfg = settings()
-    options = with_server_defaults(options, cfg)
+    options = with_server_defaults(options, cfg, scheduler().engine.is_multilingual)
     seconds = len(audio) / SAMPLE_RATE
     deadline = time.monotonic() + cfg.request_timeout + cfg.request_timeout_per_audio_second * seconds
     began = time.monotonic()
@@ -115,13 +103,6 @@ def submit(audio, options: JobOptions) -> Job:
         intake_over()  # after the windows are queued, so the scheduler sees them before it stops waiting
     g.job = job
     return job
-
-
-def with_server_defaults(options: JobOptions, cfg: Settings) -> JobOptions:
-    """What the request left open, from the server's settings: the beam width (BEAM_SIZE)."""
-    if options.beam_size is None and cfg.beam_size > 1:
-        return replace(options, beam_size=cfg.beam_size)
-    return options
 
 
 def intake_begins() -> None:

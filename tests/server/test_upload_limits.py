@@ -9,7 +9,7 @@ import time
 import pytest
 
 from service.errors import Unavailable
-from service.intake_guard import GuardedInput, GuardedSocket, UploadLimits, UploadTimeout
+from service.server.upload_limits import GuardedInput, GuardedSocket, UploadLimits, UploadTimeout
 from service.settings import SettingsError, from_env
 
 

@@ -8,7 +8,7 @@ admitted. A key with nothing queued may always send one job (as the queue takes 
 empty). Requests without a key id (API_KEYS unset) are not shared out.
 
 Not thread-safe by itself: the scheduler calls it with its lock held. Keys are known only by their id (a
-hash prefix, see service/http.py), which is also the label of the per-key metrics.
+hash prefix, see service/server/auth.py), which is also the label of the per-key metrics.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import metrics
-from .errors import QueueFull
+from .. import metrics
+from ..errors import QueueFull
 
 
 @dataclass
@@ -28,7 +28,7 @@ class Usage:
 
 
 class KeyShares:
-    def __init__(self, max_requests_share: float = 1.0, max_seconds_share: float = 1.0):
+    def __init__(self, max_requests_share: float, max_seconds_share: float):
         self.max_requests_share = max_requests_share  # fraction of QUEUE_MAX_REQUESTS one key may hold
         self.max_seconds_share = max_seconds_share  # fraction of QUEUE_MAX_SECONDS one key may hold
         self._usage: dict[str, Usage] = {}
@@ -51,8 +51,14 @@ class KeyShares:
             return f"this API key has {used.seconds:.0f} s of audio queued, its share is {seconds_cap:.0f} s"
         return None
 
-    def check(self, key_id: str | None, seconds: float, max_requests: int, max_seconds: float,
-              retry_after: Callable[[float], float]) -> None:  # fmt: skip
+    def check(
+        self,
+        key_id: str | None,
+        seconds: float,
+        max_requests: int,
+        max_seconds: float,
+        retry_after: Callable[[float], float],
+    ) -> None:
         """Raise 429 `key_share` when the job does not fit the key's share; `retry_after(queued seconds)`
         estimates when the key's own backlog will have drained."""
         why = self.over_share(key_id, seconds, max_requests, max_seconds)

@@ -8,10 +8,13 @@ sends its headers a byte at a time holds a thread for as long as it likes. Here 
 - a connection, new or kept alive, is watched until its head (up to the blank line) has arrived; it has
   HEADER_TIMEOUT seconds for that, else it is answered 408 and closed; a head over 64 KiB gets 431;
 - the bytes read are put back into gunicorn's parser, and only then does a thread take the request;
-- its socket is a `GuardedSocket` (service/intake_guard.py), so the body is read under the upload limits;
+- its socket is a `GuardedSocket` (upload_limits.py), so the body is read under the upload limits;
 - closing a connection gracefully (half-close, then drain what the client still sends, at most 2 s) runs
   on the event loop too; stock gthread drains on its main thread, blocking, so cutting off a hundred
   stalled uploads that keep trickling would stall the loop, and every other connection, for minutes.
+
+On SIGTERM the scheduler refuses new work (503 + Retry-After) while accepted work finishes, and the worker
+closes its listeners so that new connections are refused at once instead of queueing unanswered.
 
 TLS connections (gunicorn's own certfile) are handed over as before: their bytes are not the request.
 """
@@ -37,8 +40,13 @@ TOO_LARGE_431 = b"HTTP/1.1 431 Request Header Fields Too Large\r\n" + CLOSE
 
 
 class GuardedThreadWorker(ThreadWorker):
+    """gthread, guarded against slow clients (heads on the event loop, bodies under upload limits, lingering
+    closes off the main thread), and draining on SIGTERM."""
+
     def init_process(self):
-        from service.intake_guard import GuardedSocket  # after the fork: the master never loads the app
+        from service.server.upload_limits import (
+            GuardedSocket,  # after the fork: the master never loads the app
+        )
         from service.settings import from_env
 
         self.guarded_socket = GuardedSocket
@@ -110,6 +118,31 @@ class GuardedThreadWorker(ThreadWorker):
         for conn, head_deadline in self.heads.items():
             if not conn.head:
                 self.heads[conn] = min(head_deadline, deadline)
+
+    # -- shutdown --------------------------------------------------------------------------------------------
+    def handle_exit(self, sig, frame):
+        """SIGTERM: new work gets 503 + Retry-After while accepted work finishes; stop listening."""
+        scheduler = getattr(getattr(self, "wsgi", None), "extensions", {}).get("scheduler")
+        if scheduler is not None:
+            scheduler.begin_shutdown()
+        super().handle_exit(sig, frame)
+        self.method_queue.defer(self._close_listeners)
+
+    def _close_listeners(self) -> None:
+        # gunicorn stops accepting but keeps its listener open until the drain ends, so the kernel queues
+        # new connections that nobody answers and resets them only then. Closing this worker's copy (the
+        # master closed its own first) makes the kernel refuse them at once; on a reload (HUP) the master
+        # keeps its copy and the new workers go on accepting.
+        self.set_accept_enabled(False)
+        for listener in self.sockets:
+            listener.close()
+
+    def accept(self, listener):
+        try:
+            super().accept(listener)
+        except (OSError, AttributeError):  # a readiness event that raced _close_listeners
+            if self.alive:
+                raise
 
     # -- graceful close on the event loop ------------------------------------------------------------------
     def _close(self, conn, graceful: bool = False) -> None:

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
+from service.batching.job import Job, JobOptions
+from service.batching.scheduler import Scheduler
 from service.engines.openai_whisper import OpenAIWhisperEngine
 from service.errors import QueueFull, Unavailable
-from service.job import Job, JobOptions
-from service.scheduler import Scheduler
 from service.settings import Settings
 
-GREEDY = JobOptions(language="en", temperatures=(0.0,), vad=None)  # noise input: VAD would drop it all
+GREEDY = JobOptions(language="en", temperatures=(0.0,), vad=False)  # noise input: VAD would drop it all
 
 
 class OutOfMemoryAbove(OpenAIWhisperEngine):
@@ -31,8 +31,9 @@ class OutOfMemoryAbove(OpenAIWhisperEngine):
         return super().decode(windows, options)
 
 
-def started(engine, **kwargs) -> Scheduler:
-    scheduler = Scheduler(engine, warmup=False, **kwargs)
+def started(engine, **settings) -> Scheduler:
+    """The scheduler with the engine's settings, changed as given (BATCH_SIZE=batch_size, ...)."""
+    scheduler = Scheduler(engine, engine.settings.replace(warmup=False, **settings))
     scheduler.start()
     deadline = time.monotonic() + 60
     while not scheduler.ready:
@@ -116,7 +117,7 @@ def test_a_small_batch_waits_for_requests_still_decoding_their_audio(checkpoint)
     """Requests sent together share one model call although their audio is decoded one after another."""
     engine = Counting(Settings(whisper_model=str(checkpoint), whisper_device="cpu"))
     engine.calls = []
-    scheduler = started(engine, batch_size=8, batch_wait=30.0)
+    scheduler = started(engine, batch_size=8, batch_wait_ms=30_000)
     jobs = [job(5) for _ in range(3)]
     for _ in jobs:
         scheduler.arrival(+1)  # all three admitted; their audio is being decoded
@@ -132,7 +133,7 @@ def test_a_small_batch_waits_for_requests_still_decoding_their_audio(checkpoint)
 def test_the_wait_is_bounded_and_nobody_waits_when_nothing_is_arriving(checkpoint):
     engine = Counting(Settings(whisper_model=str(checkpoint), whisper_device="cpu"))
     engine.calls = []
-    scheduler = started(engine, batch_size=8, batch_wait=10.0)
+    scheduler = started(engine, batch_size=8, batch_wait_ms=10_000)
     scheduler.arrival(+1)  # admitted, then (say) its ffmpeg hangs: it never arrives
     began = time.monotonic()
     alone = job(5)

@@ -1,0 +1,131 @@
+"""The request fields of both API faces, declared once: names, types, ranges, defaults and descriptions.
+
+Each operation's fields are one pydantic model: openai_fields.py (/v1/audio/...) and asr_fields.py (/asr,
+/detect-language), over the types and rules shared here. `parse()` validates a multipart form or a query
+string into an instance of one (400 in OpenAI's error shape, naming the field, on any violation; unknown
+fields included), and openapi.py derives the document's request schemas from the same models, so what
+/openapi.json declares is what the server enforces. `job_options()` turns a validated request into the
+decoder's `JobOptions`; what it leaves open, the server's settings fill in (job.with_server_defaults).
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from typing import Annotated, Any, Union
+
+from pydantic import BaseModel, BeforeValidator, Field, ValidationError, ValidationInfo, WithJsonSchema
+
+from ..errors import InvalidRequest
+from ..languages import LANGUAGES, language_code
+
+OPENAI_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
+STREAMING_FORMATS = ("json", "text")  # what the client's stream event types can carry
+ASR_OUTPUTS = ("txt", "vtt", "srt", "tsv", "json")
+PROMPT_MAX_CHARS = 4000  # Whisper keeps the last 223 tokens of a prompt; this bounds the form field
+# percent-encoded, the whole /asr request line must fit gunicorn's 8190 bytes (up to 12 bytes per character)
+INITIAL_PROMPT_MAX_CHARS = 500
+KEYWORDS_MAX = 100  # keywords[] entries ...
+KEYWORD_MAX_CHARS = 100  # ... of at most this many characters each
+
+Language = Annotated[
+    Union[str, None],  # noqa: UP007 - evaluated at runtime on Python 3.10 too
+    BeforeValidator(language_code),
+    WithJsonSchema({"type": "string", "enum": ["auto", *sorted(LANGUAGES)]}),
+]
+# form and query values are strings: declare booleans as the two spellings every client sends
+FormBool = Annotated[bool, WithJsonSchema({"type": "string", "enum": ["true", "false"]})]
+Keyword = Annotated[str, Field(min_length=1, max_length=KEYWORD_MAX_CHARS)]
+
+
+FILE_PARTS = ("file", "audio_file")
+# fields OpenAI has that Whisper cannot honour, with the reason given in the 400
+UNSUPPORTED = {
+    "known_speaker_names": "Speaker diarization is not supported: Whisper does not label speakers.",
+    "known_speaker_references": "Speaker diarization is not supported: Whisper does not label speakers.",
+}
+
+
+def check_model_can(task: str, language: str | None, info: ValidationInfo, task_param: str) -> None:
+    """An English-only model (tiny.en, base.en, ...) neither translates nor hears other languages."""
+    if (info.context or {}).get("multilingual", True):
+        return
+    if task == "translate":
+        raise InvalidRequest(
+            "The loaded model is English-only: it cannot translate. Load a multilingual model to translate.",
+            param=task_param,
+            code="unsupported_task",
+        )
+    if language not in (None, "en"):
+        raise InvalidRequest(
+            f"The loaded model is English-only: it cannot transcribe {LANGUAGES.get(language, language)}.",
+            param="language",
+            code="unsupported_language",
+        )
+
+
+# -- validation ------------------------------------------------------------------------------------------
+def parse(model: type[BaseModel], values, context: dict | None = None):
+    """A form or query MultiDict -> a validated `model`; 400 naming the first offending field otherwise.
+
+    Empty values count as absent; list fields are read from `name[]` and `name`; bracketed fields
+    (`chunking_strategy[type]`) become an object."""
+    data: dict[str, Any] = {}
+    for name, field in model.model_fields.items():
+        wire = field.alias or name
+        base = wire.removesuffix("[]")
+        if _is_list(field.annotation):
+            items = [v for key in dict.fromkeys((wire, base)) for v in values.getlist(key) if v != ""]
+            if items:
+                data[wire] = items
+            continue
+        nested = {
+            k[len(base) + 1 : -1]: values.get(k)
+            for k in values
+            if k.startswith(base + "[") and k.endswith("]")
+        }
+        raw = values.get(wire)
+        if nested:
+            data[wire] = nested
+        elif raw is not None and raw != "":
+            data[wire] = raw
+    for key in values:
+        base = key.removesuffix("[]").split("[")[0]
+        if base in FILE_PARTS:  # sent as text instead of a file: the handler says the file is missing
+            continue
+        if base in UNSUPPORTED:
+            raise InvalidRequest(UNSUPPORTED[base], param=key, code="unsupported_parameter")
+        if base not in data and not _declared(model, base):
+            data[key] = values.get(key)
+    try:
+        return model.model_validate(data, context=context)
+    except ValidationError as error:
+        raise _invalid(error.errors()[0]) from None
+
+
+def _declared(model, base: str) -> bool:
+    return any((f.alias or n).removesuffix("[]") == base for n, f in model.model_fields.items())
+
+
+def _is_list(annotation) -> bool:
+    if typing.get_origin(annotation) in (Union, types.UnionType):
+        return any(_is_list(a) for a in typing.get_args(annotation))
+    return typing.get_origin(annotation) is list
+
+
+CUSTOM_CODES = ("unsupported_language", "model_not_found", "unsupported_value")
+
+
+def _invalid(error: dict) -> InvalidRequest:
+    """One pydantic error -> a 400 naming the field as the client spelled it."""
+    param = str(error["loc"][0]) if error["loc"] else None
+    if error["type"] == "extra_forbidden":
+        return InvalidRequest(
+            f"Unrecognized request argument supplied: {param}.", param=param, code="unsupported_parameter"
+        )
+    where = ".".join(str(part) for part in error["loc"] if part not in ("server_vad", "auto"))
+    if error["type"] in CUSTOM_CODES:  # our own messages name the value already
+        return InvalidRequest(f"{where}: {error['msg']}.", param=param, code=error["type"])
+    got = error.get("input")
+    shown = f", got {str(got)[:40]!r}" if isinstance(got, (str, int, float)) else ""
+    return InvalidRequest(f"{where}: {error['msg']}{shown}.", param=param)

@@ -1,0 +1,15 @@
+"""Batching: a request's work, the queue's admission, and the inference thread that packs the windows of
+many requests into model calls.
+
+job.py         a request's work as the scheduler sees it: its options, windows, segments, events
+placement.py   where a decode's segments go and what is left to decode: pure functions
+scheduler.py   the request threads' side: admission (admission.py, fairshare.py), submit, cancel, wait
+work.py        what waits for the model, under one lock, and the rule that takes a batch from it
+model_loop.py  the inference thread: detection, batched decoding, fallback, rests, out-of-memory splits
+
+The decoding vocabulary, four nouns:
+  region  a stretch of the file, in samples: VAD's speech, or one contiguous part of a window
+  window  at most 30 s of audio, one or more regions concatenated (intake/windows.py); results are per window
+  rest    a window from an offset to its end: what is left to decode of it (a whole window is its rest from 0)
+  input   one row of a model call: one or more rests packed in order, at one step of the temperature ladder
+"""

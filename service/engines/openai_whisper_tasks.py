@@ -1,0 +1,74 @@
+"""openai-whisper's DecodingTask as the engine runs it: fixed for batches of several windows
+(`BatchedGroups`), and, for benchmarks only (WHISPER_FORCE_TOKENS), forced to sample exactly N tokens per
+window so that both engines do equal work."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import replace
+
+import numpy as np
+import torch
+from whisper.decoding import DecodingOptions, DecodingTask, LogitFilter
+from whisper.model import Whisper
+
+
+class SuppressEndUntil(LogitFilter):
+    """Forbid end-of-text before `length` sampled tokens."""
+
+    def __init__(self, eot: int, sample_begin: int, length: int):
+        self.eot, self.until = eot, sample_begin + length
+
+    def apply(self, logits: torch.Tensor, tokens: torch.Tensor) -> None:
+        if tokens.shape[1] < self.until:
+            logits[:, self.eot] = -np.inf
+
+
+class BatchedGroups(DecodingTask):
+    """whisper's DecodingTask with beam search and best-of sampling fixed for batches of several windows.
+
+    Since openai/whisper#1483 the audio features are no longer repeated per beam (or sample), which only
+    works by broadcasting when one window is decoded: a batch of several windows with beam_size > 1 fails
+    with "The size of tensor a (30) must match the size of tensor b (6)" (openai/whisper#2197 and #2389,
+    both open in 20250625). Here they are repeated per group again, for batches of more than one window; a
+    single window keeps upstream's path."""
+
+    repeated = False
+
+    def _get_audio_features(self, mel: torch.Tensor) -> torch.Tensor:
+        features = super()._get_audio_features(mel)
+        self.repeated = self.n_group > 1 and features.shape[0] > 1 and bool(self.options.language)
+        return features.repeat_interleave(self.n_group, dim=0) if self.repeated else features
+
+    def _detect_language(self, audio_features: torch.Tensor, tokens: torch.Tensor):
+        """One language per window, not per beam (the language is given whenever features are repeated)."""
+        return super()._detect_language(
+            audio_features[:: self.n_group] if self.repeated else audio_features, tokens
+        )
+
+
+def forced_task(tokens: int) -> type[DecodingTask]:
+    """The decoding task: BatchedGroups, sampling exactly `tokens` tokens per window when tokens > 0."""
+    if not tokens:
+        return BatchedGroups
+
+    class Forced(BatchedGroups):
+        def __init__(self, model: Whisper, options: DecodingOptions):
+            super().__init__(model, replace(options, sample_len=tokens))
+            self.logit_filters.append(SuppressEndUntil(self.tokenizer.eot, self.sample_begin, tokens))
+
+    return Forced
+
+
+@contextlib.contextmanager
+def forced_length(tokens: int) -> Iterator[None]:
+    """Make every `whisper.decode` in this block (transcribe() too) sample exactly `tokens` tokens."""
+    import whisper.decoding as decoding
+
+    original = decoding.DecodingTask
+    decoding.DecodingTask = forced_task(tokens)
+    try:
+        yield
+    finally:
+        decoding.DecodingTask = original
