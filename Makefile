@@ -13,7 +13,7 @@ EXTRAS ?= faster,tools,ops,dev
 PORT ?= 5000
 export PORT
 
-.PHONY: help install install-ops system-deps run checkpoint test lint format pytest bench bench-speech bench-container loadtest clean
+.PHONY: help install install-ops system-deps run checkpoint test lint format pytest bench bench-speech bench-container configuration-docs loadtest clean
 
 help: ## List the targets.
 	@awk 'BEGIN{FS=":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -75,6 +75,9 @@ bench-speech: $(STAMP) ## Real speech only: the service vs transcribe() and fast
 
 bench-container: image-test ## The image against make run on one long real-speech file (docs/benchmarks-container.md).
 	$(BIN)/python -m bench.container $(CONTAINER_ARGS)
+
+configuration-docs: $(STAMP) ## Regenerate docs/configuration.md from the settings (a test checks it is current).
+	$(BIN)/python -m tools.configuration_docs
 
 clean: ## Remove the virtualenv and build output.
 	rm -rf $(VENV) build .pytest_cache .ruff_cache
