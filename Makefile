@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXTRAS ?= faster,tools,ops,dev
 
-# The service's own settings (see README "Configuration"); make run passes the environment through.
+# The service's own settings (docs/configuration.md); make run passes the environment through.
 # Without WHISPER_MODEL, `make run` serves the embedded tiny.en (tools/embedded.py): offline, real weights.
 PORT ?= 5000
 export PORT
@@ -160,7 +160,7 @@ image-test: $(STAMP) ## Build the real image with a real Docker engine (dockerd 
 	$(BIN)/pytest -q tests/image $(PYTEST_ARGS)
 
 # --- provisioning
-# The Pulumi program in infra/ (README "Provisioning (Pulumi)"). STACK picks the stack; the CLI is
+# The Pulumi program in infra/ (docs/provisioning.md). STACK picks the stack; the CLI is
 # not a Python package, so each target first checks it is installed and names the fix if not.
 # `infra` refreshes $(OUTPUTS) after every `pulumi up`, so `configure` and `deploy` read current values.
 .PHONY: infra infra-preview infra-destroy outputs infra-test lint-infra

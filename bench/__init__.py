@@ -1,1 +1,1 @@
-"""Benchmarks behind `make bench`: side by side in one run, equal work on every side; see bench/README.md."""
+"""Benchmarks behind `make bench`: side by side in one run, equal work on every side (docs/performance.md)."""

@@ -91,7 +91,7 @@ KNOWN_GPU_ZONES: dict[tuple[str, str], tuple[str, ...]] = {
 DEFAULT_ZONE = "us-central1-a"
 DEFAULT_MACHINE = "n1-standard-8"  # 8 vCPU / 30 GB: ffmpeg decoding in parallel beside one T4
 DEFAULT_GPU = "nvidia-tesla-t4"
-DEFAULT_IMAGE = "ubuntu-os-cloud/ubuntu-2204-lts"  # why: README "Provisioning", image choice
+DEFAULT_IMAGE = "ubuntu-os-cloud/ubuntu-2204-lts"  # why: docs/provisioning.md, image choice
 MIN_BOOT_DISK_GB = 50  # OS ~10 GB + CUDA image ~15 GB unpacked (x2 during an update) + models
 DEFAULT_BOOT_DISK_GB = 100
 IAP_SSH_RANGE = "35.235.240.0/20"  # Google's IAP TCP forwarding range: SSH without a public port
@@ -281,7 +281,7 @@ PROJECT_KEYS = (
 )  # fmt: skip
 
 
-# The fleet's credentials, read apart from PROJECT_KEYS (the secrets with get_secret); README documents them.
+# The fleet's credentials, read apart from PROJECT_KEYS (secrets: get_secret); docs/provisioning.md has them.
 LOGIN_KEYS = ("apiKey", "dockerhubUsername", "dockerhubToken")
 
 
