@@ -38,6 +38,7 @@ REGISTRY_DIR = Path(os.environ.get("WHISPER_TEST_REGISTRY_DIR", "/var/tmp/whispe
 ENGINE_START_SECONDS = 60
 BUILD_SECONDS = 2400  # a cold build downloads ~4 GB of wheels; a cached one takes seconds
 PUSH_SECONDS = 1800  # a cold push compresses ~7 GB; later pushes find every layer in the registry
+BUILD_CACHE_KEEP = "12GB"  # the most recently used build cache kept: this build's, and a little more
 
 
 def fail(message: str) -> None:
@@ -166,7 +167,13 @@ def service_image(docker_engine, base_image, tiny_en, tmp_path_factory) -> str:
     assert tiny_en == (ROOT / "build/tiny.en.pt").resolve()  # baked from the build context
     log = tmp_path_factory.mktemp("image") / "build.log"
     ca = str(CA_BUNDLE) if CA_BUNDLE.is_file() else ""
+    before = (docker_engine.inspect(SERVICE_IMAGE) or {}).get("Id")
     docker_engine.build([SERVICE_IMAGE], ROOT, log, image_build_args(base_image), extra_ca=ca)
+    # 7.6 GB a build: drop the image this one replaced and keep only recent build cache, or a machine that
+    # runs the suite after each dependency change fills its disk
+    if before and before != docker_engine.inspect(SERVICE_IMAGE)["Id"]:
+        docker_engine.docker("rmi", before, check=False)  # refused while a container uses it: fine
+    docker_engine.docker("builder", "prune", "--force", "--keep-storage", BUILD_CACHE_KEEP, check=False)
     return SERVICE_IMAGE
 
 
@@ -207,6 +214,12 @@ def local_registry(docker_engine, tmp_path_factory) -> Registry:
         f"auth:\n  htpasswd:\n    realm: whisper-test\n    path: {d / 'htpasswd'}\n"
     )
     log = d / "log"
+    # Tags the tests push again each run leave the older manifests untagged: collect their blobs first, so
+    # the storage holds about one image, not one per dependency change.
+    subprocess.run(
+        [binary, "garbage-collect", "--delete-untagged", str(d / "config.yml")],
+        stdout=open(d / "gc.log", "w"), stderr=subprocess.STDOUT, timeout=600,  # noqa: SIM115
+    )  # fmt: skip
     process = subprocess.Popen(
         [binary, "serve", str(d / "config.yml")], stdout=open(log, "w"), stderr=subprocess.STDOUT
     )  # noqa: SIM115
