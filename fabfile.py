@@ -87,7 +87,7 @@ def build(c, tag="", allow_dirty=False):
         raise Exit(str(err)) from None
     tags = [f"{cfg.image}:{tag}", f"{cfg.image}:latest"]
     command = engine.build_command(client, ROOT, tags, args, extra_ca=extra_ca)
-    c.run(shlex.join(command), env={"DOCKER_BUILDKIT": "1"})
+    c.run(shlex.join(command), env=engine.BUILDKIT_ENV)
 
 
 @task
@@ -102,18 +102,14 @@ def push(c, tag=""):
     # A throwaway docker config: the login lives only as long as this push, not in ~/.docker.
     docker_config = tempfile.mkdtemp(prefix="whisper-push-")
     env = {**os.environ, "DOCKER_CONFIG": docker_config}
-    registry = engine.registry_of(cfg.image)  # '' = Docker Hub
-    login_command = [
-        "docker",
-        "login",
-        *([registry] if registry else []),
-        "--username",
-        user,
-        "--password-stdin",
-    ]
     try:
         login = subprocess.run(
-            login_command, input=token, capture_output=True, text=True, env=env, check=False
+            ["docker", *engine.login_args(cfg.image, user)],
+            input=token,
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
         )
         if login.returncode != 0:
             raise Exit(f"docker login failed: {login.stderr.strip().replace(token, '***')}")

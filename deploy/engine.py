@@ -88,8 +88,13 @@ def build_command(
     return [*command, str(context)]
 
 
-def build_env(env: Mapping[str, str] = os.environ) -> dict[str, str]:
-    return {**env, "DOCKER_BUILDKIT": "1"}
+BUILDKIT_ENV = {"DOCKER_BUILDKIT": "1"}  # what a pre-23 client needs; harmless with buildx
+
+
+def login_args(image: str, user: str) -> list[str]:
+    """`docker login` arguments for the registry `image` lives in, the password to come on stdin."""
+    registry = registry_of(image)
+    return ["login", *([registry] if registry else []), "--username", user, "--password-stdin"]
 
 
 def registry_of(image: str) -> str:

@@ -123,15 +123,14 @@ class Host:
             return
         config = self.sh(f"{self.sudo}mktemp -d -t whisper-pull.XXXXXX").stdout.strip()
         try:
-            registry = engine.registry_of(image)
-            login = ["docker", "--config", config, "login", *([registry] if registry else [])]
             result = self.conn.run(
-                self.sudo + shlex.join([*login, "--username", user, "--password-stdin"]),
+                self.sudo + shlex.join(["docker", "--config", config, *engine.login_args(image, user)]),
                 hide=True, warn=True, pty=False, in_stream=io.StringIO(token),
             )  # fmt: skip
             if result.failed:
                 reason = last_line(result.stderr).replace(token, "***")
-                raise DeployError(f"docker login to {registry or 'Docker Hub'} on the host failed: {reason}")
+                registry = engine.registry_of(image) or "Docker Hub"
+                raise DeployError(f"docker login to {registry} on the host failed: {reason}")
             yield ["--config", config]
         finally:
             self.sh(f"{self.sudo}rm -rf {shlex.quote(config)}", warn=True)

@@ -87,7 +87,7 @@ class Engine:
         with open(log, "w") as out:
             done = subprocess.run(
                 [*command, "--progress", "plain"], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
-                env=engine.build_env(), timeout=BUILD_SECONDS,
+                env={**os.environ, **engine.BUILDKIT_ENV}, timeout=BUILD_SECONDS,
             )  # fmt: skip
         if done.returncode != 0:
             fail(f"docker build of {tags[0]} failed:\n{log.read_text()[-4000:]}")

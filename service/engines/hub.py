@@ -17,11 +17,11 @@ log = logging.getLogger(__name__)
 
 def whisper_model(source: str, **options) -> WhisperModel:
     """WhisperModel(source, **options) without a request to the Hub when the model is already on disk."""
-    if os.path.isdir(source):
-        return WhisperModel(source, local_files_only=True, **options)
     try:
         return WhisperModel(source, local_files_only=True, **options)
-    except Exception:  # not in the cache: huggingface_hub raises its own types
+    except Exception:  # a name not in the cache yet: huggingface_hub raises its own types
+        if os.path.isdir(source):  # a directory has nothing to download: its own error stands
+            raise
         log.info("%s is not in %s yet: downloading it", source, options.get("download_root"))
     try:
         return WhisperModel(source, local_files_only=False, **options)

@@ -20,10 +20,14 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.docker_engine import Engine, Registry
@@ -216,3 +220,27 @@ def deploy_host(tmp_path_factory, docker_engine, local_registry, service_image, 
         remove_containers(docker_engine, local_registry)
         sshd.terminate()
         sshd.wait(timeout=10)
+
+
+@contextmanager
+def watch_command_lines(secret: str, hits: list[str]) -> Iterator[None]:
+    """Record every process whose command line holds `secret` while the block runs (/proc/*/cmdline)."""
+    stop = threading.Event()
+
+    def scan() -> None:
+        for _ in range(100_000):  # bounded: the block ends long before
+            if stop.is_set():
+                return
+            for proc in psutil.process_iter(["pid", "cmdline"]):
+                cmdline = " ".join(proc.info["cmdline"] or [])
+                if secret in cmdline:
+                    hits.append(f"{proc.info['pid']}: {cmdline}")
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=scan)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=30)

@@ -13,17 +13,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-import psutil
 import pytest
 import requests
 
 from deploy import nginx
 from deploy.config import DeployConfig
 from scripts.smoke import generated_clip
+from tests.deploy.conftest import watch_command_lines
 
 # each test gets 5 minutes; the fixtures bound their own builds, pushes and starts
 pytestmark = pytest.mark.timeout(300, func_only=True)
@@ -114,30 +112,6 @@ def host(deploy_host, service_image, tiny_en):
     deploy_host.publish("cannot-transcribe", base + "ENV MAX_AUDIO_SECONDS=1\n")
     assert deploy_host.api_key == API_KEY
     return deploy_host
-
-
-@contextmanager
-def watch_command_lines(secret: str, hits: list[str]) -> Iterator[None]:
-    """Record every process whose command line holds `secret` while the block runs (/proc/*/cmdline)."""
-    stop = threading.Event()
-
-    def scan() -> None:
-        for _ in range(100_000):  # bounded: the block ends long before
-            if stop.is_set():
-                return
-            for proc in psutil.process_iter(["pid", "cmdline"]):
-                cmdline = " ".join(proc.info["cmdline"] or [])
-                if secret in cmdline:
-                    hits.append(f"{proc.info['pid']}: {cmdline}")
-            time.sleep(0.02)
-
-    thread = threading.Thread(target=scan)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=30)
 
 
 def output(result) -> str:

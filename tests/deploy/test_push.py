@@ -15,8 +15,7 @@ import pytest
 import requests
 
 from deploy.config import git_tag
-from tests.deploy.conftest import REPOSITORY
-from tests.deploy.test_fabric_deploy import watch_command_lines
+from tests.deploy.conftest import REPOSITORY, watch_command_lines
 from tests.docker_engine import CA_BUNDLE, image_build_args
 
 ROOT = Path(__file__).resolve().parents[2]
