@@ -38,7 +38,8 @@ def refused(service) -> bool:
     port = int(service.url.rsplit(":", 1)[1])
     try:
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except ConnectionRefusedError:
+    except (ConnectionRefusedError, ConnectionResetError):
+        # reset: the SYN reached the backlog of a listener that then closed, which is a refusal too
         return True
     return False
 
