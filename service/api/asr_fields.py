@@ -7,7 +7,14 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
 from ..batching.job import FALLBACK_TEMPERATURES, JobOptions
-from .fields import ASR_OUTPUTS, INITIAL_PROMPT_MAX_CHARS, FormBool, Language, check_model_can
+from .fields import (
+    ASR_OUTPUTS,
+    INITIAL_PROMPT_MAX_CHARS,
+    UNTIMED_FORMATS,
+    FormBool,
+    Language,
+    check_model_can,
+)
 
 
 # -- the whisper-asr-webservice face -----------------------------------------------------------------------
@@ -44,6 +51,7 @@ class AsrQuery(BaseModel):
             prompt_first_window_only=True,
             word_timestamps=self.word_timestamps,
             vad=self.vad_filter,
+            timestamps=self.output not in UNTIMED_FORMATS or self.word_timestamps,
         )
 
 

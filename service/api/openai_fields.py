@@ -29,6 +29,7 @@ from .fields import (
     OPENAI_FORMATS,
     PROMPT_MAX_CHARS,
     STREAMING_FORMATS,
+    UNTIMED_FORMATS,
     FormBool,
     Keyword,
     Language,
@@ -189,6 +190,7 @@ class TranslationForm(Request):
             condition_on_previous_text=self.condition_on_previous_text,
             logprobs=self.logprobs,
             streamed=self.stream,
+            timestamps=self.response_format not in UNTIMED_FORMATS,
             vad=chunking if chunking is None else (True if chunking == "auto" else chunking.params()),
         )
 

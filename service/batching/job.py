@@ -53,6 +53,7 @@ class JobOptions:
     prompt_first_window_only: bool = False  # whisper-asr-webservice's initial_prompt: the first window only
     logprobs: bool = False  # include[]=logprobs: each text token's log-probability
     streamed: bool = False  # stream=true: windows are sent as they finish, so rests are not held back
+    timestamps: bool = True  # False: the response has no times; decoded untimed (UNTIMED_DECODING)
 
     def decode_options(self, step: int, language: str | None, window: int = 0) -> DecodeOptions:
         prompt = None if self.prompt_first_window_only and window > 0 else self.prompt
@@ -65,24 +66,31 @@ class JobOptions:
             best_of=self.best_of,
             word_timestamps=self.word_timestamps,
             logprobs=self.logprobs,
+            timestamps=self.timestamps,
         )
 
 
 def with_server_defaults(options: JobOptions, settings: Settings, multilingual: bool = True) -> JobOptions:
     """What the request left open, from the server's settings: sequential decoding (DECODE_MODE), VAD (VAD,
-    VAD_*), the beam width (BEAM_SIZE); and English for an English-only model. Every API face's requests
-    pass through here (service.api.jobs.submit), and only here are server settings applied to a request."""
+    VAD_*), untimed decoding and the beam width (UNTIMED_DECODING, UNTIMED_BEAM_SIZE, BEAM_SIZE); and English
+    for an English-only model. Every API face's requests pass through here (service.api.pipeline.submit),
+    and only here are server settings applied to a request."""
     vad = settings.vad if options.vad is None else options.vad
     if vad is True:
         vad = VadParams(settings.vad_threshold, settings.vad_min_silence_ms, settings.vad_speech_pad_ms)
-    beam_size = options.beam_size
-    if beam_size is None and settings.beam_size > 1:
-        beam_size = settings.beam_size
     sequential = options.sequential
     if sequential is None:
         sequential = settings.decode_mode == "sequential"
+    # transcribe() and word alignment need timestamp tokens; the rest may decode as the batched pipeline does
+    timestamps = options.timestamps or options.word_timestamps or sequential or not settings.untimed_decoding
+    beam_size = options.beam_size
+    if beam_size is None:
+        default = settings.beam_size if timestamps else settings.untimed_beam_size
+        beam_size = default if default > 1 else None
     language = options.language or (None if multilingual else "en")  # an English-only model speaks English
-    return replace(options, vad=vad, beam_size=beam_size, sequential=sequential, language=language)
+    return replace(
+        options, vad=vad, beam_size=beam_size, sequential=sequential, language=language, timestamps=timestamps
+    )
 
 
 _ids = itertools.count(1)
@@ -111,6 +119,7 @@ class Job:
     segments: list[list[Segment]] = field(default_factory=list)  # per window, file times
     complete: list[bool] = field(default_factory=list)  # per window
     rests: list[Rest] = field(default_factory=list)  # rests of windows waiting to be packed into inputs
+    passed_over: int = 0  # model calls in a row that left this job's queued inputs out (work.take_batch)
     _next_event: int = 0
 
     def __post_init__(self):
@@ -144,6 +153,12 @@ class Job:
 
     def input_audio(self, rests: tuple[Rest, ...]) -> np.ndarray:
         return self.input_window(rests).audio(self.audio)
+
+    def input_cap(self) -> int | None:
+        """Inputs of this job one model call may take: a streamed job's first call decodes one input, then
+        as many as it has windows sent (1, 1, 2, 4, ...), so its first text comes after one input's decode
+        and the rest still share batches; None (no cap) for the others."""
+        return max(1, self._next_event) if self.options.streamed else None
 
     def rest_seconds(self, rest: Rest) -> float:
         return max(0.0, self.windows[rest.window].seconds - rest.offset)

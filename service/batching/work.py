@@ -63,7 +63,8 @@ class Work:
         return dropped
 
     def first(self, job: Job, inputs: list[ModelInput]) -> None:
-        """Queue inputs at the front of the job's own, and the job first: it is already being decoded."""
+        """Queue inputs at the front of the job's own (a retry or a rest is the job's next input), and the job
+        first among jobs of equal length (take_batch)."""
         queued = self.pending.setdefault(job.id, deque())
         for model_input in reversed(inputs):
             queued.appendleft(model_input)
@@ -71,23 +72,48 @@ class Work:
         metrics.QUEUE_DEPTH.inc(len(inputs))
 
 
+MAX_PASSED_OVER = 4  # model calls a job with queued inputs may be left out of before it goes first
+
+
 def take_batch(pending: OrderedDict[int, deque[ModelInput]], size: int) -> list[ModelInput]:
-    """Up to `size` inputs with equal options, one per job per round, oldest job first; taken from
-    `pending` (a job with nothing left is removed)."""
+    """Up to `size` inputs with equal options, taken from `pending` (a job with nothing left is removed).
+
+    Shortest job first: the job with the fewest queued inputs chooses the options, and jobs are served in
+    that order, one input per job per round, so a clip is not stuck behind a two-hour file; a job left out
+    of MAX_PASSED_OVER model calls in a row goes first, so a long one is not starved either. A streamed job
+    gives at most `Job.input_cap()` inputs to one call, so its first text is not held for a whole batch."""
     if not pending:
         return []
-    key = next(iter(pending.values()))[0].options()
+    order = sorted(pending, key=lambda job_id: _priority(pending[job_id]))
+    key = pending[order[0]][0].options()
     batch: list[ModelInput] = []
+    taken: dict[int, int] = {}
     while len(batch) < size:
-        taken = 0
-        for job_id, inputs in list(pending.items()):
+        before = len(batch)
+        for job_id in order:
+            inputs = pending.get(job_id)
             if len(batch) >= size:
                 break
-            if inputs and inputs[0].options() == key:
-                batch.append(inputs.popleft())
-                taken += 1
-            if not inputs:
-                del pending[job_id]
-        if not taken:
+            if not inputs or inputs[0].options() != key or _capped(inputs[0].job, taken.get(job_id, 0)):
+                continue
+            batch.append(inputs.popleft())
+            taken[job_id] = taken.get(job_id, 0) + 1
+        if len(batch) == before:
             break
+    for job_id in list(pending):
+        inputs = pending[job_id]
+        if not inputs:
+            del pending[job_id]
+        else:
+            inputs[0].job.passed_over = 0 if job_id in taken else inputs[0].job.passed_over + 1
     return batch
+
+
+def _capped(job: Job, taken: int) -> bool:
+    cap = job.input_cap()
+    return cap is not None and taken >= cap
+
+
+def _priority(inputs: deque[ModelInput]) -> tuple[bool, int]:
+    """Sort key: a job passed over too often first, then the fewest inputs; ties keep arrival order."""
+    return inputs[0].job.passed_over < MAX_PASSED_OVER, len(inputs)

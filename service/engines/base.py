@@ -41,6 +41,7 @@ class DecodeOptions:
     best_of: int | None = None  # independent samples at temperature > 0
     word_timestamps: bool = False  # align words with the cross-attention (DTW)
     logprobs: bool = False  # record each text token's log-probability on its segment
+    timestamps: bool = True  # False: <|notimestamps|>, one segment per window (the batched pipeline's way)
 
 
 @dataclass(frozen=True)

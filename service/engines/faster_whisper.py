@@ -160,7 +160,7 @@ class FasterWhisperEngine(Engine):
                  features: ctranslate2.StorageView) -> list[list[int]]:  # fmt: skip
         """Previous text, then the start sequence; each window's own language when none is given."""
         previous = tokenizer.encode(" " + options.prompt.strip()) if options.prompt else []
-        prompt = self.model.get_prompt(tokenizer, previous)
+        prompt = self.model.get_prompt(tokenizer, previous, without_timestamps=not options.timestamps)
         if options.language or not self.is_multilingual:
             return [prompt] * features.shape[0]
         position = prompt.index(tokenizer.language)

@@ -108,6 +108,7 @@ class OpenAIWhisperEngine(Engine):
             prompt=self._prompt_tokens(options),
             beam_size=options.beam_size if options.temperature == 0 else None,
             best_of=options.best_of if options.temperature > 0 else None,
+            without_timestamps=not options.timestamps,
             fp16=self.precision == "float16",
         )
         if options.temperature > 0:

@@ -185,6 +185,15 @@ class Settings:
     beam_size: int = knob(
         "BEAM_SIZE", 1, number(int, 1, "5"), "Beam width when a request does not choose; 1: greedy."
     )
+    untimed_decoding: bool = knob(
+        "UNTIMED_DECODING",
+        True,
+        boolean,
+        "Responses without times (json, text, txt): decode without timestamp tokens, as the batched pipeline.",
+    )
+    untimed_beam_size: int = knob(
+        "UNTIMED_BEAM_SIZE", 5, number(int, 1, "5"), "Beam width of untimed decoding when a request does not choose."
+    )
     queue_max_seconds: float = knob(
         "QUEUE_MAX_SECONDS",
         14400.0,

@@ -190,6 +190,9 @@ def test_rests_wait_to_fill_a_window_unless_the_request_streams(streamed):
     loop = scheduler.loop
     loop.enqueue_windows(j)
     batch = take_batch(scheduler.work.pending, loop.batch_size)  # windows 0 and 1; window 2 is still queued
+    if streamed:  # a streamed request's first model call takes its first window alone (work.take_batch)
+        assert [model_input.rests for model_input in batch] == [(Rest(0),)]
+        batch += take_batch(scheduler.work.pending, loop.batch_size)
     for model_input, stop in zip(batch, (22.0, 20.0)):
         loop._deliver(model_input, result(stop, (0, stop, "text")))
     loop._queue_rests(j)
