@@ -189,10 +189,10 @@ class Settings:
         "UNTIMED_DECODING",
         True,
         boolean,
-        "Responses without times (json, text, txt): decode without timestamp tokens, as the batched pipeline.",
+        "json/text/txt responses: decode without timestamp tokens, as faster-whisper's batched pipeline.",
     )
     untimed_beam_size: int = knob(
-        "UNTIMED_BEAM_SIZE", 5, number(int, 1, "5"), "Beam width of untimed decoding when a request does not choose."
+        "UNTIMED_BEAM_SIZE", 5, number(int, 1, "5"), "Beam width of untimed decoding, unless a request chooses."
     )
     queue_max_seconds: float = knob(
         "QUEUE_MAX_SECONDS",
