@@ -192,7 +192,7 @@ class Settings:
         "json/text/txt responses: decode without timestamp tokens, as faster-whisper's batched pipeline.",
     )
     untimed_beam_size: int = knob(
-        "UNTIMED_BEAM_SIZE", 5, number(int, 1, "5"), "Untimed decoding's beam width, unless a request chooses."
+        "UNTIMED_BEAM_SIZE", 5, number(int, 1, "5"), "Untimed decoding's beam width unless a request chooses."
     )
     queue_max_seconds: float = knob(
         "QUEUE_MAX_SECONDS",
