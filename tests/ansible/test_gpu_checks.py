@@ -69,12 +69,11 @@ def gpu_run(sandbox, second_run, tmp_path_factory):
 def test_a_prepared_gpu_host_passes_the_checks_and_changes_nothing(gpu_run):
     assert gpu_run.returncode == 0, gpu_run.output[-4000:]
     assert gpu_run.recap["changed"] == 0, gpu_run.changed_tasks()
-    assert gpu_run.tasks["nvidia_driver_check : Check that the driver answers and is new enough for the image"] == {
-        "ok"
-    }
-    assert gpu_run.tasks[
-        "container_toolkit_check : Check that the startup script registered the nvidia runtime with Docker"
-    ] == {"ok"}
+    for task in (
+        "nvidia_driver_check : Check that the driver answers and is new enough for the image",
+        "container_toolkit_check : Check that the startup script registered the nvidia runtime with Docker",
+    ):
+        assert gpu_run.tasks[task] == {"ok"}, task
 
 
 def test_an_old_driver_fails_with_a_line_that_names_the_startup_script(sandbox, second_run, tmp_path):
