@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,18 +18,13 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.helpers import free_port
 from tools.checkpoints import build_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 # A real Docker engine and the images built from the real Dockerfile (tests/image, tests/deploy).
 pytest_plugins = ["tests.docker_engine"]
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

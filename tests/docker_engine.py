@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 
 from deploy import engine
+from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICE_IMAGE = "whisper-service:test"
@@ -43,12 +44,6 @@ BUILD_CACHE_KEEP = "12GB"  # the most recently used build cache kept: this build
 
 def fail(message: str) -> None:
     pytest.fail(message, pytrace=False)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def listening(port: int) -> bool:

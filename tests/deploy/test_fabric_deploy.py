@@ -288,7 +288,8 @@ def test_config_defaults_match_the_monitoring_contract():
 
 def test_tunnel_forwards_grafana_and_prometheus_to_localhost(host, tmp_path):
     """Two HTTP servers stand for the host's Grafana and Prometheus; `fab tunnel` must reach both."""
-    from tests.deploy.conftest import FAB, ROOT, free_port, wait_for_port
+    from tests.deploy.conftest import FAB, ROOT, wait_for_port
+    from tests.helpers import free_port
 
     servers, remote_ports = [], {}
     for name in ("grafana", "prometheus"):

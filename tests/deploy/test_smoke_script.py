@@ -63,7 +63,7 @@ def test_the_key_from_an_env_file_on_stdin_and_the_url_from_the_outputs(keyed_se
 
 
 def test_nothing_listening_fails(keyed_service):
-    from tests.deploy.conftest import free_port
+    from tests.helpers import free_port
 
     result = smoke("--url", f"http://127.0.0.1:{free_port()}", env={"API_KEY": KEY1})
     assert result.returncode == 1 and result.stdout.startswith("smoke FAILED:")

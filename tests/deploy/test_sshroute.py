@@ -21,7 +21,8 @@ import pytest
 from deploy import sshroute
 from deploy.config import ConfigError
 from tests.deploy import fake_gcloud
-from tests.deploy.conftest import ROOT, SSHD, free_port, keygen, wait_for_port
+from tests.deploy.conftest import ROOT, SSHD, keygen, wait_for_port
+from tests.helpers import free_port
 
 NAME = "whisper-dev-vm"
 OUTPUTS = {

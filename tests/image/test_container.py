@@ -17,7 +17,8 @@ import openai
 import pytest
 import requests
 
-from tests.docker_engine import CA_BUNDLE, free_port
+from tests.docker_engine import CA_BUNDLE
+from tests.helpers import free_port
 from tools import speech as corpus
 
 pytestmark = pytest.mark.timeout(600, func_only=True)  # the fixtures bound their own builds and starts

@@ -23,6 +23,7 @@ from bench.slowloris import Trickle, held_tmp_files
 from deploy import nginx
 from deploy.config import Slot
 from service.server.auth import key_id
+from tests.helpers import free_port
 
 ENDPOINT = "/v1/audio/transcriptions"
 PROBE_LIMIT = 2.0  # seconds a /readyz may take while the attack lasts
@@ -150,14 +151,6 @@ def proxy(tmp_path):
     for process in started:
         process.terminate()
         process.wait(10)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_through_nginx_stalled_uploads_never_reach_the_service(start_service, proxy, audio_dir, tmp_path):

@@ -12,8 +12,8 @@ import requests
 import torch
 import whisper
 
-from tests.conftest import ROOT, free_port, launch
-from tests.helpers import wait_for
+from tests.conftest import ROOT, launch
+from tests.helpers import free_port, wait_for
 from tests.speech.conftest import transcribe
 from tools import speech
 from tools.convert import ConversionError
