@@ -133,8 +133,12 @@ def launch(checkpoint: Path, tmp_dir: Path, wait_ready: bool = True, **env) -> S
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [GUNICORN, "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"],
-            cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            cwd=ROOT,
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
     service = Service(f"http://127.0.0.1:{port}", metrics_url, process, log_path, full_env)
     if wait_ready:

@@ -231,9 +231,11 @@ def test_without_any_api_key_the_deploy_is_refused_in_one_line(host, tmp_path):
     )
     assert host.release_state() == before and not fresh_env_file.exists()
     allowed = host.fab(
-        "deploy", "--tag", "no-such-tag", API_KEYS="", DEPLOY_ENV_FILE=str(fresh_env_file),
+        *"deploy --tag no-such-tag".split(),
+        API_KEYS="",
+        DEPLOY_ENV_FILE=str(fresh_env_file),
         DEPLOY_ALLOW_UNAUTHENTICATED="true",
-    )  # fmt: skip
+    )
     assert "no API key" not in output(allowed) and "manifest unknown" in output(allowed)  # got past the check
 
 
@@ -302,7 +304,7 @@ def test_tunnel_forwards_grafana_and_prometheus_to_localhost(host, tmp_path):
                 cwd=tmp_path / name,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
-            )  # fmt: skip
+            )
         )
     local = {"grafana": free_port(), "prometheus": free_port()}
     env = {

@@ -69,8 +69,10 @@ def test_every_other_dependency_comes_from_pyproject_via_pins_py(tmp_path):
     # run what the image runs, on the real pyproject.toml
     result = subprocess.run(
         [sys.executable, str(ROOT / "deploy/pins.py"), str(ROOT / "pyproject.toml"), *command[3:]],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     lines = result.stdout.split()
     assert lines == image_requirements(ROOT / "pyproject.toml", ("faster",))
     assert all("==" in line for line in lines), lines  # exact pins only

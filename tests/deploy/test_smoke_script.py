@@ -20,9 +20,13 @@ BUILD = "1a2b3c4d5e6f"  # the image tag /readyz reports (WHISPER_BUILD, the Dock
 
 def smoke(*args: str, env: dict | None = None, stdin: str = "") -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-I", "-S", SMOKE, *args], input=stdin, env=env or {}, capture_output=True,
-        text=True, timeout=120,
-    )  # fmt: skip
+        [sys.executable, "-I", "-S", SMOKE, *args],
+        input=stdin,
+        env=env or {},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -72,10 +76,8 @@ def test_nothing_listening_fails(keyed_service):
 def test_the_served_build_is_checked_before_the_transcription(keyed_service):
     ok = smoke("--url", keyed_service.url, "--expect-build", BUILD, env={"API_KEY": KEY1})
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    old = smoke(
-        "--url", keyed_service.url, "--expect-build", "0ld0ld0ld0ld", "--build-wait", "1",
-        "--build-interval", "0.2", env={"API_KEY": KEY1},
-    )  # fmt: skip
+    wrong_build = "--expect-build 0ld0ld0ld0ld --build-wait 1 --build-interval 0.2"
+    old = smoke("--url", keyed_service.url, *wrong_build.split(), env={"API_KEY": KEY1})
     assert old.returncode == 1
     assert old.stdout.strip() == (
         f"smoke FAILED: {keyed_service.url} serves build '{BUILD}', not '0ld0ld0ld0ld'"

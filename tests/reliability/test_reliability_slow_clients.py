@@ -54,8 +54,9 @@ def probe_while(
 
 def transcribe(url: str, audio: Path, key: str | None = None) -> requests.Response:
     with open(audio, "rb") as f:
-        return requests.post(url + ENDPOINT, files={"file": f}, data=FORM,
-                             headers=auth(key) if key else {}, timeout=60)  # fmt: skip
+        return requests.post(
+            url + ENDPOINT, files={"file": f}, data=FORM, headers=auth(key) if key else {}, timeout=60
+        )
 
 
 def attack(url: str, **kwargs) -> dict[str, Trickle]:
