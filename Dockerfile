@@ -73,23 +73,27 @@ WORKDIR /app
 # Layer order: a build argument changes the cache key of every RUN after its ARG line, so each is declared
 # just before its first use; the dependencies above are reused by every build whatever its model or tag.
 # An official model name (downloaded and baked in) or a checkpoint path inside the build context, and the
-# engine whose weights to bake (openai-whisper | faster-whisper; the container runs that engine).
-ARG WHISPER_MODEL=turbo
-ARG WHISPER_ENGINE=openai-whisper
+# engine whose weights to bake (openai-whisper | faster-whisper; the container runs that engine). `fab build`
+# passes both; left unset, the image bakes the service's own defaults (service/settings, their one owner, read
+# from the context) and its ENV stays empty, which the service reads as unset.
+ARG WHISPER_MODEL
+ARG WHISPER_ENGINE
 ENV WHISPER_MODEL=${WHISPER_MODEL} \
     WHISPER_ENGINE=${WHISPER_ENGINE} \
     WHISPER_MODEL_DIR=/models
 RUN --mount=type=bind,target=/context \
-    if [ -e "/context/${WHISPER_MODEL}" ]; then \
-        mkdir -p "$(dirname "/app/${WHISPER_MODEL}")" \
-        && cp -R "/context/${WHISPER_MODEL}" "/app/${WHISPER_MODEL}" \
-        && chmod -R a+rX "/app/${WHISPER_MODEL}"; \
-    elif [ "${WHISPER_ENGINE}" = "faster-whisper" ]; then \
+    model="${WHISPER_MODEL:-$(PYTHONPATH=/context python -c 'from service.settings import Settings; print(Settings.whisper_model)')}" \
+    && engine="${WHISPER_ENGINE:-$(PYTHONPATH=/context python -c 'from service.settings import Settings; print(Settings.whisper_engine)')}" \
+    && if [ -e "/context/${model}" ]; then \
+        mkdir -p "$(dirname "/app/${model}")" \
+        && cp -R "/context/${model}" "/app/${model}" \
+        && chmod -R a+rX "/app/${model}"; \
+    elif [ "${engine}" = "faster-whisper" ]; then \
         python -c "import sys; from faster_whisper import download_model; download_model(sys.argv[1], cache_dir='/models')" \
-            "${WHISPER_MODEL}"; \
+            "${model}"; \
     else \
         python -c "import sys, whisper; whisper.load_model(sys.argv[1], device='cpu', download_root='/models')" \
-            "${WHISPER_MODEL}"; \
+            "${model}"; \
     fi
 
 COPY gunicorn.conf.py ./
@@ -101,12 +105,11 @@ ARG WHISPER_BUILD=dev
 ENV WHISPER_BUILD=${WHISPER_BUILD}
 
 USER 10001:10001
-ENV PORT=5000 \
-    METRICS_PORT=9101 \
-    GRACEFUL_TIMEOUT=120
-EXPOSE 5000 9101
+# PORT, METRICS_PORT and GRACEFUL_TIMEOUT are the service's own defaults (service/settings) unless the env file
+# sets them, so the image repeats none of them: no ENV, and no EXPOSE (`fab deploy` and infra/startup.sh
+# publish the ports themselves). The healthcheck asks the settings for the port the server listens on.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["sh", "-c", "curl -fsS http://127.0.0.1:${PORT}/healthz || exit 1"]
+    CMD ["python", "-c", "import urllib.request as u; from service.settings import from_env; u.urlopen(f'http://127.0.0.1:{from_env().port}/healthz', timeout=4)"]
 # gunicorn drains on SIGTERM for GRACEFUL_TIMEOUT s; `fab deploy` runs containers with
 # --stop-timeout GRACEFUL_TIMEOUT + 15 so docker stop does not kill in-flight requests.
 STOPSIGNAL SIGTERM

@@ -8,10 +8,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXTRAS ?= faster,tools,ops,dev
 
-# The service's own settings (docs/configuration.md); make run passes the environment through.
+# The service's own settings (docs/configuration.md, PORT among them); make run passes the environment through.
 # Without WHISPER_MODEL, `make run` serves the embedded tiny.en (tools/embedded.py): offline, real weights.
-PORT ?= 5000
-export PORT
 
 .PHONY: help install install-ops system-deps run checkpoint test lint format pytest bench bench-speech bench-container configuration-docs loadtest clean
 
@@ -41,10 +39,10 @@ system-deps: ## Install the Debian packages the tests need (ffmpeg, sshd, promet
 	scripts/system-deps.sh test
 
 # ---------------------------------------------------------------- the service
-run: $(STAMP) ## Serve the API on :$(PORT) with gunicorn, as the container does (default model: embedded tiny.en).
+run: $(STAMP) ## Serve the API on PORT with gunicorn, as the container does (default model: embedded tiny.en).
 	@scripts/system-deps.sh run
-	@model="$${WHISPER_MODEL:-$$($(BIN)/python -m tools.embedded $${WHISPER_ENGINE:-openai-whisper})}" || exit 2; \
-	  echo "serving WHISPER_MODEL=$$model on :$(PORT)"; \
+	@model="$${WHISPER_MODEL:-$$($(BIN)/python -m tools.embedded "$${WHISPER_ENGINE:-}")}" || exit 2; \
+	  echo "serving WHISPER_MODEL=$$model"; \
 	  WHISPER_MODEL="$$model" exec $(BIN)/gunicorn -c gunicorn.conf.py 'service:create_app()'
 
 checkpoint: $(STAMP) ## Write a small random-weight checkpoint (multilingual mechanics): build/tiny-random.pt.

@@ -2,6 +2,8 @@
 
 The service's own settings (API_KEYS, WHISPER_ENGINE, ...) are not knobs of the deploy: they are copied
 from the operator's environment into the host's env file (see SERVICE_ENV_KEYS) and read by the service.
+Where the deploy needs one of their values (the proxy's body limit, docker stop's timeout, the container's
+ports), it takes the service's default from service/settings, its one owner, which imports no Flask.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUTS = ROOT / ".deploy" / "outputs.json"  # written by `make outputs` (Pulumi stack outputs)
@@ -25,6 +29,7 @@ SERVICE_ENV_KEYS = (
     "GRACEFUL_TIMEOUT",
     "MAX_UPLOAD_MB",  # the proxy's client_max_body_size too
 )
+SERVICE_DEFAULTS = Settings()  # what the service runs with where the host's env file does not say
 STOP_MARGIN_SECONDS = 15  # docker stop waits GRACEFUL_TIMEOUT + this before it kills
 
 
@@ -37,8 +42,8 @@ class Slot:
     """One colour of the blue/green pair: its container and its loopback-only host ports."""
 
     color: str  # blue | green
-    app_port: int  # 127.0.0.1:<app_port> -> container :5000, what the proxy forwards to
-    metrics_port: int  # 127.0.0.1:<metrics_port> -> container :9101, scraped by Prometheus
+    app_port: int  # 127.0.0.1:<app_port> -> the container's PORT, what the proxy forwards to
+    metrics_port: int  # 127.0.0.1:<metrics_port> -> the container's METRICS_PORT, scraped by Prometheus
 
     @property
     def container(self) -> str:
@@ -49,8 +54,8 @@ class Slot:
 class DeployConfig:
     # --- the image
     image: str  # Docker Hub repository, e.g. alice/whisper-gpu-service
-    whisper_model: str = "turbo"  # baked into the image at build time
-    whisper_engine: str = "openai-whisper"  # whose weights are baked (the container's default engine)
+    whisper_model: str = SERVICE_DEFAULTS.whisper_model  # baked into the image at build time
+    whisper_engine: str = SERVICE_DEFAULTS.whisper_engine  # whose weights are baked (the container's engine)
     # --- the host
     host: str = ""  # user@address; empty = the stack's `ip` output
     gpus: str = "all"  # docker run --gpus; "none" on a CPU-only host (a small model on a cheap VM)
@@ -73,10 +78,10 @@ class DeployConfig:
     # --- timing
     ready_timeout: float = 600.0  # seconds for a new container to load its model and pass /readyz
     poll_interval: float = 2.0  # seconds between readiness probes
-    graceful_timeout: int = 120  # the service's GRACEFUL_TIMEOUT; in-flight requests get this long
+    graceful_timeout: int = int(SERVICE_DEFAULTS.graceful_timeout)  # in-flight requests get this long
     drain_delay: float = 2.0  # seconds between the proxy switch and stopping the old colour
     # --- the proxy
-    max_upload_mb: float = 100.0  # the service's MAX_UPLOAD_MB: nginx refuses bigger bodies itself
+    max_upload_mb: float = SERVICE_DEFAULTS.max_upload_mb  # nginx refuses bigger bodies itself
 
     @property
     def stop_timeout(self) -> int:
@@ -98,14 +103,20 @@ class DeployConfig:
 
         return cls(
             image=image_repository(env),
-            whisper_model=env.get("WHISPER_MODEL", "turbo"),
-            whisper_engine=env.get("WHISPER_ENGINE", "openai-whisper"),
+            whisper_model=env.get("WHISPER_MODEL", cls.whisper_model),
+            whisper_engine=env.get("WHISPER_ENGINE", cls.whisper_engine),
             host=env.get("DEPLOY_HOST", ""),
             gpus=env.get("DEPLOY_GPUS") or cls.gpus,
-            public_port=int(num("DEPLOY_PUBLIC_PORT", 80)),
-            blue=Slot("blue", int(num("DEPLOY_BLUE_PORT", 5001)), int(num("DEPLOY_BLUE_METRICS_PORT", 9101))),
+            public_port=int(num("DEPLOY_PUBLIC_PORT", cls.public_port)),
+            blue=Slot(
+                "blue",
+                int(num("DEPLOY_BLUE_PORT", cls.blue.app_port)),
+                int(num("DEPLOY_BLUE_METRICS_PORT", cls.blue.metrics_port)),
+            ),
             green=Slot(
-                "green", int(num("DEPLOY_GREEN_PORT", 5002)), int(num("DEPLOY_GREEN_METRICS_PORT", 9102))
+                "green",
+                int(num("DEPLOY_GREEN_PORT", cls.green.app_port)),
+                int(num("DEPLOY_GREEN_METRICS_PORT", cls.green.metrics_port)),
             ),
             grafana_port=int(num("DEPLOY_GRAFANA_PORT", cls.grafana_port)),
             prometheus_port=int(num("DEPLOY_PROMETHEUS_PORT", cls.prometheus_port)),

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import json
 
-from deploy.config import Slot
+from deploy.config import SERVICE_DEFAULTS, Slot
 
 CONF_NAME = "whisper.conf"  # the one file in the proxy's conf.d
 # Slow and greedy clients (docs/reliability.md): the same limits as the service's own defaults
-HEADER_TIMEOUT = 20  # s for a request's headers (the service's HEADER_TIMEOUT)
-BODY_TIMEOUT = 30  # s between two reads of a request body (the service's UPLOAD_IDLE_TIMEOUT)
+HEADER_TIMEOUT = int(SERVICE_DEFAULTS.header_timeout)  # s for a request's headers
+BODY_TIMEOUT = int(SERVICE_DEFAULTS.upload_idle_timeout)  # s between two reads of a request body
 CONNECTIONS_PER_CLIENT = 32  # requests one client address may have open at once
 
 
@@ -147,7 +147,7 @@ http {
 def render(
     slot: Slot,
     public_port: int,
-    max_upload_mb: float = 100.0,
+    max_upload_mb: float = SERVICE_DEFAULTS.max_upload_mb,
     *,
     domain: str = "",
     https_port: int = 443,

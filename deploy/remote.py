@@ -21,11 +21,11 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from deploy import engine, nginx
-from deploy.config import ROOT, SERVICE_ENV_KEYS, DeployConfig, Slot
+from deploy.config import ROOT, SERVICE_DEFAULTS, SERVICE_ENV_KEYS, DeployConfig, Slot
 
 SMOKE_SCRIPT = ROOT / "scripts" / "smoke.py"
-CONTAINER_API_PORT = 5000  # PORT inside the image
-CONTAINER_METRICS_PORT = 9101  # METRICS_PORT inside the image
+CONTAINER_API_PORT = SERVICE_DEFAULTS.port  # PORT inside the image: the service's default
+CONTAINER_METRICS_PORT = SERVICE_DEFAULTS.metrics_port  # METRICS_PORT inside the image
 PUBLIC_CHECK_SECONDS = 30.0  # how long the proxy may take to answer after a start or reload
 LOG_LINES = 30  # log lines of a failed container quoted in the error
 

@@ -86,7 +86,7 @@ install_docker() {
 install_container_toolkit() {
   if ! installed nvidia-container-toolkit; then
     log "installing the NVIDIA Container Toolkit"
-    # Same key and source line as the Ansible role nvidia_container_toolkit, so neither rewrites them.
+    # Same key and source line as the Ansible role container_toolkit_check, so neither rewrites them.
     local repo=https://nvidia.github.io/libnvidia-container
     install -m 0755 -d "${APT_KEYRINGS}"
     curl -fsSL "${repo}/gpgkey" -o "${APT_KEYRINGS}/nvidia-container-toolkit.asc"

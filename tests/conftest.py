@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,18 +18,13 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.helpers import free_port
 from tools.checkpoints import build_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 # A real Docker engine and the images built from the real Dockerfile (tests/image, tests/deploy).
 pytest_plugins = ["tests.docker_engine"]
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -139,8 +133,12 @@ def launch(checkpoint: Path, tmp_dir: Path, wait_ready: bool = True, **env) -> S
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [GUNICORN, "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"],
-            cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            cwd=ROOT,
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
     service = Service(f"http://127.0.0.1:{port}", metrics_url, process, log_path, full_env)
     if wait_ready:

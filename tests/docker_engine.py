@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 
 from deploy import engine
+from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICE_IMAGE = "whisper-service:test"
@@ -43,12 +44,6 @@ BUILD_CACHE_KEEP = "12GB"  # the most recently used build cache kept: this build
 
 def fail(message: str) -> None:
     pytest.fail(message, pytrace=False)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def listening(port: int) -> bool:
@@ -86,9 +81,13 @@ class Engine:
         command = engine.build_command(self.builder, context, tags, build_args or {}, **kw)
         with open(log, "w") as out:
             done = subprocess.run(
-                [*command, "--progress", "plain"], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
-                env={**os.environ, **engine.BUILDKIT_ENV}, timeout=BUILD_SECONDS,
-            )  # fmt: skip
+                [*command, "--progress", "plain"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+                env={**os.environ, **engine.BUILDKIT_ENV},
+                timeout=BUILD_SECONDS,
+            )
         if done.returncode != 0:
             fail(f"docker build of {tags[0]} failed:\n{log.read_text()[-4000:]}")
 
@@ -218,8 +217,10 @@ def local_registry(docker_engine, tmp_path_factory) -> Registry:
     # the storage holds about one image, not one per dependency change.
     subprocess.run(
         [binary, "garbage-collect", "--delete-untagged", str(d / "config.yml")],
-        stdout=open(d / "gc.log", "w"), stderr=subprocess.STDOUT, timeout=600,  # noqa: SIM115
-    )  # fmt: skip
+        stdout=open(d / "gc.log", "w"),  # noqa: SIM115
+        stderr=subprocess.STDOUT,
+        timeout=600,
+    )
     process = subprocess.Popen(
         [binary, "serve", str(d / "config.yml")], stdout=open(log, "w"), stderr=subprocess.STDOUT
     )  # noqa: SIM115

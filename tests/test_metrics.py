@@ -15,10 +15,15 @@ def test_promtool_finds_no_problem(service, audio_dir):
     check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
     assert check.returncode == 0 and not check.stdout.strip() and not check.stderr.strip(), check.stdout
     names = (
-        "whisper_requests_total", "whisper_stage_duration_seconds_bucket", "whisper_real_time_factor_bucket",
-        "whisper_batch_size_bucket", "whisper_build_info", "whisper_model_ready", "whisper_errors_total",
+        "whisper_requests_total",
+        "whisper_stage_duration_seconds_bucket",
+        "whisper_real_time_factor_bucket",
+        "whisper_batch_size_bucket",
+        "whisper_build_info",
+        "whisper_model_ready",
+        "whisper_errors_total",
         "whisper_audio_seconds_total",
-    )  # fmt: skip
+    )
     for name in names:
         assert name in text, name
     assert service.metric("whisper_model_ready") == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -87,6 +88,105 @@ def test_no_setting_has_a_default_anywhere_but_in_settings():
             if name in names:
                 found.append(f"{path.relative_to(ROOT)}:{line} {name} (the setting {names[name]})")
     assert not found, "defaults set outside service/settings/:\n" + "\n".join(found)
+
+
+# Outside service/: the image, the deploy, the host and the cloud run the service with its own defaults.
+OUTSIDE = ("Dockerfile", "gunicorn.conf.py", "deploy", "ansible", "infra")
+# Copies owned by another area, each to be removed there (the test fails once one is gone, so the entry goes).
+KNOWN_COPIES = {
+    # the fleet VM's `docker run -p HOST_PORT:SERVICE_PORT`: infra/ is another change's (issue 25)
+    "infra/startup.sh SERVICE_PORT=5000 (the setting port)",
+}
+
+
+def _same(value: object, default: object) -> bool:
+    """Whether a value written in a file (a literal, or the text of one) is the setting's default."""
+    if isinstance(default, bool):
+        return str(value).lower() == str(default).lower()
+    if isinstance(default, (int, float)):
+        try:
+            return not isinstance(value, bool) and float(value) == default  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return False
+    return isinstance(default, str) and str(value) == default
+
+
+def _copy_of(name: str, value: object, *, any_value: bool):
+    """The setting that `name = value` copies: one whose name (field or variable) ends `name` (PORT,
+    CONTAINER_API_PORT) with the default's own value; with `any_value`, one named exactly `name` whatever the
+    value (in Python, a field or parameter named for a setting says it is the service's)."""
+    words = [w for w in name.lower().split("_") if w]
+    for f in FIELDS:
+        for own in (f.name, f.metadata["env"].lower()):
+            own_words = own.split("_")
+            if any_value and words == own_words:
+                return f
+            if f.default and words[-len(own_words) :] == own_words and _same(value, f.default):
+                return f
+    return None
+
+
+def _python_values(tree: ast.AST):
+    """(name, value, line) of every literal a Python file gives a name: assignments, attributes, parameter
+    defaults, keyword arguments, and `get("NAME", value)`-shaped calls."""
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and _literal(node.value):
+            for t in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                name = t.id if isinstance(t, ast.Name) else t.attr if isinstance(t, ast.Attribute) else None
+                if name:
+                    yield name, ast.literal_eval(node.value), node.lineno
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            positional = node.args.posonlyargs + node.args.args
+            pairs = list(zip(positional[len(positional) - len(node.args.defaults) :], node.args.defaults))
+            pairs += [(a, d) for a, d in zip(node.args.kwonlyargs, node.args.kw_defaults) if d is not None]
+            yield from ((a.arg, ast.literal_eval(d), d.lineno) for a, d in pairs if _literal(d))
+        elif isinstance(node, ast.Call):
+            for k in node.keywords:
+                if k.arg and _literal(k.value):
+                    yield k.arg, ast.literal_eval(k.value), k.value.lineno
+            name, value = (node.args + [None, None])[:2]
+            if isinstance(name, ast.Constant) and isinstance(name.value, str) and _literal(value):
+                yield name.value, ast.literal_eval(value), node.lineno
+
+
+ASSIGNED = re.compile(r"\b([A-Za-z_]\w*)\s*(?:=|:\s)\s*[\"']?([\w./-]+)")  # NAME=x, key: x, NAME: "x"
+
+
+def _text_values(text: str, dockerfile: bool):
+    """(name, value, line) of every `NAME=value` and `key: value` in a Dockerfile, shell or YAML file
+    (comments left out); in a Dockerfile also each EXPOSEd port, as a PORT."""
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.split(" #")[0] if not line.lstrip().startswith("#") else ""
+        for name, value in ASSIGNED.findall(line):
+            yield name, value, number
+        if dockerfile and line.startswith("EXPOSE "):
+            yield from (("PORT", port.split("/")[0], number) for port in line.split()[1:])
+
+
+def _outside_files():
+    for entry in OUTSIDE:
+        path = ROOT / entry
+        yield from sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+
+
+def test_no_default_of_the_service_is_copied_into_the_image_the_deploy_or_the_host():
+    """The Dockerfile, deploy/, ansible/ and infra/ take the service's defaults from service/settings (or
+    leave them to the service); a copy there is another service the day the default changes. An ENV or a
+    variable with a value of its own (WHISPER_MODEL_DIR=/models) is a choice, not a copy."""
+    found = {}
+    for path in _outside_files():
+        if path.suffix == ".py":
+            values = _python_values(ast.parse(path.read_text()))
+        elif path.suffix in (".sh", ".yml", ".yaml", ".j2", ".cfg") or path.name == "Dockerfile":
+            values = _text_values(path.read_text(), dockerfile=path.name == "Dockerfile")
+        else:
+            continue
+        for name, value, line in values:
+            if f := _copy_of(name, value, any_value=path.suffix == ".py"):
+                found[f"{path.relative_to(ROOT)} {name}={value} (the setting {f.name})"] = line
+    new = [f"{copy} at line {line}" for copy, line in sorted(found.items()) if copy not in KNOWN_COPIES]
+    assert not new, "defaults of service/settings copied:\n" + "\n".join(new)
+    assert not KNOWN_COPIES - set(found), f"gone, remove from KNOWN_COPIES: {KNOWN_COPIES - set(found)}"
 
 
 def test_the_scheduler_takes_every_knob_from_settings():

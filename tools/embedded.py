@@ -2,6 +2,7 @@
 
     python -m tools.embedded openai-whisper   # prints build/tiny.en.pt (imported from CTranslate2 once)
     python -m tools.embedded faster-whisper   # prints the packaged CTranslate2 directory
+    python -m tools.embedded                  # the service's default WHISPER_ENGINE's (service/settings)
 
 The package (MIT) carries tiny.en converted by Systran to CTranslate2 (`model.bin` float16, config.json with
 `alignment_heads`, tokenizer.json). faster-whisper loads that directory as it is; openai-whisper gets a
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+
+from service.settings import Settings
 
 from .convert import ConversionError
 
@@ -45,7 +48,7 @@ def model_for(engine: str) -> Path:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     try:
-        print(model_for(args[0] if args else "openai-whisper"))
+        print(model_for((args[0] if args else "") or Settings().whisper_engine))
     except ConversionError as error:
         print(f"embedded: error: {error}", file=sys.stderr)
         return 2

@@ -199,7 +199,7 @@ def make_sandbox(root: Path) -> Sandbox:
         "whisper_home": str(sandbox.home),
         "base_apt_conf_dir": str(sandbox.apt_conf_dir),
         "base_sshd_dropin_dir": str(sandbox.sshd_dropin.parent),
-        "docker_daemon_json": str(sandbox.daemon_json),
+        "docker_config_daemon_json": str(sandbox.daemon_json),
         # infra/startup.sh's marker that this boot's driver/Docker/toolkit work is done
         "whisper_host_ready_file": str(root / "host-ready"),
     }

@@ -46,8 +46,8 @@ def test_no_ansible_file_installs_it(fact):
 
 
 def test_the_driver_pin_is_one_number_in_both(tmp_path):
-    defaults = (ANSIBLE_DIR / "roles/nvidia_driver/defaults/main.yml").read_text()
-    (ansible_min,) = re.findall(r"^nvidia_driver_min_major: (\d+)$", defaults, re.MULTILINE)
+    defaults = (ANSIBLE_DIR / "roles/nvidia_driver_check/defaults/main.yml").read_text()
+    (ansible_min,) = re.findall(r"^nvidia_driver_check_min_major: (\d+)$", defaults, re.MULTILINE)
     (script_min,) = re.findall(r"^DRIVER_MIN_MAJOR=(\d+)", STARTUP, re.MULTILINE)
     assert ansible_min == script_min == "580"
 
@@ -69,12 +69,11 @@ def gpu_run(sandbox, second_run, tmp_path_factory):
 def test_a_prepared_gpu_host_passes_the_checks_and_changes_nothing(gpu_run):
     assert gpu_run.returncode == 0, gpu_run.output[-4000:]
     assert gpu_run.recap["changed"] == 0, gpu_run.changed_tasks()
-    assert gpu_run.tasks["nvidia_driver : Check that the driver answers and is new enough for the image"] == {
-        "ok"
-    }
-    assert gpu_run.tasks[
-        "nvidia_container_toolkit : Check that the startup script registered the nvidia runtime with Docker"
-    ] == {"ok"}
+    for task in (
+        "nvidia_driver_check : Check that the driver answers and is new enough for the image",
+        "container_toolkit_check : Check that the startup script registered the nvidia runtime with Docker",
+    ):
+        assert gpu_run.tasks[task] == {"ok"}, task
 
 
 def test_an_old_driver_fails_with_a_line_that_names_the_startup_script(sandbox, second_run, tmp_path):

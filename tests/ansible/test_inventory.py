@@ -67,10 +67,9 @@ def test_iap_route_goes_through_a_gcloud_tunnel(outputs_file, tmp_path):
     assert args[2] == "-o"
     option, _, proxy = args[3].partition("=")
     assert option == "ProxyCommand"
-    assert shlex.split(proxy) == [
-        "gcloud", "compute", "start-iap-tunnel", NAME, "22", "--listen-on-stdin",
-        "--zone", "us-central1-a", "--verbosity", "warning", "--project", "demo-proj",
-    ]  # fmt: skip
+    tunnel = f"gcloud compute start-iap-tunnel {NAME} 22 --listen-on-stdin"
+    flags = "--zone us-central1-a --verbosity warning --project demo-proj"
+    assert shlex.split(proxy) == tunnel.split() + flags.split()
 
 
 def test_login_is_the_os_login_user_with_gclouds_key(outputs_file, tmp_path):

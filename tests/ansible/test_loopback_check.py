@@ -25,13 +25,22 @@ exit $status
 def check_with_listener(address: str, tmp_path) -> subprocess.CompletedProcess:
     env = ansible_env(tmp_path) | {"ANSIBLE_ROLES_PATH": str(ANSIBLE_DIR / "roles")}
     return subprocess.run(
-        ["unshare", "-n", "bash", "-c", LISTEN_AND_CHECK, "check", address,
-         str(VENV_BIN / "ansible"), SYSTEM_PYTHON],
+        [
+            "unshare",
+            "-n",
+            "bash",
+            "-c",
+            LISTEN_AND_CHECK,
+            "check",
+            address,
+            str(VENV_BIN / "ansible"),
+            SYSTEM_PYTHON,
+        ],
         env=env,
         capture_output=True,
         text=True,
         timeout=120,
-    )  # fmt: skip
+    )
 
 
 def test_loopback_listener_passes(tmp_path):

@@ -57,10 +57,10 @@ def test_second_run_leaves_every_file_as_it_was(sandbox, second_run, converged_s
 
 def test_gpu_and_service_tasks_were_switched_off(first_run):
     for task in (
-        "nvidia_driver : Read the driver the startup script installed",
-        "nvidia_container_toolkit : Run nvidia-smi in a CUDA container",
+        "nvidia_driver_check : Read the driver the startup script installed",
+        "container_toolkit_check : Run nvidia-smi in a CUDA container",
         "base : Keep sshd running and enabled",
-        "docker : Keep dockerd running and enabled",
+        "docker_config : Keep dockerd running and enabled",
         "monitoring : Bring the monitoring stack up",
     ):
         assert first_run.tasks[task] == {"skipping"}, task

@@ -31,6 +31,7 @@ import psutil
 import pytest
 
 from tests.docker_engine import Engine, Registry
+from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 # deploy/, fabfile.py and scripts/ run from the checkout (as `fab` and make run them), not from the venv.
@@ -51,12 +52,6 @@ RUN apt-get update && apt-get install -y --no-install-recommends nginx && rm -rf
 STOPSIGNAL SIGQUIT
 CMD ["nginx", "-g", "daemon off;"]
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for_port(port: int, seconds: float = 10.0) -> None:

@@ -44,8 +44,12 @@ def build_sdist_wheels(requirements: list[str], dest: Path) -> None:
     in the image, so the foreign-platform resolve (binary only) can read their dependencies."""
     subprocess.run(
         [*PIP, "wheel", "--isolated", "-q", "--no-deps", "-w", str(dest), *requirements],
-        env=isolated_env(), check=True, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        env=isolated_env(),
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def resolve(requirements: list[str], python_version: str, report: Path, find_links: Path | None = None):

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from deploy import nginx, remote, sshroute
 from deploy.config import SERVICE_ENV_KEYS, ConfigError, DeployConfig
+from service.settings import Settings
 
 VM_OUTPUTS = {
     "ip": "203.0.113.7",
@@ -89,10 +93,11 @@ def test_max_upload_mb_reaches_both_the_service_env_and_the_proxy():
 def self_signed(tmp_path):
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=whisper.example.com",
-         "-days", "1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+        "openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=whisper.example.com -days 1".split()
+        + ["-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
     return key, cert
 
 
@@ -128,3 +133,27 @@ def test_with_a_domain_80_redirects_443_serves_and_loopback_stays_for_the_checks
     )
     check = nginx_test(tmp_path, plain)
     assert check.returncode == 0, check.stderr
+
+
+def test_the_deploy_takes_the_services_defaults_without_the_services_libraries():
+    """The operator's venv (make install-ops) has no Flask, torch or numpy: deploy/ and the fabfile import
+    service.settings, the defaults' one owner, and nothing that needs them."""
+    blocked = ["flask", "werkzeug", "torch", "numpy", "whisper", "faster_whisper", "prometheus_client"]
+    code = (
+        "import importlib, pkgutil, sys\n"
+        f"sys.modules.update(dict.fromkeys({blocked!r}))\n"  # None: `import flask` raises ImportError
+        "import deploy, fabfile\n"
+        "for m in pkgutil.iter_modules(deploy.__path__):\n"
+        "    importlib.import_module('deploy.' + m.name)\n"
+        "from deploy.config import DeployConfig\n"
+        "from service.settings import Settings\n"
+        "cfg, service = DeployConfig(image='a/b'), Settings()\n"
+        "for knob in ('graceful_timeout', 'max_upload_mb', 'whisper_model', 'whisper_engine'):\n"
+        "    assert getattr(cfg, knob) == getattr(service, knob), knob\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    service = Settings()
+    assert (remote.CONTAINER_API_PORT, remote.CONTAINER_METRICS_PORT) == (service.port, service.metrics_port)

@@ -231,9 +231,11 @@ def test_without_any_api_key_the_deploy_is_refused_in_one_line(host, tmp_path):
     )
     assert host.release_state() == before and not fresh_env_file.exists()
     allowed = host.fab(
-        "deploy", "--tag", "no-such-tag", API_KEYS="", DEPLOY_ENV_FILE=str(fresh_env_file),
+        *"deploy --tag no-such-tag".split(),
+        API_KEYS="",
+        DEPLOY_ENV_FILE=str(fresh_env_file),
         DEPLOY_ALLOW_UNAUTHENTICATED="true",
-    )  # fmt: skip
+    )
     assert "no API key" not in output(allowed) and "manifest unknown" in output(allowed)  # got past the check
 
 
@@ -288,7 +290,8 @@ def test_config_defaults_match_the_monitoring_contract():
 
 def test_tunnel_forwards_grafana_and_prometheus_to_localhost(host, tmp_path):
     """Two HTTP servers stand for the host's Grafana and Prometheus; `fab tunnel` must reach both."""
-    from tests.deploy.conftest import FAB, ROOT, free_port, wait_for_port
+    from tests.deploy.conftest import FAB, ROOT, wait_for_port
+    from tests.helpers import free_port
 
     servers, remote_ports = [], {}
     for name in ("grafana", "prometheus"):
@@ -301,7 +304,7 @@ def test_tunnel_forwards_grafana_and_prometheus_to_localhost(host, tmp_path):
                 cwd=tmp_path / name,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
-            )  # fmt: skip
+            )
         )
     local = {"grafana": free_port(), "prometheus": free_port()}
     env = {

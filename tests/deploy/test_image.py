@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from deploy.pins import image_requirements, pinned_version
+from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
@@ -68,8 +69,10 @@ def test_every_other_dependency_comes_from_pyproject_via_pins_py(tmp_path):
     # run what the image runs, on the real pyproject.toml
     result = subprocess.run(
         [sys.executable, str(ROOT / "deploy/pins.py"), str(ROOT / "pyproject.toml"), *command[3:]],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     lines = result.stdout.split()
     assert lines == image_requirements(ROOT / "pyproject.toml", ("faster",))
     assert all("==" in line for line in lines), lines  # exact pins only
@@ -92,15 +95,17 @@ def test_the_container_runs_the_same_command_as_make_run():
 
 
 def test_ports_health_stop_signal_and_user():
-    assert instructions("EXPOSE") == ["5000 9101"]
+    # the service's own defaults (service/settings) apply: the image sets no port and exposes none
+    # (tests/test_settings.py finds any copy of a default here)
+    assert not instructions("EXPOSE")
     (healthcheck,) = instructions("HEALTHCHECK")
     assert "/healthz" in healthcheck and "--start-period" in healthcheck
+    assert "from service.settings import from_env" in healthcheck and "from_env().port" in healthcheck
     assert instructions("STOPSIGNAL") == ["SIGTERM"]
     (user,) = instructions("USER")
     assert user.split(":")[0] not in ("0", "root")
     assert any("WHISPER_MODEL_DIR=/models" in env for env in instructions("ENV"))
-    assert arg_default("WHISPER_MODEL") == "turbo"
-    assert arg_default("WHISPER_ENGINE") == "openai-whisper"
+    assert {"WHISPER_MODEL", "WHISPER_ENGINE"} <= set(instructions("ARG"))  # no default of their own
     assert any("WHISPER_ENGINE=${WHISPER_ENGINE}" in env for env in instructions("ENV"))
 
 
@@ -130,7 +135,11 @@ def bake(tmp_path: Path, model: str, engine: str = "openai-whisper") -> tuple[Pa
         script = script.replace(path, str(tmp_path / path.strip("/")))
     stub_bin = tmp_path / "bin"
     stub_bin.mkdir(exist_ok=True)
-    (stub_bin / "python").write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {tmp_path}/python-args\n')
+    (stub_bin / "python").write_text(
+        "#!/bin/sh\n"  # the settings' defaults are read for real, from the context's service/
+        f'case "$2" in *service.settings*) exec {sys.executable} "$@";; esac\n'
+        f'printf "%s\\n" "$@" > {tmp_path}/python-args\n'
+    )
     (stub_bin / "python").chmod(0o755)
     env = {"PATH": f"{stub_bin}:/usr/bin:/bin", "WHISPER_MODEL": model, "WHISPER_ENGINE": engine}
     subprocess.run(["sh", "-c", script], env=env, check=True)
@@ -170,3 +179,12 @@ def test_an_official_name_is_downloaded_into_the_model_dir(tmp_path):
     code, name = python_args.splitlines()[1:3]  # -c CODE NAME
     assert "whisper.load_model(sys.argv[1]" in code and f"download_root='{tmp_path}/models'" in code
     assert name == "turbo"
+
+
+def test_without_build_arguments_the_image_bakes_the_services_own_defaults(tmp_path):
+    (tmp_path / "context").mkdir()
+    (tmp_path / "context" / "service").symlink_to(ROOT / "service")
+    _, python_args = bake(tmp_path, "", engine="")
+    code, name = python_args.splitlines()[1:3]
+    assert name == Settings().whisper_model
+    assert ("download_model" in code) == (Settings().whisper_engine == "faster-whisper")

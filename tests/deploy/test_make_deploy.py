@@ -58,8 +58,11 @@ def make_deploy(tmp_path: Path, env: dict, mode: str | None, *args: str) -> subp
         outputs.write_text(json.dumps({"ip": "203.0.113.7", "url": "http://203.0.113.7", "mode": mode}))
     return subprocess.run(
         [MAKE, "--no-print-directory", "-C", str(ROOT), "deploy", "TAG=abc123", f"OUTPUTS={outputs}", *args],
-        env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def positions(out: str, *needles: str) -> list[int]:
@@ -160,8 +163,11 @@ def test_install_ops_installs_the_ops_pins_and_the_deploy_code_without_torch(tmp
     pip.chmod(0o755)
     result = subprocess.run(
         [MAKE, "--no-print-directory", "-C", str(ROOT), "install-ops", f"VENV={venv}"],
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     installs = [line.split() for line in (tmp_path / "pip.log").read_text().splitlines()]
     ops = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["ops"]

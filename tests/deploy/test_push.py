@@ -49,9 +49,13 @@ def laptop(tmp_path, docker_engine, local_registry, service_image, base_image):
 
 def fab(env: dict, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [FAB, "-r", str(ROOT), *args], env=env, capture_output=True, text=True, timeout=timeout,
+        [FAB, "-r", str(ROOT), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+    )
 
 
 def registry_tags(registry) -> list[str]:
@@ -95,10 +99,17 @@ def test_the_leak_detector_sees_a_token_passed_in_argv(laptop):
     leaks: list[str] = []
     with watch_command_lines(env["DOCKERHUB_TOKEN"], leaks):
         subprocess.run(
-            ["sh", "-c", f"echo {env['DOCKERHUB_TOKEN']} | docker login {registry.host} -u alice"
-             " --password-stdin; sleep 0.5"],
-            env={**env, "DOCKER_CONFIG": env["TMPDIR"]}, check=True, capture_output=True, timeout=60,
-        )  # fmt: skip
+            [
+                "sh",
+                "-c",
+                f"echo {env['DOCKERHUB_TOKEN']} | docker login {registry.host} -u alice"
+                " --password-stdin; sleep 0.5",
+            ],
+            env={**env, "DOCKER_CONFIG": env["TMPDIR"]},
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
     assert leaks and env["DOCKERHUB_TOKEN"] in leaks[0]
 
 

@@ -20,9 +20,13 @@ BUILD = "1a2b3c4d5e6f"  # the image tag /readyz reports (WHISPER_BUILD, the Dock
 
 def smoke(*args: str, env: dict | None = None, stdin: str = "") -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-I", "-S", SMOKE, *args], input=stdin, env=env or {}, capture_output=True,
-        text=True, timeout=120,
-    )  # fmt: skip
+        [sys.executable, "-I", "-S", SMOKE, *args],
+        input=stdin,
+        env=env or {},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +67,7 @@ def test_the_key_from_an_env_file_on_stdin_and_the_url_from_the_outputs(keyed_se
 
 
 def test_nothing_listening_fails(keyed_service):
-    from tests.deploy.conftest import free_port
+    from tests.helpers import free_port
 
     result = smoke("--url", f"http://127.0.0.1:{free_port()}", env={"API_KEY": KEY1})
     assert result.returncode == 1 and result.stdout.startswith("smoke FAILED:")
@@ -72,10 +76,8 @@ def test_nothing_listening_fails(keyed_service):
 def test_the_served_build_is_checked_before_the_transcription(keyed_service):
     ok = smoke("--url", keyed_service.url, "--expect-build", BUILD, env={"API_KEY": KEY1})
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    old = smoke(
-        "--url", keyed_service.url, "--expect-build", "0ld0ld0ld0ld", "--build-wait", "1",
-        "--build-interval", "0.2", env={"API_KEY": KEY1},
-    )  # fmt: skip
+    wrong_build = "--expect-build 0ld0ld0ld0ld --build-wait 1 --build-interval 0.2"
+    old = smoke("--url", keyed_service.url, *wrong_build.split(), env={"API_KEY": KEY1})
     assert old.returncode == 1
     assert old.stdout.strip() == (
         f"smoke FAILED: {keyed_service.url} serves build '{BUILD}', not '0ld0ld0ld0ld'"

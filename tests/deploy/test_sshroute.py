@@ -21,7 +21,8 @@ import pytest
 from deploy import sshroute
 from deploy.config import ConfigError
 from tests.deploy import fake_gcloud
-from tests.deploy.conftest import ROOT, SSHD, free_port, keygen, wait_for_port
+from tests.deploy.conftest import ROOT, SSHD, keygen, wait_for_port
+from tests.helpers import free_port
 
 NAME = "whisper-dev-vm"
 OUTPUTS = {
@@ -64,10 +65,9 @@ def test_os_login_user_and_a_registered_key(laptop):
     calls = fake_gcloud.calls(tmp_path / "gcloud")
     adds = [c for c in calls if c[:4] == ["compute", "os-login", "ssh-keys", "add"]]
     assert adds == [["compute", "os-login", "ssh-keys", "add", f"--key-file={key}.pub"]]
-    assert shlex.split(route.proxy_command) == [
-        "gcloud", "compute", "start-iap-tunnel", NAME, "22", "--listen-on-stdin",
-        "--zone", "us-central1-a", "--verbosity", "warning", "--project", "demo-proj",
-    ]  # fmt: skip
+    tunnel = f"gcloud compute start-iap-tunnel {NAME} 22 --listen-on-stdin"
+    flags = "--zone us-central1-a --verbosity warning --project demo-proj"
+    assert shlex.split(route.proxy_command) == tunnel.split() + flags.split()
     sshroute.route(OUTPUTS, env={}, home=home, run=with_env(env))  # registered now: not added again
     assert len([c for c in fake_gcloud.calls(tmp_path / "gcloud") if "add" in c]) == 1
 
@@ -124,8 +124,10 @@ def test_the_ansible_inventory_uses_the_same_route(laptop):
     done = subprocess.run(
         [sys.executable, str(ROOT / "ansible" / "inventory.py"), "--host", NAME],
         env=env | {"WHISPER_OUTPUTS": str(outputs), "USER": "laptop-user"},
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     hostvars = json.loads(done.stdout)
     route = sshroute.route(OUTPUTS, env={}, home=home, run=with_env(env))
@@ -168,12 +170,22 @@ def test_make_dashboards_tunnels_through_iap_as_the_os_login_user(laptop):
     local = free_port()
     tunnel_ssh = f"ssh -o BatchMode=yes -o UserKnownHostsFile={tmp_path}/known_hosts -o LogLevel=ERROR"
     make = subprocess.Popen(
-        ["make", "-s", "dashboards", f"DEPLOY_OUTPUTS={outputs}", f"GRAFANA_LOCAL_PORT={local}",
-         f"GRAFANA_REMOTE_PORT={server.server_address[1]}", f"PROMETHEUS_LOCAL_PORT={free_port()}",
-         f"TUNNEL_SSH={tunnel_ssh}"],
-        cwd=ROOT, env=env | {"FAKE_IAP_PORT": str(port), "MAKEFLAGS": ""},
-        stdout=(tmp_path / "make.log").open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+        [
+            "make",
+            "-s",
+            "dashboards",
+            f"DEPLOY_OUTPUTS={outputs}",
+            f"GRAFANA_LOCAL_PORT={local}",
+            f"GRAFANA_REMOTE_PORT={server.server_address[1]}",
+            f"PROMETHEUS_LOCAL_PORT={free_port()}",
+            f"TUNNEL_SSH={tunnel_ssh}",
+        ],
+        cwd=ROOT,
+        env=env | {"FAKE_IAP_PORT": str(port), "MAKEFLAGS": ""},
+        stdout=(tmp_path / "make.log").open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         wait_for_port(port)
         deadline = time.monotonic() + 30

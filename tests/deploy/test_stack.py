@@ -117,8 +117,12 @@ def test_ansible_stops_on_a_fleet_stack_instead_of_configuring_no_host(tmp_path)
     env["PATH"] = f"{os.path.dirname(sys.executable)}:{env['PATH']}"
     done = subprocess.run(
         [PLAYBOOK, "-i", str(ROOT / "ansible/inventory.py"), str(ROOT / "ansible/site.yml")],
-        env=env, capture_output=True, text=True, timeout=120, cwd=ROOT,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert done.returncode != 0, done.stdout
     assert "fleet mode" in done.stdout + done.stderr
 
@@ -129,7 +133,11 @@ def test_ansible_stops_on_an_empty_group(tmp_path):
     env = os.environ | {"ANSIBLE_CONFIG": str(ROOT / "ansible/ansible.cfg")}
     done = subprocess.run(
         [PLAYBOOK, "-i", str(hosts), str(ROOT / "ansible/site.yml")],
-        env=env, capture_output=True, text=True, timeout=120, cwd=ROOT,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert done.returncode != 0
     assert "no host in group whisper" in done.stdout

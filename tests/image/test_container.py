@@ -17,7 +17,8 @@ import openai
 import pytest
 import requests
 
-from tests.docker_engine import CA_BUNDLE, free_port
+from tests.docker_engine import CA_BUNDLE
+from tests.helpers import free_port
 from tools import speech as corpus
 
 pytestmark = pytest.mark.timeout(600, func_only=True)  # the fixtures bound their own builds and starts
@@ -189,9 +190,10 @@ def test_docker_stop_drains_the_request_in_flight(container, docker_engine, spee
     while in_flight < 1 and time.monotonic() < deadline and thread.is_alive():
         metrics = requests.get(f"http://127.0.0.1:{container.metrics_port}/metrics", timeout=10).text
         in_flight = sum(
-            float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+            float(line.rsplit(" ", 1)[1])
+            for line in metrics.splitlines()
             if line.startswith("whisper_requests_in_flight")
-        )  # fmt: skip
+        )
         time.sleep(0.05)
     assert in_flight >= 1, "the request never showed as in flight"
     stopped = time.monotonic()

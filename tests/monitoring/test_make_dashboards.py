@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from .conftest import ROOT, free_port, started, wait_until
+from tests.helpers import free_port
+
+from .conftest import ROOT, started, wait_until
 
 SSHD = "/usr/sbin/sshd"
 

@@ -14,10 +14,11 @@ import pytest
 import requests
 import yaml
 
+from tests.helpers import free_port
+
 from .conftest import (
     DASHBOARD_DIR,
     PROMETHEUS_DIR,
-    free_port,
     load_build_dashboards,
     load_yaml,
     running_node_exporter,

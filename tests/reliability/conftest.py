@@ -33,8 +33,13 @@ def root_conftest(config):
 def guarded(request, checkpoint, tmp_path_factory):
     """One server with API_KEYS set, shared by the reliability tests; no traceback in its log at the end."""
     launch = root_conftest(request.config).launch
-    server = launch(checkpoint, tmp_path_factory.mktemp("guarded"), API_KEYS=f"{API_KEY},{OTHER_KEY}",
-                    MAX_AUDIO_SECONDS="600", **FAST)  # fmt: skip
+    server = launch(
+        checkpoint,
+        tmp_path_factory.mktemp("guarded"),
+        API_KEYS=f"{API_KEY},{OTHER_KEY}",
+        MAX_AUDIO_SECONDS="600",
+        **FAST,
+    )
     yield server
     server.stop()
     assert not server.tracebacks(), server.tracebacks()

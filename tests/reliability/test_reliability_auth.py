@@ -17,10 +17,17 @@ def client(service, key: str) -> openai.OpenAI:
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, auth("wrong-key-0123456789abcdef"), auth(API_KEY[:-1]), auth(API_KEY + "x"),
-     {"Authorization": API_KEY}, {"Authorization": f"Basic {API_KEY}"}, auth("")],
+    [
+        {},
+        auth("wrong-key-0123456789abcdef"),
+        auth(API_KEY[:-1]),
+        auth(API_KEY + "x"),
+        {"Authorization": API_KEY},
+        {"Authorization": f"Basic {API_KEY}"},
+        auth(""),
+    ],
     ids=["none", "wrong", "prefix", "longer", "no-scheme", "basic", "empty"],
-)  # fmt: skip
+)
 def test_requests_without_a_valid_key_get_401_in_the_error_shape(guarded, audio_dir, headers):
     with open(audio_dir / "speech.wav", "rb") as f:
         resp = requests.post(guarded.url + ENDPOINT, files={"file": f}, headers=headers, timeout=30)
@@ -49,8 +56,10 @@ def test_probes_and_openapi_are_open(guarded):
     doc = requests.get(guarded.url + "/openapi.json", timeout=30).json()
     assert doc["security"] == [{"bearer": []}, {"basic": []}]  # Basic: the key as password (URL credentials)
     assert doc["components"]["securitySchemes"]["bearer"] == {
-        "type": "http", "scheme": "bearer", "description": "One of API_KEYS (if set).",
-    }  # fmt: skip
+        "type": "http",
+        "scheme": "bearer",
+        "description": "One of API_KEYS (if set).",
+    }
 
 
 def test_metrics_are_only_on_the_metrics_port(guarded):

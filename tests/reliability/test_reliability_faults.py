@@ -21,8 +21,9 @@ ENDPOINT = "/v1/audio/transcriptions"
 
 def transcribe(service, path, headers=None, timeout=120, **data):
     with open(path, "rb") as f:
-        return requests.post(service.url + ENDPOINT, files={"file": f}, data=data, headers=headers or {},
-                             timeout=timeout)  # fmt: skip
+        return requests.post(
+            service.url + ENDPOINT, files={"file": f}, data=data, headers=headers or {}, timeout=timeout
+        )
 
 
 def worker_pids(service) -> list[int]:
@@ -56,8 +57,9 @@ def corrupt_checkpoint(checkpoint, tmp_path) -> Path:
 
 
 @pytest.mark.parametrize("model", ["missing", "corrupt"])
-def test_a_model_that_cannot_load_leaves_the_process_up_and_not_ready(start_service, tmp_path, model,
-                                                                       corrupt_checkpoint):  # fmt: skip
+def test_a_model_that_cannot_load_leaves_the_process_up_and_not_ready(
+    start_service, tmp_path, model, corrupt_checkpoint
+):
     path = str(tmp_path / "nowhere" / "model.pt") if model == "missing" else str(corrupt_checkpoint)
     service = start_service(wait_ready=False, WHISPER_MODEL=path)
     failed = "model failed to load"
@@ -118,8 +120,11 @@ def test_stalled_ffmpeg_times_out_cleanly(fragile, audio_dir, tmp_path):
     began = time.monotonic()
     assert_error(transcribe(fragile, stall), 400, "decode_timeout")
     assert time.monotonic() - began < 30
-    assert not [p for p in psutil.process_iter(["name"]) if p.info["name"] == "sleep" and
-                str(fragile.process.pid) in str(p.parents())]  # fmt: skip
+    assert not [
+        p
+        for p in psutil.process_iter(["name"])
+        if p.info["name"] == "sleep" and str(fragile.process.pid) in str(p.parents())
+    ]
     assert transcribe(fragile, audio_dir / "speech.wav").status_code == 200
     assert ready(fragile)
 

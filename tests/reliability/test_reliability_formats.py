@@ -108,10 +108,20 @@ def test_tsv_has_three_columns_integer_millis_and_keeps_the_text(t):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.floats(0, 10_000, allow_nan=False), st.floats(0, 60, allow_nan=False),
-                          st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp", "Zs")),
-                                  min_size=1, max_size=30)),
-                max_size=8))  # fmt: skip
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(0, 10_000, allow_nan=False),
+            st.floats(0, 60, allow_nan=False),
+            st.text(
+                alphabet=st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp", "Zs")),
+                min_size=1,
+                max_size=30,
+            ),
+        ),
+        max_size=8,
+    )
+)
 def test_ordered_segments_keep_their_exact_times_and_text(parts):
     """Sorted, non-overlapping segments with plain text come out unchanged, to the millisecond."""
     segments, clock = [], 0.0

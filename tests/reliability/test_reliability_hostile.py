@@ -22,8 +22,15 @@ def wav_header(rate=16000, channels=1, bits=16, data_len=0, riff_len=None, fmt_l
     block = channels * bits // 8
     fmt = struct.pack("<HHIIHH", 1, channels, rate, rate * block, block, bits)
     riff = 36 + data_len if riff_len is None else riff_len
-    return (b"RIFF" + struct.pack("<I", riff & 0xFFFFFFFF) + b"WAVEfmt " + struct.pack("<I", fmt_len) + fmt
-            + b"data" + struct.pack("<I", data_len & 0xFFFFFFFF))  # fmt: skip
+    return (
+        b"RIFF"
+        + struct.pack("<I", riff & 0xFFFFFFFF)
+        + b"WAVEfmt "
+        + struct.pack("<I", fmt_len)
+        + fmt
+        + b"data"
+        + struct.pack("<I", data_len & 0xFFFFFFFF)
+    )
 
 
 def nested_mp4_boxes(depth: int) -> bytes:
@@ -105,8 +112,10 @@ class Zeros:
 
     def __init__(self, size: int):
         self.size = size
-        self.head = (f"--{self.BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; "
-                     f"filename=\"zeros.wav\"\r\nContent-Type: audio/wav\r\n\r\n").encode()  # fmt: skip
+        self.head = (
+            f'--{self.BOUNDARY}\r\nContent-Disposition: form-data; name="file"; '
+            f'filename="zeros.wav"\r\nContent-Type: audio/wav\r\n\r\n'
+        ).encode()
         self.tail = f"\r\n--{self.BOUNDARY}--\r\n".encode()
 
     def __len__(self) -> int:

@@ -10,10 +10,16 @@ import requests
 from reliability_helpers import API_KEY, auth, ready
 
 ST = str(Path(sys.executable).with_name("st"))
-CHECKS = ",".join([
-    "not_a_server_error", "status_code_conformance", "content_type_conformance",
-    "response_schema_conformance", "response_headers_conformance", "ignored_auth",
-])  # fmt: skip
+CHECKS = ",".join(
+    [
+        "not_a_server_error",
+        "status_code_conformance",
+        "content_type_conformance",
+        "response_schema_conformance",
+        "response_headers_conformance",
+        "ignored_auth",
+    ]
+)
 
 
 def summary(output: str) -> str:
@@ -24,8 +30,15 @@ def summary(output: str) -> str:
 def test_the_document_describes_both_faces(guarded):
     doc = requests.get(guarded.url + "/openapi.json", timeout=30).json()
     assert doc["openapi"].startswith("3.")
-    assert set(doc["paths"]) >= {"/v1/audio/transcriptions", "/v1/audio/translations", "/v1/models", "/asr",
-                                 "/detect-language", "/healthz", "/readyz"}  # fmt: skip
+    assert set(doc["paths"]) >= {
+        "/v1/audio/transcriptions",
+        "/v1/audio/translations",
+        "/v1/models",
+        "/asr",
+        "/detect-language",
+        "/healthz",
+        "/readyz",
+    }
     form = doc["paths"]["/v1/audio/transcriptions"]["post"]["requestBody"]["content"]["multipart/form-data"]
     fields = form["schema"]["properties"]
     assert fields["response_format"]["enum"] == ["json", "text", "srt", "verbose_json", "vtt"]

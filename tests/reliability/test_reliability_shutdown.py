@@ -30,8 +30,9 @@ GREEDY = {"language": "en", "compression_ratio_threshold": "100", "logprob_thres
 
 def transcribe(service, path, session=None, timeout=120):
     with open(path, "rb") as f:
-        return (session or requests).post(service.url + ENDPOINT, files={"file": f}, data=GREEDY,
-                                          timeout=timeout)  # fmt: skip
+        return (session or requests).post(
+            service.url + ENDPOINT, files={"file": f}, data=GREEDY, timeout=timeout
+        )
 
 
 def refused(service) -> bool:
@@ -97,8 +98,11 @@ def test_a_request_still_uploading_at_sigterm_is_served(start_service, audio_dir
     with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
         sock.sendall(head.encode() + prepared.body[:half])
         # the worker has started on the request (the app counts it in flight) and waits for the rest
-        wait_for(lambda: service.metric("whisper_requests_in_flight") >= 1, timeout=60,
-                 what="the worker handling the half-sent request")  # fmt: skip
+        wait_for(
+            lambda: service.metric("whisper_requests_in_flight") >= 1,
+            timeout=60,
+            what="the worker handling the half-sent request",
+        )
         service.process.send_signal(signal.SIGTERM)
         wait_for(lambda: refused(service), timeout=10, interval=0.01, what="new connections refused")
         sock.sendall(prepared.body[half:])

@@ -23,6 +23,7 @@ from bench.slowloris import Trickle, held_tmp_files
 from deploy import nginx
 from deploy.config import Slot
 from service.server.auth import key_id
+from tests.helpers import free_port
 
 ENDPOINT = "/v1/audio/transcriptions"
 PROBE_LIMIT = 2.0  # seconds a /readyz may take while the attack lasts
@@ -53,8 +54,9 @@ def probe_while(
 
 def transcribe(url: str, audio: Path, key: str | None = None) -> requests.Response:
     with open(audio, "rb") as f:
-        return requests.post(url + ENDPOINT, files={"file": f}, data=FORM,
-                             headers=auth(key) if key else {}, timeout=60)  # fmt: skip
+        return requests.post(
+            url + ENDPOINT, files={"file": f}, data=FORM, headers=auth(key) if key else {}, timeout=60
+        )
 
 
 def attack(url: str, **kwargs) -> dict[str, Trickle]:
@@ -150,14 +152,6 @@ def proxy(tmp_path):
     for process in started:
         process.terminate()
         process.wait(10)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_through_nginx_stalled_uploads_never_reach_the_service(start_service, proxy, audio_dir, tmp_path):

@@ -99,16 +99,30 @@ def test_a_body_holds_a_slot_from_its_first_read_until_it_is_read_in_full():
 
 @pytest.mark.parametrize(
     "name,raw",
-    [("UPLOAD_IDLE_TIMEOUT", "0"), ("UPLOAD_MIN_RATE", "-1"), ("UPLOAD_SLOTS", "0"), ("HEADER_TIMEOUT", "x"),
-     ("KEY_MAX_SHARE", "0"), ("KEY_MAX_SHARE", "1.5")],
-)  # fmt: skip
+    [
+        ("UPLOAD_IDLE_TIMEOUT", "0"),
+        ("UPLOAD_MIN_RATE", "-1"),
+        ("UPLOAD_SLOTS", "0"),
+        ("HEADER_TIMEOUT", "x"),
+        ("KEY_MAX_SHARE", "0"),
+        ("KEY_MAX_SHARE", "1.5"),
+    ],
+)
 def test_bad_limits_name_the_variable(name, raw):
     with pytest.raises(SettingsError, match=name):
         from_env({name: raw})
 
 
 def test_limits_parse():
-    s = from_env({"UPLOAD_IDLE_TIMEOUT": "5", "UPLOAD_MIN_RATE": "2048", "UPLOAD_RATE_GRACE": "3",
-                  "UPLOAD_SLOTS": "64", "HEADER_TIMEOUT": "7", "KEY_MAX_SHARE": "0.25"})  # fmt: skip
+    s = from_env(
+        {
+            "UPLOAD_IDLE_TIMEOUT": "5",
+            "UPLOAD_MIN_RATE": "2048",
+            "UPLOAD_RATE_GRACE": "3",
+            "UPLOAD_SLOTS": "64",
+            "HEADER_TIMEOUT": "7",
+            "KEY_MAX_SHARE": "0.25",
+        }
+    )
     assert UploadLimits.from_settings(s) == UploadLimits(5, 2048, 3)
     assert (s.upload_slots, s.header_timeout, s.key_max_share) == (64, 7, 0.25)

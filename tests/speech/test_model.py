@@ -12,8 +12,8 @@ import requests
 import torch
 import whisper
 
-from tests.conftest import ROOT, free_port, launch
-from tests.helpers import wait_for
+from tests.conftest import ROOT, launch
+from tests.helpers import free_port, wait_for
 from tests.speech.conftest import transcribe
 from tools import speech
 from tools.convert import ConversionError
@@ -33,7 +33,7 @@ def test_the_import_keeps_every_weight_and_the_official_alignment_heads(tiny_en,
         "n_text_state": 384,
         "n_text_head": 6,
         "n_text_layer": 4,
-    }  # fmt: skip  (tiny.en's published dims)
+    }  # tiny.en's published dims
     official = whisper.model.Whisper(whisper.model.ModelDimensions(**checkpoint["dims"]))
     official.set_alignment_heads(whisper._ALIGNMENT_HEADS["tiny.en"])
     expected = official.alignment_heads.to_dense().nonzero().tolist()
@@ -51,8 +51,12 @@ def test_a_directory_that_is_not_a_whisper_model_is_refused_with_one_line(tmp_pa
     (tmp_path / "model.bin").write_bytes(b"\x06\x00\x00\x00not a model")
     with pytest.raises(ConversionError):
         import_ct2(tmp_path, tmp_path / "out.pt")
-    result = subprocess.run([sys.executable, "-m", "tools.import_ct2", str(tmp_path), str(tmp_path / "x.pt")],
-                            cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "tools.import_ct2", str(tmp_path), str(tmp_path / "x.pt")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "import_ct2: error:" in result.stderr
     assert not (tmp_path / "x.pt").exists()
 
@@ -71,11 +75,22 @@ def test_make_run_serves_the_embedded_model_offline(corpus, tiny_en, tmp_path):
     """The README's first command, as a newcomer runs it: no WHISPER_MODEL, no network."""
     port, metrics = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("WHISPER_MODEL", "WHISPER_ENGINE", "MAKEFLAGS")}
-    env |= {"PORT": str(port), "METRICS_PORT": str(metrics), "METRICS_HOST": "127.0.0.1",
-            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"), "HF_HUB_OFFLINE": "1"}  # fmt: skip
+    env |= {
+        "PORT": str(port),
+        "METRICS_PORT": str(metrics),
+        "METRICS_HOST": "127.0.0.1",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"),
+        "HF_HUB_OFFLINE": "1",
+    }
     log = open(tmp_path / "run.log", "wb")
-    process = subprocess.Popen(["make", "--no-print-directory", "run"], cwd=ROOT, env=env, stdout=log,
-                               stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    process = subprocess.Popen(
+        ["make", "--no-print-directory", "run"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         url = f"http://127.0.0.1:{port}"
 
