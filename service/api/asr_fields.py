@@ -10,7 +10,7 @@ from ..batching.job import FALLBACK_TEMPERATURES, JobOptions
 from .fields import (
     ASR_OUTPUTS,
     INITIAL_PROMPT_MAX_CHARS,
-    UNTIMED_FORMATS,
+    UNTIMED_OUTPUTS,
     FormBool,
     Language,
     check_model_can,
@@ -51,7 +51,7 @@ class AsrQuery(BaseModel):
             prompt_first_window_only=True,
             word_timestamps=self.word_timestamps,
             vad=self.vad_filter,
-            timestamps=self.output not in UNTIMED_FORMATS or self.word_timestamps,
+            timestamps=self.output not in UNTIMED_OUTPUTS or self.word_timestamps,
         )
 
 

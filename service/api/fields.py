@@ -23,7 +23,8 @@ OPENAI_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
 STREAMING_FORMATS = ("json", "text")  # what the client's stream event types can carry
 ASR_OUTPUTS = ("txt", "vtt", "srt", "tsv", "json")
 # responses that carry no times: decoded without timestamp tokens (UNTIMED_DECODING, docs/performance.md)
-UNTIMED_FORMATS = ("json", "text", "txt")
+UNTIMED_FORMATS = ("json", "text")  # OpenAI's; whisper-asr-webservice's: txt
+UNTIMED_OUTPUTS = ("txt",)
 PROMPT_MAX_CHARS = 4000  # Whisper keeps the last 223 tokens of a prompt; this bounds the form field
 # percent-encoded, the whole /asr request line must fit gunicorn's 8190 bytes (up to 12 bytes per character)
 INITIAL_PROMPT_MAX_CHARS = 500

@@ -85,7 +85,7 @@ def with_server_defaults(options: JobOptions, settings: Settings, multilingual: 
     timestamps = options.timestamps or options.word_timestamps or sequential or not settings.untimed_decoding
     beam_size = options.beam_size
     if beam_size is None:
-        default = settings.beam_size if timestamps else settings.untimed_beam_size
+        default = settings.beam_size if timestamps else settings.untimed_beam()
         beam_size = default if default > 1 else None
     language = options.language or (None if multilingual else "en")  # an English-only model speaks English
     return replace(

@@ -192,7 +192,10 @@ class Settings:
         "json/text/txt responses: decode without timestamp tokens, as faster-whisper's batched pipeline.",
     )
     untimed_beam_size: int = knob(
-        "UNTIMED_BEAM_SIZE", 5, number(int, 1, "5"), "Untimed decoding's beam width unless a request chooses."
+        "UNTIMED_BEAM_SIZE",
+        0,
+        number(int, 0, "5"),
+        "Untimed decoding's beam width unless a request chooses; 0: 5 on faster-whisper, else BEAM_SIZE.",
     )
     queue_max_seconds: float = knob(
         "QUEUE_MAX_SECONDS",
@@ -251,6 +254,13 @@ class Settings:
     def batch_size_on(self, device: str) -> int:
         """BATCH_SIZE, or the default for the device ("cpu", "cuda", "cuda:1")."""
         return self.batch_size or DEVICE_BATCH_SIZES["cuda" if device.startswith("cuda") else "cpu"]
+
+    def untimed_beam(self) -> int:
+        """UNTIMED_BEAM_SIZE, or the engine's: faster-whisper's batched pipeline decodes with beam 5; beam
+        search costs openai-whisper twice its time on a CPU (docs/performance.md), so it keeps BEAM_SIZE."""
+        if self.untimed_beam_size:
+            return self.untimed_beam_size
+        return 5 if self.whisper_engine == "faster-whisper" else self.beam_size
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

@@ -151,3 +151,38 @@ def test_beam_size_setting_fills_in_only_what_the_request_left_open():
     assert with_server_defaults(unset, Settings()).beam_size is None  # default: greedy, as transcribe()
     with pytest.raises(SettingsError, match="BEAM_SIZE"):
         from_env({"BEAM_SIZE": "17"})
+
+
+@pytest.mark.parametrize(
+    ("model", "pairs", "timestamps"),
+    [
+        (TranscriptionForm, [], False),  # json
+        (TranscriptionForm, [("response_format", "text")], False),
+        (TranscriptionForm, [("stream", "true")], False),
+        (TranscriptionForm, [("response_format", "verbose_json")], True),
+        (TranscriptionForm, [("response_format", "srt")], True),
+        (TranscriptionForm, [("response_format", "vtt")], True),
+        (TranslationForm, [], False),
+        (TranscriptionForm, [("response_format", "json"), ("condition_on_previous_text", "true")], True),
+        (AsrQuery, [], False),  # txt
+        (AsrQuery, [("output", "srt")], True),
+        (AsrQuery, [("output", "json")], True),
+        (AsrQuery, [("output", "txt"), ("word_timestamps", "true")], True),
+    ],
+)
+def test_only_responses_that_carry_times_are_decoded_with_timestamp_tokens(model, pairs, timestamps):
+    assert served(parse(model, *pairs)).timestamps is timestamps
+    assert served(parse(model, *pairs), Settings(untimed_decoding=False)).timestamps is True
+
+
+def test_untimed_decoding_searches_with_the_engines_own_beam():
+    """faster-whisper's batched pipeline decodes with beam 5; openai-whisper keeps BEAM_SIZE (greedy by
+    default, as transcribe()): its beam search costs twice the time on a CPU."""
+    json, srt = parse(TranscriptionForm), parse(TranscriptionForm, ("response_format", "srt"))
+    faster = Settings(whisper_engine="faster-whisper")
+    assert served(json, faster).beam_size == 5 and served(srt, faster).beam_size is None
+    assert served(json, Settings()).beam_size is None
+    assert served(json, Settings(untimed_beam_size=3)).beam_size == 3
+    assert served(json, Settings(beam_size=4)).beam_size == 4
+    chosen = parse(TranscriptionForm, ("beam_size", "2"))
+    assert served(chosen, faster).beam_size == 2  # the request's choice wins

@@ -103,10 +103,35 @@ def test_srt_cues_line_up_with_the_speech(real_service, corpus):
         assert any(abs(s - onset) <= 0.5 for s in starts), (onset, starts)
 
 
+@pytest.mark.parametrize("response_format", ["verbose_json", "json"])  # timestamped and untimed decoding
 @pytest.mark.parametrize("kind", ["silence", "white", "brown"])
-def test_no_words_where_nobody_speaks(real_service, corpus, kind):
-    response = transcribe(real_service, corpus.quiet[kind], language="en")
+def test_no_words_where_nobody_speaks(real_service, corpus, kind, response_format):
+    response = transcribe(real_service, corpus.quiet[kind], language="en", response_format=response_format)
     assert response.status_code == 200
     body = response.json()
-    assert body["text"] == "" and body["segments"] == [], body
-    assert body["duration"] == pytest.approx(60, abs=0.1)
+    assert body["text"] == "", body
+    if response_format == "verbose_json":
+        assert body["segments"] == [], body
+        assert body["duration"] == pytest.approx(60, abs=0.1)
+
+
+@pytest.mark.timeout(1500)
+def test_json_is_decoded_untimed_and_at_least_as_accurate(real_service, reference, corpus):
+    """A json response carries no times: its windows are decoded once each, without timestamp tokens and with
+    beam search, as faster-whisper's BatchedInferencePipeline does; no rests, and the words as good as the
+    timestamped decode's (docs/benchmarks-speech.md has the figures)."""
+    rests_before = real_service.metric("whisper_rest_inputs_total")
+    response = transcribe(real_service, corpus.long, language="en", response_format="json")
+    assert response.status_code == 200, response.text
+    assert real_service.metric("whisper_rest_inputs_total") == rests_before  # one decode per window
+    ours = speech.wer(corpus.long.text, response.json()["text"])
+    unconditioned = speech.wer(
+        corpus.long.text, reference(corpus.long, condition_on_previous_text=False)["text"]
+    )
+    print(f"10.5 min, json (untimed): service {ours:.3f} vs transcribe() unconditioned {unconditioned:.3f}")
+    assert ours <= unconditioned + POINT
+    clips = corpus.clips[::2]
+    ours, texts = service_wer(real_service, clips, response_format="json")
+    theirs = reference_wer(reference, clips)
+    print(f"clips, json (untimed): service {ours:.3f} vs transcribe() {theirs:.3f}")
+    assert ours <= theirs + POINT, list(zip([c.text for c in clips], texts))
