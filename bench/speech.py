@@ -41,17 +41,19 @@ HTTP = {JSON: "json", VERBOSE: "verbose_json", PEER: "json"}  # side -> response
 LEVELS = (1, 8, 16)
 
 
-def corpus(work: Path, args) -> tuple[speech.Clip, list[speech.Clip], list[speech.Clip]]:
-    """The long file as an mp3 (what users send), `args.clips` different 16 s clips, 4 other long files."""
-    story = speech.long_file(work, args.minutes)
-    short = [
-        speech.story(work, 16, f"clip16-{i}", seed=i, exact=True, first=3 * i) for i in range(args.clips)
-    ]
-    four = [
-        speech.story(work, args.four_minutes * 60, f"four-{i}", pauses=(0.3, 2.5), seed=10 + i, first=7 * i)
+def corpus(work: Path, minutes: float, clips: int) -> tuple[speech.Clip, list[speech.Clip]]:
+    """The long file as an mp3 (what users send), and `clips` different 16 s clips (bench/container.py)."""
+    story = speech.long_file(work, minutes)
+    short = [speech.story(work, 16, f"clip16-{i}", seed=i, exact=True, first=3 * i) for i in range(clips)]
+    return mp3(story), short
+
+
+def four_files(work: Path, minutes: float) -> list[speech.Clip]:
+    """4 long files as mp3, each its own sentences and pauses."""
+    return [
+        mp3(speech.story(work, minutes * 60, f"four-{i}", pauses=(0.3, 2.5), seed=10 + i, first=7 * i))
         for i in range(4)
     ]
-    return mp3(story), short, [mp3(f) for f in four]
 
 
 def mp3(clip: speech.Clip) -> speech.Clip:
@@ -88,6 +90,8 @@ def new_results(args) -> dict[str, dict[str, Runs]]:
 def servers(stack: contextlib.ExitStack, args, work: Path, warmup: Path) -> dict[str, object]:
     """The HTTP sides' servers, started once for all rounds: side -> Server or PeerServer."""
     env = {"VAD": "true", "WHISPER_CPU_THREADS": str(args.threads), "WHISPER_ENGINE": "faster-whisper"}
+    if args.batch_size:
+        env["BATCH_SIZE"] = str(args.batch_size)
     if args.device == "cuda":
         env["WHISPER_COMPUTE_TYPE"] = "float16"
     forced = args.force_tokens if args.device == "cuda" else 0  # random weights: equal work (gpu_model.py)
@@ -157,8 +161,9 @@ def one_round(results, by_side, args, files, durations, first: bool) -> None:
 
 
 def measure(args, work: Path) -> dict[str, dict[str, Runs]]:
-    files = corpus(work, args)
-    long_file, clips, four = files
+    long_file, clips = corpus(work, args.minutes, args.clips)
+    four = four_files(work, args.four_minutes)
+    files = long_file, clips, four
     durations = {c.path: audio_seconds(c) for c in [long_file, *clips, *four]}
     results = new_results(args)
     with contextlib.ExitStack() as stack:
@@ -208,6 +213,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--four-minutes", type=float, default=2.5, help="length of each of the 4 long files")
     parser.add_argument("--interval", type=float, default=1.5, help="seconds between clips in the mix")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads of every side")
+    parser.add_argument("--batch-size", type=int, default=0, help="the service's BATCH_SIZE (0: its default)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--openai-rounds", type=int, default=1, help="rounds with the openai-whisper sides")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
