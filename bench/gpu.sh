@@ -29,7 +29,9 @@ done
 # ctranslate2 dlopens libcublas.so.12 (CUDA 12) whatever torch brings: find it where pyproject's cuda12 extra
 # puts it (the image's /opt/cuda12, or a venv's site-packages) when the loader does not already.
 for dir in /opt/cuda12/nvidia/cublas/lib .venv/lib/python3*/site-packages/nvidia/cublas/lib; do
-    [[ -e $dir/libcublas.so.12 ]] && export LD_LIBRARY_PATH=$dir:$(dirname "$dir")/../cuda_nvrtc/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    if [[ -e $dir/libcublas.so.12 ]]; then
+        export LD_LIBRARY_PATH=$dir:$dir/../../cuda_nvrtc/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    fi
 done
 "$PY" - <<'EOF' || exit 2
 import ctypes, sys
