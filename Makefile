@@ -67,9 +67,16 @@ SPEECH_ARGS ?=
 bench: bench-speech ## Real speech vs the peers (docs/benchmarks-speech.md), then random weights -> docs/benchmarks.md (BENCH_ARGS="--engines --device cuda --dims large-v3-turbo").
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
-bench-speech: $(STAMP) ## Real speech only: the service vs transcribe() and faster-whisper's pipelines, real tiny.en (SPEECH_ARGS="--quick").
+bench-speech: $(STAMP) ## Real speech only: the service vs a peer server, the pipeline and transcribe(), real tiny.en (SPEECH_ARGS="--quick").
 	@scripts/system-deps.sh test
 	$(BIN)/python -m bench.speech $(SPEECH_ARGS)
+
+.PHONY: bench-peer bench-gpu
+bench-peer: $(STAMP) ## The peer server's own venv, build/peer-server/ (bench-speech makes it too; bench-gpu needs it made before).
+	$(BIN)/python -m bench.peer_server
+
+bench-gpu: ## bench-speech's workloads on a CUDA GPU, large-v3-turbo dims, random weights, offline -> docs/benchmarks-gpu.md.
+	PYTHON=$(BIN)/python bench/gpu.sh $(GPU_ARGS)
 
 bench-container: image-test ## The image against make run on one long real-speech file (docs/benchmarks-container.md).
 	$(BIN)/python -m bench.container $(CONTAINER_ARGS)
