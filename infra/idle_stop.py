@@ -8,8 +8,8 @@ metrics (both blue/green ports): a request is any whisper_requests_total sample 
 (/healthz, /readyz), and whisper_requests_in_flight > 0 counts as activity too. The clock is kept in
 STATE_FILE on tmpfs, so every boot starts it afresh:
 
-- any change of the request count (a new request, or a counter reset by a restarted container) or a request
-  in flight restarts the clock; probes do not;
+- any change of a port's request count (a new request, or a counter reset by a restarted container; a new
+  colour's first requests) or a request in flight restarts the clock; probes do not;
 - metrics that do not answer count as "no request" once the service has answered since boot; before it ever
   answers (first boot, Ansible, the first deploy) the VM gets SETUP_GRACE_MINUTES more.
 
@@ -74,12 +74,10 @@ def activity(text: str) -> tuple[float, float]:
     return requests, in_flight
 
 
-def observe(urls: list[str]) -> tuple[float, float] | None:
-    """Summed over the ports that answer; None when none does."""
-    seen = [activity(text) for text in map(_scrape, urls) if text is not None]
-    if not seen:
-        return None
-    return sum(r for r, _ in seen), sum(f for _, f in seen)
+def observe(urls: list[str]) -> dict[str, tuple[float, float]]:
+    """(requests, in flight) per metrics port that answers."""
+    texts = {url: _scrape(url) for url in urls}
+    return {url: activity(text) for url, text in texts.items() if text is not None}
 
 
 def _scrape(url: str) -> str | None:
@@ -89,14 +87,17 @@ def _scrape(url: str) -> str | None:
         return None
 
 
-def decide(state: dict, seen: tuple[float, float] | None, now: float, minutes: int) -> tuple[dict, bool]:
-    """The new state, and whether the VM has been idle long enough to stop."""
-    state = dict(state) or {"boot": now, "since": now, "count": None, "answered": False}
-    if seen is not None:
-        count, in_flight = seen
-        if count != state["count"] or in_flight > 0 or not state["answered"]:
+def decide(state: dict, seen: dict[str, tuple[float, float]], now: float, minutes: int) -> tuple[dict, bool]:
+    """The new state, and whether the VM has been idle long enough to stop. Counts are compared per port: a
+    blue/green deploy starts the new colour's counters at zero, and its first requests must still count."""
+    state = dict(state) or {"boot": now, "since": now, "counts": {}, "answered": False}
+    if seen:
+        before = state["counts"]
+        changed = any(count != before.get(url, 0.0) for url, (count, _) in seen.items())
+        busy = any(in_flight > 0 for _, in_flight in seen.values())
+        if changed or busy or not state["answered"]:
             state["since"] = now
-        state.update(count=count, answered=True)
+        state.update(counts={url: count for url, (count, _) in seen.items()}, answered=True)
     if state["answered"]:
         deadline = state["since"] + minutes * 60
     else:
