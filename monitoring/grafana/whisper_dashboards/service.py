@@ -104,6 +104,10 @@ def latency_by_stage():
 
 
 AUDIO_RATE = f"rate(whisper_audio_seconds_total{{{SVC_MODEL}}}"
+# The busiest clock hour of the day or the last 60 minutes (as job:whisper_audio_seconds:best1h_1d)
+BEST_HOUR = (
+    f"(max_over_time(sum({AUDIO_RATE}[1h]))[1d:1h]) > sum({AUDIO_RATE}[1h]))) or sum({AUDIO_RATE}[1h]))"
+)
 # The price record (prometheus/rules/whisper-cost.yml) over a throughput in audio s/s; absent at 0, not +Inf.
 COST = "job:vm_price_dollars_per_hour:max / on () group_left () ({} > 0)"
 
@@ -125,7 +129,7 @@ def throughput_and_batching():
             "Cost per audio hour",
             units.Dollars,
             target(COST.format(f"sum({AUDIO_RATE}[5m]))"), "now (5 min)"),
-            target(COST.format(f"max_over_time(sum({AUDIO_RATE}[1h]))[1d:1h])"), "best hour of the last day"),
+            target(COST.format(BEST_HOUR), "best hour of the last day"),
             description=(
                 "The VM's price per running hour (the stack's list price, infra/pricing.py, or pricePerHour) "
                 "over the audio hours the selected instances and models transcribe per hour. Empty while "
