@@ -18,6 +18,10 @@ Pure Python, no Pulumi: the Pulumi program imports it as `pricing`, `make bench`
 
 from __future__ import annotations
 
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 PRICES_AS_OF = "2025"
@@ -56,6 +60,10 @@ GPUS: dict[str, HourlyPrice] = {
 PD_BALANCED_PER_GB_MONTH = 0.10  # the boot disk; Spot does not discount disks
 STATIC_ADDRESS_PER_HOUR = 0.005  # a static external IPv4 address in use
 HOURS_PER_MONTH = 730
+# Where a VM of the stack finds its own price: the attribute the stack sets (host.vm_metadata).
+METADATA_PRICE_URL = (
+    "http://metadata.google.internal/computeMetadata/v1/instance/attributes/whisper-price-per-hour"
+)
 
 
 @dataclass(frozen=True)
@@ -100,3 +108,17 @@ def cost_line(price_per_hour: float, audio_seconds_per_second: float, what: str)
         f"{what}: ${cost:.4f} per audio hour at {audio_seconds_per_second:.1f}x realtime "
         f"(VM ${price_per_hour:.3f}/h)"
     )
+
+
+def price_here(environ: Mapping[str, str] = os.environ, timeout: float = 1.0) -> float | None:
+    """This machine's price per hour for `make bench`: PRICE_PER_HOUR if set, else the stack's price from the
+    VM's metadata server (whisper-price-per-hour), else None (not on a VM of a stack with a price)."""
+    if environ.get("PRICE_PER_HOUR"):
+        return float(environ["PRICE_PER_HOUR"])
+    url = environ.get("METADATA_PRICE_URL", METADATA_PRICE_URL)
+    request = urllib.request.Request(url, headers={"Metadata-Flavor": "Google"})  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310
+            return float(answer.read().decode().strip())
+    except (OSError, ValueError, urllib.error.URLError):
+        return None

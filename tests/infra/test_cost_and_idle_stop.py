@@ -157,3 +157,33 @@ def test_min_replicas_zero_is_refused_with_the_reason(deploy):
     fleet = {"minReplicas": "0", "maxReplicas": "2", "dockerImage": "myuser/whisper-gpu:1a2b3c4"}
     with pytest.raises(Exception, match="utilisation needs a VM to measure.*idleStopMinutes"):
         deploy({**fleet, "allowUnauthenticated": "true"})
+
+
+# ---------------------------------------------------------------- make bench: the price where it runs
+
+
+def test_bench_finds_the_price_in_the_environment_then_in_the_vms_metadata(pricing):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Metadata(BaseHTTPRequestHandler):
+        def do_GET(self):
+            ok = self.headers["Metadata-Flavor"] == "Google" and self.path.endswith("/whisper-price-per-hour")
+            self.send_response(200 if ok else 404)
+            self.end_headers()
+            self.wfile.write(b"0.7487" if ok else b"")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Metadata)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/computeMetadata/v1/instance/attributes/whisper-price-per-hour"
+    try:
+        assert pricing.price_here({"PRICE_PER_HOUR": "1.5", "METADATA_PRICE_URL": url}) == 1.5
+        assert pricing.price_here({"METADATA_PRICE_URL": url}) == 0.7487
+        assert pricing.price_here({"METADATA_PRICE_URL": url.replace("price-per-hour", "x")}) is None
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert pricing.price_here({"METADATA_PRICE_URL": url}) is None  # not on a VM: no answer
