@@ -365,7 +365,10 @@ def test_a_fleet_host_logs_in_to_docker_hub_before_the_pull_when_a_token_secret_
 
 # ---------------------------------------------------------------- price metric and idle watch (single VM)
 
-PRICE_LABELS = 'machine_type="n1-standard-8",gpu_type="nvidia-tesla-t4",gpu_count="1",provisioning="on-demand",basis="list"'
+PRICE_LABELS = (
+    'machine_type="n1-standard-8",gpu_type="nvidia-tesla-t4",gpu_count="1",'
+    'provisioning="on-demand",basis="list"'
+)
 
 
 def test_the_stack_price_becomes_a_metric_for_node_exporter(host):
