@@ -199,8 +199,8 @@ write_price_metric() { # the stack's price per running hour (infra/pricing.py or
   local price labels file="${TEXTFILE_DIR}/whisper_price.prom"
   price="$(metadata instance/attributes/whisper-price-per-hour)"
   labels="$(metadata instance/attributes/whisper-price-labels)"
+  mkdir -p "${TEXTFILE_DIR}" # always: node-exporter reports a scrape error for a missing directory
   if [ -z "${price}" ]; then rm -f "${file}"; return 0; fi
-  mkdir -p "${TEXTFILE_DIR}"
   # Written whole, then renamed: node-exporter never reads half a file.
   printf '%s\n' \
     "# HELP vm_price_dollars_per_hour What this VM costs per running hour (stack setting or list price)." \
