@@ -113,7 +113,7 @@ test-ansible: $(STAMP) ## Only the Ansible tests: a real run of site.yml on this
 # A stack in fleet mode (its CONFIG sets replicas/minReplicas/maxReplicas: `pulumi config`, read before
 # anything runs) rolls the tag through Pulumi instead: image -> push -> fleet-image -> infra -> fleet-wait -> smoke.
 # smoke then checks that /readyz reports the tag just deployed.
-.PHONY: lint-docker image image-test push app-deploy rollback smoke deploy deploy-preflight fleet-image fleet-wait test-deploy
+.PHONY: lint-docker image image-test push app-deploy rollback smoke deploy deploy-preflight fleet-image fleet-wait start test-deploy
 IMAGE ?= $(if $(DOCKERHUB_USERNAME),$(DOCKERHUB_USERNAME)/whisper-gpu-service)
 TAG ?= $(shell git describe --always --dirty --abbrev=12 --exclude '*' 2>/dev/null)
 DEPLOY_OUTPUTS ?= $(or $(OUTPUTS),.deploy/outputs.json)
@@ -137,6 +137,10 @@ push: $(STAMP) ## Push the image (tag and latest) to Docker Hub (DOCKERHUB_USERN
 
 fleet-image: ## Fleet mode: set the stack's dockerImage to this tag (the next pulumi up rolls it out).
 	$(PULUMI) config set dockerImage $(IMAGE):$(TAG) --stack $(STACK)
+
+start: ## Start the stopped single VM (idleStopMinutes, Spot preemption) and wait for /readyz 200 through its URL.
+	@test -f $(DEPLOY_OUTPUTS) || { echo "no $(DEPLOY_OUTPUTS): run make outputs first" >&2; exit 1; }
+	$(PYTHON) -m deploy.stack start
 
 fleet-wait: ## Fleet mode: wait until every VM runs the new template and the group is stable (gcloud wait-until).
 	$(BIN)/python -m deploy.stack wait-fleet
@@ -218,7 +222,7 @@ bench-engines: $(STAMP) ## In-process engine benchmark only (BENCH_ENGINES_ARGS=
 	$(BIN)/python -m bench.engines $(BENCH_ENGINES_ARGS)
 
 # ---------------------------------------------------------------- monitoring (Prometheus, Grafana)
-.PHONY: lint-monitoring dashboards-json dashboards test-monitoring
+.PHONY: lint-monitoring dashboards-json dashboards cost test-monitoring
 PROMTOOL ?= promtool
 GRAFANA_LOCAL_PORT ?= 3000
 PROMETHEUS_LOCAL_PORT ?= 9090
@@ -246,6 +250,12 @@ dashboards: ## SSH tunnel (OS Login, IAP) to the VM's Grafana and Prometheus; pr
 	  $(if $(SSH_USER),WHISPER_SSH_USER=$(SSH_USER)) TUNNEL_SSH="$(TUNNEL_SSH)" exec $(PYTHON) -m deploy.sshroute tunnel \
 	    -L 127.0.0.1:$(GRAFANA_LOCAL_PORT):127.0.0.1:$(GRAFANA_REMOTE_PORT) \
 	    -L 127.0.0.1:$(PROMETHEUS_LOCAL_PORT):127.0.0.1:$(PROMETHEUS_REMOTE_PORT)
+
+# The same route as `dashboards`, for one query: a tunnel to a free local port, the whisper.cost records, closed.
+cost: ## Print the cost per audio hour (now, best hour of the day) from the VM's Prometheus (PROMETHEUS_URL: no tunnel).
+	@test -n "$(PROMETHEUS_URL)" -o -f $(DEPLOY_OUTPUTS) || { echo "no $(DEPLOY_OUTPUTS): run make outputs first" >&2; exit 1; }
+	@$(if $(SSH_USER),WHISPER_SSH_USER=$(SSH_USER)) TUNNEL_SSH="$(TUNNEL_SSH)" PROMETHEUS_REMOTE_PORT=$(PROMETHEUS_REMOTE_PORT) \
+	  PROMETHEUS_URL="$(PROMETHEUS_URL)" $(PYTHON) -m deploy.cost
 
 test-monitoring: $(STAMP) ## Only the monitoring tests (promtool, dashboards, compose, live Prometheus).
 	$(BIN)/pytest -q tests/monitoring $(PYTEST_ARGS)

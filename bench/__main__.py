@@ -27,11 +27,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from infra.pricing import cost_line, price_here
 from tools.checkpoints import build_checkpoint
 
 from .service_bench import Server, drive, nearest_rank
 
 ROOT = Path(__file__).resolve().parents[1]
+NO_PRICE = (
+    "cost per audio hour: no price here (set PRICE_PER_HOUR=USD/h, or run on a VM of a stack with a price)"
+)
 NO_FALLBACK = {"language": "en", "temperature": "0", "compression_ratio_threshold": "100",
                "logprob_threshold": "-100"}  # fmt: skip
 
@@ -145,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
         report += compare_engines(args, model, clip, work)
     Path(args.out).write_text(report)
     print(report)
+    full = max(http.values(), key=lambda side: side.x_realtime)  # the busiest concurrency level: full load
+    price = price_here()  # PRICE_PER_HOUR, or the stack's price on its VM (infra/pricing.py)
+    print(cost_line(price, full.x_realtime, f"cost at full load ({full.name})") if price else NO_PRICE)
     return 0
 
 

@@ -3,6 +3,7 @@
     python -m deploy.stack mode [--stack dev]   # vm | fleet, from the stack's CONFIG (not its outputs)
     python -m deploy.stack wait-host            # the single VM's startup script is done (guest attribute)
     python -m deploy.stack wait-fleet           # the group runs the new template everywhere and is stable
+    python -m deploy.stack start                # start the stopped single VM, wait for /readyz 200
 
 The mode comes from `pulumi config`, so a first deploy of a fleet stack (no outputs yet, or outputs of the
 single VM it replaces) takes the fleet path. Every wait is bounded and ends in one line that says what to do.
@@ -16,6 +17,8 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Mapping
 
 from deploy.config import ConfigError, stack_outputs
@@ -27,6 +30,10 @@ GUEST_ATTRIBUTE = "whisper/state"
 HOST_READY_TIMEOUT_S = 1800  # driver install with its reboots, Docker, the toolkit
 HOST_POLL_S = 15.0
 FLEET_TIMEOUT_S = 3600  # new VMs: driver, image pull, model load, min_ready_sec, then the old ones drain
+# A stopped VM that starts again: boot, the startup script's checks (the driver is there), Docker restarts the
+# service container (--restart unless-stopped), the model loads. Minutes; a first boot is not this path.
+START_TIMEOUT_S = float(os.environ.get("START_TIMEOUT_S", "900"))
+START_POLL_S = float(os.environ.get("START_POLL_S", "10"))
 Runner = Callable[[list[str]], subprocess.CompletedProcess]
 
 
@@ -114,9 +121,58 @@ def wait_fleet(outputs: Mapping, runner: Runner = run, timeout: int = FLEET_TIME
             raise ConfigError(f"group {outputs['groupName']} did not reach {target[2:]}: {last}")
 
 
+def readyz_status(url: str) -> int | str:
+    """The HTTP status of GET url/readyz, or why there was none."""
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/readyz", timeout=10) as answer:  # noqa: S310
+            return answer.status
+    except urllib.error.HTTPError as err:
+        return err.code
+    except (OSError, urllib.error.URLError) as err:
+        return type(err).__name__
+
+
+def start(
+    outputs: Mapping,
+    runner: Runner = run,
+    timeout: float = START_TIMEOUT_S,
+    poll: float = START_POLL_S,
+    status: Callable[[str], int | str] = readyz_status,
+) -> None:
+    """`make start`: start the single VM (stopped by idleStopMinutes, a Spot preemption, by hand), then wait
+    until the service answers /readyz 200 through the stack's public URL."""
+    if outputs.get("mode") == "fleet":
+        raise ConfigError("the stack is a fleet: its autoscaler starts VMs; make start is for the single VM")
+    name, zone = outputs["instanceName"], outputs["zone"]
+    command = ["gcloud", "compute", "instances", "start", name, "--zone", zone]
+    if outputs.get("project"):
+        command += ["--project", outputs["project"]]
+    print(" ".join(command), flush=True)
+    done = runner(command)
+    if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise ConfigError(f"could not start {name}: {reason}")
+    deadline = time.monotonic() + timeout
+    last: int | str = "no answer"
+    while True:
+        last = status(outputs["url"])
+        if last == 200:
+            print(f"{name} is up: {outputs['url']}/readyz answers 200", flush=True)
+            return
+        if time.monotonic() >= deadline:
+            break
+        print(f"waiting for {outputs['url']}/readyz: {last}", flush=True)
+        time.sleep(poll)
+    raise ConfigError(
+        f"{outputs['url']}/readyz did not answer 200 within {timeout:g} s of the start (last: {last}); "
+        f"look on the VM: make dashboards, or {outputs.get('sshCommand', 'gcloud compute ssh')} "
+        "then docker ps and docker logs"
+    )
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy.stack")
-    parser.add_argument("what", choices=("mode", "wait-host", "wait-fleet"))
+    parser.add_argument("what", choices=("mode", "wait-host", "wait-fleet", "start"))
     parser.add_argument("--stack", default=os.environ.get("STACK", "dev"))
     parser.add_argument("--pulumi", default=os.environ.get("PULUMI", "pulumi"))
     args = parser.parse_args(argv)
@@ -125,6 +181,8 @@ def main(argv: list[str]) -> int:
             print(mode(stack_config(args.stack, args.pulumi)))
         elif args.what == "wait-host":
             wait_host(stack_outputs())
+        elif args.what == "start":
+            start(stack_outputs())
         else:
             wait_fleet(stack_outputs())
     except ConfigError as err:

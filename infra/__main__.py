@@ -48,6 +48,14 @@ network = Network(
 
 pulumi.export("mode", cfg.mode)
 pulumi.export("project", cfg.project)
+# What one VM costs per running hour (pricing.py, or pricePerHour): `make cost` and docs/provisioning.md.
+if cfg.price is None:
+    pulumi.log.warn(
+        f"no list price for {cfg.machine_type} with {cfg.gpu_type} in infra/pricing.py: set pricePerHour "
+        "(USD per running hour) to see the cost per audio hour"
+    )
+pulumi.export("pricePerHour", cfg.price.per_hour if cfg.price else None)
+pulumi.export("priceBasis", f"{cfg.price.basis}, {cfg.price.provisioning}" if cfg.price else "unknown")
 if is_fleet:
     fleet = Fleet(
         f"{prefix}-fleet",
@@ -71,7 +79,12 @@ if is_fleet:
 else:
     vm = GpuVm(
         f"{prefix}-vm",
-        GpuVmArgs(config=cfg, subnet=network.subnet.id, service_account_email=identity.email),
+        GpuVmArgs(
+            config=cfg,
+            subnet=network.subnet.id,
+            service_account_email=identity.email,
+            service_account_member=identity.member,
+        ),
     )
     pulumi.export("ip", vm.ip)
     pulumi.export("url", public_url(vm.ip))
@@ -91,3 +104,4 @@ else:
     # VM's host key from known_hosts when this changes.
     pulumi.export("instanceId", vm.instance_id)
     pulumi.export("zone", cfg.zone)
+    pulumi.export("idleStopMinutes", cfg.idle_stop_minutes or 0)

@@ -27,6 +27,7 @@ from catalogue import (  # noqa: F401 (re-exported: the GPU facts live in catalo
     SPOT_ONLY_MACHINES,
     GpuSpec,
 )
+from pricing import Price, vm_price
 
 PROJECT_NAMESPACE = "whisper-gpu"  # the `name:` in Pulumi.yaml, prefix of every project config key
 
@@ -65,6 +66,9 @@ DEFAULT_COOLDOWN_SEC = 900  # autoscaler ignores a new VM's load this long
 DEFAULT_REQUEST_TIMEOUT_SEC = 1800  # load balancer -> backend; long files take minutes
 DEFAULT_MAX_RATE_PER_INSTANCE = 1.0  # requests/s one GPU VM serves at full load (tune per GPU)
 DEFAULT_TARGET_UTILIZATION = 0.8  # autoscale when traffic passes 80 % of that rate
+# Idle stop (single VM): the VM stops itself after this many minutes without a request (infra/idle_stop.py).
+# At least 10: the watch runs once a minute, and a first boot with its driver install takes ~15 minutes.
+IDLE_STOP_MINUTES_RANGE = (10, 10_080)
 
 ZONE_RE = re.compile(r"^(?P<region>[a-z]+-[a-z]+[0-9]+)-[a-z]$")
 LABEL_KEY_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
@@ -129,6 +133,9 @@ class StackConfig:
     labels: Mapping[str, str] = field(default_factory=dict)
     fleet: FleetConfig | None = None  # None: one GPU VM (the default)
     allow_unauthenticated: bool = False  # True: serving without any API key is intended
+    # What the VM costs per running hour (pricing.py's table, or pricePerHour); None: unknown to both.
+    price: Price | None = None
+    idle_stop_minutes: int | None = None  # None: the VM never stops itself (the default)
 
     @property
     def mode(self) -> str:
@@ -202,6 +209,8 @@ class StackConfig:
             labels=_labels(values),
             fleet=fleet,
             allow_unauthenticated=allow_unauthenticated,
+            price=_price(values, machine_type, gpu_type, gpu_count, spot),
+            idle_stop_minutes=_idle_stop_minutes(values, fleet is not None),
         )
 
     @classmethod
@@ -227,6 +236,7 @@ PROJECT_KEYS = (
     "dockerImage", "labels",
     "replicas", "minReplicas", "maxReplicas", "fleetZones", "maxRatePerInstance",
     "targetUtilization", "autohealInitialDelaySec", "cooldownSec", "requestTimeoutSec",
+    "pricePerHour", "idleStopMinutes",
 )  # fmt: skip
 
 
@@ -531,8 +541,14 @@ def _replica_bounds(replicas: int | None, low: int | None, high: int | None) -> 
         return replicas, replicas
     low = 1 if low is None else low
     if low < 1:
-        # Scaling on load-balancer utilisation never wakes a group of zero: no traffic, no signal.
-        raise _fail("minReplicas", f"{low} cannot scale up from zero", "e.g. minReplicas: 1")
+        # The autoscaler's signal here is the load balancer's utilisation of the group's serving capacity
+        # (maxRatePerInstance x VMs): with no VM there is no capacity, the load balancer answers 502 and
+        # reports nothing to scale on, so a group of zero would stay at zero (docs/provisioning.md).
+        raise _fail(
+            "minReplicas",
+            f"{low} cannot scale up from zero: the load balancer's utilisation needs a VM to measure",
+            "e.g. minReplicas: 1 (for a GPU that stops when idle, use one VM with idleStopMinutes)",
+        )
     if high is None or high < low:
         raise _fail(
             "maxReplicas",
@@ -560,6 +576,32 @@ def _fleet_zones(values: Mapping[str, Any], region: str, gpu_type: str) -> tuple
             raise _fail("fleetZones", f"{zone!r} is not a zone of {region}", f'e.g. ["{region}-a"]')
         _check_zone_has_gpu("fleetZones", zone, region, gpu_type)
     return tuple(dict.fromkeys(zones))
+
+
+def _price(values: Mapping[str, Any], machine: str, gpu: str, count: int, spot: bool) -> Price | None:
+    """pricePerHour when set (any machine, any negotiated price), else pricing.py's list price."""
+    override = values.get("pricePerHour")
+    if override not in (None, ""):
+        per_hour = _float(values, "pricePerHour", 1.0, 0.0, 1000.0)
+        return Price(per_hour, "override", "spot" if spot else "on-demand")
+    boot_disk_gb = _int(values, "bootDiskGb", DEFAULT_BOOT_DISK_GB, DEFAULT_BOOT_DISK_GB)
+    return vm_price(machine, gpu, count, machine.split("-")[0] in ATTACHED_FAMILIES, spot, boot_disk_gb)
+
+
+def _idle_stop_minutes(values: Mapping[str, Any], is_fleet: bool) -> int | None:
+    minutes = _int(values, "idleStopMinutes", None, 60)
+    if minutes is None:
+        return None
+    if is_fleet:
+        raise _fail(
+            "idleStopMinutes",
+            "applies to the single VM only: the group would recreate a VM that stopped itself",
+            "remove it (pulumi config rm idleStopMinutes); the autoscaler sizes a fleet",
+        )
+    low, high = IDLE_STOP_MINUTES_RANGE
+    if not low <= minutes <= high:
+        raise _fail("idleStopMinutes", f"{minutes} is outside {low}..{high}", "e.g. idleStopMinutes: 60")
+    return minutes
 
 
 def _bounded(values: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:

@@ -12,6 +12,7 @@ from typing import Any
 
 from config import StackConfig
 
+IDLE_STOP_SCRIPT = Path(__file__).with_name("idle_stop.py")
 SERVICE_TAG = "whisper-gpu"  # network tag: every firewall rule targets this tag, every VM has it
 STARTUP_SCRIPT = Path(__file__).with_name("startup.sh")
 
@@ -32,6 +33,46 @@ BASE_SCOPES = (
 )
 # Secret Manager publishes no narrower scope; IAM limits the account to one secret (fleet.py).
 SECRET_SCOPE = "https://www.googleapis.com/auth/cloud-platform"  # noqa: S105 (a scope URL)
+
+
+# Idle stop (single VM): the one permission its custom role holds, and the scope its API call needs. Compute
+# Engine publishes no narrower scope that can stop a VM (compute.readonly cannot); the role is the limit.
+STOP_SELF_PERMISSIONS = ("compute.instances.stop",)
+COMPUTE_SCOPE = "https://www.googleapis.com/auth/compute"
+
+
+def stop_self_role_id(cfg: StackConfig) -> str:
+    """A custom role id per stack (letters, digits, _ and . only): whisper_dev_stop_self."""
+    return f"{cfg.name_prefix.replace('-', '_')}_stop_self"
+
+
+def vm_scopes(cfg: StackConfig) -> list[str]:
+    return [*BASE_SCOPES, COMPUTE_SCOPE] if cfg.idle_stop_minutes else list(BASE_SCOPES)
+
+
+def vm_metadata(cfg: StackConfig) -> dict[str, str]:
+    """The single VM's own attributes: its price (startup.sh writes it for Prometheus) and the idle watch."""
+    extra: dict[str, str] = {}
+    if cfg.price is not None:
+        extra["whisper-price-per-hour"] = f"{cfg.price.per_hour:g}"
+        extra["whisper-price-labels"] = price_labels(cfg)
+    if cfg.idle_stop_minutes:
+        extra["whisper-idle-stop-minutes"] = str(cfg.idle_stop_minutes)
+        extra["whisper-idle-stop-script"] = IDLE_STOP_SCRIPT.read_text(encoding="utf-8")
+    return extra
+
+
+def price_labels(cfg: StackConfig) -> str:
+    """The price metric's labels, in Prometheus' text format (startup.sh writes them as they are)."""
+    assert cfg.price is not None
+    labels = {
+        "machine_type": cfg.machine_type,
+        "gpu_type": cfg.gpu_type,
+        "gpu_count": str(cfg.gpu_count),
+        "provisioning": cfg.price.provisioning,
+        "basis": cfg.price.basis,
+    }
+    return ",".join(f'{key}="{value}"' for key, value in labels.items())
 
 
 def startup_script() -> str:

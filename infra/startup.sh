@@ -25,6 +25,10 @@ READY_FILE="${READY_FILE:-/run/whisper-host-ready}" # tmpfs: absent after a rebo
 DOCKER_DAEMON_JSON="${DOCKER_DAEMON_JSON:-/etc/docker/daemon.json}"
 APT_KEYRINGS="${APT_KEYRINGS:-/etc/apt/keyrings}"
 APT_SOURCES="${APT_SOURCES:-/etc/apt/sources.list.d}"
+# node-exporter's textfile collector (monitoring/compose.yml mounts it): the VM's price for Prometheus.
+TEXTFILE_DIR="${TEXTFILE_DIR:-/var/lib/whisper/textfile}"
+SYSTEMD_DIR="${SYSTEMD_DIR:-/etc/systemd/system}"
+IDLE_STOP_DIR="${IDLE_STOP_DIR:-/usr/local/lib/whisper}"  # the idle watch (infra/idle_stop.py)
 # Docker's own install line (https://docs.docker.com/engine/install/ubuntu/). The plugins must be named:
 # docker-compose-plugin is only a Recommends of docker-ce, which --no-install-recommends skips, and the
 # monitoring role runs `docker compose`.
@@ -191,6 +195,60 @@ run_service() {
   rm -f "${env_file}"
 }
 
+write_price_metric() { # the stack's price per running hour (infra/pricing.py or pricePerHour) for Prometheus
+  local price labels file="${TEXTFILE_DIR}/whisper_price.prom"
+  price="$(metadata instance/attributes/whisper-price-per-hour)"
+  labels="$(metadata instance/attributes/whisper-price-labels)"
+  mkdir -p "${TEXTFILE_DIR}" # always: node-exporter reports a scrape error for a missing directory
+  if [ -z "${price}" ]; then rm -f "${file}"; return 0; fi
+  # Written whole, then renamed: node-exporter never reads half a file.
+  printf '%s\n' \
+    "# HELP vm_price_dollars_per_hour What this VM costs per running hour (stack setting or list price)." \
+    "# TYPE vm_price_dollars_per_hour gauge" \
+    "vm_price_dollars_per_hour{${labels}} ${price}" >"${file}.tmp"
+  chmod 0644 "${file}.tmp"
+  mv "${file}.tmp" "${file}"
+}
+
+install_idle_stop() { # with idleStopMinutes: the idle watch, once a minute (systemd timer); without: none
+  local minutes unit="${SYSTEMD_DIR}/whisper-idle-stop"
+  minutes="$(metadata instance/attributes/whisper-idle-stop-minutes)"
+  if [ -z "${minutes}" ]; then
+    if [ -f "${unit}.timer" ]; then
+      log "idleStopMinutes is off: removing the idle watch"
+      systemctl disable --now whisper-idle-stop.timer || true
+      rm -f "${unit}.timer" "${unit}.service"
+      systemctl daemon-reload
+    fi
+    return 0
+  fi
+  mkdir -p "${IDLE_STOP_DIR}"
+  metadata instance/attributes/whisper-idle-stop-script >"${IDLE_STOP_DIR}/idle_stop.py"
+  cat >"${unit}.service" <<UNIT
+[Unit]
+Description=Stop this VM after ${minutes} minutes without a request to Whisper (idleStopMinutes)
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/python3 ${IDLE_STOP_DIR}/idle_stop.py
+UNIT
+  cat >"${unit}.timer" <<UNIT
+[Unit]
+Description=Run the Whisper idle watch every minute
+
+[Timer]
+OnActiveSec=1min
+OnUnitActiveSec=1min
+AccuracySec=5s
+
+[Install]
+WantedBy=timers.target
+UNIT
+  systemctl daemon-reload
+  systemctl enable --now whisper-idle-stop.timer
+  log "idle watch on: the VM stops itself after ${minutes} minutes without a request"
+}
+
 main() {
   host_state booting
   install_docker
@@ -198,6 +256,9 @@ main() {
   install_driver
   touch "${READY_FILE}"
   host_state ready
+  write_price_metric
+  # After the driver: its install reboots the VM, and the watch's clock starts at each boot.
+  install_idle_stop
   run_service
   log "done"
 }

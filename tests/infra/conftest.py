@@ -25,7 +25,7 @@ from pulumi.runtime import settings as pulumi_settings
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
 PROJECT = "whisper-gpu"  # Pulumi.yaml name: the namespace of project config keys
-INFRA_MODULES = ("catalogue", "config", "host", "network", "identity", "gpu_vm", "fleet")
+INFRA_MODULES = ("catalogue", "pricing", "config", "host", "network", "identity", "gpu_vm", "fleet")
 FAKE_VM_IP = "203.0.113.10"
 FAKE_LB_IP = "198.51.100.20"
 

@@ -221,6 +221,7 @@ def test_fleet_outputs(fleet):
     assert set(fleet.outputs) == {
         "mode", "project", "ip", "url", "groupName", "region",
         "fleetZones", "gpuType", "gpuCount", "maxReplicas",  # the rollout's GPU need (deploy/stack.py)
+        "pricePerHour", "priceBasis",  # one VM's price (infra/pricing.py)
     }  # fmt: skip
     assert fleet.outputs["mode"] == "fleet"
     assert fleet.outputs["fleetZones"] == US_CENTRAL1_T4_ZONES

@@ -21,6 +21,9 @@ VM_OUTPUTS = {
     "zone",
     "domain",
     "allowUnauthenticated",
+    "pricePerHour",
+    "priceBasis",
+    "idleStopMinutes",
 }
 
 T4_DEFAULT: dict[str, str] = {}

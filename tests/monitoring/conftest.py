@@ -190,11 +190,11 @@ def prometheus_binary() -> str:
 
 
 @contextlib.contextmanager
-def running_node_exporter(tmp: Path) -> Iterator[str]:
+def running_node_exporter(tmp: Path, *flags: str) -> Iterator[str]:
     binary = shutil.which("prometheus-node-exporter")
     assert binary, "prometheus-node-exporter is missing: run `make system-deps`"
     target = f"127.0.0.1:{free_port()}"
-    with started([binary, f"--web.listen-address={target}"], tmp / "node-exporter.log") as process:
+    with started([binary, f"--web.listen-address={target}", *flags], tmp / "node-exporter.log") as process:
         wait_until(
             lambda: requests.get(f"http://{target}/metrics", timeout=5).ok,
             30,

@@ -103,6 +103,15 @@ def latency_by_stage():
     ]
 
 
+AUDIO_RATE = f"rate(whisper_audio_seconds_total{{{SVC_MODEL}}}"
+# The busiest clock hour of the day or the last 60 minutes (as job:whisper_audio_seconds:best1h_1d)
+BEST_HOUR = (
+    f"(max_over_time(sum({AUDIO_RATE}[1h]))[1d:1h]) > sum({AUDIO_RATE}[1h]))) or sum({AUDIO_RATE}[1h]))"
+)
+# The price record (prometheus/rules/whisper-cost.yml) over a throughput in audio s/s; absent at 0, not +Inf.
+COST = "job:vm_price_dollars_per_hour:max / on () group_left () ({} > 0)"
+
+
 def throughput_and_batching():
     return [
         timeseries_panel(
@@ -115,6 +124,17 @@ def throughput_and_batching():
             "Audio seconds transcribed per second",
             units.Short,
             target(rate_sum("whisper_audio_seconds_total", SVC_MODEL), "audio s/s"),
+        ),
+        timeseries_panel(
+            "Cost per audio hour",
+            units.Dollars,
+            target(COST.format(f"sum({AUDIO_RATE}[5m]))"), "now (5 min)"),
+            target(COST.format(BEST_HOUR), "best hour of the last day"),
+            description=(
+                "The VM's price per running hour (the stack's list price, infra/pricing.py, or pricePerHour) "
+                "over the audio hours the selected instances and models transcribe per hour. Empty while "
+                "nothing is transcribed. make cost prints the same for the whole service."
+            ),
         ),
         timeseries_panel(
             "Audio duration per request",
