@@ -20,7 +20,7 @@ from ..errors import InvalidRequest
 from ..languages import LANGUAGES, language_code
 
 OPENAI_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
-STREAMING_FORMATS = ("json", "text")  # what the client's stream event types can carry
+STREAMING_FORMATS = ("json", "text", "verbose_json")  # verbose_json: an extension, events with times
 ASR_OUTPUTS = ("txt", "vtt", "srt", "tsv", "json")
 PROMPT_MAX_CHARS = 4000  # Whisper keeps the last 223 tokens of a prompt; this bounds the form field
 # percent-encoded, the whole /asr request line must fit gunicorn's 8190 bytes (up to 12 bytes per character)
