@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable
 
 from .languages import LANGUAGES
-from .transcript import Segment, Transcript
+from .transcript import Segment, Transcript, Word
 
 AUDIO_TOKENS_PER_SECOND = 50  # Whisper's encoder: 1500 positions per 30 s window
 JSON = "application/json"
@@ -80,19 +80,29 @@ def segment_dict(index: int, s: Segment, *, words: bool = False) -> dict:
     return out
 
 
-def to_verbose_json(
-    t: Transcript, *, task: str = "transcribe", words: bool = False, segments: bool = True, **_
-) -> tuple[str, str]:
+def word_dicts(words: Iterable[Word]) -> list[dict]:
+    """Words in verbose_json's top-level `words` shape."""
+    return [{"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3)} for w in words]
+
+
+def verbose_body(
+    t: Transcript, *, task: str = "transcribe", words: bool = False, segments: bool = True
+) -> dict:
     """OpenAI's verbose_json; a translation's language is the output's, English, as OpenAI documents."""
     language = "english" if task == "translate" else LANGUAGES.get(t.language, t.language)
     body = {"task": task, "language": language, "duration": round(t.duration, 3), "text": t.text}
     if segments:
         body["segments"] = [segment_dict(i, s) for i, s in enumerate(t.segments)]
     if words:
-        body["words"] = [
-            {"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3)} for w in t.words
-        ]
+        body["words"] = word_dicts(t.words)
     body["usage"] = usage(t)
+    return body
+
+
+def to_verbose_json(
+    t: Transcript, *, task: str = "transcribe", words: bool = False, segments: bool = True, **_
+) -> tuple[str, str]:
+    body = verbose_body(t, task=task, words=words, segments=segments)
     return json.dumps(body, ensure_ascii=False), JSON
 
 

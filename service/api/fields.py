@@ -20,7 +20,7 @@ from ..errors import InvalidRequest
 from ..languages import LANGUAGES, language_code
 
 OPENAI_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
-STREAMING_FORMATS = ("json", "text")  # what the client's stream event types can carry
+STREAMING_FORMATS = ("json", "text", "verbose_json")  # verbose_json: an extension, events with times
 ASR_OUTPUTS = ("txt", "vtt", "srt", "tsv", "json")
 # responses that carry no times: decoded without timestamp tokens (UNTIMED_DECODING, docs/performance.md)
 UNTIMED_FORMATS = ("json", "text")  # OpenAI's; whisper-asr-webservice's: txt

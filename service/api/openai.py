@@ -61,7 +61,7 @@ def _handle(form_model: type[openai_fields.TranslationForm]):
     options = form.job_options()
     job = pipeline.submit(pipeline.decode_upload("file"), options)
     if form.stream:
-        return _sse(job, include_logprobs=options.logprobs)
+        return _sse(job, form)
     transcript = pipeline.wait(job)
     body, content_type = pipeline.rendered(
         lambda: render(
@@ -76,40 +76,52 @@ def _handle(form_model: type[openai_fields.TranslationForm]):
     return Response(body, content_type=content_type)
 
 
-def _sse(job, include_logprobs: bool) -> Response:
+def _sse(job, form: openai_fields.TranslationForm) -> Response:
     """Server-Sent Events in the client's stream types: a transcript.text.delta per finished segment, then
-    transcript.text.done with the whole text and token usage; an error event if the job fails midway."""
+    transcript.text.done with the whole text and token usage; an error event if the job fails midway.
+
+    With response_format=verbose_json (an extension: OpenAI streams json and text only) each delta also
+    carries its segment as verbose_json has it, and the done event verbose_json's task, language, duration
+    and segments: one decode gives a client the live text and the timed transcript. Fields the client's
+    types do not declare are kept by the client, never refused."""
 
     def events():
         sent = 0
         try:
             for index in pipeline.stream_events(job):
                 segments = pipeline.segments_through(job, index)
-                for segment in segments[sent:]:
-                    yield _event(_delta(segment, include_logprobs))
+                for number, segment in enumerate(segments[sent:], sent):
+                    yield _event(_delta(number, segment, form))
                 sent = max(sent, len(segments))
         except APIError as error:
             yield _event({"type": "error", **error.body()})
             return
-        transcript = pipeline.finished(job)
-        done = {
-            "type": "transcript.text.done",
-            "text": transcript.text,
-            "usage": formats.token_usage(transcript),
-        }
-        if include_logprobs:
-            done["logprobs"] = formats.logprobs(transcript.segments)
-        yield _event(done)
+        yield _event(_done(pipeline.finished(job), form))
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return Response(stream_with_context(events()), mimetype="text/event-stream", headers=headers)
 
 
-def _delta(segment, include_logprobs: bool) -> dict:
+def _delta(number: int, segment, form: openai_fields.TranslationForm) -> dict:
     delta = {"type": "transcript.text.delta", "delta": segment.text}
-    if include_logprobs:
+    if form.logprobs:
         delta["logprobs"] = formats.logprobs([segment])
+    if form.response_format == "verbose_json":
+        if form.segments:
+            delta["segment"] = formats.segment_dict(number, segment)
+        if form.words:
+            delta["words"] = formats.word_dicts(segment.words or ())
     return delta
+
+
+def _done(transcript, form: openai_fields.TranslationForm) -> dict:
+    done = {"type": "transcript.text.done", "text": transcript.text, "usage": formats.token_usage(transcript)}
+    if form.logprobs:
+        done["logprobs"] = formats.logprobs(transcript.segments)
+    if form.response_format == "verbose_json":  # its usage is OpenAI's duration usage: the tokens' stays
+        verbose = formats.verbose_body(transcript, task=form.task, words=form.words, segments=form.segments)
+        done.update({k: v for k, v in verbose.items() if k not in done})
+    return done
 
 
 def _event(payload: dict) -> str:

@@ -79,7 +79,7 @@ class TranslationForm(Request):
     prompt: str | None = Field(None, max_length=PROMPT_MAX_CHARS, description="Conditions every window.")
     response_format: Literal[OPENAI_FORMATS] = Field("json", description="How the transcript comes back.")
     temperature: float = Field(0.0, ge=0, le=1, description="0: openai-whisper's fallback ladder 0 ... 1.0.")
-    stream: FormBool = Field(False, description="Server-Sent Events (json and text formats only).")
+    stream: FormBool = Field(False, description="Server-Sent Events (json, text; verbose_json adds times).")
     chunking_strategy: ChunkingStrategy | None = Field(
         None,
         description="'auto' or a server_vad object (JSON or bracketed fields): voice activity detection.",

@@ -165,17 +165,25 @@ def client_disconnected(environ: dict) -> Callable[[], bool]:
     return probe
 
 
+STREAM_POLL_SECONDS = 0.25  # how often a stream waiting for its next window looks for a hung-up client
+
+
 def stream_events(job: Job) -> Iterator[int]:
     """Each window's index as it finishes, in order, until the job is done; then its error, if any.
 
-    When the client goes away the server closes this generator, and the job is cancelled."""
+    A client that hangs up is seen while the stream waits for a window (the socket probe), not only at the
+    next write, which may be a window later; either way the job is cancelled."""
+    disconnected = client_disconnected(request.environ)
     try:
         while True:
             try:
-                kind, index = job.events.get(timeout=max(0.1, job.deadline - time.monotonic()))
+                kind, index = job.events.get(timeout=STREAM_POLL_SECONDS)
             except queue.Empty:
-                scheduler().cancel(job, "timeout")
-                continue  # the cancellation queued a "done" event
+                if disconnected():
+                    scheduler().cancel(job, "disconnect")
+                elif time.monotonic() > job.deadline:
+                    scheduler().cancel(job, "timeout")
+                continue  # a cancellation queues a "done" event
             if kind == "done":
                 break
             yield index

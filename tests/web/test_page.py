@@ -78,8 +78,41 @@ def test_page_transcribes_a_speech_file_and_shows_the_api_text(web_service, brow
     text = downloaded(browser, downloads, "txt", "speech.txt")
     assert text == api(web_service, "text", audio_dir / "speech.wav").content
     saved = as_json(downloaded(browser, downloads, "json", "speech.json").decode())
-    assert saved["text"] == expected["text"] and saved["segments"] == expected["segments"]
+    assert saved == expected  # verbose_json's body, rebuilt from the stream
     assert console_errors(browser) == []
+
+
+# one page transcription's cost on the server, from its Prometheus metrics (service/metrics.py)
+COSTS = {
+    "requests": ("whisper_requests_total", {"endpoint": "/v1/audio/transcriptions"}),
+    "uploads decoded": ("whisper_stage_duration_seconds_count", {"stage": "audio_decode"}),
+    "jobs": ("whisper_audio_duration_seconds_count", {}),
+    "model calls": ("whisper_batch_duration_seconds_count", {}),  # language detection and decoding
+}
+
+
+def costs(service) -> dict[str, float]:
+    return {what: service.metric(name, **labels) for what, (name, labels) in COSTS.items()}
+
+
+def spent(service, action) -> dict[str, float]:
+    before = costs(service)
+    action()
+    return {what: value - before[what] for what, value in costs(service).items()}
+
+
+def test_the_page_decodes_a_file_once(web_service, browser, audio_dir, downloads):
+    """One upload, one job, and the model calls of one API request: the stream alone gives the page its
+    segments, language and downloads (it used to ask again for verbose_json, a second decode)."""
+    open_page(browser, web_service)
+    page = spent(web_service, lambda: transcribe(browser, audio_dir / "speech.wav"))
+    assert page_state(browser) == "done", browser.find_element(By.ID, "error").text
+    one_request = spent(web_service, lambda: api(web_service, "verbose_json", audio_dir / "speech.wav"))
+    assert one_request["model calls"] >= 1
+    assert page == {"requests": 1, "uploads decoded": 1, "jobs": 1, "model calls": one_request["model calls"]}
+    assert browser.find_element(By.CSS_SELECTOR, "#segments li.segment .time").text.startswith("0:0")
+    saved = as_json(downloaded(browser, downloads, "json", "speech.json").decode())
+    assert saved == api(web_service, "verbose_json", audio_dir / "speech.wav").json()
 
 
 def test_srt_and_vtt_downloads_equal_the_api_formats(web_service, browser, audio_dir, downloads):

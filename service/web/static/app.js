@@ -1,12 +1,10 @@
 "use strict";
-// The transcription page. It is a client of this server's OpenAI endpoints like any other:
-//  1. POST /v1/audio/{transcriptions,translations} with stream=true: each transcript.text.delta (one per
-//     decoded stretch of audio) is shown as it arrives, until transcript.text.done;
-//  2. then the same upload with response_format=verbose_json: segments with their times and the detected
-//     language, which the stream does not carry today. They replace the streamed parts, and every download
-//     is built from them, so what the page shows and what it saves agree (a second decode could differ from
-//     the first where the decoder falls back to sampling). Sequential on purpose: two concurrent requests
-//     share the worker's batches, which measured slower than one after the other on CPU.
+// The transcription page. It is a client of this server's OpenAI endpoints like any other, and sends each
+// file once: POST /v1/audio/{transcriptions,translations} with stream=true and response_format=verbose_json
+// (this server's extension, docs/api.md). Each transcript.text.delta carries one finished segment with its
+// times, shown as it arrives; transcript.text.done carries verbose_json's language, duration and segments,
+// which replace the live parts. Every download is built from that one result, so what the page shows and
+// what it saves agree, and the file is decoded once.
 // The .srt and .vtt writers below reproduce service/formats.py byte for byte (tests/web check it).
 
 const KEY_STORAGE = "whisper-service-api-key"; // sessionStorage only: gone when the tab closes
@@ -59,7 +57,7 @@ function cues(segments) {
 
 const WRITERS = {
   txt: (result) => `${result.text}\n`,
-  json: (result) => result.body, // the verbose_json response exactly as the server sent it
+  json: (result) => result.body, // the verbose_json response, rebuilt from the stream's done event
   srt: (result) =>
     cues(result.segments)
       .map(([a, b, text], i) => `${i + 1}\n${clock(a, ",")} --> ${clock(b, ",")}\n${text}\n`)
@@ -143,7 +141,7 @@ async function readStream(response, onEvent) {
 }
 
 async function streamTranscript(task, signal) {
-  const response = await post(task, { stream: "true" }, signal);
+  const response = await post(task, { stream: "true", response_format: "verbose_json" }, signal);
   setState("streaming");
   let done = null;
   let parts = 0;
@@ -159,13 +157,20 @@ async function streamTranscript(task, signal) {
     }
   });
   if (!done) throw new ApiError(-1, "incomplete", "the connection closed before the transcript was complete.");
-  return done;
+  const verbose = verboseJson(done);
+  return { ...verbose, body: JSON.stringify(verbose, null, 2) };
 }
 
-async function timedTranscript(task, signal) {
-  const response = await post(task, { response_format: "verbose_json" }, signal);
-  const body = await response.text();
-  return { ...JSON.parse(body), body };
+// What response_format=verbose_json returns, rebuilt from a verbose_json stream's done event: the same fields
+// in the same order. Only usage differs: the event counts tokens (the only usage OpenAI's clients accept
+// there), its input_tokens the audio's 50 encoder positions a second rounded up, while verbose_json bills
+// whole seconds rounded up: ceil(ceil(50 d) / 50) = ceil(d).
+function verboseJson(done) {
+  const body = { task: done.task, language: done.language, duration: done.duration, text: done.text };
+  if (done.segments) body.segments = done.segments;
+  if (done.words) body.words = done.words;
+  body.usage = { type: "duration", seconds: Math.ceil(done.usage.input_tokens / 50) };
+  return body;
 }
 
 // -- what a person reads ------------------------------------------------------------------------------------
@@ -246,7 +251,7 @@ function showProgress(fraction, text) {
 
 function setState(name) {
   $("app").dataset.state = name;
-  const busy = ["uploading", "streaming", "finishing"].includes(name);
+  const busy = ["uploading", "streaming"].includes(name);
   $("go").disabled = busy || Boolean(state.recorder);
   $("cancel").hidden = !busy;
   for (const id of ["file", "task", "format", "key", "record"]) $(id).disabled = busy;
@@ -268,14 +273,15 @@ function segmentItem(label, text, kind) {
 
 function addPart(event, index) {
   const text = (event.delta || "").trim();
-  const timed = Number.isFinite(event.start) && Number.isFinite(event.end);
+  const segment = event.segment || {};
+  const timed = Number.isFinite(segment.start) && Number.isFinite(segment.end);
   if (text) {
-    const label = timed ? minutes(event.start) : `part ${index}`;
+    const label = timed ? minutes(segment.start) : `part ${index}`;
     $("segments").append(segmentItem(label, text, "part"));
     $("result").hidden = false;
   }
   const duration = state.durationHint;
-  const fraction = timed && duration ? Math.min(1, event.end / duration) : null;
+  const fraction = timed && duration ? Math.min(1, segment.end / duration) : null;
   const of = duration ? ` ${minutes(duration)} of audio` : "";
   showProgress(fraction, `Transcribing${of}… ${index} part${index === 1 ? "" : "s"} so far.`);
 }
@@ -316,10 +322,7 @@ async function transcribe() {
   setState("uploading");
   showProgress(null, `Uploading ${size(state.file.size)}…`);
   try {
-    await streamTranscript(task, controller.signal);
-    setState("finishing");
-    showProgress(null, "Adding timestamps (a second pass over the audio)…");
-    state.result = await timedTranscript(task, controller.signal);
+    state.result = await streamTranscript(task, controller.signal);
     showResult(state.result, task, (performance.now() - began) / 1000);
     setState("done");
   } catch (error) {
