@@ -68,12 +68,12 @@ class WindowResult:
     # the tokens end with one closing timestamp: the model's own "no more speech here", on which transcribe()
     # skips the rest of its window
     ended: bool = False
-    looped: bool = False  # stopped because its text repeated itself (looping.py): as too repetitive
+    looped: bool = False  # stopped because its text repeated itself (looping.py)
 
     def needs_fallback(self, thresholds: Thresholds) -> bool:
         """openai-whisper's rule: too repetitive or too unsure, unless it is silence."""
-        too_repetitive = thresholds.compression_ratio is not None and (
-            self.looped or self.compression_ratio > thresholds.compression_ratio
+        too_repetitive = (
+            thresholds.compression_ratio is not None and self.compression_ratio > thresholds.compression_ratio
         )
         too_unsure = thresholds.logprob is not None and self.avg_logprob < thresholds.logprob
         return (too_repetitive or too_unsure) and not self.is_silence(thresholds)

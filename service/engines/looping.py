@@ -9,8 +9,9 @@ with a 4000-character prompt took 107 s of model time on a CPU. So each decode i
   (English; more for languages whose words take more tokens), so 10 a second plus a margin never cuts real
   speech short, and a full 30 s window keeps Whisper's own 224. A decode cut by its budget leaves its
   unfinished segment to be decoded again, as any early stop does (`split_segments`), so no speech is lost;
-- a decode whose text ends in one n-gram repeated (`loops`) stops there, and counts as too repetitive
-  (`WindowResult.looped`), so the next temperature is tried at once.
+- a decode whose text ends in one n-gram repeated (`loops`) stops there (`WindowResult.looped`); its
+  compression ratio (7.4 for 24 times 'word') then rejects it as openai-whisper's rule does, so the next
+  temperature is tried at once (a request that raises compression_ratio_threshold keeps the text).
 
 The openai-whisper engine applies both while sampling (a logit filter that forces end-of-text, per window of
 the batch); CTranslate2 has no per-step hook, so faster-whisper's batch gets the largest budget as its
