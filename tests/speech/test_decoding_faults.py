@@ -70,8 +70,10 @@ def test_a_prompt_the_model_loops_on_is_answered_in_seconds(real_service, short_
     began = time.monotonic()
     response = transcribe(real_service, short_clip, language="en", prompt=LOOPING_PROMPT)
     elapsed = time.monotonic() - began
-    assert response.status_code == 200, response.text  # was a 504 after 123 s
-    assert elapsed < 90  # generous regression guard: about 10 s on 2 idle cores
+    # A regression guard: a 504 after 123 s in the issue; here, on 2 quiet cores, 23.8 s before the fix and
+    # 5.5 s after. What fails before the fix whatever the machine's speed is the token count below.
+    assert response.status_code == 200, response.text
+    assert elapsed < 90
     for segment in response.json()["segments"]:
         assert len(segment["tokens"]) <= token_budget(2.8, 224)
 
