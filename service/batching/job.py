@@ -13,6 +13,7 @@ their segments go is decided in placement.py.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import queue
 import threading
@@ -170,7 +171,13 @@ class Job:
         complete, and windows complete in order are announced on `events`."""
         bounds = list(itertools.accumulate((self.rest_seconds(r) for r in rests), initial=0.0))
         silent = result.is_silence(self.options.thresholds)
-        settled = settle(rests, bounds, result.segments, result.consumed, silent, self._speech_after)
+        consumed = result.consumed
+        if result.ended and not isinstance(self.options.vad, VadParams):
+            # No VAD, so no map of the speech left: the model's own end of speech ends the rest it is in, as
+            # it ends a window in transcribe() (decoding that silence again invented words: ' you', ' ...');
+            # the rests after it in a packed input were not reached, and are decoded again
+            consumed = bounds[min(max(1, bisect.bisect_left(bounds, consumed)), len(bounds) - 1)]
+        settled = settle(rests, bounds, result.segments, consumed, silent, self._speech_after)
         window = self.input_window(rests)
         for index, segment in settled.placed:
             where = self._to_file(window, bounds[index], bounds[index + 1], segment)

@@ -58,14 +58,23 @@ def place(bounds: Sequence[float], segments: Sequence[Segment], consumed: float)
     placed: list[tuple[int, Segment]] = []
     cut, reach = consumed, list(bounds[:-1])
     for segment in segments:
-        index = owner(bounds, segment.start, segment.end)
+        start, end = span(segment)
+        index = owner(bounds, start, end)
         lo, hi = bounds[index], bounds[index + 1]
-        if segment.start < lo - SEAM_SLACK_SECONDS or segment.end > hi + SEAM_SLACK_SECONDS:
-            cut = min(cut, segment.start)  # its text holds words of two windows: decode it again
+        if start < lo - SEAM_SLACK_SECONDS or end > hi + SEAM_SLACK_SECONDS:
+            cut = min(cut, start)  # its text holds words of two windows: decode it again
             break
         placed.append((index, segment))
         reach[index] = max(reach[index], min(segment.end, hi))
     return placed, cut, reach
+
+
+def span(segment: Segment) -> tuple[float, float]:
+    """Where a segment's speech is: its times and where its words start (word alignment may put them
+    elsewhere than the timestamps the model wrote, e.g. a sentence after a long silence stamped at its
+    start); a word's end is left out, as alignment often stretches the last word into the silence after."""
+    starts = [w.start for w in segment.words or ()]
+    return min([segment.start, *starts]), max([segment.end, *starts])
 
 
 def settle(

@@ -66,6 +66,10 @@ class WindowResult:
     no_speech_prob: float
     consumed: float  # seconds of the window this decode covers; the rest is decoded again if it has speech
     tokens: tuple[int, ...] = ()  # every sampled token, timestamps included
+    # the tokens end with one closing timestamp: the model's own "no more speech here", on which transcribe()
+    # skips the rest of its window
+    ended: bool = False
+    looped: bool = False  # stopped because its text repeated itself (looping.py)
 
     def needs_fallback(self, thresholds: Thresholds) -> bool:
         """openai-whisper's rule: too repetitive or too unsure, unless it is silence."""
@@ -168,9 +172,9 @@ def download_failed(source: str, error: BaseException) -> ModelUnavailable:
 
 def split_segments(
     tokens: list[int], tokenizer: TimestampTokenizer, window_seconds: float
-) -> tuple[list[Segment], float]:
-    """Cut one window's tokens into segments at timestamp pairs, like openai-whisper's transcribe(); and how
-    much of the window they cover.
+) -> tuple[list[Segment], float, bool]:
+    """Cut one window's tokens into segments at timestamp pairs, like openai-whisper's transcribe(); how
+    much of the window they cover; and whether they end with a single timestamp (`WindowResult.ended`).
 
     Shared by both engines so that the same tokens give the same segments whichever engine decoded them.
     As in transcribe(), text after the last closing timestamp is an unfinished segment: it is dropped and
@@ -180,7 +184,9 @@ def split_segments(
     """
     pieces = _timestamp_pieces(tokens, tokenizer)
     if not pieces:
-        return [], window_seconds
+        return [], window_seconds, False
+    text = [t for t in tokens if t < tokenizer.eot or t >= tokenizer.timestamp_begin]
+    ended = len(text) >= 2 and text[-1] >= tokenizer.timestamp_begin > text[-2]
     closed = [p for p in pieces if p[1] is not None]
     consumed = window_seconds
     if closed and pieces[-1][1] is None:  # unfinished text after the last pair: decode it again
@@ -198,7 +204,7 @@ def split_segments(
             Segment(round(start, 3), round(end, 3), tokenizer.decode(piece_tokens), tuple(piece_tokens))
         )
         previous_end = end
-    return segments, consumed
+    return segments, consumed, ended
 
 
 def _timestamp_pieces(tokens: list[int], tokenizer: TimestampTokenizer):
@@ -230,6 +236,8 @@ def window_result(
     no_speech_prob: float,
     consumed: float,
     tokens: list[int],
+    ended: bool = False,
+    looped: bool = False,
 ) -> WindowResult:
     """The decode's statistics, copied onto each segment as openai-whisper's verbose_json reports them."""
     ratio = compression_ratio(text)
@@ -244,6 +252,8 @@ def window_result(
         text=text,
         consumed=consumed,
         tokens=tuple(tokens),
+        ended=ended,
+        looped=looped,
         **stats,
     )
 

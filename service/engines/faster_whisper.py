@@ -39,6 +39,7 @@ from .base import (
     words_of,
 )
 from .faster_whisper_forced import forced_length, forced_max_length
+from .looping import bounded, token_budget
 from .nvml import nvml_used_bytes
 
 log = logging.getLogger(__name__)
@@ -136,24 +137,28 @@ class FasterWhisperEngine(Engine):
         features = self._encode(windows)
         tokenizer = self.tokenizer(options.task, options.language)
         prompts = self._prompts(tokenizer, options, features)
-        generate_options = self._generate_options(tokenizer, options, len(prompts[0]))
+        budgets = [token_budget(len(w) / SAMPLE_RATE, self.text_ctx // 2) for w in windows]
+        generate_options = self._generate_options(tokenizer, options, len(prompts[0]), max(budgets))
         if options.temperature > 0:
             ctranslate2.set_random_seed(sampling_seed(windows, options.temperature))
         results = self.model.model.generate(features, prompts, **generate_options)
         per_window = []
-        for window, result in zip(windows, results):
-            tokens = list(result.sequences_ids[0])
-            segments, consumed = split_segments(tokens, tokenizer, len(window) / SAMPLE_RATE)
+        for window, result, budget in zip(windows, results, budgets):
+            tokens, looped = list(result.sequences_ids[0]), False
+            if not self.force_tokens:  # cut where openai-whisper's engine stops sampling (looping.py)
+                tokens, looped = bounded(tokens, tokenizer.eot, budget)
+            segments, consumed, ended = split_segments(tokens, tokenizer, len(window) / SAMPLE_RATE)
             if options.logprobs and segments:
                 segments = with_logprobs(segments, tokens, step_logprobs(result, tokens), tokenizer)
-            per_window.append((tokens, segments, consumed, result))
-        aligned = [segments for _, segments, _, _ in per_window]
+            per_window.append((tokens, segments, consumed, result, ended, looped))
+        aligned = [window[1] for window in per_window]
         if options.word_timestamps:
             aligned = self._align_words(aligned, tokenizer, features, windows)
         return [
             window_result(segments, tokenizer.decode(tokens).strip(), options.temperature,
-                          mean_logprob(result, tokens), result.no_speech_prob, consumed, tokens)
-            for (tokens, _, consumed, result), segments in zip(per_window, aligned)
+                          mean_logprob(result, tokens), result.no_speech_prob, consumed, tokens,
+                          ended=ended, looped=looped)
+            for (tokens, _, consumed, result, ended, looped), segments in zip(per_window, aligned)
         ]  # fmt: skip
 
     def _prompts(self, tokenizer: Tokenizer, options: DecodeOptions,
@@ -171,10 +176,12 @@ class FasterWhisperEngine(Engine):
                             *prompt[position + 1 :]])  # fmt: skip
         return prompts
 
-    def _generate_options(self, tokenizer: Tokenizer, options: DecodeOptions, prompt_length: int) -> dict:
+    def _generate_options(self, tokenizer: Tokenizer, options: DecodeOptions, prompt_length: int,
+                          budget: int) -> dict:  # fmt: skip
         """openai-whisper's decoding rules in CTranslate2's terms (greedy/beam at 0, sampling above)."""
         suppress = list(get_suppressed_tokens(tokenizer, [-1]))
-        max_length = self.text_ctx  # at most text_ctx / 2 new tokens, like whisper's sample_len
+        # at most `budget` new tokens (looping.py), never more than text_ctx / 2, like whisper's sample_len
+        max_length = min(self.text_ctx, forced_max_length(prompt_length, budget))
         if self.force_tokens:
             # Equal work for benchmarks: end-of-text is never chosen, and the length allows exactly N.
             suppress.append(tokenizer.eot)

@@ -31,7 +31,8 @@ from .base import (
     with_logprobs,
     words_of,
 )
-from .openai_whisper_tasks import forced_length, forced_task
+from .looping import loops, token_budget
+from .openai_whisper_tasks import BatchedGroups, bounded_task, forced_length, forced_task
 
 log = logging.getLogger(__name__)
 
@@ -113,11 +114,11 @@ class OpenAIWhisperEngine(Engine):
         )
         if options.temperature > 0:
             torch.manual_seed(sampling_seed(windows, options.temperature))
-        results = forced_task(self.force_tokens)(self.model, decoding).run(mel)
+        results = self._task(decoding, windows).run(mel)
         tokenizer = self.tokenizer(options.task, options.language)
         out = []
         for i, (window, result) in enumerate(zip(windows, results)):
-            segments, consumed = split_segments(result.tokens, tokenizer, len(window) / SAMPLE_RATE)
+            segments, consumed, ended = split_segments(result.tokens, tokenizer, len(window) / SAMPLE_RATE)
             if options.word_timestamps and segments:
                 segments = self._align_words(segments, tokenizer, mel[i], len(window) // HOP_LENGTH)
             if options.logprobs and segments:
@@ -132,9 +133,19 @@ class OpenAIWhisperEngine(Engine):
                     result.no_speech_prob,
                     consumed,
                     result.tokens,
+                    ended=ended,
+                    looped=loops([t for t in result.tokens if t < tokenizer.eot]),
                 )
             )
         return out
+
+    def _task(self, decoding: DecodingOptions, windows: list[np.ndarray]) -> DecodingTask:
+        """The decoding task: each window stops at its token budget or at a loop (looping.py); benchmarks
+        (WHISPER_FORCE_TOKENS) sample exactly N tokens instead."""
+        if self.force_tokens:
+            return forced_task(self.force_tokens)(self.model, decoding)
+        budgets = [token_budget(len(w) / SAMPLE_RATE, self.model.dims.n_text_ctx // 2) for w in windows]
+        return bounded_task(BatchedGroups, self.model, decoding, budgets)
 
     def _token_logprobs(self, mel: torch.Tensor, decoding: DecodingOptions, tokens: list[int]) -> list[float]:
         """Teacher-forced: the log-probability of each sampled token given the ones before (include[])."""

@@ -13,6 +13,8 @@ import torch
 from whisper.decoding import DecodingOptions, DecodingTask, LogitFilter
 from whisper.model import Whisper
 
+from .looping import loops
+
 
 class SuppressEndUntil(LogitFilter):
     """Forbid end-of-text before `length` sampled tokens."""
@@ -23,6 +25,31 @@ class SuppressEndUntil(LogitFilter):
     def apply(self, logits: torch.Tensor, tokens: torch.Tensor) -> None:
         if tokens.shape[1] < self.until:
             logits[:, self.eot] = -np.inf
+
+
+class StopLoops(LogitFilter):
+    """End a window's text (force end-of-text) once it has sampled its budget of tokens or its text loops
+    (looping.py); rows are windows times `n_group` (beams or samples)."""
+
+    def __init__(self, eot: int, sample_begin: int, budgets: list[int], n_group: int):
+        self.eot, self.sample_begin, self.budgets, self.n_group = eot, sample_begin, budgets, n_group
+
+    def apply(self, logits: torch.Tensor, tokens: torch.Tensor) -> None:
+        for row, sampled in enumerate(tokens[:, self.sample_begin :].tolist()):
+            if sampled and sampled[-1] == self.eot:
+                continue
+            over = len(sampled) >= self.budgets[row // self.n_group]
+            if over or loops([t for t in sampled if t < self.eot]):
+                logits[row] = -np.inf
+                logits[row, self.eot] = 0
+
+
+def bounded_task(task_type: type[DecodingTask], model: Whisper, options: DecodingOptions,
+                 budgets: list[int]) -> DecodingTask:  # fmt: skip
+    """A decoding task whose windows stop at their token budgets and at loops."""
+    task = task_type(model, options)
+    task.logit_filters.append(StopLoops(task.tokenizer.eot, task.sample_begin, budgets, task.n_group))
+    return task
 
 
 class BatchedGroups(DecodingTask):

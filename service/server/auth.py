@@ -15,6 +15,7 @@ from ..errors import Unauthorized
 from . import probes
 
 OPEN_PATHS = (*probes.PATHS, "/openapi.json")  # reachable without an API key
+URL_FORM = "http://whisper:<key>@host:5000/"  # any user name; requests sends no credentials without one
 OPEN_BLUEPRINTS = ("web",)  # the page at /, /docs and their static files; the API they call wants the key
 
 
@@ -38,11 +39,12 @@ def authenticate() -> None:
     else:
         metrics.REJECTED.labels("unauthorized").inc()
         raise Unauthorized(
-            "Missing or invalid API key: send it as 'Authorization: Bearer <key>' or as the password of "
-            "HTTP Basic (http://user:<key>@host/)."
+            "Missing or invalid API key: send it as 'Authorization: Bearer <key>' or in the URL as a "
+            f"password, {URL_FORM}."
             if header
             else "This server requires an API key: send 'Authorization: Bearer <key>', or put it in the URL "
-            "as a password (http://user:<key>@host/) where a client has no key setting."
+            f"as a password, {URL_FORM}, where a client has no key setting (Python's requests sends nothing "
+            "for a key without a user name, http://<key>@host/)."
         )
 
 
@@ -55,7 +57,8 @@ def key_id(key: str) -> str:
 def _credentials(header: str) -> list[str]:
     """The API key candidates in an Authorization header: a Bearer token, or HTTP Basic's password (what a
     URL such as http://whisper:KEY@host:9000 sends; whisper-asr-webservice clients like Bazarr have no key
-    setting) or, with an empty password, its user name (http://KEY@host:9000)."""
+    setting) or, with an empty password, its user name (what curl sends for http://KEY@host:9000; Python's
+    requests sends no Authorization header at all for that URL, hence the documented whisper:KEY@ form)."""
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer":
         return [value.strip()]

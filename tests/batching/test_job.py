@@ -8,6 +8,7 @@ tests/speech (accuracy, timestamps, order). Windows here are one contiguous span
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from service.batching.scheduler import Scheduler
 from service.batching.work import take_batch
 from service.engines.base import WindowResult
 from service.engines.openai_whisper import OpenAIWhisperEngine
-from service.intake.vad import Region
+from service.intake.vad import Region, VadParams
 from service.intake.windows import Window
 from service.settings import Settings
 from service.transcript import Segment, Word
@@ -202,3 +203,26 @@ def test_rests_wait_to_fill_a_window_unless_the_request_streams(streamed):
     else:
         assert all(len(rests) == 1 and rests[0].offset == 0 for rests in queued)
         assert j.rests == [Rest(0, 22.0), Rest(1, 20.0)]  # 18 s: less than a window, held back
+
+
+def test_without_vad_a_decode_that_ends_with_one_timestamp_covers_its_window():
+    """Issue 27: with VAD off the silence after a window's last sentence was decoded again and the model
+    invented words in it (' you' at 11 s, ' ...'); transcribe() takes a single timestamp at the end as the
+    end of speech in the window, and so does a job without VAD. With VAD, its speech map decides."""
+    ended = replace(result(9.44, (4.5, 9.4, " The weather forecast.")), ended=True)
+    j = job((0, 24))
+    j.deliver((Rest(0),), ended)
+    assert j.complete == [True] and j.rests == []
+    with_vad = job((0, 24))
+    with_vad.options = replace(with_vad.options, vad=VadParams(0.5, 500, 400))
+    with_vad.deliver((Rest(0),), ended)
+    assert with_vad.rests == [Rest(0, 9.44)]  # all of it is speech here: the rest is decoded again
+
+
+def test_without_vad_one_timestamp_at_the_end_ends_only_the_rest_it_is_in():
+    j = job((0, 30), (30, 60))
+    j.deliver((Rest(0),), result(22.0, (0, 22, "first")))
+    j.deliver((Rest(1),), result(20.0, (0, 20, "second")))
+    (packed,) = j.pack()  # 8 s of window 0, then 10 s of window 1
+    j.deliver(packed, replace(result(5.0, (0.5, 5.0, " end of 0")), ended=True))
+    assert j.complete == [True, False] and j.rests == [Rest(1, 20.0)]  # window 1's rest was not reached

@@ -13,7 +13,7 @@ from service.batching.placement import (
     place,
     settle,
 )
-from service.transcript import Segment
+from service.transcript import Segment, Word
 
 BOUNDS = [0.0, 8.0, 18.0]  # an input of two rests: 8 s of one window, then 10 s of another
 RESTS = (Rest(0, 22.0), Rest(1, 20.0))
@@ -90,3 +90,14 @@ def test_pack_fills_inputs_in_window_order_up_to_30_s_and_keeps_lone_rests_alone
     rests = [Rest(2), Rest(0), Rest(1), Rest(3, alone=True), Rest(4)]
     inputs = pack(rests, lambda rest: lengths[rest.window])
     assert inputs == [(Rest(0), Rest(1)), (Rest(2),), (Rest(3, alone=True),), (Rest(4),)]
+
+
+def test_a_segment_goes_where_its_words_are_not_where_its_timestamps_say():
+    """Issue 27: after 8 s of silence the model stamped a sentence at the input's start, word alignment put
+    its words in the next rest, and they were clamped to the seam (all at one file time, 20 s early)."""
+    words = tuple(Word(w, t, t + 0.4, 0.9) for w, t in ((" She", 9.0), (" opened", 9.5), (" it.", 10.0)))
+    stamped_early = Segment(0.0, 3.0, " She opened it.", (), words)
+    placed, cut, _ = place(BOUNDS, [stamped_early], consumed=18.0)
+    assert placed == [] and cut == 0.0  # straddles the seam: decoded again, never put in the wrong rest
+    where_said = Segment(9.0, 10.4, " She opened it.", (), words)
+    assert place(BOUNDS, [where_said], consumed=18.0)[0] == [(1, where_said)]

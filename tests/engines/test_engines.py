@@ -14,6 +14,7 @@ import pytest
 
 from service.engines import DecodeOptions, ModelUnavailable, Thresholds, WindowResult, create_engine
 from service.engines.faster_whisper import FasterWhisperEngine, resolve_compute_type
+from service.engines.looping import token_budget
 from service.settings import SettingsError, from_env
 from service.transcript import Segment
 
@@ -83,7 +84,11 @@ def test_both_engines_give_the_same_tokens_and_segments(openai_engine, faster_en
         assert got.tokens == expected.tokens and got.tokens
         assert got.text == expected.text
         assert got.compression_ratio == pytest.approx(expected.compression_ratio)
-        assert got.avg_logprob == pytest.approx(expected.avg_logprob, abs=1e-3)
+        assert got.looped == expected.looped and got.ended == expected.ended
+        if not got.looped and len(got.tokens) < token_budget(len(window) / SAMPLE_RATE, 224):
+            # CTranslate2 reports only the score of all it generated, so a decode cut afterwards (looping.py)
+            # has that sequence's average on faster-whisper
+            assert got.avg_logprob == pytest.approx(expected.avg_logprob, abs=1e-3)
         assert got.no_speech_prob == pytest.approx(expected.no_speech_prob, abs=1e-3)
         assert [segment_fields(s) for s in got.segments] == [segment_fields(s) for s in expected.segments]
         assert_well_formed(got, len(window) / SAMPLE_RATE, options.word_timestamps)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import openai
 import psutil
 import pytest
@@ -48,6 +50,25 @@ def test_the_openai_client_with_any_configured_key_transcribes(guarded, audio_di
         result = client(guarded, key).audio.transcriptions.create(model="whisper-1", file=f)
     assert isinstance(result.text, str) and result.usage.seconds == 5
     assert client(guarded, key).models.retrieve("whisper-1").id == "whisper-1"
+
+
+def test_the_documented_url_form_works_with_requests_and_the_401_names_it(guarded, audio_dir):
+    """Issue 27: Python's requests sends no credentials for http://KEY@host (only for user:password@), so a
+    client built on it got a bare 401; the documented form is http://whisper:KEY@host, and the 401 says so."""
+    documented = guarded.url.replace("http://", f"http://whisper:{API_KEY}@")
+    assert requests.get(documented + "/v1/models", timeout=30).status_code == 200
+    with open(audio_dir / "speech.wav", "rb") as f:
+        asr = requests.post(documented + "/asr", params={"output": "json"}, files={"audio_file": f},
+                            timeout=120)  # fmt: skip
+    assert asr.status_code == 200 and "segments" in asr.json()
+    key_only = guarded.url.replace("http://", f"http://{API_KEY}@")
+    refused = requests.get(key_only + "/v1/models", timeout=30)
+    assert "Authorization" not in refused.request.headers  # requests drops a user name without a password
+    error = assert_error(refused, 401, "invalid_api_key")
+    assert "http://whisper:<key>@host" in error["message"], error
+    # curl sends the user name of a key-only URL (as "KEY:"), which the server accepts
+    curl = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", key_only + "/v1/models"]
+    assert subprocess.run(curl, capture_output=True, text=True, timeout=30).stdout == "200"
 
 
 def test_probes_and_openapi_are_open(guarded):
