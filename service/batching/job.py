@@ -86,12 +86,20 @@ def with_server_defaults(options: JobOptions, settings: Settings, multilingual: 
     timestamps = options.timestamps or options.word_timestamps or sequential or not settings.untimed_decoding
     beam_size = options.beam_size
     if beam_size is None:
-        default = settings.beam_size if timestamps else settings.untimed_beam()
+        default = settings.beam_size if timestamps else untimed_beam(settings)
         beam_size = default if default > 1 else None
     language = options.language or (None if multilingual else "en")  # an English-only model speaks English
     return replace(
         options, vad=vad, beam_size=beam_size, sequential=sequential, language=language, timestamps=timestamps
     )
+
+
+def untimed_beam(settings: Settings) -> int:
+    """UNTIMED_BEAM_SIZE, or the engine's: faster-whisper's batched pipeline decodes with beam 5; beam search
+    costs openai-whisper twice its time on a CPU (docs/performance.md), so it keeps BEAM_SIZE."""
+    if settings.untimed_beam_size:
+        return settings.untimed_beam_size
+    return 5 if settings.whisper_engine == "faster-whisper" else settings.beam_size
 
 
 _ids = itertools.count(1)

@@ -255,13 +255,6 @@ class Settings:
         """BATCH_SIZE, or the default for the device ("cpu", "cuda", "cuda:1")."""
         return self.batch_size or DEVICE_BATCH_SIZES["cuda" if device.startswith("cuda") else "cpu"]
 
-    def untimed_beam(self) -> int:
-        """UNTIMED_BEAM_SIZE, or the engine's: faster-whisper's batched pipeline decodes with beam 5; beam
-        search costs openai-whisper twice its time on a CPU (docs/performance.md), so it keeps BEAM_SIZE."""
-        if self.untimed_beam_size:
-            return self.untimed_beam_size
-        return 5 if self.whisper_engine == "faster-whisper" else self.beam_size
-
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
