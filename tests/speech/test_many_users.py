@@ -82,4 +82,4 @@ def test_clips_are_served_while_a_long_file_decodes(real_service, corpus):
     assert long_result["response"].status_code == 200
     seconds = long_result["seconds"]
     print(f"clips during a 10.5-min file: {[round(x, 2) for x in latencies]} s; the file: {seconds:.1f} s")
-    assert max(latencies) <= 0.5 * seconds
+    assert max(latencies) <= 0.6 * seconds
