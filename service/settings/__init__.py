@@ -28,7 +28,9 @@ __all__ = ["Settings", "SettingsError", "from_env"]
 # WHISPER_ENGINE -> its module in service/engines/, which is also whisper-asr-webservice's ASR_ENGINE name
 ENGINES = {"openai-whisper": "openai_whisper", "faster-whisper": "faster_whisper"}
 DEVICES = ("auto", "cpu", "cuda")
-DEVICE_BATCH_SIZES = {"cuda": 16, "cpu": 8}  # BATCH_SIZE=0: windows per model call on each kind of device
+# BATCH_SIZE=0: windows per model call on each kind of device. CTranslate2 on a CPU gains nothing from a batch,
+# which only makes a clip wait behind a long file's windows; torch on a CPU does (docs/performance.md).
+DEVICE_BATCH_SIZES = {"cuda": 16, "cpu": 8, "cpu/faster-whisper": 1}
 DECODE_MODES = ("batched", "sequential")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 COMPUTE_TYPES = ("default", "float16", "int8_float16", "int8", "int8_float32", "float32", "bfloat16")
@@ -46,7 +48,7 @@ OPENAI_AUDIO_MODELS = (
 
 MODEL_DIR = str(Path.home() / ".cache" / "whisper")  # openai-whisper's and faster-whisper's default
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - in a container; the host publishes it on its loopback
-_PER_DEVICE = ", ".join(f"{n} on {d}" for d, n in DEVICE_BATCH_SIZES.items())
+_PER_DEVICE = "16 on cuda, 8 on cpu (faster-whisper on cpu: 1)"
 
 
 def knob(env: str, default: Any, parse: Callable[[str, str], Any], doc: str, shown: str | None = None) -> Any:
@@ -252,8 +254,9 @@ class Settings:
         return int(self.max_upload_mb * 1024 * 1024)
 
     def batch_size_on(self, device: str) -> int:
-        """BATCH_SIZE, or the default for the device ("cpu", "cuda", "cuda:1")."""
-        return self.batch_size or DEVICE_BATCH_SIZES["cuda" if device.startswith("cuda") else "cpu"]
+        """BATCH_SIZE, or the default for the device ("cpu", "cuda", "cuda:1") and the engine."""
+        kind = "cuda" if device.startswith("cuda") else f"cpu/{self.whisper_engine}"
+        return self.batch_size or DEVICE_BATCH_SIZES.get(kind, DEVICE_BATCH_SIZES["cpu"])
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
