@@ -28,8 +28,8 @@ __all__ = ["Settings", "SettingsError", "from_env"]
 # WHISPER_ENGINE -> its module in service/engines/, which is also whisper-asr-webservice's ASR_ENGINE name
 ENGINES = {"openai-whisper": "openai_whisper", "faster-whisper": "faster_whisper"}
 DEVICES = ("auto", "cpu", "cuda")
-# BATCH_SIZE=0: windows per model call on each kind of device. CTranslate2 on a CPU gains nothing from a batch,
-# which only makes a clip wait behind a long file's windows; torch on a CPU does (docs/performance.md).
+# BATCH_SIZE=0: windows per model call on each kind of device. CTranslate2 on a CPU gains nothing from a
+# batch, which only makes a clip wait behind a long file's windows; torch on a CPU does (docs/performance.md).
 DEVICE_BATCH_SIZES = {"cuda": 16, "cpu": 8, "cpu/faster-whisper": 1}
 DECODE_MODES = ("batched", "sequential")
 LOG_LEVELS = ("debug", "info", "warning", "error")
