@@ -34,6 +34,7 @@ from .base import (
     WindowResult,
     sampling_seed,
     split_segments,
+    untimed_suppressed,
     window_result,
     with_logprobs,
     words_of,
@@ -180,6 +181,8 @@ class FasterWhisperEngine(Engine):
                           budget: int) -> dict:  # fmt: skip
         """openai-whisper's decoding rules in CTranslate2's terms (greedy/beam at 0, sampling above)."""
         suppress = list(get_suppressed_tokens(tokenizer, [-1]))
+        if not options.timestamps:
+            suppress += untimed_suppressed(tokenizer)
         # at most `budget` new tokens (looping.py), never more than text_ctx / 2, like whisper's sample_len
         max_length = min(self.text_ctx, forced_max_length(prompt_length, budget))
         if self.force_tokens:

@@ -27,6 +27,7 @@ from .base import (
     download_failed,
     sampling_seed,
     split_segments,
+    untimed_suppressed,
     window_result,
     with_logprobs,
     words_of,
@@ -110,6 +111,7 @@ class OpenAIWhisperEngine(Engine):
             beam_size=options.beam_size if options.temperature == 0 else None,
             best_of=options.best_of if options.temperature > 0 else None,
             without_timestamps=not options.timestamps,
+            suppress_tokens="-1" if options.timestamps else [-1, *untimed_suppressed(self.tokenizer())],
             fp16=self.precision == "float16",
         )
         if options.temperature > 0:

@@ -136,13 +136,17 @@ def test_stream_with_the_client(client, audio_dir):
 
 
 def test_a_delta_per_finished_segment(service, audio_dir):
-    """Not one delta per 30 s window: each segment is sent as it is known."""
-    verbose = post(
-        service, audio=audio_dir / "long.wav", response_format="verbose_json", language="en", **GREEDY
-    )
+    """A timed stream (verbose_json) sends each segment as it is known, not one delta per 30 s window; an
+    untimed one (json) has one segment per window, decoded without timestamp tokens, and its deltas make up
+    the json response's text."""
+    long = audio_dir / "long.wav"
+    verbose = post(service, audio=long, response_format="verbose_json", language="en", **GREEDY)
     segments = [s["text"] for s in verbose.json()["segments"]]
-    deltas = [e["delta"] for e in stream(service, audio_dir / "long.wav", language="en", **GREEDY)[:-1]]
-    assert deltas == segments
+    timed = stream(service, long, response_format="verbose_json", language="en", **GREEDY)[:-1]
+    assert [e["delta"] for e in timed] == segments and len(segments) >= 3  # 75 s: 3 windows
+    plain = post(service, audio=long, language="en", **GREEDY).json()["text"]
+    *untimed, done = stream(service, long, language="en", **GREEDY)
+    assert len(untimed) == 3 and done["text"] == plain == "".join(e["delta"] for e in untimed).strip()
 
 
 def check_stream_types(events: list[dict]) -> None:
