@@ -162,6 +162,10 @@ def check_stream_types(events: list[dict]) -> None:
     check_schema("CreateTranscriptionResponseStreamEvent", done)
 
 
+def rounded(segments: list[dict]) -> list[dict]:
+    return [{k: round(v, 3) if isinstance(v, float) else v for k, v in s.items()} for s in segments]
+
+
 def test_a_verbose_json_stream_carries_the_verbose_json_transcript(service, audio_dir):
     """The extension: one decode gives the live text and everything verbose_json holds but its usage."""
     verbose = post(
@@ -170,7 +174,10 @@ def test_a_verbose_json_stream_carries_the_verbose_json_transcript(service, audi
     events = stream(service, audio_dir / "long.wav", response_format="verbose_json", language="en", **GREEDY)
     check_stream_types(events)
     *deltas, done = events
-    assert [e["segment"] for e in deltas] == verbose["segments"] == done["segments"]
+    # a stream's first window is decoded alone (work.take_batch), the rest in other batches than the plain
+    # request's: float statistics may differ in their last digits between batch shapes
+    expected = rounded(verbose["segments"])
+    assert rounded([e["segment"] for e in deltas]) == expected == rounded(done["segments"])
     assert [e["delta"] for e in deltas] == [s["text"] for s in verbose["segments"]]
     assert {k: done[k] for k in ("task", "language", "duration", "text")} == {
         "task": "transcribe", "language": "english", "duration": verbose["duration"], "text": verbose["text"]
