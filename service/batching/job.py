@@ -82,8 +82,9 @@ def with_server_defaults(options: JobOptions, settings: Settings, multilingual: 
     sequential = options.sequential
     if sequential is None:
         sequential = settings.decode_mode == "sequential"
-    # transcribe() and word alignment need timestamp tokens; the rest may decode as the batched pipeline does
+    # timed for transcribe(), words, and greedy (untimed greedy loses words on clips: docs/performance.md)
     timestamps = options.timestamps or options.word_timestamps or sequential or not settings.untimed_decoding
+    timestamps = timestamps or (options.beam_size or untimed_beam(settings)) <= 1
     beam_size = options.beam_size
     if beam_size is None:
         default = settings.beam_size if timestamps else untimed_beam(settings)

@@ -228,12 +228,8 @@ def _timestamp_pieces(tokens: list[int], tokenizer: TimestampTokenizer):
     return pieces
 
 
-def untimed_suppressed(tokenizer: TimestampTokenizer) -> list[int]:
-    """What an untimed decode must not sample: <|notimestamps|> and the timestamps. whisper applies its
-    timestamp rules only to timed decodes, and a trained model never samples these after <|notimestamps|>,
-    but nothing forbids it; a model that did (random weights do) would answer no text at all."""
-    begin = tokenizer.timestamp_begin
-    return [begin - 1, *range(begin, begin + 1501)]  # <|notimestamps|> precedes <|0.00|> ... <|30.00|>
+def untimed_suppressed(tokenizer: TimestampTokenizer) -> list[int]:  # <|notimestamps|>, the timestamps
+    return list(range(tokenizer.timestamp_begin - 1, tokenizer.timestamp_begin + 1501))
 
 
 def window_result(

@@ -144,8 +144,9 @@ def test_a_delta_per_finished_segment(service, audio_dir):
     segments = [s["text"] for s in verbose.json()["segments"]]
     timed = stream(service, long, response_format="verbose_json", language="en", **GREEDY)[:-1]
     assert [e["delta"] for e in timed] == segments and len(segments) >= 3  # 75 s: 3 windows
-    plain = post(service, audio=long, language="en", **GREEDY).json()["text"]
-    *untimed, done = stream(service, long, language="en", **GREEDY)
+    beam = {"beam_size": "5", **GREEDY}  # untimed decoding is beam search's (greedy json stays timed)
+    plain = post(service, audio=long, language="en", **beam).json()["text"]
+    *untimed, done = stream(service, long, language="en", **beam)
     assert len(untimed) == 3 and done["text"] == plain == "".join(e["delta"] for e in untimed).strip()
 
 
