@@ -129,11 +129,7 @@ def test_the_mix_sends_clips_while_the_long_file_runs_and_times_each(tmp_path):
 def test_equal_work_caps_the_pipeline_at_the_services_forced_length():
     from tools import embedded
 
-    try:
-        ct2 = embedded.ct2_directory()
-    except Exception as error:  # noqa: BLE001 - the embedded model is an install step away
-        pytest.skip(str(error))
-    request, options = gpu_model.equal_work(ct2, 96)
+    request, options = gpu_model.equal_work(embedded.ct2_directory(), 96)  # make install provides it
     assert request["temperature"] == "0"
     assert options == {"max_new_tokens": 192 - 4, "suppress_tokens": [-1, 50256]}  # tiny.en's end-of-text
 
