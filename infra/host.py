@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from service.settings import Settings  # the editable install (make install / install-ops) provides it
+
 from config import StackConfig
 
 IDLE_STOP_SCRIPT = Path(__file__).with_name("idle_stop.py")
@@ -76,7 +78,9 @@ def price_labels(cfg: StackConfig) -> str:
 
 
 def startup_script() -> str:
-    return STARTUP_SCRIPT.read_text(encoding="utf-8")
+    """startup.sh as the VM runs it: the container's port is the service's own default (service/settings
+    owns it; the image sets no PORT), filled in here rather than copied into the script."""
+    return STARTUP_SCRIPT.read_text(encoding="utf-8").replace("@SERVICE_PORT@", str(Settings().port))
 
 
 def metadata(extra: dict[str, Any] | None = None) -> dict[str, Any]:

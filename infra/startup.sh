@@ -39,7 +39,7 @@ DRIVER_BRANCH=lts     # installer v1.7.1: lts = prod = 580.82.07
 DRIVER_MIN_MAJOR=580  # CUDA 13.0's minimum (the image is CUDA 13)
 CONTAINER=whisper
 HOST_PORT=80 # the only port the firewall opens
-SERVICE_PORT=5000 # gunicorn's PORT inside the image
+SERVICE_PORT=@SERVICE_PORT@ # gunicorn's PORT inside the image: infra/host.py writes service/settings' default
 # Seconds docker gives gunicorn to drain at shutdown: a spot preemption leaves about 30 before the power
 # goes. Rolling updates and scale-in drain through the load balancer first (connection draining).
 STOP_TIMEOUT=25

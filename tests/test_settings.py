@@ -92,11 +92,6 @@ def test_no_setting_has_a_default_anywhere_but_in_settings():
 
 # Outside service/: the image, the deploy, the host and the cloud run the service with its own defaults.
 OUTSIDE = ("Dockerfile", "gunicorn.conf.py", "deploy", "ansible", "infra")
-# Copies owned by another area, each to be removed there (the test fails once one is gone, so the entry goes).
-KNOWN_COPIES = {
-    # the fleet VM's `docker run -p HOST_PORT:SERVICE_PORT`: infra/ is another change's (issue 25)
-    "infra/startup.sh SERVICE_PORT=5000 (the setting port)",
-}
 
 
 def _same(value: object, default: object) -> bool:
@@ -184,9 +179,8 @@ def test_no_default_of_the_service_is_copied_into_the_image_the_deploy_or_the_ho
         for name, value, line in values:
             if f := _copy_of(name, value, any_value=path.suffix == ".py"):
                 found[f"{path.relative_to(ROOT)} {name}={value} (the setting {f.name})"] = line
-    new = [f"{copy} at line {line}" for copy, line in sorted(found.items()) if copy not in KNOWN_COPIES]
-    assert not new, "defaults of service/settings copied:\n" + "\n".join(new)
-    assert not KNOWN_COPIES - set(found), f"gone, remove from KNOWN_COPIES: {KNOWN_COPIES - set(found)}"
+    copies = [f"{copy} at line {line}" for copy, line in sorted(found.items())]
+    assert not copies, "defaults of service/settings copied:\n" + "\n".join(copies)
 
 
 def test_the_scheduler_takes_every_knob_from_settings():

@@ -114,6 +114,16 @@ def infra_modules_by_bare_name() -> Iterator[None]:
         sys.modules.update(saved)
 
 
+def infra_module(name: str) -> Any:
+    """One module of infra/ (`host`, `pricing`, ...), imported as the program imports it, fresh."""
+    with infra_modules_by_bare_name():
+        sys.path.insert(0, str(INFRA))
+        try:
+            return importlib.import_module(name)
+        finally:
+            sys.path.remove(str(INFRA))
+
+
 def run_program(config: dict[str, str], stack: str = "dev") -> Deployment:
     """One fresh `pulumi up` of infra/ under mocks; raises what the program raises.
 

@@ -14,6 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from service.settings import Settings
+
+from .conftest import infra_module
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "infra" / "startup.sh"
 API_KEY = "sk-test-4f9a"  # the value the fake Secret Manager returns
@@ -164,8 +168,10 @@ class FakeHost:
         (self.fake / "missing-packages").write_text("".join(f"{p}\n" for p in packages))
 
     def boot(self, ok: bool = True) -> subprocess.CompletedProcess:
+        script = self.root / "startup-script"  # as the stack writes it into the VM's metadata
+        script.write_text(infra_module("host").startup_script())
         result = subprocess.run(
-            ["bash", str(SCRIPT)], env=self.env, capture_output=True, text=True, timeout=60
+            ["bash", str(script)], env=self.env, capture_output=True, text=True, timeout=60
         )
         assert (result.returncode == 0) == ok, result.stdout + result.stderr
         return result
@@ -206,7 +212,7 @@ def test_fleet_host_starts_the_image_on_port_80_with_gpus(host):
     args = run.split()
     assert args[-1] == IMAGE
     assert "--gpus all" in run
-    assert args[args.index("-p") + 1] == "80:5000"
+    assert args[args.index("-p") + 1] == f"80:{Settings().port}"  # the service's own default, filled in
     assert args[args.index("--restart") + 1] == "unless-stopped"
     env = (host.fake / "env-at-run").read_text().splitlines()
     stop_timeout = int(args[args.index("--stop-timeout") + 1])

@@ -7,6 +7,8 @@ import re
 
 import pytest
 
+from service.settings import Settings
+
 FAKE_INSTANCE_ID = "4242424242424242424"  # what the mocked GCP assigns (tests/infra/conftest.py)
 WORLD = ipaddress.ip_network("0.0.0.0/0")
 IAP_RANGE = "35.235.240.0/20"
@@ -109,6 +111,9 @@ def test_gpu_host_terminates_on_maintenance_and_is_shielded_with_os_login(any_st
     assert vm["metadata"]["enable-guest-attributes"] == "TRUE"  # the startup script reports whisper/state
     assert vm["bootDisk"]["initializeParams"]["type"] == "pd-balanced"
     assert vm["metadata"]["startup-script"].startswith("#!/usr/bin/env bash")
+    # the container's port: the service's own default, filled in by the stack (infra/host.py), not a copy
+    assert "@SERVICE_PORT@" not in vm["metadata"]["startup-script"]
+    assert f"\nSERVICE_PORT={Settings().port} " in vm["metadata"]["startup-script"]
     assert "metadataStartupScript" not in vm
 
 
