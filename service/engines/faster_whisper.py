@@ -7,23 +7,18 @@ imported here, so a faster-whisper worker does not pay for it in memory.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import os
-from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 
 import ctranslate2
 import numpy as np
 from faster_whisper import WhisperModel
 from faster_whisper.tokenizer import Tokenizer
-from faster_whisper.transcribe import get_suppressed_tokens
 
 from ..audio import HOP_LENGTH, SAMPLE_RATE, WINDOW_SAMPLES
 from ..settings import Settings
-from ..transcript import Segment, Word
+from ..transcript import Segment
 from . import hub
 from .base import (
     DecodeOptions,
@@ -34,53 +29,29 @@ from .base import (
     WindowResult,
     sampling_seed,
     split_segments,
-    untimed_suppressed,
     window_result,
     with_logprobs,
     words_of,
 )
-from .faster_whisper_forced import forced_length, forced_max_length
+from .faster_whisper_ct2 import (
+    OFFICIAL_TEXT_CTX,
+    ct2_options,
+    given_alignment,
+    mean_logprob,
+    resolve_compute_type,
+    resolve_device,
+    segment_of,
+    step_logprobs,
+    text_context,
+)
+from .faster_whisper_forced import forced_length
 from .looping import bounded, token_budget
 from .nvml import nvml_used_bytes
 
 log = logging.getLogger(__name__)
 
-OFFICIAL_TEXT_CTX = 448  # decoder positions of every official Whisper model
-DEFAULT_COMPUTE_TYPE = {"cuda": "float16", "cpu": "int8"}
 PREPEND_PUNCTUATIONS = "\"'“¿([{-"  # openai-whisper's defaults, so that both engines group words alike
 APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
-
-
-def resolve_device(requested: str, index: int = 0) -> tuple[str, int]:
-    """("cuda", n) or ("cpu", 0), as CTranslate2 sees the machine (no torch needed)."""
-    gpus = ctranslate2.get_cuda_device_count()
-    if requested == "auto":
-        requested = "cuda" if gpus else "cpu"
-    if requested == "cuda":
-        if not gpus:
-            raise RuntimeError("WHISPER_DEVICE=cuda but CTranslate2 sees no CUDA device")
-        return "cuda", index % gpus
-    return "cpu", 0
-
-
-def resolve_compute_type(requested: str, device: str) -> str:
-    """WHISPER_COMPUTE_TYPE, or the device's default; refuse a type the device cannot run."""
-    compute_type = DEFAULT_COMPUTE_TYPE[device] if requested == "default" else requested
-    supported = ctranslate2.get_supported_compute_types(device)
-    if compute_type not in supported:
-        raise ValueError(
-            f"WHISPER_COMPUTE_TYPE={compute_type} is not supported on {device}: "
-            f"use one of {', '.join(sorted(supported))}"
-        )
-    return compute_type
-
-
-def text_context(model_path: str) -> int:
-    """Decoder positions: `tools.convert` records them in config.json; official models have 448."""
-    config = Path(model_path) / "config.json"
-    if config.is_file():
-        return int(json.loads(config.read_text()).get("n_text_ctx", OFFICIAL_TEXT_CTX))
-    return OFFICIAL_TEXT_CTX
 
 
 class FasterWhisperEngine(Engine):
@@ -102,9 +73,13 @@ class FasterWhisperEngine(Engine):
     # -- loading -------------------------------------------------------------------------------------------
     def load(self) -> None:
         self.model = hub.whisper_model(
-            self.source, device=self.kind, device_index=self.index, compute_type=self.precision,
-            cpu_threads=self.settings.cpu_threads, download_root=self.settings.whisper_model_dir,
-        )  # fmt: skip
+            self.source,
+            device=self.kind,
+            device_index=self.index,
+            compute_type=self.precision,
+            cpu_threads=self.settings.cpu_threads,
+            download_root=self.settings.whisper_model_dir,
+        )
         if os.path.isdir(self.source):
             self.text_ctx = text_context(self.source)
         # faster-whisper assumes 448 positions; a converted small model has fewer (prompt cut, max length).
@@ -131,15 +106,19 @@ class FasterWhisperEngine(Engine):
     def _languages(self, features: ctranslate2.StorageView) -> list[dict[str, float]]:
         if not self.is_multilingual:
             return [{"en": 1.0} for _ in range(features.shape[0])]
-        return [{token[2:-2]: prob for token, prob in window}
-                for window in self.model.model.detect_language(features)]  # fmt: skip
+        return [
+            {token[2:-2]: prob for token, prob in window}
+            for window in self.model.model.detect_language(features)
+        ]
 
     def decode(self, windows: list[np.ndarray], options: DecodeOptions) -> list[WindowResult]:
         features = self._encode(windows)
         tokenizer = self.tokenizer(options.task, options.language)
         prompts = self._prompts(tokenizer, options, features)
         budgets = [token_budget(len(w) / SAMPLE_RATE, self.text_ctx // 2) for w in windows]
-        generate_options = self._generate_options(tokenizer, options, len(prompts[0]), max(budgets))
+        generate_options = ct2_options(
+            tokenizer, options, len(prompts[0]), max(budgets), self.text_ctx, self.force_tokens
+        )
         if options.temperature > 0:
             ctranslate2.set_random_seed(sampling_seed(windows, options.temperature))
         results = self.model.model.generate(features, prompts, **generate_options)
@@ -156,14 +135,23 @@ class FasterWhisperEngine(Engine):
         if options.word_timestamps:
             aligned = self._align_words(aligned, tokenizer, features, windows)
         return [
-            window_result(segments, tokenizer.decode(tokens).strip(), options.temperature,
-                          mean_logprob(result, tokens), result.no_speech_prob, consumed, tokens,
-                          ended=ended, looped=looped)
+            window_result(
+                segments,
+                tokenizer.decode(tokens).strip(),
+                options.temperature,
+                mean_logprob(result, tokens),
+                result.no_speech_prob,
+                consumed,
+                tokens,
+                ended=ended,
+                looped=looped,
+            )
             for (tokens, _, consumed, result, ended, looped), segments in zip(per_window, aligned)
-        ]  # fmt: skip
+        ]
 
-    def _prompts(self, tokenizer: Tokenizer, options: DecodeOptions,
-                 features: ctranslate2.StorageView) -> list[list[int]]:  # fmt: skip
+    def _prompts(
+        self, tokenizer: Tokenizer, options: DecodeOptions, features: ctranslate2.StorageView
+    ) -> list[list[int]]:
         """Previous text, then the start sequence; each window's own language when none is given."""
         previous = tokenizer.encode(" " + options.prompt.strip()) if options.prompt else []
         prompt = self.model.get_prompt(tokenizer, previous, without_timestamps=not options.timestamps)
@@ -173,36 +161,22 @@ class FasterWhisperEngine(Engine):
         prompts = []
         for languages in self._languages(features):
             language = max(languages, key=languages.get)
-            prompts.append([*prompt[:position], tokenizer.tokenizer.token_to_id(f"<|{language}|>"),
-                            *prompt[position + 1 :]])  # fmt: skip
+            prompts.append(
+                [
+                    *prompt[:position],
+                    tokenizer.tokenizer.token_to_id(f"<|{language}|>"),
+                    *prompt[position + 1 :],
+                ]
+            )
         return prompts
 
-    def _generate_options(self, tokenizer: Tokenizer, options: DecodeOptions, prompt_length: int,
-                          budget: int) -> dict:  # fmt: skip
-        """openai-whisper's decoding rules in CTranslate2's terms (greedy/beam at 0, sampling above)."""
-        suppress = list(get_suppressed_tokens(tokenizer, [-1]))
-        if not options.timestamps:
-            suppress += untimed_suppressed(tokenizer)
-        # at most `budget` new tokens (looping.py), never more than text_ctx / 2, like whisper's sample_len
-        max_length = min(self.text_ctx, forced_max_length(prompt_length, budget))
-        if self.force_tokens:
-            # Equal work for benchmarks: end-of-text is never chosen, and the length allows exactly N.
-            suppress.append(tokenizer.eot)
-            max_length = forced_max_length(prompt_length, self.force_tokens)
-        common = dict(
-            return_logits_vocab=options.logprobs,  # include[]=logprobs: each step's distribution
-            max_length=max_length, suppress_tokens=suppress, suppress_blank=True, return_scores=True,
-            return_no_speech_prob=True, max_initial_timestamp_index=50,  # openai-whisper: first stamp <= 1 s
-        )  # fmt: skip
-        if options.temperature > 0:
-            return {**common, "beam_size": 1, "num_hypotheses": options.best_of or 1,
-                    "sampling_topk": 0, "sampling_temperature": options.temperature}  # fmt: skip
-        return {**common, "beam_size": options.beam_size or 1, "patience": 1.0}
-
     def _align_words(
-        self, per_window: list[list[Segment]], tokenizer: Tokenizer, features: ctranslate2.StorageView,
+        self,
+        per_window: list[list[Segment]],
+        tokenizer: Tokenizer,
+        features: ctranslate2.StorageView,
         windows: list[np.ndarray],
-    ) -> list[list[Segment]]:  # fmt: skip
+    ) -> list[list[Segment]]:
         """faster-whisper's word alignment: one CTranslate2 `align` call for the batch, then its heuristics
         per window with no carry-over between windows (a request's timings must not depend on its batch)."""
         frames = [len(w) // HOP_LENGTH for w in windows]
@@ -212,40 +186,64 @@ class FasterWhisperEngine(Engine):
             return per_window
         if len(batch) < len(windows):
             features = self._encode([windows[i] for i in batch])
-        alignments = self.model.find_alignment(tokenizer, [texts[i] for i in batch], features,
-                                               [frames[i] for i in batch])  # fmt: skip
+        alignments = self.model.find_alignment(
+            tokenizer, [texts[i] for i in batch], features, [frames[i] for i in batch]
+        )
         out = list(per_window)
         for i, alignment in zip(batch, alignments):
             dicts = [
                 [{"seek": 0, "start": s.start, "end": s.end, "tokens": list(s.tokens)} for s in per_window[i]]
             ]
             with given_alignment(self.model, alignment):
-                self.model.add_word_timestamps(dicts, tokenizer, features, [frames[i]],
-                                               PREPEND_PUNCTUATIONS, APPEND_PUNCTUATIONS, 0.0)  # fmt: skip
-            out[i] = [replace(s, start=float(d["start"]), end=float(d["end"]), words=words_of(d))
-                      for s, d in zip(per_window[i], dicts[0])]  # fmt: skip
+                self.model.add_word_timestamps(
+                    dicts, tokenizer, features, [frames[i]], PREPEND_PUNCTUATIONS, APPEND_PUNCTUATIONS, 0.0
+                )
+            out[i] = [
+                replace(s, start=float(d["start"]), end=float(d["end"]), words=words_of(d))
+                for s, d in zip(per_window[i], dicts[0])
+            ]
         return out
 
-    def transcribe(self, audio: np.ndarray, options: DecodeOptions, temperatures: tuple[float, ...],
-                   thresholds: Thresholds, condition_on_previous_text: bool) -> Transcribed:  # fmt: skip
+    def transcribe(
+        self,
+        audio: np.ndarray,
+        options: DecodeOptions,
+        temperatures: tuple[float, ...],
+        thresholds: Thresholds,
+        condition_on_previous_text: bool,
+    ) -> Transcribed:
         with forced_length(self.model, self.force_tokens):
             return self._transcribe(audio, options, temperatures, thresholds, condition_on_previous_text)
 
-    def _transcribe(self, audio: np.ndarray, options: DecodeOptions, temperatures: tuple[float, ...],
-                    thresholds: Thresholds, condition_on_previous_text: bool) -> Transcribed:  # fmt: skip
+    def _transcribe(
+        self,
+        audio: np.ndarray,
+        options: DecodeOptions,
+        temperatures: tuple[float, ...],
+        thresholds: Thresholds,
+        condition_on_previous_text: bool,
+    ) -> Transcribed:
         tokenizer = self.tokenizer(options.task, options.language)
         suppress = [-1, tokenizer.eot] if self.force_tokens else [-1]
         segments, info = self.model.transcribe(
-            audio, language=options.language, task=options.task, temperature=list(temperatures),
-            beam_size=options.beam_size or 1, best_of=options.best_of or 1,
-            initial_prompt=options.prompt, word_timestamps=options.word_timestamps,
+            audio,
+            language=options.language,
+            task=options.task,
+            temperature=list(temperatures),
+            beam_size=options.beam_size or 1,
+            best_of=options.best_of or 1,
+            initial_prompt=options.prompt,
+            word_timestamps=options.word_timestamps,
             compression_ratio_threshold=thresholds.compression_ratio,
-            log_prob_threshold=thresholds.logprob, no_speech_threshold=thresholds.no_speech,
+            log_prob_threshold=thresholds.logprob,
+            no_speech_threshold=thresholds.no_speech,
             hallucination_silence_threshold=thresholds.hallucination_silence,
-            condition_on_previous_text=condition_on_previous_text, vad_filter=False,
-            suppress_tokens=suppress, prepend_punctuations=PREPEND_PUNCTUATIONS,
+            condition_on_previous_text=condition_on_previous_text,
+            vad_filter=False,
+            suppress_tokens=suppress,
+            prepend_punctuations=PREPEND_PUNCTUATIONS,
             append_punctuations=APPEND_PUNCTUATIONS,
-        )  # fmt: skip
+        )
         return info.language, [segment_of(s) for s in segments]
 
     # -- device --------------------------------------------------------------------------------------------
@@ -255,45 +253,6 @@ class FasterWhisperEngine(Engine):
             return {}
         used = nvml_used_bytes(self.index)
         return {} if used is None else {self.device: (used, used)}
-
-
-@contextlib.contextmanager
-def given_alignment(model: WhisperModel, alignment: list[dict]) -> Iterator[None]:
-    """Make `model.add_word_timestamps` use an alignment computed beforehand (for one window)."""
-    model.find_alignment = lambda *args, **kwargs: [alignment]
-    try:
-        yield
-    finally:
-        del model.find_alignment
-
-
-def step_logprobs(result, tokens: list[int]) -> list[float]:
-    """Each chosen token's log-probability under the distribution it was chosen from."""
-    out = []
-    for row, token in zip(result.logits[0], tokens):
-        logits = np.asarray(row, dtype=np.float32)
-        top = logits.max()
-        out.append(float(logits[token] - top - np.log(np.exp(logits - top).sum())))
-    return out
-
-
-def mean_logprob(result, tokens: list[int]) -> float:
-    """openai-whisper's avg_logprob: the sum over the tokens and end-of-text, divided by their count."""
-    cumulative = result.scores[0] * len(tokens)  # scores are length-normalised (length_penalty 1)
-    return cumulative / (len(tokens) + 1)
-
-
-def segment_of(s) -> Segment:
-    """A segment of faster-whisper's transcribe() (absolute times already)."""
-    words = (
-        tuple(Word(w.word, w.start, w.end, w.probability) for w in s.words) if s.words is not None else None
-    )
-    return Segment(
-        start=float(s.start), end=float(s.end), text=s.text, tokens=tuple(s.tokens), words=words,
-        temperature=float(s.temperature), avg_logprob=float(s.avg_logprob),
-        compression_ratio=float(s.compression_ratio), no_speech_prob=float(s.no_speech_prob),
-        seek=int(s.seek),
-    )  # fmt: skip
 
 
 ENGINE = FasterWhisperEngine  # what service.engines.create_engine builds for this module's WHISPER_ENGINE

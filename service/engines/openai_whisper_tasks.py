@@ -44,8 +44,9 @@ class StopLoops(LogitFilter):
                 logits[row, self.eot] = 0
 
 
-def bounded_task(task_type: type[DecodingTask], model: Whisper, options: DecodingOptions,
-                 budgets: list[int]) -> DecodingTask:  # fmt: skip
+def bounded_task(
+    task_type: type[DecodingTask], model: Whisper, options: DecodingOptions, budgets: list[int]
+) -> DecodingTask:
     """A decoding task whose windows stop at their token budgets and at loops."""
     task = task_type(model, options)
     task.logit_filters.append(StopLoops(task.tokenizer.eot, task.sample_begin, budgets, task.n_group))
