@@ -49,6 +49,7 @@ class ModelLoop:
         self.settings = settings
         self.work = work
         self.batch_size = settings.batch_size_on(engine.device)  # halved for good on out-of-memory
+        self.free_batching = engine.device.startswith("cuda")  # a GPU's call costs about one input's time
         self.batch_wait = settings.batch_wait_ms / 1000
         self.labels = {"model": engine.model_name, "engine": engine.name}
         self._finish = finish  # with the lock held: the job is done (error: failed); wake its request thread
@@ -106,7 +107,7 @@ class ModelLoop:
         work = self.work
         with work.lock:
             detect = [work.detect.popleft() for _ in range(min(len(work.detect), self.batch_size))]
-            batch = [] if detect else take_batch(work.pending, self.batch_size)
+            batch = [] if detect else take_batch(work.pending, self.batch_size, self.free_batching)
             metrics.QUEUE_DEPTH.dec(len(batch))
             sequential = work.sequential.popleft() if not (detect or batch) and work.sequential else None
         if detect:

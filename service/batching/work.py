@@ -75,16 +75,24 @@ class Work:
 MAX_PASSED_OVER = 4  # model calls a job with queued inputs may be left out of before it goes first
 
 
-def take_batch(pending: OrderedDict[int, deque[ModelInput]], size: int) -> list[ModelInput]:
+def take_batch(
+    pending: OrderedDict[int, deque[ModelInput]], size: int, free_batching: bool = True
+) -> list[ModelInput]:
     """Up to `size` inputs with equal options, taken from `pending` (a job with nothing left is removed).
 
     Shortest job first: the job with the fewest queued inputs chooses the options, and jobs are served in
     that order, one input per job per round, so a clip is not stuck behind a two-hour file; a job left out
     of MAX_PASSED_OVER model calls in a row goes first, so a long one is not starved either. A streamed job
-    gives at most `Job.input_cap()` inputs to one call, so its first text is not held for a whole batch."""
+    gives at most `Job.input_cap()` inputs to one call, so its first text is not held for a whole batch.
+
+    Without `free_batching` (a CPU, where a call's time grows with its inputs), a call that finishes its
+    first job takes only jobs it also finishes: a clip is not decoded together with 7 windows of a long
+    file, at several times its own cost (docs/performance.md); those windows go in the next call."""
     if not pending:
         return []
     order = sorted(pending, key=lambda job_id: _priority(pending[job_id]))
+    if not free_batching and len(pending[order[0]]) <= size:
+        order = [job_id for job_id in order if len(pending[job_id]) <= size]
     key = pending[order[0]][0].options()
     batch: list[ModelInput] = []
     taken: dict[int, int] = {}

@@ -43,6 +43,29 @@ def test_a_clip_that_arrives_behind_a_long_file_goes_in_the_next_call():
     assert clip.id not in pending and len(pending[long.id]) == 233
 
 
+def test_on_a_cpu_a_clip_is_not_decoded_together_with_a_long_files_windows():
+    """A CPU call's time grows with its inputs: the clip's call carries the clips, not 7 long windows."""
+    long, clip, other = job(240), job(1), job(2)
+    pending = queued(long, clip, other)
+    assert served(take_batch(pending, 8, free_batching=False)) == [(clip.id, 0), (other.id, 0), (other.id, 1)]
+    assert served(take_batch(pending, 8, free_batching=False)) == [(long.id, i) for i in range(8)]
+
+
+def test_on_a_cpu_a_long_file_is_still_not_starved_by_clips():
+    long = job(40)
+    pending = queued(long)
+    calls = []
+    for _ in range(MAX_PASSED_OVER + 2):  # a new clip arrives before every call
+        clip = job(1)
+        pending[clip.id] = deque([ModelInput(clip, (Rest(0),))])
+        pending.move_to_end(clip.id, last=False)
+        calls.append([m.job.id for m in take_batch(pending, 8, free_batching=False)])
+    assert [long.id in ids for ids in calls] == [False] * MAX_PASSED_OVER + [True, False]
+    assert (
+        calls[MAX_PASSED_OVER][0] == long.id and len(calls[MAX_PASSED_OVER]) == 8
+    )  # it leads, the clip rides
+
+
 def test_a_clip_with_other_options_is_not_stuck_behind_a_long_file():
     """The shortest job chooses the options: before, the oldest job did, and a two-hour file kept the model
     for every call of its 240 windows while a verbose_json clip waited."""
