@@ -36,8 +36,12 @@ ROOT = Path(__file__).resolve().parents[1]
 NO_PRICE = (
     "cost per audio hour: no price here (set PRICE_PER_HOUR=USD/h, or run on a VM of a stack with a price)"
 )
-NO_FALLBACK = {"language": "en", "temperature": "0", "compression_ratio_threshold": "100",
-               "logprob_threshold": "-100"}  # fmt: skip
+NO_FALLBACK = {
+    "language": "en",
+    "temperature": "0",
+    "compression_ratio_threshold": "100",
+    "logprob_threshold": "-100",
+}
 
 
 @dataclass
@@ -183,8 +187,9 @@ def compare_engines(args, model: Path, clip: Path, work: Path) -> str:
         for s in sides.values()
     )
     reference, other = sides["openai-whisper", 8], sides[f"faster-whisper {compute}", 8]
-    in_process = engines.markdown(engines.run(engines.Config(dims=args.dims, device=args.device,
-                                                             force_tokens=args.force_tokens)))  # fmt: skip
+    in_process = engines.markdown(
+        engines.run(engines.Config(dims=args.dims, device=args.device, force_tokens=args.force_tokens))
+    )
     return f"""
 ## Engines: openai-whisper vs faster-whisper
 
@@ -224,9 +229,11 @@ def render(args, baseline, http, batched, sequential, soak_rss, seconds) -> str:
     memory = ""
     if soak_rss:
         early = max(1, args.soak // 10)
-        memory = (f"- Memory: service RSS after {early} requests {soak_rss[0] / mib:.0f} MiB, "
-                  f"after {args.soak} {soak_rss[1] / mib:.0f} MiB: {ratio(soak_rss[1], soak_rss[0])} "
-                  "(target: within 1.10x)\n")  # fmt: skip
+        memory = (
+            f"- Memory: service RSS after {early} requests {soak_rss[0] / mib:.0f} MiB, "
+            f"after {args.soak} {soak_rss[1] / mib:.0f} MiB: {ratio(soak_rss[1], soak_rss[0])} "
+            "(target: within 1.10x)\n"
+        )
     return f"""# Benchmarks
 
 Written by `make bench` on {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())} in {seconds / 60:.1f} min.

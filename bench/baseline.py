@@ -33,8 +33,14 @@ def main(argv: list[str] | None = None) -> None:
     model = whisper.load_model(args.model, device=args.device)
     audio = whisper.load_audio(args.clip)
     # forced lengths make timestamps noise: step a full 30 s per window, as the service's sequential mode does
-    options = dict(language="en", temperature=0.0, fp16=args.device == "cuda", verbose=None,
-                   condition_on_previous_text=False, without_timestamps=True)  # fmt: skip
+    options = dict(
+        language="en",
+        temperature=0.0,
+        fp16=args.device == "cuda",
+        verbose=None,
+        condition_on_previous_text=False,
+        without_timestamps=True,
+    )
     latencies = []
     with forced_length(args.force_tokens):
         model.transcribe(audio[:16000], **options)  # warm-up, as the service does at start

@@ -58,14 +58,23 @@ class MakeRun:
         self.url = f"http://127.0.0.1:{self.port}"
 
     def __enter__(self) -> MakeRun:
-        env = {**os.environ, "WHISPER_MODEL": str(embedded.checkpoint()), "PORT": str(self.port),
-               "METRICS_PORT": str(free_port()), "METRICS_HOST": "127.0.0.1"}  # fmt: skip
+        env = {
+            **os.environ,
+            "WHISPER_MODEL": str(embedded.checkpoint()),
+            "PORT": str(self.port),
+            "METRICS_PORT": str(free_port()),
+            "METRICS_HOST": "127.0.0.1",
+        }
         gunicorn = str(Path(sys.executable).with_name("gunicorn"))
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(
-                [gunicorn, "-c", "gunicorn.conf.py", "service:create_app()"], cwd=ROOT, env=env,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
+                [gunicorn, "-c", "gunicorn.conf.py", "service:create_app()"],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         wait_ready(self.url, lambda: self.process.poll() is None)
         return self
 
@@ -120,10 +129,14 @@ def measure(args, work: Path) -> tuple[list[dict], float]:
         for name, _ in sides:
             walls = [w for w, _ in results[name]]
             texts = [t for _, t in results[name]]
-            rows.append({
-                "side": name, "walls": walls, "x_realtime": seconds * len(walls) / sum(walls),
-                "wer": speech.wer([long_file.text] * len(texts), texts),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "side": name,
+                    "walls": walls,
+                    "x_realtime": seconds * len(walls) / sum(walls),
+                    "wer": speech.wer([long_file.text] * len(texts), texts),
+                }
+            )
     return rows, seconds
 
 

@@ -107,8 +107,10 @@ def build_model(path: Path, dims: str) -> Path:
 def measure_interleaved(config: Config, models: dict[str, Path], work: Path) -> tuple[Row, ...]:
     """Start every side's process, then time them round-robin: round r runs side 1, side 2, ... in turn,
     so that a change in the machine's load hits every side alike. Round 0 warms up and is not counted."""
-    workers = [SideProcess(side, config, models[side.engine], work / f"side-{i}.log")
-               for i, side in enumerate(config.sides)]  # fmt: skip
+    workers = [
+        SideProcess(side, config, models[side.engine], work / f"side-{i}.log")
+        for i, side in enumerate(config.sides)
+    ]
     try:
         for worker in workers:
             worker.start()  # one after the other: loading is timed alone
@@ -131,15 +133,23 @@ class SideProcess:
         self.load_seconds = 0.0
 
     def start(self) -> None:
-        job = {"side": dataclasses.asdict(self.side), "config": _config_dict(self.config),
-               "model": str(self.model)}  # fmt: skip
+        job = {
+            "side": dataclasses.asdict(self.side),
+            "config": _config_dict(self.config),
+            "model": str(self.model),
+        }
         threads = str(self.config.threads)
         env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "bench.engines", "--side-job", json.dumps(job)],
-                cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
-            )  # fmt: skip
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+            )
         self.load_seconds = self._reply()["load_seconds"]
 
     def time_one_run(self) -> None:
@@ -152,8 +162,15 @@ class SideProcess:
         self.process.stdin.flush()
         peak = self._reply()["peak_rss_mb"]
         seconds = statistics.median(self.times[1:])  # the first run warmed up
-        return Row(self.side, self.config.audio_seconds / seconds, seconds, peak, self.load_seconds,
-                   self.config.force_tokens, tuple(self.times[1:]))  # fmt: skip
+        return Row(
+            self.side,
+            self.config.audio_seconds / seconds,
+            seconds,
+            peak,
+            self.load_seconds,
+            self.config.force_tokens,
+            tuple(self.times[1:]),
+        )
 
     def _reply(self) -> dict:
         line = self.process.stdout.readline()
@@ -241,8 +258,13 @@ def make_engine(side: Side, config: Config, model: str):
         return OpenAIWhisperEngine(Settings(whisper_model=model, whisper_device=config.device))
     from service.engines.faster_whisper import FasterWhisperEngine
 
-    settings = Settings(whisper_model=model, whisper_engine="faster-whisper", whisper_device=config.device,
-                        whisper_compute_type=side.compute_type, cpu_threads=config.threads)  # fmt: skip
+    settings = Settings(
+        whisper_model=model,
+        whisper_engine="faster-whisper",
+        whisper_device=config.device,
+        whisper_compute_type=side.compute_type,
+        cpu_threads=config.threads,
+    )
     return FasterWhisperEngine(settings)
 
 
@@ -270,8 +292,11 @@ def markdown(result: Result) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.engines", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.engines",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--dims", default=Config.dims)
     parser.add_argument("--audio-seconds", type=float, default=Config.audio_seconds)
     parser.add_argument("--force-tokens", type=int, default=Config.force_tokens)
@@ -286,8 +311,9 @@ def main(argv: list[str] | None = None) -> int:
         serve_side(Side(**job["side"]), Config(**job["config"]), job["model"])
         return 0
     sides = DEFAULT_SIDES if args.device == "cpu" else gpu_sides()
-    config = Config(args.dims, args.audio_seconds, args.force_tokens, args.threads, args.repeats, args.device,
-                    sides)  # fmt: skip
+    config = Config(
+        args.dims, args.audio_seconds, args.force_tokens, args.threads, args.repeats, args.device, sides
+    )
     result = run(config)
     print(json.dumps(dataclasses.asdict(result), default=str) if args.json else markdown(result))
     return 0

@@ -135,10 +135,19 @@ def local_server(model: str | None, env: dict[str, str], log_path: Path) -> Iter
 
             model = str(build_checkpoint(Path(tmp) / "test.pt"))
         port = free_port()
-        full_env = {**os.environ, "WHISPER_MODEL": model, "WHISPER_DEVICE": "cpu", "PORT": str(port),
-                    "METRICS_PORT": str(free_port()), "METRICS_HOST": "127.0.0.1",
-                    "PROMETHEUS_MULTIPROC_DIR": os.path.join(tmp, "prom"), "WHISPER_FORCE_TOKENS": "8",
-                    "GRACEFUL_TIMEOUT": "30", "VAD": "false", **env}  # fmt: skip
+        full_env = {
+            **os.environ,
+            "WHISPER_MODEL": model,
+            "WHISPER_DEVICE": "cpu",
+            "PORT": str(port),
+            "METRICS_PORT": str(free_port()),
+            "METRICS_HOST": "127.0.0.1",
+            "PROMETHEUS_MULTIPROC_DIR": os.path.join(tmp, "prom"),
+            "WHISPER_FORCE_TOKENS": "8",
+            "GRACEFUL_TIMEOUT": "30",
+            "VAD": "false",
+            **env,
+        }
         gunicorn = str(Path(sys.executable).with_name("gunicorn"))
         with open(log_path, "wb") as log:
             cmd = [gunicorn, "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"]
@@ -190,8 +199,9 @@ class Client:
         began = time.monotonic()
         try:
             files = {"file": ("clip.wav", self.body)}
-            resp = session.post(self.url + ENDPOINT, files=files, data=FORM, headers=self.headers,
-                                timeout=self.cfg.timeout)  # fmt: skip
+            resp = session.post(
+                self.url + ENDPOINT, files=files, data=FORM, headers=self.headers, timeout=self.cfg.timeout
+            )
             outcome = Outcome(resp.status_code, time.monotonic() - began, resp.headers.get("Retry-After"))
         except requests.RequestException as error:
             outcome = Outcome(None, time.monotonic() - began, error=type(error).__name__)
@@ -304,23 +314,31 @@ def markdown(report: Report, cfg: LoadConfig) -> str:
     def fmt(value: float | None, unit: str = "") -> str:
         return "n/a" if value is None else f"{value:.2f}{unit}"
 
-    latency = (f"p50 {fmt(report.p50_seconds, ' s')}, p99 {fmt(report.p99_seconds, ' s')}, "
-               f"max {fmt(report.max_seconds, ' s')}")  # fmt: skip
+    latency = (
+        f"p50 {fmt(report.p50_seconds, ' s')}, p99 {fmt(report.p99_seconds, ' s')}, "
+        f"max {fmt(report.max_seconds, ' s')}"
+    )
     offered = f"{report.offered_rps:.2f} requests/s for {cfg.duration:g} s ({report.sent} requests)"
     rows = [
         ("machine", report.machine),
-        (f"capacity (closed loop, {cfg.clients} clients, {cfg.capacity_seconds:g} s)",
-         f"{report.capacity_rps:.2f} requests/s"),
+        (
+            f"capacity (closed loop, {cfg.clients} clients, {cfg.capacity_seconds:g} s)",
+            f"{report.capacity_rps:.2f} requests/s",
+        ),
         ("offered load", offered),
         ("answers", ", ".join(f"{k}: {v}" for k, v in report.statuses.items())),
         ("latency of accepted requests", latency),
-        (f"worker RSS after {cfg.rss_early} / {cfg.rss_late} requests",
-         f"{fmt(report.rss_early_mib, ' MiB')} / {fmt(report.rss_late_mib, ' MiB')}"),
-        ("/readyz during the overload (1/s)",
-         f"slowest {fmt(report.probe_max_seconds, ' s')}, {report.probe_failures} without 200"),
+        (
+            f"worker RSS after {cfg.rss_early} / {cfg.rss_late} requests",
+            f"{fmt(report.rss_early_mib, ' MiB')} / {fmt(report.rss_late_mib, ' MiB')}",
+        ),
+        (
+            "/readyz during the overload (1/s)",
+            f"slowest {fmt(report.probe_max_seconds, ' s')}, {report.probe_failures} without 200",
+        ),
         ("requests answered in all", str(report.answered)),
         ("verdict", "PASS" if report.ok else "FAIL: " + "; ".join(report.failures)),
-    ]  # fmt: skip
+    ]
     return "| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
 
 

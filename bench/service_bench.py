@@ -34,12 +34,20 @@ class Server:
         self.port, self.metrics_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
-            **os.environ, "WHISPER_MODEL": str(model), "WHISPER_DEVICE": device, "PORT": str(self.port),
-            "METRICS_PORT": str(self.metrics_port), "METRICS_HOST": "127.0.0.1",
-            "WHISPER_FORCE_TOKENS": str(force_tokens), "REQUEST_TIMEOUT": "3600", "VAD": "false",
-            "QUEUE_MAX_REQUESTS": "1024", "QUEUE_MAX_SECONDS": "360000",
-            "PROMETHEUS_MULTIPROC_DIR": str(log_dir / f"prom-{self.port}"), **env,
-        }  # fmt: skip
+            **os.environ,
+            "WHISPER_MODEL": str(model),
+            "WHISPER_DEVICE": device,
+            "PORT": str(self.port),
+            "METRICS_PORT": str(self.metrics_port),
+            "METRICS_HOST": "127.0.0.1",
+            "WHISPER_FORCE_TOKENS": str(force_tokens),
+            "REQUEST_TIMEOUT": "3600",
+            "VAD": "false",
+            "QUEUE_MAX_REQUESTS": "1024",
+            "QUEUE_MAX_SECONDS": "360000",
+            "PROMETHEUS_MULTIPROC_DIR": str(log_dir / f"prom-{self.port}"),
+            **env,
+        }
         self.log_path = log_dir / f"server-{self.port}.log"
         self.process: subprocess.Popen | None = None
         self.peak_rss = 0
@@ -50,8 +58,12 @@ class Server:
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
                 [gunicorn, "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{self.port}"],
-                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self._wait_ready()
         self._sampling = True
         threading.Thread(target=self._sample_rss, daemon=True).start()
@@ -95,8 +107,11 @@ class Server:
 
     def metric(self, name: str) -> float:
         text = requests.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10).text
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith(name) and not line.startswith("#"))  # fmt: skip
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith(name) and not line.startswith("#")
+        )
 
 
 def transcribe(url: str, clip: Path, data: dict) -> tuple[float, str]:

@@ -73,9 +73,20 @@ class Figures:
 class Trickle:
     """N slow uploads (or slow headers) driven by one thread; records when the server closes each."""
 
-    def __init__(self, url: str, connections: int, *, interval: float = 0.5, chunk: int = 10,
-                 phase: str = "body", body_mib: float = 1.0, headers: dict | None = None,
-                 sources: list[str] | None = None, burst: int = 0, head_pad: int = 0):  # fmt: skip
+    def __init__(
+        self,
+        url: str,
+        connections: int,
+        *,
+        interval: float = 0.5,
+        chunk: int = 10,
+        phase: str = "body",
+        body_mib: float = 1.0,
+        headers: dict | None = None,
+        sources: list[str] | None = None,
+        burst: int = 0,
+        head_pad: int = 0,
+    ):
         parsed = urlparse(url)
         if not (parsed.hostname == "localhost" or (parsed.hostname or "").startswith("127.")):
             raise SystemExit(f"loopback only: {url}")
@@ -92,11 +103,15 @@ class Trickle:
         self._thread = threading.Thread(target=self._run, name="slowloris", daemon=True)
 
     def request_head(self) -> tuple[bytes, bytes]:
-        part = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n"
-                f"Content-Type: audio/wav\r\n\r\n").encode()  # fmt: skip
-        head = (f"POST {ENDPOINT} HTTP/1.1\r\nHost: {self.address[0]}\r\n{self.extra}"
-                f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
-                f"Content-Length: {len(part) + self.body_bytes}\r\n\r\n").encode()  # fmt: skip
+        part = (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n'
+            f"Content-Type: audio/wav\r\n\r\n"
+        ).encode()
+        head = (
+            f"POST {ENDPOINT} HTTP/1.1\r\nHost: {self.address[0]}\r\n{self.extra}"
+            f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
+            f"Content-Length: {len(part) + self.body_bytes}\r\n\r\n"
+        ).encode()
         return head, part
 
     def open(self) -> None:
@@ -182,8 +197,13 @@ def probe(url: str, timeout: float = 20.0) -> tuple[int | None, float]:
 def normal_request(url: str, headers: dict | None = None, timeout: float = 60.0) -> tuple[int | str, float]:
     began = time.monotonic()
     try:
-        resp = requests.post(url + ENDPOINT, files={"file": ("clip.wav", clip(3.0))}, data=FORM,
-                             headers=headers or {}, timeout=timeout)  # fmt: skip
+        resp = requests.post(
+            url + ENDPOINT,
+            files={"file": ("clip.wav", clip(3.0))},
+            data=FORM,
+            headers=headers or {},
+            timeout=timeout,
+        )
         status: int | str = resp.status_code
     except requests.RequestException as error:
         status = type(error).__name__
@@ -204,11 +224,19 @@ def held_tmp_files(tmp_dir: str | None, master_pid: int | None) -> int | None:
     return count
 
 
-def attack(url: str, args, headers: dict, tmp_dir: str | None = None,
-           master_pid: int | None = None) -> Figures:  # fmt: skip
-    trickle = Trickle(url, args.connections, interval=args.interval, chunk=args.chunk, phase=args.phase,
-                      body_mib=args.body_mib, headers=headers,
-                      sources=[f"127.0.0.{10 + i}" for i in range(args.sources)])  # fmt: skip
+def attack(
+    url: str, args, headers: dict, tmp_dir: str | None = None, master_pid: int | None = None
+) -> Figures:
+    trickle = Trickle(
+        url,
+        args.connections,
+        interval=args.interval,
+        chunk=args.chunk,
+        phase=args.phase,
+        body_mib=args.body_mib,
+        headers=headers,
+        sources=[f"127.0.0.{10 + i}" for i in range(args.sources)],
+    )
     figures = Figures(args.connections)
     trickle.open()
     figures.connected = len(trickle.attackers)
@@ -252,18 +280,28 @@ def markdown(figures: Figures, args) -> str:
         return "n/a" if value is None else f"{value:.2f} s"
 
     rows = [
-        ("attack", f"{figures.connections} connections ({figures.connected} connected), {args.chunk} "
-                   f"bytes of {args.phase} every {args.interval:g} s, {args.duration:g} s"),
-        ("/readyz", f"{figures.probes} probes, p50 {fmt(figures.probe_p50)}, max {fmt(figures.probe_max)}, "
-                    f"{figures.probe_failures} without 200"),
-        (f"normal request (sent at {args.normal_after:g} s)",
-         f"{figures.normal_status} in {fmt(figures.normal_seconds)}"),
-        ("attackers closed by the server",
-         f"{figures.closed_by_server}, after {fmt(figures.close_after_min)} to "
-         f"{fmt(figures.close_after_max)}"),
+        (
+            "attack",
+            f"{figures.connections} connections ({figures.connected} connected), {args.chunk} "
+            f"bytes of {args.phase} every {args.interval:g} s, {args.duration:g} s",
+        ),
+        (
+            "/readyz",
+            f"{figures.probes} probes, p50 {fmt(figures.probe_p50)}, max {fmt(figures.probe_max)}, "
+            f"{figures.probe_failures} without 200",
+        ),
+        (
+            f"normal request (sent at {args.normal_after:g} s)",
+            f"{figures.normal_status} in {fmt(figures.normal_seconds)}",
+        ),
+        (
+            "attackers closed by the server",
+            f"{figures.closed_by_server}, after {fmt(figures.close_after_min)} to "
+            f"{fmt(figures.close_after_max)}",
+        ),
         ("answers to attackers", ", ".join(f"{k}: {v}" for k, v in figures.statuses.items()) or "none"),
         ("upload temp files held (during / at the end)", f"{figures.tmp_files_during} / {figures.tmp_left}"),
-    ]  # fmt: skip
+    ]
     return "| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
 
 

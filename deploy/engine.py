@@ -35,8 +35,11 @@ def _client_version(client: str) -> tuple[int, ...] | None:
     try:
         out = subprocess.run(
             [client, "version", "--format", "{{.Client.Version}}"],
-            capture_output=True, text=True, timeout=30, check=False,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
     except OSError:
         return None
     digits = out.stdout.strip().split("+")[0].split("-")[0].split(".")

@@ -30,10 +30,15 @@ def _error(message: str, type_: str, code: str, param: str | None = None) -> str
     return json.dumps({"error": {"message": message, "type": type_, "param": param, "code": code}})
 
 
-TOO_LARGE = _error("The upload is larger than the server accepts (MAX_UPLOAD_MB).", "invalid_request_error",
-                   "file_too_large", "file")  # fmt: skip
-TOO_MANY = _error("Too many connections from this address; retry shortly.", "rate_limit_error",
-                  "too_many_connections")  # fmt: skip
+TOO_LARGE = _error(
+    "The upload is larger than the server accepts (MAX_UPLOAD_MB).",
+    "invalid_request_error",
+    "file_too_large",
+    "file",
+)
+TOO_MANY = _error(
+    "Too many connections from this address; retry shortly.", "rate_limit_error", "too_many_connections"
+)
 
 MAIN_CONF_NAME = "nginx.conf.main"  # HTTPS only: mounted as /etc/nginx/nginx.conf (load_module); not *.conf
 ACME_STATE = (
@@ -171,7 +176,14 @@ def render(
             domain=domain,
         )
     return TEMPLATE.format(
-        color=slot.color, app_port=slot.app_port, listen=listen, https_head=head,
-        max_body_bytes=int(max_upload_mb * 1024 * 1024), header_timeout=header_timeout,
-        body_timeout=body_timeout, per_client=per_client, too_large=TOO_LARGE, too_many=TOO_MANY,
-    )  # fmt: skip
+        color=slot.color,
+        app_port=slot.app_port,
+        listen=listen,
+        https_head=head,
+        max_body_bytes=int(max_upload_mb * 1024 * 1024),
+        header_timeout=header_timeout,
+        body_timeout=body_timeout,
+        per_client=per_client,
+        too_large=TOO_LARGE,
+        too_many=TOO_MANY,
+    )

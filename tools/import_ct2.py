@@ -195,14 +195,20 @@ def import_ct2(source: str | Path, destination: str | Path) -> dict:
     with tempfile.NamedTemporaryFile(dir=destination.parent, suffix=".pt", delete=False) as staged:
         torch.save(checkpoint, staged)
     shutil.move(staged.name, destination)
-    return {"destination": str(destination), "dims": checkpoint["dims"],
-            "alignment_heads": checkpoint["alignment_heads"], "logprob_diff": report.logprob_diff,
-            "relative_logprob_diff": report.relative_logprob_diff, "tolerance": report.tolerance}  # fmt: skip
+    return {
+        "destination": str(destination),
+        "dims": checkpoint["dims"],
+        "alignment_heads": checkpoint["alignment_heads"],
+        "logprob_diff": report.logprob_diff,
+        "relative_logprob_diff": report.relative_logprob_diff,
+        "tolerance": report.tolerance,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.import_ct2", description=__doc__,
-                                     formatter_class=argparse.RawTextHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.import_ct2", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument(
         "source", help="CTranslate2 Whisper directory (model.bin, config.json, tokenizer.json)"
     )

@@ -129,8 +129,15 @@ def long_file(directory: Path, minutes: float = 10.5, seed: int = 0) -> Clip:
     return story(directory, minutes * 60, f"long-{minutes:g}min", pauses=(0.3, 2.5), seed=seed)
 
 
-def story(directory: Path, seconds: float, name: str = "", pauses=(0.5, 1.5), seed: int = 0,
-          exact: bool = False, first: int = 0) -> Clip:  # fmt: skip
+def story(
+    directory: Path,
+    seconds: float,
+    name: str = "",
+    pauses=(0.5, 1.5),
+    seed: int = 0,
+    exact: bool = False,
+    first: int = 0,
+) -> Clip:
     """Different sentences one after another, voices taking turns, until `seconds` are filled (`exact`: the
     file is exactly that long, the last sentence ending before). Unlike one sentence looped, this is speech
     a model can be judged on: a loop is repetitive text, which Whisper's compression check rightly rejects.
@@ -163,9 +170,11 @@ def noisy(directory: Path, source: Clip, snr_db: float = 10.0) -> Clip:
 def noise(directory: Path, kind: str, seconds: float = 60.0) -> Clip:
     """'silence', 'white' or 'brown' noise: a file in which nobody speaks."""
     path = directory / f"{kind}-{seconds:g}s.wav"
-    source = "anullsrc=r=16000:cl=mono" if kind == "silence" else (
-        f"anoisesrc=color={kind}:amplitude=0.3:sample_rate={SAMPLE_RATE}:seed=3"
-    )  # fmt: skip
+    source = (
+        "anullsrc=r=16000:cl=mono"
+        if kind == "silence"
+        else (f"anoisesrc=color={kind}:amplitude=0.3:sample_rate={SAMPLE_RATE}:seed=3")
+    )
     ffmpeg("-f", "lavfi", "-i", source, "-t", f"{seconds:g}", "-ac", "1", str(path))
     return Clip(path, "")
 

@@ -57,8 +57,12 @@ def test_each_output(service, audio_dir, output, mimetype, check):
 
 def test_raw_pcm_with_encode_false(service, audio_dir):
     pcm = (audio_dir / "speech.wav").read_bytes()[44:]  # the 16-bit mono samples after the RIFF header
-    resp = requests.post(service.url + "/asr", params={"encode": "false", "output": "json", "language": "en"},
-                         files={"audio_file": ("clip.raw", pcm)}, timeout=120)  # fmt: skip
+    resp = requests.post(
+        service.url + "/asr",
+        params={"encode": "false", "output": "json", "language": "en"},
+        files={"audio_file": ("clip.raw", pcm)},
+        timeout=120,
+    )
     assert resp.status_code == 200 and resp.json()["language"] == "en"
 
 
@@ -68,8 +72,12 @@ def test_detect_language_agrees_with_transcription(service, audio_dir):
     assert set(detected) == {"detected_language", "language_code", "confidence"}
     assert 0 < detected["confidence"] <= 1
     with open(audio_dir / "speech.wav", "rb") as f:
-        body = requests.post(service.url + "/v1/audio/transcriptions", files={"file": f},
-                             data={"response_format": "verbose_json"}, timeout=60).json()  # fmt: skip
+        body = requests.post(
+            service.url + "/v1/audio/transcriptions",
+            files={"file": f},
+            data={"response_format": "verbose_json"},
+            timeout=60,
+        ).json()
     assert body["language"] == detected["detected_language"]  # same first window, same argmax
 
 

@@ -59,8 +59,10 @@ class StreamedPart:
 
     def __init__(self, path: Path, field: str, filename: str):
         self.path, self.boundary = path, uuid.uuid4().hex
-        self.head = (f'--{self.boundary}\r\nContent-Disposition: form-data; name="{field}"; '
-                     f'filename="{filename}"\r\n\r\n').encode()  # fmt: skip
+        self.head = (
+            f'--{self.boundary}\r\nContent-Disposition: form-data; name="{field}"; '
+            f'filename="{filename}"\r\n\r\n'
+        ).encode()
         self.tail = f"\r\n--{self.boundary}--\r\n".encode()
 
     def __len__(self) -> int:
@@ -107,8 +109,12 @@ def test_pcm_with_url_credentials_gives_an_srt(server, audio_dir, tmp_path):
 
 def test_detect_language_with_pcm(server, audio_dir):
     audio = pcm(audio_dir / "speech.wav").read_bytes()
-    resp = requests.post(url_with_key(server) + "/detect-language", params={"encode": "false"},
-                         files={"audio_file": audio}, timeout=(10, 120))  # fmt: skip
+    resp = requests.post(
+        url_with_key(server) + "/detect-language",
+        params={"encode": "false"},
+        files={"audio_file": audio},
+        timeout=(10, 120),
+    )
     assert resp.status_code == 200, resp.text
     assert set(resp.json()) == {"detected_language", "language_code", "confidence"}
 
@@ -211,13 +217,20 @@ def test_a_film_is_judged_by_its_duration_not_by_max_upload_mb(english_only, aud
     film = pcm(audio_dir / "padded.wav", FILM_SECONDS)
     assert film.stat().st_size > 100 * 1024 * 1024
     body = StreamedPart(film, "audio_file", "audio_file")
-    resp = requests.post(english_only.url + "/asr", data=body, timeout=(10, 300),
-                         params={"task": "transcribe", "language": "en", "output": "srt", "encode": "false"},
-                         headers={"Content-Type": body.content_type})  # fmt: skip
+    resp = requests.post(
+        english_only.url + "/asr",
+        data=body,
+        timeout=(10, 300),
+        params={"task": "transcribe", "language": "en", "output": "srt", "encode": "false"},
+        headers={"Content-Type": body.content_type},
+    )
     film.unlink()
     assert resp.status_code == 504 and resp.json()["error"]["code"] == "timeout", resp.text[:500]
-    line = [json.loads(x.split(" service.request ", 1)[1]) for x in english_only.log().splitlines()
-            if " service.request " in x and '"/asr"' in x][-1]  # fmt: skip
+    line = [
+        json.loads(x.split(" service.request ", 1)[1])
+        for x in english_only.log().splitlines()
+        if " service.request " in x and '"/asr"' in x
+    ][-1]
     assert line["audio_seconds"] == FILM_SECONDS
 
 

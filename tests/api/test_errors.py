@@ -136,8 +136,14 @@ def test_bad_setting_exits_2_with_one_line(checkpoint, tmp_path):
 
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
     env = {**os.environ, "WHISPER_MODEL": str(checkpoint), "MAX_UPLOAD_MB": "lots"}
-    proc = subprocess.run([gunicorn, "-c", "gunicorn.conf.py"], env=env, capture_output=True, text=True,
-                          cwd=Path(__file__).resolve().parents[2], timeout=60)  # fmt: skip
+    proc = subprocess.run(
+        [gunicorn, "-c", "gunicorn.conf.py"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "error: MAX_UPLOAD_MB='lots' is not a number, e.g. MAX_UPLOAD_MB=100"

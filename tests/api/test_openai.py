@@ -46,14 +46,27 @@ def test_subtitle_formats(client, audio_dir, fmt):
 def test_verbose_json_segments_and_words(client, audio_dir):
     with open(audio_dir / "speech.webm", "rb") as f:
         result = client.audio.transcriptions.create(
-            model="whisper-1", file=f, response_format="verbose_json", language="en",
+            model="whisper-1",
+            file=f,
+            response_format="verbose_json",
+            language="en",
             timestamp_granularities=["word", "segment"],
-        )  # fmt: skip
+        )
     assert result.language == "english"
     assert result.duration == pytest.approx(4.5, abs=1.0)
     assert result.segments and result.words
-    for key in ("id", "seek", "start", "end", "text", "tokens", "temperature", "avg_logprob",
-                "compression_ratio", "no_speech_prob"):  # fmt: skip
+    for key in (
+        "id",
+        "seek",
+        "start",
+        "end",
+        "text",
+        "tokens",
+        "temperature",
+        "avg_logprob",
+        "compression_ratio",
+        "no_speech_prob",
+    ):
         assert hasattr(result.segments[0], key)
     for word in result.words:
         assert 0 <= word.start <= word.end <= result.duration + 0.05
@@ -61,8 +74,11 @@ def test_verbose_json_segments_and_words(client, audio_dir):
 
 def test_verbose_json_without_words_has_no_words(service, audio_dir):
     with open(audio_dir / "speech.wav", "rb") as f:
-        body = requests.post(service.url + "/v1/audio/transcriptions",
-                             files={"file": f}, data={"response_format": "verbose_json"}).json()  # fmt: skip
+        body = requests.post(
+            service.url + "/v1/audio/transcriptions",
+            files={"file": f},
+            data={"response_format": "verbose_json"},
+        ).json()
     assert "segments" in body and "words" not in body
     assert body["task"] == "transcribe"
 

@@ -61,9 +61,13 @@ def test_transcription_json(client, audio_dir):
 def test_transcription_verbose_json_with_words_and_segments(client, audio_dir):
     with open(audio_dir / "speech.wav", "rb") as f:
         body = raw_json(
-            client.audio.transcriptions, model="whisper-1", file=f, response_format="verbose_json",
-            timestamp_granularities=["word", "segment"], language="en",
-        )  # fmt: skip
+            client.audio.transcriptions,
+            model="whisper-1",
+            file=f,
+            response_format="verbose_json",
+            timestamp_granularities=["word", "segment"],
+            language="en",
+        )
     verbose = check_type(TranscriptionVerbose, body)
     check_schema("CreateTranscriptionResponseVerboseJson", body)
     assert verbose.segments and verbose.words and verbose.language == "english"
@@ -75,8 +79,13 @@ def test_translation_json_and_verbose_json_say_english(client, audio_dir):
     check_type(Translation, body)
     check_schema("CreateTranslationResponseJson", body)
     with open(audio_dir / "speech.wav", "rb") as f:
-        body = raw_json(client.audio.translations, model="whisper-1", file=f, response_format="verbose_json",
-                        extra_body={"language": "de"})  # fmt: skip
+        body = raw_json(
+            client.audio.translations,
+            model="whisper-1",
+            file=f,
+            response_format="verbose_json",
+            extra_body={"language": "de"},
+        )
     check_type(TranslationVerbose, body)
     check_schema("CreateTranslationResponseVerboseJson", body)
     assert body["language"] == "english"  # the output's language, as OpenAI documents, not the audio's
@@ -181,8 +190,11 @@ def test_a_verbose_json_stream_carries_the_verbose_json_transcript(service, audi
     assert rounded([e["segment"] for e in deltas]) == expected == rounded(done["segments"])
     assert [e["delta"] for e in deltas] == [s["text"] for s in verbose["segments"]]
     assert {k: done[k] for k in ("task", "language", "duration", "text")} == {
-        "task": "transcribe", "language": "english", "duration": verbose["duration"], "text": verbose["text"]
-    }  # fmt: skip
+        "task": "transcribe",
+        "language": "english",
+        "duration": verbose["duration"],
+        "text": verbose["text"],
+    }
     assert done["usage"]["type"] == "tokens" and "words" not in done
     assert all(set(e) == {"type", "delta", "segment"} for e in deltas)
 
@@ -211,9 +223,12 @@ def test_the_client_iterates_every_stream_with_strict_validation(service, audio_
     """The official client, validating each event against its types (not just constructing them), reads
     a stream with and without the extension's fields, and gives them to the caller."""
     client = openai.OpenAI(
-        base_url=service.url + "/v1", api_key="unused", max_retries=0, timeout=120,
+        base_url=service.url + "/v1",
+        api_key="unused",
+        max_retries=0,
+        timeout=120,
         _strict_response_validation=True,
-    )  # fmt: skip
+    )
     extra = {"response_format": response_format} if response_format else {}
     with open(audio_dir / "speech.wav", "rb") as f:
         call = client.audio.transcriptions.create
@@ -231,8 +246,9 @@ def test_the_client_iterates_every_stream_with_strict_validation(service, audio_
 
 @pytest.mark.parametrize("fmt", ["srt", "vtt"])
 def test_formats_that_cannot_stream_are_refused(service, audio_dir, fmt):
-    error = error_of(post(service, audio=audio_dir / "speech.wav", stream="true", response_format=fmt),
-                     "response_format")  # fmt: skip
+    error = error_of(
+        post(service, audio=audio_dir / "speech.wav", stream="true", response_format=fmt), "response_format"
+    )
     assert error["code"] == "unsupported_value"
 
 
@@ -314,8 +330,10 @@ def test_every_field_of_openais_request_is_declared_or_refused(service):
     """Drift against OpenAI: each field its published request schemas define is in our /openapi.json, or
     refused with a reason (never silently dropped)."""
     document = requests.get(service.url + "/openapi.json", timeout=30).json()
-    for path, name in [("/v1/audio/transcriptions", "CreateTranscriptionRequest"),
-                       ("/v1/audio/translations", "CreateTranslationRequest")]:  # fmt: skip
+    for path, name in [
+        ("/v1/audio/transcriptions", "CreateTranscriptionRequest"),
+        ("/v1/audio/translations", "CreateTranslationRequest"),
+    ]:
         ours = document["paths"][path]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
         declared = {key.removesuffix("[]") for key in ours["properties"]}
         for field in schema(name)["properties"]:

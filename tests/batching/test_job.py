@@ -31,23 +31,39 @@ def job(*windows: tuple[float, float]) -> Job:
     """A job over 200 s of audio whose windows are the given (start, end) seconds, all of it speech."""
     planned = [Window((Region(round(a * SR), round(b * SR)),)) for a, b in windows]
     audio = np.zeros(200 * SR, dtype=np.float32)
-    return Job(audio=audio, options=JobOptions(language="en"), deadline=time.monotonic() + 60,
-               windows=planned, speech=[Region(0, len(audio))])  # fmt: skip
+    return Job(
+        audio=audio,
+        options=JobOptions(language="en"),
+        deadline=time.monotonic() + 60,
+        windows=planned,
+        speech=[Region(0, len(audio))],
+    )
 
 
 def result(consumed: float, *segments: tuple) -> WindowResult:
     """(start, end, text) or (start, end, text, words) per segment."""
     return WindowResult(
-        segments=tuple(Segment(a, b, text, (), *words) for a, b, text, *words in segments), text="",
+        segments=tuple(Segment(a, b, text, (), *words) for a, b, text, *words in segments),
+        text="",
         temperature=0.0,
-        avg_logprob=-0.2, compression_ratio=1.5, no_speech_prob=0.01, consumed=consumed,
-    )  # fmt: skip
+        avg_logprob=-0.2,
+        compression_ratio=1.5,
+        no_speech_prob=0.01,
+        consumed=consumed,
+    )
 
 
 def empty(no_speech_prob: float, consumed: float) -> WindowResult:
     """A decode with no text: silence when no_speech_prob is high (its log-probability is low)."""
-    return WindowResult(segments=(), text="", temperature=0.0, avg_logprob=-1.5, compression_ratio=1.0,
-                        no_speech_prob=no_speech_prob, consumed=consumed)  # fmt: skip
+    return WindowResult(
+        segments=(),
+        text="",
+        temperature=0.0,
+        avg_logprob=-1.5,
+        compression_ratio=1.0,
+        no_speech_prob=no_speech_prob,
+        consumed=consumed,
+    )
 
 
 def times(segments) -> list[tuple[float, float, str]]:

@@ -39,8 +39,9 @@ def test_full_queue_refuses_at_once_and_accepted_work_finishes(start_service, au
 
 def send_and_hang_up(service, path, data: dict, after: float) -> None:
     """POST a multipart upload over a raw socket, then close the connection without reading the answer."""
-    prepared = requests.Request("POST", service.url + ENDPOINT, files={"file": open(path, "rb")},
-                                data=data).prepare()  # fmt: skip
+    prepared = requests.Request(
+        "POST", service.url + ENDPOINT, files={"file": open(path, "rb")}, data=data
+    ).prepare()
     url = urlparse(service.url)
     head = f"POST {ENDPOINT} HTTP/1.1\r\nHost: {url.netloc}\r\n"
     head += "".join(f"{k}: {v}\r\n" for k, v in prepared.headers.items()) + "\r\n"
@@ -79,8 +80,10 @@ def test_windows_of_concurrent_requests_share_a_batch(start_service, audio_dir):
     # keep the model busy with an incompatible request (other language) while two compatible ones queue
     blocker = in_background(transcribe, service, audio_dir / "long.wav", {"language": "de"})
     wait_for(lambda: service.metric("whisper_queue_audio_seconds") > 0)
-    pair = [in_background(transcribe, service, audio_dir / "speech.wav", {"language": "en", **GREEDY})
-            for _ in range(2)]  # fmt: skip
+    pair = [
+        in_background(transcribe, service, audio_dir / "speech.wav", {"language": "en", **GREEDY})
+        for _ in range(2)
+    ]
     for box in [blocker, *pair]:
         box["thread"].join(180)
         assert box["result"].status_code == 200
@@ -91,8 +94,9 @@ def test_windows_of_concurrent_requests_share_a_batch(start_service, audio_dir):
 
 
 def test_timestamps_continue_across_windows(service, audio_dir):
-    body = transcribe(service, audio_dir / "long.wav", {"response_format": "verbose_json", "language": "en",
-                                                          **GREEDY}).json()  # fmt: skip
+    body = transcribe(
+        service, audio_dir / "long.wav", {"response_format": "verbose_json", "language": "en", **GREEDY}
+    ).json()
     segments = body["segments"]
     assert body["duration"] == pytest.approx(75, abs=0.1)
     seeks = sorted({s["seek"] for s in segments})
@@ -118,8 +122,13 @@ def test_sse_order_and_final_text_match_the_plain_response(service, audio_dir):
     data = {"language": "en", **GREEDY}
     plain = transcribe(service, audio_dir / "long.wav", {**data, "response_format": "json"}).json()
     with open(audio_dir / "long.wav", "rb") as f:
-        resp = requests.post(service.url + ENDPOINT, files={"file": f}, data={**data, "stream": "true"},
-                             stream=True, timeout=180)  # fmt: skip
+        resp = requests.post(
+            service.url + ENDPOINT,
+            files={"file": f},
+            data={**data, "stream": "true"},
+            stream=True,
+            timeout=180,
+        )
     assert resp.headers["Content-Type"].startswith("text/event-stream")
     events = sse_events(resp)
     assert [e["type"] for e in events[:-1]] == ["transcript.text.delta"] * (len(events) - 1)
@@ -132,8 +141,9 @@ def test_sse_order_and_final_text_match_the_plain_response(service, audio_dir):
 
 @pytest.mark.parametrize("mode", [{}, {"condition_on_previous_text": "true"}])
 def test_batched_and_sequential_give_valid_verbose_json(service, audio_dir, mode):
-    body = transcribe(service, audio_dir / "long.wav",
-                      {"response_format": "verbose_json", "language": "en", **mode}).json()  # fmt: skip
+    body = transcribe(
+        service, audio_dir / "long.wav", {"response_format": "verbose_json", "language": "en", **mode}
+    ).json()
     assert body["language"] == "english" and body["duration"] == pytest.approx(75, abs=0.1)
     assert body["segments"], body
     for s in body["segments"]:

@@ -47,8 +47,13 @@ def openai_engine(source_checkpoint) -> OpenAIWhisperEngine:
 
 @pytest.fixture(scope="session")
 def faster_engine(converted_float32) -> FasterWhisperEngine:
-    settings = Settings(whisper_model=str(converted_float32.destination), whisper_engine="faster-whisper",
-                        whisper_device="cpu", whisper_compute_type="float32", cpu_threads=2)  # fmt: skip
+    settings = Settings(
+        whisper_model=str(converted_float32.destination),
+        whisper_engine="faster-whisper",
+        whisper_device="cpu",
+        whisper_compute_type="float32",
+        cpu_threads=2,
+    )
     engine = FasterWhisperEngine(settings)
     engine.load()
     return engine

@@ -116,8 +116,9 @@ def write_bad_checkpoint(kind: str, good: Path, path: Path) -> Path:
         ("absent", "no such file"),
     ],
 )
-def test_a_bad_checkpoint_is_refused_with_one_line_and_status_2(kind, message, source_checkpoint, tmp_path,
-                                                                 capsys):  # fmt: skip
+def test_a_bad_checkpoint_is_refused_with_one_line_and_status_2(
+    kind, message, source_checkpoint, tmp_path, capsys
+):
     bad = write_bad_checkpoint(kind, source_checkpoint, tmp_path / f"{kind}.pt")
     assert main([str(bad), str(tmp_path / "out")]) == 2
     captured = capsys.readouterr()

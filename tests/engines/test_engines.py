@@ -22,8 +22,13 @@ SAMPLE_RATE = 16000
 
 
 def test_create_engine_serves_a_converted_directory_with_the_device_default(converted):
-    settings = from_env({"WHISPER_ENGINE": "faster-whisper", "WHISPER_MODEL": str(converted.destination),
-                         "WHISPER_DEVICE": "cpu"})  # fmt: skip
+    settings = from_env(
+        {
+            "WHISPER_ENGINE": "faster-whisper",
+            "WHISPER_MODEL": str(converted.destination),
+            "WHISPER_DEVICE": "cpu",
+        }
+    )
     engine = create_engine(settings)
     assert isinstance(engine, FasterWhisperEngine)
     assert (engine.name, engine.device, engine.precision) == ("faster-whisper", "cpu", "int8")
@@ -95,8 +100,11 @@ def test_both_engines_give_the_same_tokens_and_segments(openai_engine, faster_en
 
 
 def segment_fields(segment: Segment) -> tuple:
-    words = None if segment.words is None else [(w.word, w.start, w.end, round(w.probability, 3))
-                                                 for w in segment.words]  # fmt: skip
+    words = (
+        None
+        if segment.words is None
+        else [(w.word, w.start, w.end, round(w.probability, 3)) for w in segment.words]
+    )
     return segment.start, segment.end, segment.text, segment.tokens, words
 
 

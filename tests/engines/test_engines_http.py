@@ -9,8 +9,12 @@ import requests
 from tools.convert import convert
 
 ENDPOINT = "/v1/audio/transcriptions"
-GREEDY = {"language": "en", "temperature": "0", "compression_ratio_threshold": "100",
-          "logprob_threshold": "-100"}  # fmt: skip
+GREEDY = {
+    "language": "en",
+    "temperature": "0",
+    "compression_ratio_threshold": "100",
+    "logprob_threshold": "-100",
+}
 
 
 @pytest.fixture(scope="module")

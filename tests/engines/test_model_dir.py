@@ -52,10 +52,16 @@ def baked(model_dir: Path, ct2: Path) -> Path:
 
 
 def engine_for(model_dir: Path):
-    return create_engine(from_env({
-        "WHISPER_ENGINE": "faster-whisper", "WHISPER_MODEL": "tiny.en", "WHISPER_DEVICE": "cpu",
-        "WHISPER_MODEL_DIR": str(model_dir),
-    }))  # fmt: skip
+    return create_engine(
+        from_env(
+            {
+                "WHISPER_ENGINE": "faster-whisper",
+                "WHISPER_MODEL": "tiny.en",
+                "WHISPER_DEVICE": "cpu",
+                "WHISPER_MODEL_DIR": str(model_dir),
+            }
+        )
+    )
 
 
 def test_a_baked_model_name_loads_without_asking_the_hub(hub, tiny_en_ct2, tmp_path):

@@ -29,7 +29,13 @@ def test_faster_whisper_worker_never_imports_torch(tiny_en_ct2, tmp_path):
 
     clip = speech.clip(tmp_path, 0)
     env = {**os.environ, "WHISPER_ENGINE": "faster-whisper", "WHISPER_MODEL": str(tiny_en_ct2), "VAD": "true"}
-    done = subprocess.run([sys.executable, "-c", PROBE, str(clip.path)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, str(clip.path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "200 []", done.stdout

@@ -58,8 +58,9 @@ def test_the_documented_url_form_works_with_requests_and_the_401_names_it(guarde
     documented = guarded.url.replace("http://", f"http://whisper:{API_KEY}@")
     assert requests.get(documented + "/v1/models", timeout=30).status_code == 200
     with open(audio_dir / "speech.wav", "rb") as f:
-        asr = requests.post(documented + "/asr", params={"output": "json"}, files={"audio_file": f},
-                            timeout=120)  # fmt: skip
+        asr = requests.post(
+            documented + "/asr", params={"output": "json"}, files={"audio_file": f}, timeout=120
+        )
     assert asr.status_code == 200 and "segments" in asr.json()
     key_only = guarded.url.replace("http://", f"http://{API_KEY}@")
     refused = requests.get(key_only + "/v1/models", timeout=30)

@@ -40,8 +40,11 @@ def short_clip(tmp_path_factory) -> speech.Clip:
     """The first 2.8 s of a sentence."""
     d = tmp_path_factory.mktemp("short")
     source = speech.clip(d, 0, speech.VOICES[0])
-    return speech.Clip(write_wav(d / "short.wav", read_wav(source.path)[: int(2.8 * speech.SAMPLE_RATE)]),
-                       source.text, source.onsets)  # fmt: skip
+    return speech.Clip(
+        write_wav(d / "short.wav", read_wav(source.path)[: int(2.8 * speech.SAMPLE_RATE)]),
+        source.text,
+        source.onsets,
+    )
 
 
 def test_without_vad_every_word_is_where_a_sentence_is(real_service, spaced_three):
@@ -81,8 +84,12 @@ def test_a_prompt_the_model_loops_on_is_answered_in_seconds(real_service, short_
 @pytest.fixture(scope="module", params=["openai-whisper", "faster-whisper"])
 def real_engine(request, tiny_en, tiny_en_ct2):
     model = tiny_en if request.param == "openai-whisper" else tiny_en_ct2
-    settings = Settings(whisper_model=str(model), whisper_engine=request.param, whisper_device="cpu",
-                        whisper_compute_type="float32")  # fmt: skip
+    settings = Settings(
+        whisper_model=str(model),
+        whisper_engine=request.param,
+        whisper_device="cpu",
+        whisper_compute_type="float32",
+    )
     engine = create_engine(settings)
     engine.load()
     return engine

@@ -105,8 +105,9 @@ def browser(tmp_path, downloads):
     )
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     # an explicit driver path: Selenium Manager (which would look for drivers online) never runs
-    driver = webdriver.Chrome(service=DriverService(CHROMEDRIVER, log_output=str(tmp_path / "driver.log")),
-                              options=options)  # fmt: skip
+    driver = webdriver.Chrome(
+        service=DriverService(CHROMEDRIVER, log_output=str(tmp_path / "driver.log")), options=options
+    )
     driver.set_page_load_timeout(PAGE_LOAD_SECONDS)
     driver.set_script_timeout(SCRIPT_SECONDS)
     downloads_allowed = {"behavior": "allow", "downloadPath": str(downloads)}

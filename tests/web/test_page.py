@@ -29,8 +29,10 @@ def api(service, fmt: str, path, **fields) -> requests.Response:
     with open(path, "rb") as f:
         response = requests.post(
             service.url + "/v1/audio/transcriptions",
-            files={"file": f}, data={"response_format": fmt, **fields}, timeout=TRANSCRIBE_SECONDS,
-        )  # fmt: skip
+            files={"file": f},
+            data={"response_format": fmt, **fields},
+            timeout=TRANSCRIBE_SECONDS,
+        )
     response.raise_for_status()
     return response
 
@@ -62,8 +64,9 @@ def downloaded(browser, downloads, format_: str, name: str) -> bytes:
     return path.read_bytes()
 
 
-def test_page_transcribes_a_speech_file_and_shows_the_api_text(web_service, browser, audio_dir, tmp_path,
-                                                               downloads):  # fmt: skip
+def test_page_transcribes_a_speech_file_and_shows_the_api_text(
+    web_service, browser, audio_dir, tmp_path, downloads
+):
     open_page(browser, web_service)
     transcribe(browser, audio_dir / "speech.wav")
     assert page_state(browser) == "done", browser.find_element(By.ID, "error").text

@@ -61,9 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("source", help="openai-whisper checkpoint (.pt)")
     parser.add_argument("destination", help="CTranslate2 model directory to write (replaced if present)")
     parser.add_argument(
-        "--quantization", choices=QUANTIZATIONS, default="float16",
+        "--quantization",
+        choices=QUANTIZATIONS,
+        default="float16",
         help="how weights are stored (default float16); int8 is a load-time choice (WHISPER_COMPUTE_TYPE)",
-    )  # fmt: skip
+    )
     args = parser.parse_args(argv)
     try:
         report = convert(args.source, args.destination, args.quantization)

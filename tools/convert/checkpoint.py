@@ -4,8 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-DIM_FIELDS = ("n_mels", "n_audio_ctx", "n_audio_state", "n_audio_head", "n_audio_layer", "n_vocab",
-              "n_text_ctx", "n_text_state", "n_text_head", "n_text_layer")  # fmt: skip
+DIM_FIELDS = (
+    "n_mels",
+    "n_audio_ctx",
+    "n_audio_state",
+    "n_audio_head",
+    "n_audio_layer",
+    "n_vocab",
+    "n_text_ctx",
+    "n_text_state",
+    "n_text_head",
+    "n_text_layer",
+)
 
 
 class ConversionError(Exception):

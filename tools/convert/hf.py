@@ -58,16 +58,26 @@ def hf_model(source):
     dims = source.dims
     tokens = special_tokens(source)
     config = WhisperConfig(
-        vocab_size=dims.n_vocab, num_mel_bins=dims.n_mels,
-        encoder_layers=dims.n_audio_layer, encoder_attention_heads=dims.n_audio_head,
-        decoder_layers=dims.n_text_layer, decoder_attention_heads=dims.n_text_head,
-        d_model=dims.n_audio_state, encoder_ffn_dim=4 * dims.n_audio_state,
-        decoder_ffn_dim=4 * dims.n_text_state, max_source_positions=dims.n_audio_ctx,
-        max_target_positions=dims.n_text_ctx, activation_function="gelu", scale_embedding=False,
-        bos_token_id=tokens["<|endoftext|>"], eos_token_id=tokens["<|endoftext|>"],
-        pad_token_id=tokens["<|endoftext|>"], decoder_start_token_id=tokens["<|startoftranscript|>"],
-        tie_word_embeddings=True, dtype="float32",
-    )  # fmt: skip
+        vocab_size=dims.n_vocab,
+        num_mel_bins=dims.n_mels,
+        encoder_layers=dims.n_audio_layer,
+        encoder_attention_heads=dims.n_audio_head,
+        decoder_layers=dims.n_text_layer,
+        decoder_attention_heads=dims.n_text_head,
+        d_model=dims.n_audio_state,
+        encoder_ffn_dim=4 * dims.n_audio_state,
+        decoder_ffn_dim=4 * dims.n_text_state,
+        max_source_positions=dims.n_audio_ctx,
+        max_target_positions=dims.n_text_ctx,
+        activation_function="gelu",
+        scale_embedding=False,
+        bos_token_id=tokens["<|endoftext|>"],
+        eos_token_id=tokens["<|endoftext|>"],
+        pad_token_id=tokens["<|endoftext|>"],
+        decoder_start_token_id=tokens["<|startoftranscript|>"],
+        tie_word_embeddings=True,
+        dtype="float32",
+    )
     if dims.n_audio_state != dims.n_text_state:
         raise ConversionError("encoder and decoder widths differ; Hugging Face Whisper needs them equal")
     model = WhisperForConditionalGeneration(config)
@@ -91,15 +101,18 @@ def generation_config(source, tokens: dict[str, int]):
     heads = source.alignment_heads.to_dense().nonzero().tolist()  # (layer, head) pairs
     return GenerationConfig(
         decoder_start_token_id=tokens["<|startoftranscript|>"],
-        eos_token_id=tokens["<|endoftext|>"], pad_token_id=tokens["<|endoftext|>"],
-        bos_token_id=tokens["<|endoftext|>"], max_length=source.dims.n_text_ctx,
+        eos_token_id=tokens["<|endoftext|>"],
+        pad_token_id=tokens["<|endoftext|>"],
+        bos_token_id=tokens["<|endoftext|>"],
+        max_length=source.dims.n_text_ctx,
         suppress_tokens=sorted(tokenizer.non_speech_tokens),
         begin_suppress_tokens=[tokenizer.encode(" ")[0], tokenizer.eot],
-        alignment_heads=heads, is_multilingual=source.is_multilingual,
+        alignment_heads=heads,
+        is_multilingual=source.is_multilingual,
         lang_to_id={code: tokens[code] for code in languages if code in tokens},
         task_to_id={"transcribe": tokenizer.transcribe, "translate": tokenizer.translate},
         no_timestamps_token_id=tokenizer.no_timestamps,
-    )  # fmt: skip
+    )
 
 
 # -- 3. tokenizer and features -------------------------------------------------------------------------------

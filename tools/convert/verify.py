@@ -78,9 +78,14 @@ def converted_outputs(
     # every logit filter off so that the rows are the raw next-token distributions.
     steps = len(prompt) - start + 1
     result = model.generate(
-        features, [prompt], beam_size=1, max_length=2 * steps, return_logits_vocab=True,
-        suppress_tokens=[], suppress_blank=False,
-    )[0]  # fmt: skip
+        features,
+        [prompt],
+        beam_size=1,
+        max_length=2 * steps,
+        return_logits_vocab=True,
+        suppress_tokens=[],
+        suppress_blank=False,
+    )[0]
     rows = np.stack([np.asarray(row, dtype=np.float32) for row in result.logits[0][:steps]])
     return languages, log_softmax(rows)
 
