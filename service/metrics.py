@@ -19,7 +19,7 @@ from prometheus_client import (
     multiprocess,
 )
 
-# Speech runs from a word to hours: buckets from 10 ms to 30 min (the library's default stops at 10 s).
+# Speech runs from a word to hours: buckets from 10 ms to an hour (the library's default stops at 10 s).
 _UNDER_A_MINUTE = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30)
 DURATION_BUCKETS = (*_UNDER_A_MINUTE, 60, 120, 300, 600, 1200, 1800, 3600)
 RTF_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10)
