@@ -45,9 +45,13 @@ class Fleet(pulumi.ComponentResource):
             # Docker Hub limits anonymous pulls per IPv4 address (https://docs.docker.com/docker-hub/usage/),
             # and the VMs share Cloud NAT's addresses: they log in with this token to pull (startup.sh).
             pull_secret = self._secret(
-                f"{name}-dockerhub-token", f"{cfg.name_prefix}-dockerhub-token", cfg.dockerhub_token, cfg,
-                args.service_account_member, child,
-            )  # fmt: skip
+                f"{name}-dockerhub-token",
+                f"{cfg.name_prefix}-dockerhub-token",
+                cfg.dockerhub_token,
+                cfg,
+                args.service_account_member,
+                child,
+            )
         self.template = self._template(name, cfg, args, secret, pull_secret, child)
         self.lb_check = _readyz_check(f"{name}-lb-check", interval=10, unhealthy=3, opts=child)
         # Auto-healing recreates a VM: judge more slowly than the load balancer, which only

@@ -87,11 +87,17 @@ def segment_of(s) -> Segment:
         tuple(Word(w.word, w.start, w.end, w.probability) for w in s.words) if s.words is not None else None
     )
     return Segment(
-        start=float(s.start), end=float(s.end), text=s.text, tokens=tuple(s.tokens), words=words,
-        temperature=float(s.temperature), avg_logprob=float(s.avg_logprob),
-        compression_ratio=float(s.compression_ratio), no_speech_prob=float(s.no_speech_prob),
+        start=float(s.start),
+        end=float(s.end),
+        text=s.text,
+        tokens=tuple(s.tokens),
+        words=words,
+        temperature=float(s.temperature),
+        avg_logprob=float(s.avg_logprob),
+        compression_ratio=float(s.compression_ratio),
+        no_speech_prob=float(s.no_speech_prob),
         seek=int(s.seek),
-    )  # fmt: skip
+    )
 
 
 def ct2_options(
