@@ -24,7 +24,11 @@ from collections.abc import Callable, Mapping
 from deploy.config import ConfigError, stack_outputs
 
 PROJECT = "whisper-gpu"  # Pulumi.yaml name: prefix of the project's config keys
-FLEET_KEYS = ("replicas", "minReplicas", "maxReplicas")  # infra/config.py: any of them turns fleet mode on
+FLEET_KEYS = (
+    "replicas",
+    "minReplicas",
+    "maxReplicas",
+)  # infra/config_fleet.py: any of them turns fleet mode on
 # The startup script's guest attribute (infra/startup.sh): "booting" while it runs, "ready" when done.
 GUEST_ATTRIBUTE = "whisper/state"
 HOST_READY_TIMEOUT_S = 1800  # driver install with its reboots, Docker, the toolkit

@@ -25,7 +25,19 @@ from pulumi.runtime import settings as pulumi_settings
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
 PROJECT = "whisper-gpu"  # Pulumi.yaml name: the namespace of project config keys
-INFRA_MODULES = ("catalogue", "pricing", "config", "host", "network", "identity", "gpu_vm", "fleet")
+INFRA_MODULES = (
+    "catalogue",
+    "pricing",
+    "config_values",
+    "config_gpu",
+    "config_fleet",
+    "config",
+    "host",
+    "network",
+    "identity",
+    "gpu_vm",
+    "fleet",
+)
 FAKE_VM_IP = "203.0.113.10"
 FAKE_LB_IP = "198.51.100.20"
 

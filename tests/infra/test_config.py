@@ -1,4 +1,5 @@
-"""infra/config.py on its own: the typed stack config and every validation rule."""
+"""infra/config.py (with config_values, config_gpu and config_fleet) on its own: the typed stack config and
+every validation rule."""
 
 from __future__ import annotations
 

@@ -1,0 +1,125 @@
+"""Fleet mode's config: a regional managed instance group behind Google's load balancer, on when `replicas`
+(a fixed size) or `minReplicas`/`maxReplicas` (autoscaled) is set."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from config_gpu import ZONE_RE, check_zone_has_gpu
+from config_values import bounded_int, fail, float_value, int_value, list_value
+
+from catalogue import KNOWN_GPU_ZONES
+
+# A new fleet VM's first boot, step by step (startup.sh), until /readyz answers. Estimates, not measurements,
+# except the image: 7.7 GB unpacked, ~4 GB compressed (measured on the built image).
+FIRST_BOOT_BUDGET_SEC = {
+    "boot": 60,  # VM start, guest agent, the startup script begins
+    "docker and toolkit": 240,  # two apt repositories, apt-get update, Docker + NVIDIA Container Toolkit
+    "driver install": 600,  # Google's installer: prerequisites, then the 580 runfile and its DKMS build
+    "reboot": 120,  # the installer reboots once; the script runs again from the top
+    "image pull": 480,  # ~4 GB from Docker Hub through Cloud NAT, then unpacking 7.7 GB onto pd-balanced
+    "model load": 180,  # container start, weights onto the GPU, warm-up, /readyz 200
+}  # 1680 s = 28 min
+# Before auto-healing may judge a new VM by /readyz: the budget plus 40 % margin (a slow mirror, a second
+# reboot), rounded up to whole minutes: 2400 s = 40 min. Too short and the group recreates VMs mid-install,
+# in a loop; too long only delays replacing a VM that is truly broken.
+DEFAULT_AUTOHEAL_DELAY_SEC = -(-int(sum(FIRST_BOOT_BUDGET_SEC.values()) * 1.4) // 60) * 60
+DEFAULT_COOLDOWN_SEC = 900  # autoscaler ignores a new VM's load this long
+DEFAULT_REQUEST_TIMEOUT_SEC = 1800  # load balancer -> backend; long files take minutes
+DEFAULT_MAX_RATE_PER_INSTANCE = 1.0  # requests/s one GPU VM serves at full load (tune per GPU)
+DEFAULT_TARGET_UTILIZATION = 0.8  # autoscale when traffic passes 80 % of that rate
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    """A regional managed instance group behind the global HTTP load balancer."""
+
+    min_replicas: int
+    max_replicas: int  # equal to min_replicas: a fixed size, no autoscaler
+    zones: tuple[str, ...]  # the region's zones that offer the GPU type
+    max_rate_per_instance: float
+    target_utilization: float
+    autoheal_delay_sec: int
+    cooldown_sec: int
+    request_timeout_sec: int
+
+    @property
+    def autoscaled(self) -> bool:
+        return self.max_replicas > self.min_replicas
+
+
+def fleet_config(values: Mapping[str, Any], region: str, gpu_type: str) -> FleetConfig | None:
+    """Fleet mode is on when `replicas` (fixed size) or `min/maxReplicas` (autoscaled) is set."""
+    replicas = int_value(values, "replicas", None, 2)
+    low = int_value(values, "minReplicas", None, 1)
+    high = int_value(values, "maxReplicas", None, 4)
+    if replicas is None and low is None and high is None:
+        return None
+    low, high = _replica_bounds(replicas, low, high)
+    zones = _fleet_zones(values, region, gpu_type)
+    return FleetConfig(
+        min_replicas=low,
+        max_replicas=high,
+        zones=zones,
+        max_rate_per_instance=float_value(
+            values, "maxRatePerInstance", DEFAULT_MAX_RATE_PER_INSTANCE, 0.0, 10_000.0
+        ),
+        target_utilization=float_value(values, "targetUtilization", DEFAULT_TARGET_UTILIZATION, 0.0, 1.0),
+        autoheal_delay_sec=bounded_int(
+            values, "autohealInitialDelaySec", DEFAULT_AUTOHEAL_DELAY_SEC, 0, 3600
+        ),
+        cooldown_sec=bounded_int(values, "cooldownSec", DEFAULT_COOLDOWN_SEC, 15, 3600),
+        request_timeout_sec=bounded_int(values, "requestTimeoutSec", DEFAULT_REQUEST_TIMEOUT_SEC, 30, 86_400),
+    )
+
+
+def _replica_bounds(replicas: int | None, low: int | None, high: int | None) -> tuple[int, int]:
+    if replicas is not None:
+        if low is not None or high is not None:
+            raise fail(
+                "replicas",
+                "set together with minReplicas/maxReplicas",
+                "set replicas for a fixed size or minReplicas and maxReplicas to autoscale, not both",
+            )
+        if replicas < 1:
+            raise fail("replicas", f"{replicas} serves nobody", "e.g. replicas: 2")
+        return replicas, replicas
+    low = 1 if low is None else low
+    if low < 1:
+        # The autoscaler's signal here is the load balancer's utilisation of the group's serving capacity
+        # (maxRatePerInstance x VMs): with no VM there is no capacity, the load balancer answers 502 and
+        # reports nothing to scale on, so a group of zero would stay at zero (docs/provisioning.md).
+        raise fail(
+            "minReplicas",
+            f"{low} cannot scale up from zero: the load balancer's utilisation needs a VM to measure",
+            "e.g. minReplicas: 1 (for a GPU that stops when idle, use one VM with idleStopMinutes)",
+        )
+    if high is None or high < low:
+        raise fail(
+            "maxReplicas",
+            f"{high} is below minReplicas {low}",
+            f"use maxReplicas >= {low}, e.g. maxReplicas: {max(low, 1) * 2}",
+        )
+    return low, high
+
+
+def _fleet_zones(values: Mapping[str, Any], region: str, gpu_type: str) -> tuple[str, ...]:
+    zones = list_value(values, "fleetZones")
+    known = KNOWN_GPU_ZONES.get((region, gpu_type))
+    if not zones:
+        if known is None:
+            raise fail(
+                "fleetZones",
+                f"no built-in list of {region} zones with {gpu_type}",
+                f'list them, e.g. fleetZones: ["{region}-a", "{region}-b"] (check with: gcloud '
+                f'compute accelerator-types list --filter="name={gpu_type} AND zone~{region}")',
+            )
+        return known
+    for zone in zones:
+        match = ZONE_RE.match(zone)
+        if not match or match["region"] != region:
+            raise fail("fleetZones", f"{zone!r} is not a zone of {region}", f'e.g. ["{region}-a"]')
+        check_zone_has_gpu("fleetZones", zone, region, gpu_type)
+    return tuple(dict.fromkeys(zones))
