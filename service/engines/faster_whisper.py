@@ -212,39 +212,29 @@ class FasterWhisperEngine(Engine):
         thresholds: Thresholds,
         condition_on_previous_text: bool,
     ) -> Transcribed:
-        with forced_length(self.model, self.force_tokens):
-            return self._transcribe(audio, options, temperatures, thresholds, condition_on_previous_text)
-
-    def _transcribe(
-        self,
-        audio: np.ndarray,
-        options: DecodeOptions,
-        temperatures: tuple[float, ...],
-        thresholds: Thresholds,
-        condition_on_previous_text: bool,
-    ) -> Transcribed:
         tokenizer = self.tokenizer(options.task, options.language)
         suppress = [-1, tokenizer.eot] if self.force_tokens else [-1]
-        segments, info = self.model.transcribe(
-            audio,
-            language=options.language,
-            task=options.task,
-            temperature=list(temperatures),
-            beam_size=options.beam_size or 1,
-            best_of=options.best_of or 1,
-            initial_prompt=options.prompt,
-            word_timestamps=options.word_timestamps,
-            compression_ratio_threshold=thresholds.compression_ratio,
-            log_prob_threshold=thresholds.logprob,
-            no_speech_threshold=thresholds.no_speech,
-            hallucination_silence_threshold=thresholds.hallucination_silence,
-            condition_on_previous_text=condition_on_previous_text,
-            vad_filter=False,
-            suppress_tokens=suppress,
-            prepend_punctuations=PREPEND_PUNCTUATIONS,
-            append_punctuations=APPEND_PUNCTUATIONS,
-        )
-        return info.language, [segment_of(s) for s in segments]
+        with forced_length(self.model, self.force_tokens):  # segments are decoded as they are read
+            segments, info = self.model.transcribe(
+                audio,
+                language=options.language,
+                task=options.task,
+                temperature=list(temperatures),
+                beam_size=options.beam_size or 1,
+                best_of=options.best_of or 1,
+                initial_prompt=options.prompt,
+                word_timestamps=options.word_timestamps,
+                compression_ratio_threshold=thresholds.compression_ratio,
+                log_prob_threshold=thresholds.logprob,
+                no_speech_threshold=thresholds.no_speech,
+                hallucination_silence_threshold=thresholds.hallucination_silence,
+                condition_on_previous_text=condition_on_previous_text,
+                vad_filter=False,
+                suppress_tokens=suppress,
+                prepend_punctuations=PREPEND_PUNCTUATIONS,
+                append_punctuations=APPEND_PUNCTUATIONS,
+            )
+            return info.language, [segment_of(s) for s in segments]
 
     # -- device --------------------------------------------------------------------------------------------
     def memory(self) -> dict[str, tuple[int, int]]:
