@@ -7,6 +7,8 @@ reference is openai-whisper's own `transcribe()` on the same weights, in-process
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +42,12 @@ def corpus(tmp_path_factory) -> Corpus:
         spaced=speech.spaced(d),
         quiet={kind: speech.noise(d, kind, 60) for kind in ("silence", "white", "brown")},
     )
+
+
+@pytest.fixture(scope="session")
+def three_minutes(tmp_path_factory) -> speech.Clip:
+    """A 3-minute story: 6 windows, for streams and for untimed decoding."""
+    return speech.story(tmp_path_factory.mktemp("story"), 180, "story-3min", seed=3)
 
 
 @pytest.fixture(scope="session")
@@ -87,3 +95,45 @@ def transcribe(service: Service, clip: speech.Clip, **fields) -> requests.Respon
             data={"response_format": "verbose_json", **fields},
             timeout=900,
         )
+
+
+@dataclass
+class LongUnderLoad:
+    """The 10.5-minute file's verbose_json answer, decoded while clips were sent one after another."""
+
+    response: requests.Response
+    seconds: float  # the long file's request, upload to answer
+    clip_seconds: list[float]  # each clip's request, sent while the long file decoded
+    rests: float  # whisper_rest_inputs_total and whisper_redecoded_pieces_total over the run
+    inputs: float
+
+
+@pytest.fixture(scope="session")
+def long_under_load(real_service, corpus) -> LongUnderLoad:
+    """One decode of the long file per engine serves both its accuracy test and the many-users test: 3 clips
+    are sent one after another once its windows are queued, as users would."""
+    counted = ("whisper_redecoded_pieces_total", "whisper_rest_inputs_total")
+    before = [real_service.metric(name) for name in counted]
+    result: dict = {}
+
+    def long_request():
+        began = time.monotonic()
+        result["response"] = transcribe(real_service, corpus.long, language="en")
+        result["seconds"] = time.monotonic() - began
+
+    worker = threading.Thread(target=long_request)
+    worker.start()
+    deadline = time.monotonic() + 120
+    while real_service.metric("whisper_queue_depth") < 4 and worker.is_alive():  # its windows are queued
+        assert time.monotonic() < deadline, "the long file's windows never reached the queue"
+        time.sleep(0.05)
+    clip_seconds = []
+    for clip in corpus.clips[:3]:
+        began = time.monotonic()
+        response = transcribe(real_service, clip, language="en", response_format="json")
+        assert response.status_code == 200, response.text
+        clip_seconds.append(time.monotonic() - began)
+    worker.join(timeout=900)
+    assert not worker.is_alive(), "the long file's request did not finish in 900 s"
+    rests, inputs = (real_service.metric(name) - b for name, b in zip(counted, before))
+    return LongUnderLoad(result["response"], result["seconds"], clip_seconds, rests, inputs)
