@@ -225,13 +225,16 @@ class Host:
         return (result.stdout + result.stderr).strip()
 
     def wait_ready(self, slot: Slot) -> None:
-        """Poll the new colour's /readyz until 200, its container dies, or the timeout passes."""
+        """Poll the new colour's /readyz until 200, its container dies, the service gives up (a model that
+        cannot load: no wait helps), or the timeout passes."""
         deadline = time.monotonic() + self.cfg.ready_timeout
         last = "no answer"
         for _ in range(int(self.cfg.ready_timeout / self.cfg.poll_interval) + 2):
             code, body = self.http_get(slot.app_port, "/readyz")
             if code == 200:
                 return
+            if reason := gave_up(code, body):
+                raise DeployError(f"{slot.container} cannot become ready: {reason}")
             last = f"{code} {body[:300]}" if code else "no answer"
             state = (self.inspect(slot.container) or {}).get("State", {})
             if state.get("Status") in ("exited", "dead") or state.get("Restarting"):
@@ -447,3 +450,15 @@ def uptime(started_at: str | None) -> str:
     seconds = max(0, int((datetime.now(UTC) - started).total_seconds()))
     hours, rest = divmod(seconds, 3600)
     return f"{hours}h {rest // 60}m {rest % 60}s"
+
+
+def gave_up(code: int | None, body: str) -> str | None:
+    """The reason when /readyz answers 503 with the code `failed` (the service's Health.FAILED: the model
+    could not load, and the process will not try again), else None."""
+    if code != 503:
+        return None
+    try:
+        error = json.loads(body)["error"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return str(error.get("message")) if isinstance(error, dict) and error.get("code") == "failed" else None
