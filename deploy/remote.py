@@ -194,26 +194,17 @@ class Host:
     def start(self, slot: Slot, image: str, tag: str) -> None:
         self.docker("rm", "--force", slot.container, warn=True)  # the stopped leftover of a deploy ago
         result = self.docker(
-            "run",
-            "--detach",
-            "--name",
-            slot.container,
+            "run", "--detach", "--name", slot.container,
             *(["--gpus", self.cfg.gpus] if self.cfg.gpus != "none" else []),
-            "--restart",
-            "unless-stopped",
-            "--env-file",
-            self.cfg.env_file,
-            "--publish",
-            f"127.0.0.1:{slot.app_port}:{CONTAINER_API_PORT}",
-            "--publish",
-            f"127.0.0.1:{slot.metrics_port}:{CONTAINER_METRICS_PORT}",
-            "--stop-timeout",
-            str(self.cfg.stop_timeout),
-            "--label",
-            f"whisper.tag={tag}",
+            "--restart", "unless-stopped",
+            "--env-file", self.cfg.env_file,
+            "--publish", f"127.0.0.1:{slot.app_port}:{CONTAINER_API_PORT}",
+            "--publish", f"127.0.0.1:{slot.metrics_port}:{CONTAINER_METRICS_PORT}",
+            "--stop-timeout", str(self.cfg.stop_timeout),
+            "--label", f"whisper.tag={tag}",
             image,
             warn=True,
-        )
+        )  # fmt: skip
         if result.failed:
             raise DeployError(f"docker run {image} failed: {last_line(result.stderr)}")
 
@@ -312,20 +303,13 @@ class Host:
                 "--volume", f"{cfg.acme_dir}:{nginx.ACME_STATE}",
             ]  # fmt: skip
         result = self.docker(
-            "run",
-            "--detach",
-            "--name",
-            cfg.proxy_container,
-            "--network",
-            "host",
-            "--restart",
-            "unless-stopped",
-            "--volume",
-            f"{cfg.proxy_dir}:/etc/nginx/conf.d:ro",
+            "run", "--detach", "--name", cfg.proxy_container,
+            "--network", "host", "--restart", "unless-stopped",
+            "--volume", f"{cfg.proxy_dir}:/etc/nginx/conf.d:ro",
             *https,
             cfg.proxy_image,
             warn=True,
-        )
+        )  # fmt: skip
         if result.failed:
             raise DeployError(f"the proxy did not start: {last_line(result.stderr)}")
 

@@ -104,8 +104,8 @@ class LongUnderLoad:
     response: requests.Response
     seconds: float  # the long file's request, upload to answer
     clip_seconds: list[float]  # each clip's request, sent while the long file decoded
-    rests: float  # whisper_rest_inputs_total and whisper_redecoded_pieces_total over the run
-    inputs: float
+    rests: float  # whisper_redecoded_pieces_total over the run: rests of windows decoded again
+    inputs: float  # whisper_rest_inputs_total over the run: the model inputs that carried them
 
 
 @pytest.fixture(scope="session")
