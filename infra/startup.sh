@@ -37,12 +37,20 @@ INSTALLER_VERSION=v1.7.1
 INSTALLER_URL="https://github.com/GoogleCloudPlatform/compute-gpu-installation/releases/download/cuda-installer-${INSTALLER_VERSION}/cuda_installer.pyz"
 DRIVER_BRANCH=lts     # installer v1.7.1: lts = prod = 580.82.07
 DRIVER_MIN_MAJOR=580  # CUDA 13.0's minimum (the image is CUDA 13)
+# The runfile installs the persistence daemon but no unit for it (NVIDIA's nvidia-persistenced(1): installing
+# one is left to the user), only this sample installer. Google's installer runs it in its CUDA post-install
+# step alone (v1.7.1 linux/cuda_installer/os_installers/__init__.py:434-453, configure_persistanced_service;
+# the path is config.py:156-157), which binary driver mode never reaches: this script runs it the same way.
+PERSISTENCED="${PERSISTENCED:-/usr/bin/nvidia-persistenced}"
+PERSISTENCED_INIT="${PERSISTENCED_INIT:-/usr/share/doc/NVIDIA_GLX-1.0/samples/nvidia-persistenced-init.tar.bz2}"
+PERSISTENCED_UNIT=nvidia-persistenced.service
 CONTAINER=whisper
 HOST_PORT=80 # the only port the firewall opens
 SERVICE_PORT=@SERVICE_PORT@ # gunicorn's PORT inside the image: infra/host.py writes service/settings' default
 # Seconds docker gives gunicorn to drain at shutdown: a spot preemption leaves about 30 before the power
 # goes. Rolling updates and scale-in drain through the load balancer first (connection draining).
 STOP_TIMEOUT=25
+APT_LOCK_TIMEOUT_S=600 # how long every apt call, the driver installer's too, waits for another's lock
 
 log() { echo "whisper-startup: $*"; }
 
@@ -56,7 +64,7 @@ host_state() { # host_state VALUE: the guest attribute whisper/state (needs enab
 }
 
 apt_install() {
-  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q \
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout="${APT_LOCK_TIMEOUT_S}" install -y -q \
     --no-install-recommends "$@"
 }
 
@@ -83,7 +91,7 @@ install_docker() {
   echo "deb [arch=$(dpkg --print-architecture) signed-by=${APT_KEYRINGS}/docker.asc]" \
     "https://download.docker.com/linux/${os_id} ${codename} stable" \
     >"${APT_SOURCES}/docker.list"
-  apt-get -o DPkg::Lock::Timeout=600 update -q
+  apt-get -o DPkg::Lock::Timeout="${APT_LOCK_TIMEOUT_S}" update -q
   apt_install "${DOCKER_PACKAGES[@]}"
 }
 
@@ -97,7 +105,7 @@ install_container_toolkit() {
     # shellcheck disable=SC2016 # $(ARCH) is apt's own variable, written literally
     echo "deb [signed-by=${APT_KEYRINGS}/nvidia-container-toolkit.asc]" \
       "${repo}/stable/deb/"'$(ARCH) /' >"${APT_SOURCES}/nvidia-container-toolkit.list"
-    apt-get -o DPkg::Lock::Timeout=600 update -q
+    apt-get -o DPkg::Lock::Timeout="${APT_LOCK_TIMEOUT_S}" update -q
     apt_install nvidia-container-toolkit
   fi
   if ! grep -qs '"nvidia"' "${DOCKER_DAEMON_JSON}"; then
@@ -113,7 +121,13 @@ install_driver() {
     local installer="${INSTALLER_DIR}/cuda_installer-${INSTALLER_VERSION}.pyz"
     mkdir -p "${INSTALLER_DIR}"
     [ -s "${installer}" ] || curl -fsSL "${INSTALLER_URL}" -o "${installer}"
-    python3 "${installer}" install_driver --installation-mode=binary --installation-branch="${DRIVER_BRANCH}"
+    # Its own apt-get calls wait for no lock (v1.7.1 os_installers/debian.py:57-86, ubuntu.py:48-58), and
+    # unattended-upgrades may hold it at first boot. It runs them with this script's environment
+    # (os_installers/__init__.py:508-548, environment=None), so APT_CONFIG (apt.conf(5): read after
+    # /etc/apt/apt.conf.d) gives them the same lock timeout as this script's own apt calls.
+    echo "DPkg::Lock::Timeout \"${APT_LOCK_TIMEOUT_S}\";" >"${INSTALLER_DIR}/apt-lock.conf"
+    APT_CONFIG="${INSTALLER_DIR}/apt-lock.conf" python3 "${installer}" install_driver \
+      --installation-mode=binary --installation-branch="${DRIVER_BRANCH}"
   fi
   local version # still here without a reboot: the driver must answer now, and be new enough
   version="$(nvidia-smi --query-gpu=driver_version --format=csv,noheader | head -n1)"
@@ -121,6 +135,22 @@ install_driver() {
     log "driver ${version} is older than ${DRIVER_MIN_MAJOR} (CUDA 13): the image cannot run"
     return 1
   fi
+}
+
+install_persistenced() { # the persistence daemon's unit, from the driver's own sample (see PERSISTENCED_INIT)
+  if systemctl cat "${PERSISTENCED_UNIT}" >/dev/null 2>&1; then return 0; fi
+  if [ ! -x "${PERSISTENCED}" ] || [ ! -f "${PERSISTENCED_INIT}" ]; then
+    log "no ${PERSISTENCED} or ${PERSISTENCED_INIT}: persistence mode stays off"
+    return 0
+  fi
+  log "installing ${PERSISTENCED_UNIT} with the driver's sample installer"
+  installed bzip2 || apt_install bzip2 # the sample is a .tar.bz2
+  local dir
+  dir="$(mktemp -d)"
+  tar -C "${dir}" -xjf "${PERSISTENCED_INIT}"
+  # It creates the daemon's user, writes the unit, enables and starts it (NVIDIA's init/install.sh).
+  (cd "${dir}" && sh nvidia-persistenced-init/install.sh) || { rm -rf "${dir}"; return 1; }
+  rm -rf "${dir}"
 }
 
 secret_value() { # secret_value SECRET: prints the latest version of a Secret Manager secret
@@ -254,6 +284,7 @@ main() {
   install_docker
   install_container_toolkit
   install_driver
+  install_persistenced
   touch "${READY_FILE}"
   host_state ready
   write_price_metric
@@ -263,4 +294,5 @@ main() {
   log "done"
 }
 
-main "$@"
+# Sourced (tests, or by hand to run one step) it only defines the steps; run, it runs them all.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then main "$@"; fi

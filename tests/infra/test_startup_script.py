@@ -59,6 +59,8 @@ elif url.endswith("cuda_installer.pyz"):
         "import pathlib, sys\n"
         f"pathlib.Path({str(fake)!r}, 'driver-installed').touch()\n"
         f"open({str(fake / 'calls.log')!r}, 'a').write('installer ' + ' '.join(sys.argv[1:]) + '\\n')\n"
+        "import os\n"
+        f"pathlib.Path({str(fake)!r}, 'installer-apt-config').write_text(os.environ.get('APT_CONFIG', ''))\n"
     )
 else:
     sys.exit(f"fake curl: unexpected URL {url}")
@@ -251,7 +253,8 @@ def test_second_boot_changes_nothing(host):
     second = host.boot()
     new_calls = host.calls()[before:]
     assert "already runs" in second.stdout
-    assert not [c for c in new_calls if c.split()[0] in ("apt-get", "systemctl", "nvidia-ctk")]
+    changes = [c for c in new_calls if not c.startswith("systemctl cat ")]  # `cat` only reads a unit
+    assert not [c for c in changes if c.split()[0] in ("apt-get", "systemctl", "nvidia-ctk")]
     assert not [c for c in new_calls if c.startswith(("docker run", "docker pull", "docker rm"))]
 
 
@@ -271,10 +274,10 @@ def test_docker_gets_the_nvidia_runtime_once(host):
     assert host.calls("nvidia-ctk") == [
         f"nvidia-ctk runtime configure --runtime=docker --config={host.env['DOCKER_DAEMON_JSON']}"
     ]
-    assert host.calls("systemctl") == ["systemctl restart docker"]
+    assert host.calls("systemctl restart") == ["systemctl restart docker"]
     host.boot()
     assert len(host.calls("nvidia-ctk")) == 1
-    assert len(host.calls("systemctl")) == 1
+    assert len(host.calls("systemctl restart")) == 1
 
 
 def test_missing_driver_is_installed_with_the_pinned_installer_and_branch_once(host):
@@ -292,6 +295,22 @@ def test_missing_driver_is_installed_with_the_pinned_installer_and_branch_once(h
     assert "latest" not in downloads[0]
     host.boot()  # the driver answers now: no second install
     assert len(host.calls("installer")) == 1
+
+
+def test_the_driver_installer_waits_for_the_apt_lock_like_the_script_does(host):
+    (host.fake / "driver-installed").unlink()
+    host.boot()
+    config = (host.fake / "installer-apt-config").read_text()
+    assert config, "the installer ran without APT_CONFIG: its apt-get calls fail at once on a held lock"
+    # apt itself reads the file the installer's apt-get calls get.
+    read = subprocess.run(
+        ["apt-config", "shell", "T", "DPkg::Lock::Timeout"],
+        env={**os.environ, "APT_CONFIG": config},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert read.stdout.strip() == "T='600'"
 
 
 def test_the_host_reports_booting_then_ready_and_leaves_a_marker(host):
