@@ -6,6 +6,7 @@ created. Outputs are camelCase; `make outputs`, `make deploy` and the Ansible in
 
 import pulumi
 
+from apis import enable_apis, required_apis
 from config import HEALTH_CHECK_RANGES, StackConfig
 from fleet import Fleet, FleetArgs
 from gpu_vm import GpuVm, GpuVmArgs
@@ -19,7 +20,10 @@ is_fleet = cfg.fleet is not None
 # Logical names start with `whisper-<stack>`, and so do the GCP names Pulumi derives from them:
 # several stacks can share one project and stay told apart in the console.
 prefix = cfg.name_prefix
-identity = ServiceIdentity(prefix, ServiceIdentityArgs(project=cfg.project, account_id=prefix))
+# The APIs first (a new project has them off); everything else waits for them.
+apis = enable_apis(prefix, cfg.project, required_apis(is_fleet))
+after_apis = pulumi.ResourceOptions(depends_on=apis)
+identity = ServiceIdentity(prefix, ServiceIdentityArgs(project=cfg.project, account_id=prefix), after_apis)
 
 # Port 80 (and 443 with a `domain`: 80 then only redirects and answers ACME challenges) is all that is
 # open to the world: on the VM itself, or, in a fleet, on the load balancer, whose front ends and health
@@ -44,6 +48,7 @@ def public_url(ip: pulumi.Output[str]) -> pulumi.Output[str]:
 network = Network(
     prefix,
     NetworkArgs(region=cfg.region, service_tag=SERVICE_TAG, ingress=ingress, egress_nat=is_fleet),
+    after_apis,
 )
 
 pulumi.export("mode", cfg.mode)
@@ -65,6 +70,7 @@ if is_fleet:
             service_account_email=identity.email,
             service_account_member=identity.member,
         ),
+        after_apis,
     )
     pulumi.export("ip", fleet.ip)
     pulumi.export("url", public_url(fleet.ip))
@@ -85,6 +91,7 @@ else:
             service_account_email=identity.email,
             service_account_member=identity.member,
         ),
+        after_apis,
     )
     pulumi.export("ip", vm.ip)
     pulumi.export("url", public_url(vm.ip))

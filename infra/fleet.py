@@ -17,6 +17,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 import host
+from apis import child_options
 from config import FleetConfig, StackConfig
 
 HTTP_PORT = 80
@@ -38,7 +39,7 @@ class Fleet(pulumi.ComponentResource):
         super().__init__("whisper:infra:Fleet", name, None, opts)
         cfg, fleet = args.config, args.config.fleet
         assert fleet is not None, "Fleet needs config.fleet"
-        child = pulumi.ResourceOptions(parent=self)
+        child = child_options(self, opts)
         secret = self._api_key_secret(name, cfg, args.service_account_member, child)
         pull_secret = None
         if cfg.dockerhub_token is not None:

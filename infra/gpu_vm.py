@@ -12,6 +12,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 import host
+from apis import child_options
 from config import StackConfig
 
 
@@ -27,7 +28,7 @@ class GpuVm(pulumi.ComponentResource):
     def __init__(self, name: str, args: GpuVmArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("whisper:infra:GpuVm", name, None, opts)
         cfg = args.config
-        child = pulumi.ResourceOptions(parent=self)
+        child = child_options(self, opts)
         # Static, so the URL, the Ansible inventory and DNS survive a stop or a replacement.
         self.address = gcp.compute.Address(
             f"{name}-ip", region=cfg.region, labels=dict(cfg.labels), opts=child

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp as gcp
 
+from apis import child_options
+
 ROLES = ("roles/logging.logWriter", "roles/monitoring.metricWriter")
 
 
@@ -22,7 +24,7 @@ class ServiceIdentityArgs:
 class ServiceIdentity(pulumi.ComponentResource):
     def __init__(self, name: str, args: ServiceIdentityArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("whisper:infra:ServiceIdentity", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        child = child_options(self, opts)
         self.account = gcp.serviceaccount.Account(
             f"{name}-account",
             project=args.project,

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp as gcp
 
+from apis import child_options
+
 SUBNET_RANGE = "10.10.0.0/24"  # private addresses of the GPU hosts; room for a large fleet
 
 
@@ -31,7 +33,7 @@ class NetworkArgs:
 class Network(pulumi.ComponentResource):
     def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("whisper:infra:Network", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        child = child_options(self, opts)
         # Not `default`: its pre-made rules open SSH, RDP and ICMP to the whole internet.
         self.vpc = gcp.compute.Network(f"{name}-vpc", auto_create_subnetworks=False, opts=child)
         self.subnet = gcp.compute.Subnetwork(

@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
 PROJECT = "whisper-gpu"  # Pulumi.yaml name: the namespace of project config keys
 INFRA_MODULES = (
+    "apis",
     "catalogue",
     "pricing",
     "config_values",
@@ -50,6 +51,7 @@ class Declared:
     name: str
     inputs: dict[str, Any]
     id: str
+    depends_on: tuple[str, ...] = ()  # the names of the resources it waits for (explicit and by input)
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
@@ -59,10 +61,13 @@ class RecordingMocks(pulumi.runtime.Mocks):
         self.project = project
         self.declared: list[Declared] = []
 
+        self.dependencies: dict[str, tuple[str, ...]] = {}  # name -> names, from DependencyMonitor
+
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         resource_id = f"{args.name}-id"
         state = {**args.inputs, **self._computed(args)}
-        self.declared.append(Declared(args.typ, args.name, dict(args.inputs), resource_id))
+        depends_on = self.dependencies.get(args.name, ())
+        self.declared.append(Declared(args.typ, args.name, dict(args.inputs), resource_id, depends_on))
         return resource_id, state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, None]:
@@ -85,6 +90,16 @@ class RecordingMocks(pulumi.runtime.Mocks):
         elif args.typ == "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager":
             computed["instanceGroup"] = f"{link}/instanceGroup"
         return computed
+
+
+class DependencyMonitor(pulumi.runtime.mocks.MockMonitor):
+    """Pulumi's mock engine, also noting what each resource was registered to wait for (the request's
+    dependency URNs, which the mocks' own arguments leave out)."""
+
+    def RegisterResource(self, request):  # noqa: N802 (the gRPC method's name)
+        names = tuple(urn.rsplit("::", 1)[-1] for urn in request.dependencies)
+        self.mocks.dependencies[request.name] = names
+        return super().RegisterResource(request)
 
 
 @dataclass
@@ -156,7 +171,9 @@ def _run_under_mocks(config: dict[str, str], stack: str) -> Deployment:
     asyncio.set_event_loop(loop)
     try:
         pulumi.runtime.set_all_config(config, [f"{PROJECT}:apiKey", f"{PROJECT}:dockerhubToken"])
-        pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
+        pulumi.runtime.set_mocks(
+            mocks, project=PROJECT, stack=stack, preview=False, monitor=DependencyMonitor(mocks)
+        )
         # set_mocks makes a root stack; the program gets its own, as under `pulumi up`.
         pulumi_settings.ROOT.set(None)
         roots: list[Any] = []
