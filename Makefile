@@ -108,12 +108,12 @@ test-ansible: $(STAMP) ## Only the Ansible tests: a real run of site.yml on this
 	$(BIN)/pytest -q tests/ansible $(PYTEST_ARGS)
 
 # ---------------------------------------------------------------- image and deploy
-# `make deploy` = image -> push -> infra -> configure -> app-deploy -> smoke; each step is its own target.
+# `make deploy` = cloud-preflight -> image -> push -> infra -> configure -> app-deploy -> smoke; each step is its own target.
 # DRY_RUN=1 prints every command the steps would run (make -n); the preflight still checks the tools.
 # A stack in fleet mode (its CONFIG sets replicas/minReplicas/maxReplicas: `pulumi config`, read before
 # anything runs) rolls the tag through Pulumi instead: image -> push -> fleet-image -> infra -> fleet-wait -> smoke.
 # smoke then checks that /readyz reports the tag just deployed.
-.PHONY: lint-docker image image-test push app-deploy rollback smoke deploy deploy-preflight fleet-image fleet-wait start test-deploy
+.PHONY: lint-docker image image-test push app-deploy rollback smoke deploy deploy-preflight cloud-preflight fleet-image fleet-wait start test-deploy
 IMAGE ?= $(if $(DOCKERHUB_USERNAME),$(DOCKERHUB_USERNAME)/whisper-gpu-service)
 TAG ?= $(shell git describe --always --dirty --abbrev=12 --exclude '*' 2>/dev/null)
 DEPLOY_OUTPUTS ?= $(or $(OUTPUTS),.deploy/outputs.json)
@@ -121,7 +121,7 @@ DEPLOY_MODE ?= $(shell $(BIN)/python -m deploy.stack mode --stack $(STACK) --pul
 FAB := $(BIN)/fab -r $(CURDIR)
 PREFLIGHT := $(BIN)/python -m deploy.preflight
 export IMAGE DEPLOY_OUTPUTS
-DEPLOY_STEPS = image push $(if $(filter fleet,$(DEPLOY_MODE)),fleet-image infra fleet-wait,infra configure app-deploy) smoke
+DEPLOY_STEPS = cloud-preflight image push $(if $(filter fleet,$(DEPLOY_MODE)),fleet-image infra fleet-wait,infra configure app-deploy) smoke
 EXPECT_BUILD ?=
 
 lint-docker: $(STAMP) ## hadolint the Dockerfile.
@@ -158,7 +158,10 @@ deploy-preflight: $(STAMP)
 	@$(PREFLIGHT) docker dockerhub pulumi gcloud gcloud-credentials fab $(if $(filter fleet,$(DEPLOY_MODE)),,ansible)
 	@test -n "$(DEPLOY_MODE)" || $(BIN)/python -m deploy.stack mode --stack $(STACK) --pulumi $(PULUMI) >/dev/null
 
-deploy: deploy-preflight ## image -> push -> infra -> configure -> app-deploy -> smoke (DRY_RUN=1: print only).
+cloud-preflight: $(STAMP) ## Before the image build: an active gcloud account, Compute Engine's API, GPU quota for the stack.
+	$(BIN)/python -m deploy.cloudcheck --stack $(STACK) --pulumi $(PULUMI)
+
+deploy: deploy-preflight ## cloud-preflight -> image -> push -> infra -> configure -> app-deploy -> smoke (DRY_RUN=1: print only).
 	@$(MAKE) --no-print-directory $(if $(DRY_RUN),-n) $(DEPLOY_STEPS) TAG=$(TAG) DEPLOY_MODE=$(DEPLOY_MODE) EXPECT_BUILD=$(TAG)
 
 test-deploy: $(STAMP) ## Only the deploy tests (sshd on loopback, the real Docker engine and a local registry).

@@ -25,6 +25,19 @@ GPUS: dict[str, GpuSpec] = {
 }
 ATTACHED_FAMILIES = frozenset({"n1"})
 
+# Each GPU's regional quota metric (Spot VMs count against PREEMPTIBLE_<metric>), on top of the project's
+# global GPUS_ALL_REGIONS, which is 0 on a new project (https://cloud.google.com/compute/resource-usage, GPU
+# quota; `gcloud compute regions describe REGION` lists them). deploy/cloudcheck.py reads both before a
+# deploy.
+GPU_QUOTA_METRICS: dict[str, str] = {
+    "nvidia-tesla-t4": "NVIDIA_T4_GPUS",
+    "nvidia-l4": "NVIDIA_L4_GPUS",
+    "nvidia-tesla-a100": "NVIDIA_A100_GPUS",
+    "nvidia-a100-80gb": "NVIDIA_A100_80GB_GPUS",
+    "nvidia-h100-80gb": "NVIDIA_H100_GPUS",
+}
+GLOBAL_GPU_QUOTA = "GPUS_ALL_REGIONS"
+
 # Google's A3 documentation (https://cloud.google.com/compute/docs/accelerator-optimized-machines, A3 High):
 # A3 VMs use the gVNIC network interface (gpu_vm.py, fleet.py), and the 1, 2 and 4 GPU sizes of A3 High are
 # offered as Spot or Flex-start only; on-demand or reserved A3 High is the 8 GPU size

@@ -10,7 +10,10 @@ $FAKE_GCLOUD (every call is appended to calls.log there, one JSON argv per line)
 - compute start-iap-tunnel NAME 22 --listen-on-stdin -> relays stdin/stdout to 127.0.0.1:$FAKE_IAP_PORT,
                                                         standing in for Google's IAP TCP forwarding
 - compute instances get-guest-attributes ...         -> the next line of guest-attributes (the last repeats)
+                                                        (guest-attributes.error: that error, exit 1)
 - compute instance-groups managed wait-until ...     -> exit status from wait-until.rc (default 0)
+- auth list, services list, compute project-info describe, compute regions describe (--format=json)
+                                                     -> the JSON file ANSWERS names (absent: an error)
 """
 
 from __future__ import annotations
@@ -55,7 +58,32 @@ def relay(port: int) -> int:
                     os.write(sys.stdout.fileno(), data)
 
 
+# The read-only queries of deploy/cloudcheck.py: argv prefix -> the file holding the answer
+ANSWERS = {
+    ("auth", "list"): "accounts.json",
+    ("services", "list"): "services.json",
+    ("compute", "project-info", "describe"): "project-info.json",
+    ("compute", "regions", "describe"): "region.json",
+}
+
+
+def answer(argv: list[str]) -> int | None:
+    """The stored answer to a read-only query; None when argv is not one."""
+    name = next((file for prefix, file in ANSWERS.items() if tuple(argv[: len(prefix)]) == prefix), None)
+    if name is None:
+        return None
+    if not (STATE / name).exists():
+        print(f"ERROR: (gcloud.{'.'.join(argv[:2])}) PERMISSION_DENIED: no {name} here", file=sys.stderr)
+        return 1
+    print((STATE / name).read_text())
+    return 0
+
+
 def guest_attribute() -> int:
+    error = STATE / "guest-attributes.error"
+    if error.exists():
+        print(error.read_text().strip(), file=sys.stderr)
+        return 1
     path = STATE / "guest-attributes"
     lines = path.read_text().splitlines() if path.exists() else []
     if not lines:
@@ -69,6 +97,9 @@ def guest_attribute() -> int:
 
 def main(argv: list[str]) -> int:
     log(argv)
+    answered = answer(argv)
+    if answered is not None:
+        return answered
     if argv[:3] == ["compute", "os-login", "describe-profile"]:
         print((STATE / "profile.json").read_text())
     elif argv[:4] == ["compute", "os-login", "ssh-keys", "add"]:

@@ -81,6 +81,7 @@ def test_dry_run_prints_every_step_in_order_and_runs_nothing(operator):
     assert result.returncode == 0, result.stdout + result.stderr
     steps = positions(
         result.stdout,
+        "-m deploy.cloudcheck --stack dev",  # account, APIs, GPU quota: before the 30-minute build
         "fab -r " + str(ROOT) + " build --tag abc123",
         "push --tag abc123",
         "pulumi up --yes",
@@ -104,6 +105,7 @@ def test_dry_run_in_fleet_mode_rolls_the_tag_through_pulumi(operator, outputs_mo
     assert result.returncode == 0, result.stdout + result.stderr
     steps = positions(
         result.stdout,
+        "-m deploy.cloudcheck --stack dev",
         "build --tag abc123",
         "push --tag abc123",
         "pulumi config set dockerImage alice/whisper-gpu-service:abc123",
