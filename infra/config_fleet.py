@@ -17,7 +17,7 @@ from catalogue import KNOWN_GPU_ZONES
 FIRST_BOOT_BUDGET_SEC = {
     "boot": 60,  # VM start, guest agent, the startup script begins
     "docker and toolkit": 240,  # two apt repositories, apt-get update, Docker + NVIDIA Container Toolkit
-    "driver install": 600,  # Google's installer: prerequisites, then the 580 runfile and its DKMS build
+    "driver install": 600,  # Google's installer: prerequisites, then the 580 runfile builds its kernel module
     "reboot": 120,  # the installer reboots once; the script runs again from the top
     "image pull": 480,  # ~4 GB from Docker Hub through Cloud NAT, then unpacking 7.7 GB onto pd-balanced
     "model load": 180,  # container start, weights onto the GPU, warm-up, /readyz 200
@@ -26,8 +26,13 @@ FIRST_BOOT_BUDGET_SEC = {
 # reboot), rounded up to whole minutes: 2400 s = 40 min. Too short and the group recreates VMs mid-install,
 # in a loop; too long only delays replacing a VM that is truly broken.
 DEFAULT_AUTOHEAL_DELAY_SEC = -(-int(sum(FIRST_BOOT_BUDGET_SEC.values()) * 1.4) // 60) * 60
-DEFAULT_COOLDOWN_SEC = 900  # autoscaler ignores a new VM's load this long
-DEFAULT_REQUEST_TIMEOUT_SEC = 1800  # load balancer -> backend; long files take minutes
+# The autoscaler ignores a new VM's load this long (its "initialization period"): at least the first-boot
+# budget, or it reads a VM that is still installing its driver as idle capacity and scales out again.
+DEFAULT_COOLDOWN_SEC = sum(FIRST_BOOT_BUDGET_SEC.values())  # 1680 s
+# The load balancer's backend service timeout: how long a whole HTTP response may take (long files take
+# minutes), and, for a WebSocket (the live-audio face /v1/realtime), how long the connection may stay open at
+# all, idle or not (https://cloud.google.com/load-balancing/docs/https#websocket_proxy_support). One hour.
+DEFAULT_REQUEST_TIMEOUT_SEC = 3600
 DEFAULT_MAX_RATE_PER_INSTANCE = 1.0  # requests/s one GPU VM serves at full load (tune per GPU)
 DEFAULT_TARGET_UTILIZATION = 0.8  # autoscale when traffic passes 80 % of that rate
 

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from pulumi.runtime import rpc
 
+from .conftest import infra_module
+
 IMAGE = "myuser/whisper-gpu:1a2b3c4"
 FIXED = {"replicas": "2", "dockerImage": IMAGE, "apiKey": "sk-fleet-key"}
 AUTOSCALED = {"minReplicas": "1", "maxReplicas": "4", "dockerImage": IMAGE}
@@ -55,8 +57,14 @@ def test_health_checks_probe_readyz_and_feed_both_balancer_and_autohealing(fleet
     assert healing["initialDelaySec"] >= 600
 
 
-def test_backend_timeout_covers_long_files(fleet):
-    assert fleet.one("BackendService").inputs["timeoutSec"] >= 900
+def test_backend_timeout_covers_long_files_and_an_hour_long_websocket_session(fleet):
+    # Google's backend service timeout also ends a WebSocket (/v1/realtime) that has been open this long.
+    assert fleet.one("BackendService").inputs["timeoutSec"] == 3600
+
+
+def test_the_backend_timeout_is_a_stack_setting(deploy):
+    fleet = deploy({"replicas": "2", "dockerImage": IMAGE, "apiKey": "k", "requestTimeoutSec": "7200"})
+    assert fleet.one("BackendService").inputs["timeoutSec"] == 7200
 
 
 def test_connection_draining_matches_the_containers_graceful_timeout(fleet):
@@ -195,7 +203,8 @@ def test_autoscaler_bounds_target_and_cooldown(fleet):
     assert autoscaler["target"] == group.id
     assert (policy["minReplicas"], policy["maxReplicas"]) == (1, 4)
     assert 0 < policy["loadBalancingUtilization"]["target"] <= 1
-    assert policy["cooldownPeriod"] >= 600  # covers a new VM's model load
+    # A new VM's first boot (driver, reboot, pull, model load) must not read as idle capacity: no overshoot.
+    assert policy["cooldownPeriod"] >= sum(infra_module("config_fleet").FIRST_BOOT_BUDGET_SEC.values())
     assert "targetSize" not in group.inputs  # the autoscaler owns the size
     backend = fleet.one("BackendService").inputs["backends"][0]
     assert backend["balancingMode"] == "RATE" and backend["maxRatePerInstance"] > 0
