@@ -64,6 +64,15 @@ def mode(config: Mapping) -> str:
     return "fleet" if keys & set(FLEET_KEYS) else "vm"
 
 
+def guest_attribute_error(done: subprocess.CompletedProcess) -> str:
+    """ "not set yet" for gcloud's not-found (the attribute, or the VM, does not exist yet); any other failure
+    (no login, no permission, a wrong project) will not pass by waiting: ConfigError at once."""
+    last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+    if "not found" in last.lower() or "NOT_FOUND" in last:
+        return "not set yet"
+    raise ConfigError(f"gcloud cannot read the host's state: {last}")
+
+
 def wait_host(
     outputs: Mapping, runner: Runner = run, timeout: float = HOST_READY_TIMEOUT_S, poll: float = HOST_POLL_S
 ) -> None:
@@ -77,7 +86,7 @@ def wait_host(
     state = "no answer"
     for _ in range(int(timeout / poll) + 2):
         done = runner(command)
-        state = done.stdout.strip() if done.returncode == 0 else "not set yet"
+        state = done.stdout.strip() if done.returncode == 0 else guest_attribute_error(done)
         if state == "ready":
             print(f"host {outputs['instanceName']} is ready", flush=True)
             return

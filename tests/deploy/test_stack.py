@@ -71,6 +71,33 @@ def test_wait_host_gives_up_in_time_and_says_where_the_log_is(gcloud):
     assert "(last: booting)" in str(failure.value)
 
 
+def test_wait_host_waits_through_not_found_the_attribute_before_the_script_sets_it(gcloud):
+    state, runner = gcloud  # no guest-attributes file: gcloud says "not found", as before the first boot
+    with pytest.raises(ConfigError, match=r"\(last: not set yet\)"):
+        stack.wait_host(VM, runner, timeout=0.05, poll=0.01)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        "ERROR: (gcloud.compute.instances.get-guest-attributes) You do not currently have an active account "
+        "selected.",
+        "ERROR: (gcloud.compute.instances.get-guest-attributes) Could not fetch resource:\n - Required "
+        "'compute.instances.getGuestAttributes' permission for 'projects/p/zones/us-central1-a/instances/x'",
+    ],
+)
+def test_wait_host_stops_at_once_on_any_other_gcloud_error_and_prints_it(gcloud, error):
+    state, runner = gcloud
+    (state / "guest-attributes.error").write_text(error)
+    with pytest.raises(ConfigError, match="gcloud cannot read the host's state") as failure:
+        stack.wait_host(
+            VM, runner, timeout=3600, poll=0.01
+        )  # would wait an hour; it stops at the first answer
+    assert error.splitlines()[-1].strip() in str(failure.value)
+    asked = [c for c in fake_gcloud.calls(state) if c[:3] == ["compute", "instances", "get-guest-attributes"]]
+    assert len(asked) == 1
+
+
 def test_wait_fleet_waits_for_the_new_version_then_stability(gcloud):
     state, runner = gcloud
     stack.wait_fleet(FLEET, runner, timeout=60)
