@@ -179,3 +179,20 @@ def test_install_ops_installs_the_ops_pins_and_the_deploy_code_without_torch(tmp
     assert "torch" not in everything and "openai-whisper" not in everything
     assert not any(word.startswith(".[") for words in installs for word in words)  # no extras of the project
     assert (venv / ".installed").exists()  # make deploy's steps then find the venv ready
+
+
+def test_the_readmes_deploy_commands_name_everything_a_new_project_needs():
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## Deploy in five commands", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    commands = [line for line in block.strip().splitlines() if line.strip()]
+    assert len(commands) == 5
+    for needed in (
+        "gcloud auth login",  # gcloud's own account: IAP, OS Login, the preflight
+        "gcloud auth application-default login",  # Pulumi's gcp provider
+        "PULUMI_CONFIG_PASSPHRASE",  # or pulumi up stops to ask, and make outputs fails without a terminal
+        "pulumi stack init dev",
+        "gcp:project",
+        "DOCKERHUB_TOKEN",
+        "make deploy",
+    ):
+        assert needed in block, f"the README's five commands lack {needed}"
