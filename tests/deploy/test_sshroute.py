@@ -208,3 +208,70 @@ def test_make_dashboards_tunnels_through_iap_as_the_os_login_user(laptop):
         server.server_close()
     tunnels = [c for c in fake_gcloud.calls(tmp_path / "gcloud") if c[:2] == ["compute", "start-iap-tunnel"]]
     assert tunnels and tunnels[0][2:4] == [NAME, "22"]
+
+
+def test_ssh_offers_only_the_routes_key_when_the_agent_holds_many(laptop):
+    # A laptop's agent often holds more keys than sshd's MaxAuthTries; OpenSSH offers them all before the
+    # IdentityFile unless IdentitiesOnly=yes. Real ssh, ssh-agent and sshd, behind the stand-in IAP tunnel.
+    tmp_path, home, env = laptop
+    user = os.environ.get("USER", "root")
+    fake_gcloud.install(tmp_path / "bin", tmp_path / "gcloud", user)
+    route = sshroute.route(OUTPUTS, env={}, home=home, run=with_env(env))
+    sshd_dir = tmp_path / "sshd"
+    sshd_dir.mkdir()
+    keygen(sshd_dir / "host_key")
+    port = free_port()
+    (sshd_dir / "sshd_config").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {sshd_dir}/host_key\nPidFile {sshd_dir}/pid\n"
+        f"AuthorizedKeysFile {tmp_path}/gcloud/authorized_keys\nPasswordAuthentication no\nUsePAM no\n"
+        "KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nStrictModes no\nMaxAuthTries 3\n"
+    )
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    sshd = subprocess.Popen(
+        [SSHD, "-D", "-e", "-f", str(sshd_dir / "sshd_config")], stderr=subprocess.DEVNULL
+    )
+    agent = dict(
+        line.split(";", 1)[0].split("=", 1)
+        for line in subprocess.run(
+            ["ssh-agent", "-s"], capture_output=True, text=True, check=True
+        ).stdout.splitlines()
+        if "=" in line
+    )
+    try:
+        wait_for_port(port)
+        for n in range(4):  # more than MaxAuthTries, none of them authorized
+            keygen(tmp_path / f"agent_key_{n}")
+            subprocess.run(["ssh-add", "-q", str(tmp_path / f"agent_key_{n}")], env=env | agent, check=True)
+        common = [
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            f"UserKnownHostsFile={tmp_path}/known_hosts",
+            "-o",
+            "LogLevel=ERROR",
+        ]
+        login = [*common, *route.ssh_options(), f"{user}@{route.host}", "echo", "in"]
+        done = subprocess.run(
+            ["ssh", *login],
+            env=env | agent | {"FAKE_IAP_PORT": str(port)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert (done.returncode, done.stdout.strip()) == (0, "in"), done.stderr
+        options = route.ssh_options()
+        at = options.index("IdentitiesOnly=yes")
+        without = options[: at - 1] + options[at + 1 :]  # the same route without the option
+        before = subprocess.run(
+            ["ssh", *common, *without, f"{user}@{route.host}", "echo", "in"],
+            env=env | agent | {"FAKE_IAP_PORT": str(port)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert before.returncode != 0  # the failure the option prevents, for real
+        assert "Too many authentication failures" in before.stderr
+    finally:
+        subprocess.run(["kill", agent["SSH_AGENT_PID"]], check=False)
+        sshd.terminate()
+        sshd.wait(10)
