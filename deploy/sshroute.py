@@ -49,12 +49,12 @@ class SshRoute:
     def connection_options(self) -> list[str]:
         """Host key policy and proxy as OpenSSH options (Ansible's ssh_common_args)."""
         options = ["-o", "StrictHostKeyChecking=accept-new"]  # a new VM's key once; a changed one never
+        if self.proxy_command:
+            options += ["-o", f"ProxyCommand={self.proxy_command}"]
         if self.key_file:
             # Only this key, as `gcloud compute ssh` does: OpenSSH offers every agent key before an
             # IdentityFile, and sshd's MaxAuthTries (6) ends the session ("Too many authentication failures").
             options += ["-o", "IdentitiesOnly=yes"]
-        if self.proxy_command:
-            options += ["-o", f"ProxyCommand={self.proxy_command}"]
         return options
 
     def ssh_options(self) -> list[str]:
