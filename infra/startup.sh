@@ -44,6 +44,12 @@ DRIVER_MIN_MAJOR=580  # CUDA 13.0's minimum (the image is CUDA 13)
 PERSISTENCED="${PERSISTENCED:-/usr/bin/nvidia-persistenced}"
 PERSISTENCED_INIT="${PERSISTENCED_INIT:-/usr/share/doc/NVIDIA_GLX-1.0/samples/nvidia-persistenced-init.tar.bz2}"
 PERSISTENCED_UNIT=nvidia-persistenced.service
+# Containers lose the GPU after `systemctl daemon-reload` ("Failed to initialize NVML: Unknown Error") while
+# /dev/char lacks links to the NVIDIA device nodes: NVIDIA's notice and fix, a udev rule that makes them
+# whenever the driver binds (https://github.com/NVIDIA/nvidia-container-toolkit/issues/48, which
+# NVIDIA/nvidia-docker#1730 points to; still seen with 580-era drivers, nvidia-container-toolkit#1227).
+DEV_CHAR_RULE="${DEV_CHAR_RULE:-/lib/udev/rules.d/71-nvidia-dev-char.rules}"
+DEV_CHAR_RULE_LINE='ACTION=="add", DEVPATH=="/bus/pci/drivers/nvidia", RUN+="/usr/bin/nvidia-ctk system create-dev-char-symlinks --create-all"'
 CONTAINER=whisper
 HOST_PORT=80 # the only port the firewall opens
 SERVICE_PORT=@SERVICE_PORT@ # gunicorn's PORT inside the image: infra/host.py writes service/settings' default
@@ -135,6 +141,14 @@ install_driver() {
     log "driver ${version} is older than ${DRIVER_MIN_MAJOR} (CUDA 13): the image cannot run"
     return 1
   fi
+}
+
+install_dev_char_links() { # NVIDIA's udev rule (DEV_CHAR_RULE), and the links for this boot
+  if [ "$(cat "${DEV_CHAR_RULE}" 2>/dev/null)" = "${DEV_CHAR_RULE_LINE}" ]; then return 0; fi
+  log "adding NVIDIA's /dev/char rule (containers keep the GPU across daemon-reload)"
+  mkdir -p "$(dirname "${DEV_CHAR_RULE}")"
+  printf '%s\n' "${DEV_CHAR_RULE_LINE}" >"${DEV_CHAR_RULE}"
+  nvidia-ctk system create-dev-char-symlinks --create-all # the driver is bound already on this boot
 }
 
 install_persistenced() { # the persistence daemon's unit, from the driver's own sample (see PERSISTENCED_INIT)
@@ -284,6 +298,7 @@ main() {
   install_docker
   install_container_toolkit
   install_driver
+  install_dev_char_links
   install_persistenced
   touch "${READY_FILE}"
   host_state ready

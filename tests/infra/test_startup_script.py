@@ -93,7 +93,9 @@ case "$*" in *driver_version*) cat "$FAKE/driver-version" 2>/dev/null || echo 58
 
 FAKE_NVIDIA_CTK = """#!/usr/bin/env bash
 echo "nvidia-ctk $*" >>"$FAKE/calls.log"
-echo '{"runtimes": {"nvidia": {"path": "nvidia-container-runtime"}}}' >"$DOCKER_DAEMON_JSON"
+if [ "$1 $2" = "runtime configure" ]; then
+  echo '{"runtimes": {"nvidia": {"path": "nvidia-container-runtime"}}}' >"$DOCKER_DAEMON_JSON"
+fi
 """
 
 FAKE_DPKG_QUERY = """#!/usr/bin/env bash
@@ -148,6 +150,7 @@ def host(tmp_path: Path):
         "RUN_DIR": str(tmp_path / "run"),
         "READY_FILE": str(tmp_path / "host-ready"),
         "DOCKER_DAEMON_JSON": str(daemon_json),
+        "DEV_CHAR_RULE": str(tmp_path / "udev" / "71-nvidia-dev-char.rules"),
         "METADATA_URL": "http://metadata.invalid/computeMetadata/v1",
         "SECRETS_URL": "https://secretmanager.invalid/v1",
         "TEXTFILE_DIR": str(tmp_path / "textfile"),
@@ -271,12 +274,12 @@ def test_a_new_image_replaces_the_running_container(host):
 def test_docker_gets_the_nvidia_runtime_once(host):
     Path(host.env["DOCKER_DAEMON_JSON"]).write_text("{}")
     host.boot()
-    assert host.calls("nvidia-ctk") == [
+    assert host.calls("nvidia-ctk runtime") == [
         f"nvidia-ctk runtime configure --runtime=docker --config={host.env['DOCKER_DAEMON_JSON']}"
     ]
     assert host.calls("systemctl restart") == ["systemctl restart docker"]
     host.boot()
-    assert len(host.calls("nvidia-ctk")) == 1
+    assert len(host.calls("nvidia-ctk runtime")) == 1
     assert len(host.calls("systemctl restart")) == 1
 
 
@@ -311,6 +314,20 @@ def test_the_driver_installer_waits_for_the_apt_lock_like_the_script_does(host):
         check=True,
     )
     assert read.stdout.strip() == "T='600'"
+
+
+def test_nvidias_dev_char_rule_is_installed_and_applied_once(host):
+    # NVIDIA's fix for containers losing the GPU after `systemctl daemon-reload` (toolkit issue #48).
+    host.boot()
+    rule = Path(host.env["DEV_CHAR_RULE"]).read_text()
+    assert rule == (
+        'ACTION=="add", DEVPATH=="/bus/pci/drivers/nvidia", '
+        'RUN+="/usr/bin/nvidia-ctk system create-dev-char-symlinks --create-all"\n'
+    )
+    links = ["nvidia-ctk system create-dev-char-symlinks --create-all"]
+    assert host.calls("nvidia-ctk system") == links  # this boot's links: the driver is bound already
+    host.boot()
+    assert host.calls("nvidia-ctk system") == links  # the rule is there: nothing again
 
 
 def test_the_host_reports_booting_then_ready_and_leaves_a_marker(host):
