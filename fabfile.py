@@ -48,6 +48,7 @@ def open_host(c, host: str, need_image: bool = False) -> remote.Host:
                 cfg,
                 domain=outputs.get("domain") or cfg.domain,
                 allow_unauthenticated=bool(outputs.get("allowUnauthenticated")) or cfg.allow_unauthenticated,
+                gpus=os.environ.get("DEPLOY_GPUS") or outputs.get("gpus") or cfg.gpus,  # none: a CPU-only host
             )
         # --host / DEPLOY_HOST as given (~/.ssh/config applies), else the stack's route (deploy/sshroute.py)
         target = sshroute.SshRoute(cfg.host) if cfg.host else sshroute.route()

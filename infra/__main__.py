@@ -97,6 +97,8 @@ else:
     pulumi.export("url", public_url(vm.ip))
     # For `fab deploy`: the proxy's ACME certificate name, and whether a deploy without API_KEYS is intended.
     pulumi.export("domain", cfg.domain or "")
+    # `docker run --gpus` for `fab deploy` (DEPLOY_GPUS overrides): none on a CPU-only host.
+    pulumi.export("gpus", "all" if cfg.has_gpu else "none")
     pulumi.export("allowUnauthenticated", cfg.allow_unauthenticated)
     pulumi.export(
         "sshCommand",

@@ -115,6 +115,11 @@ class StackConfig:
         return "fleet" if self.fleet else "vm"
 
     @property
+    def has_gpu(self) -> bool:
+        """False for a CPU-only host (gpuType: none): no accelerator, no driver, docker run without --gpus."""
+        return bool(self.gpu_type)
+
+    @property
     def attaches_gpus(self) -> bool:
         """True where GPUs are declared as guest accelerators (n1); False where bundled."""
         return self.machine_type.split("-")[0] in ATTACHED_FAMILIES

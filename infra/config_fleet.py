@@ -62,6 +62,12 @@ def fleet_config(values: Mapping[str, Any], region: str, gpu_type: str) -> Fleet
     high = int_value(values, "maxReplicas", None, 4)
     if replicas is None and low is None and high is None:
         return None
+    if not gpu_type:
+        raise fail(
+            "gpuType",
+            "none (a CPU-only host) is a single-VM shape: fleet VMs start the container with --gpus all",
+            "remove replicas/minReplicas/maxReplicas for one CPU VM, or set a gpuType for the fleet",
+        )
     low, high = _replica_bounds(replicas, low, high)
     zones = _fleet_zones(values, region, gpu_type)
     return FleetConfig(

@@ -14,6 +14,10 @@ from catalogue import ATTACHED_FAMILIES, BUNDLED_MACHINES, GPUS, KNOWN_GPU_ZONES
 DEFAULT_ZONE = "us-central1-a"
 DEFAULT_MACHINE = "n1-standard-8"  # 8 vCPU / 30 GB: ffmpeg decoding in parallel beside one T4
 DEFAULT_GPU = "nvidia-tesla-t4"
+# gpuType: none makes a CPU-only host (a small model on a cheap VM): no accelerator, no driver install.
+NO_GPU = "none"
+DEFAULT_CPU_MACHINE = "e2-standard-8"  # 8 vCPU / 32 GB: a small model's decode threads beside ffmpeg
+CPU_FAMILIES = frozenset({"e2", "n2", "n2d", "n4", "c3", "c3d", "c4", "t2d"})  # general purpose, no GPUs
 ZONE_RE = re.compile(r"^(?P<region>[a-z]+-[a-z]+[0-9]+)-[a-z]$")
 
 
@@ -32,8 +36,24 @@ def zone_and_region(gcp: Mapping[str, Any]) -> tuple[str, str]:
     return zone, region
 
 
+def cpu_host(values: Mapping[str, Any]) -> tuple[str, str, int]:
+    """gpuType: none: a general-purpose machine type, no GPU type, zero GPUs."""
+    machine_type = str_value(values, "machineType", DEFAULT_CPU_MACHINE)
+    if machine_type.split("-")[0] not in CPU_FAMILIES:
+        raise fail(
+            "machineType",
+            f"{machine_type!r} is not a general-purpose machine type for a CPU-only host (gpuType: none)",
+            f"e.g. machineType: {DEFAULT_CPU_MACHINE} (families: {', '.join(sorted(CPU_FAMILIES))})",
+        )
+    if int_value(values, "gpuCount", None, 1) not in (None, 0):
+        raise fail("gpuCount", "set with gpuType: none", "remove gpuCount (a CPU-only host has no GPU)")
+    return machine_type, "", 0
+
+
 def gpu_host(values: Mapping[str, Any]) -> tuple[str, str, int]:
-    """Machine type, GPU type and count, checked against each other."""
+    """Machine type, GPU type and count, checked against each other. GPU type "" and count 0: CPU only."""
+    if str_value(values, "gpuType", DEFAULT_GPU) == NO_GPU:
+        return cpu_host(values)
     machine_type = str_value(values, "machineType", DEFAULT_MACHINE)
     bundled = BUNDLED_MACHINES.get(machine_type)
     gpu_type = str_value(values, "gpuType", bundled[0] if bundled else DEFAULT_GPU)

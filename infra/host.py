@@ -55,6 +55,8 @@ def vm_scopes(cfg: StackConfig) -> list[str]:
 def vm_metadata(cfg: StackConfig) -> dict[str, str]:
     """The single VM's own attributes: its price (startup.sh writes it for Prometheus) and the idle watch."""
     extra: dict[str, str] = {}
+    if not cfg.has_gpu:  # startup.sh then installs no toolkit and no driver
+        extra["whisper-gpu"] = "none"
     if cfg.price is not None:
         extra["whisper-price-per-hour"] = f"{cfg.price.per_hour:g}"
         extra["whisper-price-labels"] = price_labels(cfg)
@@ -69,7 +71,7 @@ def price_labels(cfg: StackConfig) -> str:
     assert cfg.price is not None
     labels = {
         "machine_type": cfg.machine_type,
-        "gpu_type": cfg.gpu_type,
+        "gpu_type": cfg.gpu_type or "none",
         "gpu_count": str(cfg.gpu_count),
         "provisioning": cfg.price.provisioning,
         "basis": cfg.price.basis,
@@ -104,7 +106,8 @@ def accelerators(cfg: StackConfig, args_cls: type) -> list[Any] | None:
 
 
 def scheduling(cfg: StackConfig, args_cls: type, spot_termination: str) -> Any:
-    """GPUs cannot live-migrate, so host maintenance stops the VM (TERMINATE) in every mode."""
+    """GPUs cannot live-migrate, so host maintenance stops a GPU VM (TERMINATE) in every mode; a CPU-only VM
+    migrates live (MIGRATE, Google's default), unless it is Spot, which must TERMINATE."""
     if cfg.spot:
         return args_cls(
             provisioning_model="SPOT",
@@ -117,7 +120,7 @@ def scheduling(cfg: StackConfig, args_cls: type, spot_termination: str) -> Any:
         provisioning_model="STANDARD",
         preemptible=False,
         automatic_restart=True,
-        on_host_maintenance="TERMINATE",
+        on_host_maintenance="TERMINATE" if cfg.has_gpu else "MIGRATE",
     )
 
 

@@ -48,6 +48,10 @@ MACHINES: dict[str, HourlyPrice] = {
     "n1-standard-4": HourlyPrice(0.189999, 0.0401),
     "n1-standard-8": HourlyPrice(0.379998, 0.0802),
     "n1-standard-16": HourlyPrice(0.759996, 0.1604),
+    # CPU-only hosts (gpuType: none)
+    "e2-standard-4": HourlyPrice(0.134012, 0.0402),
+    "e2-standard-8": HourlyPrice(0.268024, 0.0804),
+    "e2-standard-16": HourlyPrice(0.536048, 0.1608),
     "g2-standard-4": HourlyPrice(0.706832, 0.2827),
     "g2-standard-8": HourlyPrice(0.853532, 0.3414),
     "a2-highgpu-1g": HourlyPrice(3.673385, 1.4694),

@@ -293,13 +293,21 @@ UNIT
   log "idle watch on: the VM stops itself after ${minutes} minutes without a request"
 }
 
-main() {
-  host_state booting
-  install_docker
+install_gpu() { # the toolkit, the driver and what goes with them; none on a CPU-only host (gpuType: none)
+  if [ "$(metadata instance/attributes/whisper-gpu)" = none ]; then
+    log "CPU-only host (gpuType: none): no NVIDIA toolkit or driver"
+    return 0
+  fi
   install_container_toolkit
   install_driver
   install_dev_char_links
   install_persistenced
+}
+
+main() {
+  host_state booting
+  install_docker
+  install_gpu
   touch "${READY_FILE}"
   host_state ready
   write_price_metric

@@ -148,3 +148,12 @@ def test_a_bad_stack_value_is_infra_configs_own_line(cloud):
     done = cloud.check()
     assert done.returncode == 1
     assert "gpuType" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_cpu_only_host_needs_no_gpu_quota(cloud):
+    cloud.stack({"gpuType": "none"})
+    cloud.quota(global_limit=0, regional={})  # a new project's zero GPU quota
+    done = cloud.check()
+    assert done.returncode == 0, done.stderr
+    asked = [c[:3] for c in fake_gcloud.calls(cloud.state)]
+    assert ["compute", "regions", "describe"] not in asked

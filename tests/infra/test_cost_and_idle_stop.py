@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from .conftest import INFRA, infra_modules_by_bare_name
+from .conftest import INFRA, infra_module, infra_modules_by_bare_name
 
 COMPUTE_SCOPE = "https://www.googleapis.com/auth/compute"
 ACCOUNT = "serviceAccount:whisper-dev@demo-project.iam.gserviceaccount.com"
@@ -92,7 +92,9 @@ def test_cost_per_audio_hour_is_price_over_realtime_multiple(pricing):
 
 def test_every_table_entry_is_a_known_machine_and_gpu(pricing, infra_config):
     known = {*infra_config.BUNDLED_MACHINES, "n1-standard-4", "n1-standard-8", "n1-standard-16"}
-    assert set(pricing.MACHINES) <= known
+    cpu_only = {m for m in pricing.MACHINES if m.split("-")[0] in infra_module("config_gpu").CPU_FAMILIES}
+    assert cpu_only, "a CPU-only host (gpuType: none) needs a priced machine for make cost"
+    assert set(pricing.MACHINES) <= known | cpu_only
     assert set(pricing.GPUS) <= set(infra_config.GPUS)
     for price in (*pricing.MACHINES.values(), *pricing.GPUS.values()):
         assert 0 < price.spot < price.on_demand

@@ -330,6 +330,17 @@ def test_nvidias_dev_char_rule_is_installed_and_applied_once(host):
     assert host.calls("nvidia-ctk system") == links  # the rule is there: nothing again
 
 
+def test_a_cpu_only_host_gets_docker_but_no_nvidia_toolkit_or_driver(host):
+    (host.fake / "driver-installed").unlink()  # no driver, and none will be installed
+    host.lack_packages("nvidia-container-toolkit")
+    host.set_metadata(whisper_gpu="none")  # the stack's attribute for gpuType: none (infra/host.py)
+    result = host.boot()
+    assert "CPU-only host" in result.stdout
+    assert host.guest_states() == ["whisper/state=booting", "whisper/state=ready"]
+    assert not host.calls("installer") and not host.calls("nvidia-") and not host.calls("apt-get")
+    assert not Path(host.env["DEV_CHAR_RULE"]).exists()
+
+
 def test_the_host_reports_booting_then_ready_and_leaves_a_marker(host):
     host.boot()
     assert host.guest_states() == ["whisper/state=booting", "whisper/state=ready"]

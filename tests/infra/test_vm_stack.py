@@ -26,6 +26,7 @@ VM_OUTPUTS = {
     "pricePerHour",
     "priceBasis",
     "idleStopMinutes",
+    "gpus",
 }
 
 T4_DEFAULT: dict[str, str] = {}
