@@ -113,11 +113,13 @@ class Host:
     # --- pulls
     @contextlib.contextmanager
     def pull_login(self, image: str, env: Mapping[str, str] = os.environ) -> Iterator[list[str]]:
-        """docker's global options for this deploy's pulls. With DOCKERHUB_USERNAME and DOCKERHUB_TOKEN set,
-        the host logs in to the image's registry in a throwaway config (the token on stdin, the directory
-        removed afterwards): pulls then count against the account, not the anonymous per-IP limit that VMs
-        behind one NAT share. Without them, pulls are anonymous (a public repository)."""
-        user, token = env.get("DOCKERHUB_USERNAME"), env.get("DOCKERHUB_TOKEN")
+        """docker's global options for this deploy's pulls. With DOCKERHUB_USERNAME and DOCKERHUB_PULL_TOKEN
+        (a read-only access token) set, the host logs in to the image's registry in a throwaway config (the
+        token on stdin, the directory removed afterwards): pulls then count against the account, not the
+        anonymous per-IP limit that VMs behind one NAT share. Without it, pulls are anonymous (a public
+        repository). The push token (DOCKERHUB_TOKEN) never goes to a host: a VM's compromise must not let
+        anyone push images."""
+        user, token = env.get("DOCKERHUB_USERNAME"), env.get("DOCKERHUB_PULL_TOKEN")
         if not (user and token):
             yield []
             return
@@ -144,7 +146,8 @@ class Host:
         log(f"pulling {image}")
         pulled = self.docker(*options, "pull", image, warn=True)
         if pulled.failed:
-            raise DeployError(f"docker pull {image} failed: {last_line(pulled.stderr)}")
+            hint = "" if options else " (a private repository? set DOCKERHUB_PULL_TOKEN, a read-only token)"
+            raise DeployError(f"docker pull {image} failed: {last_line(pulled.stderr)}{hint}")
 
     # --- one deploy at a time
     @contextlib.contextmanager

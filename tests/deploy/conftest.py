@@ -186,7 +186,9 @@ def deploy_host(tmp_path_factory, docker_engine, local_registry, service_image, 
         "LANG": "C.UTF-8",
         "IMAGE": f"{local_registry.host}/{REPOSITORY}",
         "DOCKERHUB_USERNAME": local_registry.user,  # the host logs in for its pulls (deploy/remote.py)
-        "DOCKERHUB_TOKEN": local_registry.password,
+        # the registry's one account stands in for a read-only token; the push token must never be used
+        "DOCKERHUB_PULL_TOKEN": local_registry.password,
+        "DOCKERHUB_TOKEN": "push-token-never-sent-to-a-host",
         "API_KEYS": API_KEY,
         "DEPLOY_GPUS": "none",  # no NVIDIA runtime here: a CPU-only host
         "DEPLOY_PROXY_IMAGE": proxy_image,
