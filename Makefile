@@ -183,9 +183,9 @@ PULUMI_INSTALL := https://www.pulumi.com/docs/iac/download-install/ (or: curl -f
 need-pulumi = @command -v $(PULUMI) >/dev/null 2>&1 || \
 	{ echo "pulumi CLI not found; install it: $(PULUMI_INSTALL)" >&2; exit 1; }
 
-infra: $(STAMP) ## Create or update stack $(STACK)'s cloud resources (pulumi up --yes), then `outputs`.
+infra: $(STAMP) ## Create or update stack $(STACK)'s cloud resources (pulumi up --yes; single VM: next GPU zone when out of stock), then `outputs`.
 	$(need-pulumi)
-	$(PULUMI) up --yes --stack $(STACK)
+	$(BIN)/python -m deploy.zonefallback --stack $(STACK) --pulumi $(PULUMI)
 	@$(MAKE) --no-print-directory outputs
 
 infra-preview: $(STAMP) ## Show what `make infra` would change; changes nothing.

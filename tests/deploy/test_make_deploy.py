@@ -84,7 +84,7 @@ def test_dry_run_prints_every_step_in_order_and_runs_nothing(operator):
         "-m deploy.cloudcheck --stack dev",  # account, APIs, GPU quota: before the 30-minute build
         "fab -r " + str(ROOT) + " build --tag abc123",
         "push --tag abc123",
-        "pulumi up --yes",
+        "-m deploy.zonefallback --stack dev",  # pulumi up, with the zone fallback
         "pulumi stack output --json",
         "-m deploy.stack wait-host",
         "ansible-playbook -i ansible/inventory.py ansible/site.yml",
@@ -109,7 +109,7 @@ def test_dry_run_in_fleet_mode_rolls_the_tag_through_pulumi(operator, outputs_mo
         "build --tag abc123",
         "push --tag abc123",
         "pulumi config set dockerImage alice/whisper-gpu-service:abc123",
-        "pulumi up --yes",
+        "-m deploy.zonefallback --stack dev",  # pulumi up, with the zone fallback
         "-m deploy.stack wait-fleet",
         "scripts/smoke.py --outputs",
     )
