@@ -21,6 +21,8 @@ STARTUP_OWNS = (
     "nvidia.github.io/libnvidia-container",
     "nvidia-ctk runtime configure",
     "cuda_installer",
+    "nvidia-persistenced-init",  # the persistence daemon's unit, from the driver's sample
+    "create-dev-char-symlinks",  # NVIDIA's udev rule for /dev/char
 )
 ANSIBLE_MUST_NOT = STARTUP_OWNS + ("cuda-drivers", "cuda-keyring", "developer.download.nvidia.com")
 

@@ -35,7 +35,10 @@ BOOT_SECONDS = 60
 SAMPLE = "/usr/share/doc/NVIDIA_GLX-1.0/samples/nvidia-persistenced-init.tar.bz2"
 UNIT = "nvidia-persistenced.service"
 VENV = Path(sys.prefix).resolve()  # ansible-playbook runs from it inside the container
-PYTHON_HOME = Path(sys.executable).resolve().parents[1]  # the interpreter the venv was made from
+# The interpreter the venv was made from, mounted where it is unless it is the system's own (under /usr):
+# Debian 12's python3 in the image is then that same interpreter, and /usr must stay the container's.
+PYTHON_HOME = Path(sys.executable).resolve().parents[1]
+MOUNTS = tuple(p for p in dict.fromkeys((ROOT, VENV, PYTHON_HOME)) if not p.is_relative_to("/usr"))
 
 FAKE_NVIDIA_SMI = "#!/bin/sh\necho 'Tesla T4, 580.82.07'\n"
 FAKE_DAEMON = """#!/bin/sh
@@ -141,7 +144,7 @@ def gpu_host(docker_engine, systemd_image, request):
     """A booted Debian host with systemd as PID 1 and a stand-in driver that answers nvidia-smi."""
     name = f"whisper-systemd-{request.node.name[-40:].strip('_').replace('[', '-').replace(']', '')}"
     docker_engine.docker("rm", "-f", name, check=False)
-    mounts = [f"{p}:{p}:ro" for p in (ROOT, VENV, PYTHON_HOME)]
+    mounts = [f"{p}:{p}:ro" for p in MOUNTS]
     docker_engine.docker(
         "run", "-d", "--name", name, "--tmpfs", "/run", "--tmpfs", "/run/lock",
         "-v", "/sys/fs/cgroup:/sys/fs/cgroup:ro", *[a for m in mounts for a in ("-v", m)], systemd_image,
