@@ -24,7 +24,7 @@ from fabric import Connection, task
 from invoke.exceptions import Exit
 
 from deploy import engine, remote, sshroute
-from deploy.config import ROOT, ConfigError, DeployConfig, git_tag, stack_outputs
+from deploy.config import ROOT, ConfigError, DeployConfig, git_tag, stack_outputs, with_stack_outputs
 
 
 def load_config(need_image: bool = True) -> DeployConfig:
@@ -42,14 +42,8 @@ def open_host(c, host: str, need_image: bool = False) -> remote.Host:
     if host:
         cfg = replace(cfg, host=host)
     try:
-        if not cfg.host:  # the stack decides HTTPS and whether serving without a key is intended
-            outputs = stack_outputs()
-            cfg = replace(
-                cfg,
-                domain=outputs.get("domain") or cfg.domain,
-                allow_unauthenticated=bool(outputs.get("allowUnauthenticated")) or cfg.allow_unauthenticated,
-                gpus=os.environ.get("DEPLOY_GPUS") or outputs.get("gpus") or cfg.gpus,  # none: a CPU-only host
-            )
+        if not cfg.host:  # the stack decides HTTPS, serving without a key, and --gpus (none: a CPU-only host)
+            cfg = with_stack_outputs(cfg, stack_outputs())
         # --host / DEPLOY_HOST as given (~/.ssh/config applies), else the stack's route (deploy/sshroute.py)
         target = sshroute.SshRoute(cfg.host) if cfg.host else sshroute.route()
     except ConfigError as err:

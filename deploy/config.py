@@ -12,7 +12,8 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from service.settings import Settings
@@ -140,6 +141,19 @@ def image_repository(env: os._Environ[str] | dict[str, str] = os.environ) -> str
         return env["IMAGE"]
     user = env.get("DOCKERHUB_USERNAME", "")
     return f"{user}/whisper-gpu-service" if user else ""
+
+
+def with_stack_outputs(
+    cfg: DeployConfig, outputs: Mapping, env: Mapping[str, str] = os.environ
+) -> DeployConfig:
+    """What the stack decides for a deploy to its own VM: HTTPS, serving without a key on purpose, and
+    `docker run --gpus` (none on a CPU-only host, gpuType: none). DEPLOY_GPUS still wins when set."""
+    return replace(
+        cfg,
+        domain=outputs.get("domain") or cfg.domain,
+        allow_unauthenticated=bool(outputs.get("allowUnauthenticated")) or cfg.allow_unauthenticated,
+        gpus=env.get("DEPLOY_GPUS") or outputs.get("gpus") or cfg.gpus,
+    )
 
 
 def stack_outputs(path: str | Path | None = None) -> dict:

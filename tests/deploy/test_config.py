@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from deploy import nginx, remote, sshroute
-from deploy.config import SERVICE_ENV_KEYS, ConfigError, DeployConfig
+from deploy.config import SERVICE_ENV_KEYS, ConfigError, DeployConfig, with_stack_outputs
 from service.settings import Settings
 
 VM_OUTPUTS = {
@@ -157,3 +157,17 @@ def test_the_deploy_takes_the_services_defaults_without_the_services_libraries()
     assert result.returncode == 0, result.stderr
     service = Settings()
     assert (remote.CONTAINER_API_PORT, remote.CONTAINER_METRICS_PORT) == (service.port, service.metrics_port)
+
+
+@pytest.mark.parametrize(
+    ("outputs", "env", "gpus"),
+    [
+        ({"gpus": "none"}, {}, "none"),  # a CPU-only stack (gpuType: none) says so itself
+        ({"gpus": "all"}, {}, "all"),
+        ({}, {}, "all"),  # outputs from before the key: a GPU host
+        ({"gpus": "none"}, {"DEPLOY_GPUS": "all"}, "all"),  # the operator's setting wins
+    ],
+)
+def test_the_stack_tells_fab_deploy_whether_to_pass_gpus(outputs, env, gpus):
+    cfg = with_stack_outputs(DeployConfig.from_env({"IMAGE": "u/w", **env}), outputs, env)
+    assert cfg.gpus == gpus
