@@ -8,6 +8,8 @@
 #      580.82.07 (its config.py VERSION_MAP), binary mode (the runfile of that version, hash-checked by
 #      the installer; repo mode would install whatever `cuda-drivers` is newest). It reboots the VM;
 #      the next boot runs this script again and continues where it stopped.
+#   4. NVIDIA's udev rule for /dev/char links, and the persistence daemon's unit from the driver's sample.
+# A CPU-only host (gpuType: none, attribute whisper-gpu=none) gets Docker only.
 # Every step checks before it acts, so a re-run (each boot, or by hand) changes nothing.
 # Progress is published for `make configure` (deploy/stack.py wait-host) as the guest attribute
 # whisper/state: "booting" from the start of each boot, "ready" once all of the above works; and as
