@@ -35,6 +35,7 @@ from .fields import (
     Language,
     check_model_can,
 )
+from .speaker_fields import SpeakerFields
 
 
 # -- OpenAI's chunking_strategy -> VAD ---------------------------------------------------------------------
@@ -129,7 +130,7 @@ class TranslationForm(Request):
     def _no_diarization(cls, value: object) -> object:
         if value == "diarized_json":
             raise PydanticCustomError(
-                "unsupported_value", "diarized_json needs speaker diarization, which Whisper does not do"
+                "unsupported_value", "diarized_json is for transcriptions: a translation has no speakers"
             )
         return value
 
@@ -203,8 +204,9 @@ class TranslationForm(Request):
         return False
 
 
-class TranscriptionForm(TranslationForm):
-    """POST /v1/audio/transcriptions: the translation fields plus those of OpenAI's newer models."""
+class TranscriptionForm(TranslationForm, SpeakerFields):
+    """POST /v1/audio/transcriptions: the translation fields plus those of OpenAI's newer models and the
+    speaker fields (speaker_fields.py)."""
 
     languages: list[Language] = Field(
         [],
@@ -221,6 +223,11 @@ class TranscriptionForm(TranslationForm):
 
     task: typing.ClassVar[str] = "transcribe"
 
+    @field_validator("response_format", mode="before")
+    @classmethod
+    def _no_diarization(cls, value: object) -> object:
+        return value  # a transcription may be diarized
+
     @model_validator(mode="after")
     def _transcription_rules(self, info: ValidationInfo) -> TranscriptionForm:
         if self.include and self.response_format != "json":
@@ -234,6 +241,8 @@ class TranscriptionForm(TranslationForm):
         options = super().job_options()
         if self.languages and not self.language:
             options = replace(options, language=self.languages[0])
+        if self.diarized:  # a speaker per word needs the words' times
+            options = replace(options, word_timestamps=True, timestamps=True)
         return options
 
     @property
