@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip setuptools wheel
 	$(BIN)/pip install -q -e '.[$(EXTRAS)]'
+	$(BIN)/pip install -q --no-deps $$($(BIN)/python deploy/pins.py --extras-only pyproject.toml nodeps)
 	@touch $@
 
 install: $(STAMP) ## Create .venv and install every Python dependency (idempotent).
