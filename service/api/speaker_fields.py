@@ -52,9 +52,9 @@ class SpeakerFields(BaseModel):
 
     @model_validator(mode="after")
     def _speaker_rules(self, info: ValidationInfo) -> SpeakerFields:
-        if self.diarized:
+        if self.diarized or getattr(self, "model", None) == DIARIZE_MODEL:
             check_diarized_json(self)
-        else:
+        if not self.diarized:
             known = {NAMES: self.known_speaker_names, REFERENCES: self.known_speaker_references}
             for field, value in {
                 **known,
@@ -139,8 +139,8 @@ def reference_voices(form: SpeakerFields, tmp_dir: str, timeout: float) -> dict[
     for name, reference in zip(form.known_speaker_names, form.known_speaker_references):
         with spooled_upload(io.BytesIO(clip_bytes(reference)), tmp_dir) as path:
             try:
-                audio = decode_file(path, REFERENCE_SECONDS[1] + 1, timeout)
-            except InvalidAudio:
+                audio = decode_file(path, 2 * REFERENCE_SECONDS[1], timeout)
+            except InvalidRequest:  # not audio, or far too long
                 raise InvalidAudio(
                     f"The reference for {name!r} could not be decoded as audio.", param=REFERENCES
                 ) from None
