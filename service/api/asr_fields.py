@@ -62,7 +62,7 @@ class AsrQuery(BaseModel):
             temperatures=FALLBACK_TEMPERATURES,
             prompt=self.initial_prompt or None,
             prompt_first_window_only=True,
-            word_timestamps=self.word_timestamps or self.diarize,  # a speaker per word needs its times
+            word_timestamps=self.word_timestamps,
             vad=self.vad_filter,
             timestamps=self.output not in UNTIMED_OUTPUTS or self.word_timestamps or self.diarize,
         )

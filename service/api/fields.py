@@ -20,6 +20,7 @@ from ..errors import InvalidRequest
 from ..languages import LANGUAGES, language_code
 
 OPENAI_FORMATS = ("json", "text", "srt", "verbose_json", "vtt", "diarized_json")
+TRANSLATION_FORMATS = OPENAI_FORMATS[:-1]  # a translation has no speakers
 STREAMING_FORMATS = ("json", "text", "verbose_json", "diarized_json")  # verbose_json: an extension
 ASR_OUTPUTS = ("txt", "vtt", "srt", "tsv", "json")
 # responses that carry no times: decoded without timestamp tokens (UNTIMED_DECODING, docs/performance.md)

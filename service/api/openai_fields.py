@@ -29,6 +29,7 @@ from .fields import (
     OPENAI_FORMATS,
     PROMPT_MAX_CHARS,
     STREAMING_FORMATS,
+    TRANSLATION_FORMATS,
     UNTIMED_FORMATS,
     FormBool,
     Keyword,
@@ -78,7 +79,9 @@ class TranslationForm(Request):
 
     model: str | None = Field(None, description="The loaded model or one of its aliases (GET /v1/models).")
     prompt: str | None = Field(None, max_length=PROMPT_MAX_CHARS, description="Conditions every window.")
-    response_format: Literal[OPENAI_FORMATS] = Field("json", description="How the transcript comes back.")
+    response_format: Literal[TRANSLATION_FORMATS] = Field(
+        "json", description="How the transcript comes back."
+    )
     temperature: float = Field(0.0, ge=0, le=1, description="0: openai-whisper's fallback ladder 0 ... 1.0.")
     stream: FormBool = Field(False, description="Server-Sent Events (json, text; verbose_json adds times).")
     chunking_strategy: ChunkingStrategy | None = Field(
@@ -204,7 +207,7 @@ class TranslationForm(Request):
         return False
 
 
-class TranscriptionForm(TranslationForm, SpeakerFields):
+class TranscriptionForm(SpeakerFields, TranslationForm):
     """POST /v1/audio/transcriptions: the translation fields plus those of OpenAI's newer models and the
     speaker fields (speaker_fields.py)."""
 
@@ -220,6 +223,8 @@ class TranscriptionForm(TranslationForm, SpeakerFields):
     include: list[Literal["logprobs"]] = Field(
         [], alias="include[]", max_length=1, description="logprobs: each token's log-probability (json)."
     )
+
+    response_format: Literal[OPENAI_FORMATS] = Field("json", description="How the transcript comes back.")
 
     task: typing.ClassVar[str] = "transcribe"
 
@@ -241,8 +246,8 @@ class TranscriptionForm(TranslationForm, SpeakerFields):
         options = super().job_options()
         if self.languages and not self.language:
             options = replace(options, language=self.languages[0])
-        if self.diarized:  # a speaker per word needs the words' times
-            options = replace(options, word_timestamps=True, timestamps=True)
+        if self.diarized:  # segments' times place their words (turns.estimated_words; docs/accuracy.md)
+            options = replace(options, timestamps=True)
         return options
 
     @property

@@ -7,6 +7,7 @@ touches (speech the VAD missed) takes the nearest turn's speaker.
 
 from __future__ import annotations
 
+import re
 import string
 from dataclasses import dataclass, replace
 
@@ -51,27 +52,41 @@ def speaker_at(start: float, end: float, turns: list[Turn]) -> int:
     return min(turns, key=lambda t: max(t.start - middle, middle - t.end)).speaker
 
 
+def estimated_words(segment: Segment) -> tuple[Word, ...]:
+    """A segment decoded without word times: its words, each given the share of the segment's time that
+    its characters have of the text (as whisper-asr-webservice's whisperx writer splits long sentences)."""
+    parts = re.findall(r"\s*\S+", segment.text)
+    total = max(1, sum(len(p) for p in parts))
+    span, done, out = segment.end - segment.start, 0, []
+    for part in parts:
+        start = segment.start + span * done / total
+        done += len(part)
+        out.append(Word(part, start, segment.start + span * done / total, 0.0))
+    return tuple(out)
+
+
 def split(segment: Segment, turns: list[Turn]) -> list[tuple[Segment, int]]:
     """A segment cut where its words' speaker changes; each piece with its speaker. Pieces keep the
-    segment's decode fields; its tokens stay with the first piece (a word's tokens are not recorded)."""
-    if not segment.words:
-        return [(segment, speaker_at(segment.start, segment.end, turns))]
+    segment's decode fields; its tokens stay with the first piece (a word's tokens are not recorded).
+    Without word times (none were asked for), words' times are estimated and the pieces have no words."""
+    timed = segment.words is not None
     runs: list[tuple[int, list[Word]]] = []
-    for word in segment.words:
+    for word in segment.words if timed else estimated_words(segment):
         who = speaker_at(word.start, word.end, turns)
         if runs and runs[-1][0] == who:
             runs[-1][1].append(word)
         else:
             runs.append((who, [word]))
-    if len(runs) == 1:
-        return [(segment, runs[0][0])]
+    if len(runs) <= 1:
+        return [(segment, runs[0][0] if runs else speaker_at(segment.start, segment.end, turns))]
     pieces = []
     for i, (who, words) in enumerate(runs):
         start = segment.start if i == 0 else words[0].start
         end = segment.end if i == len(runs) - 1 else words[-1].end
         text = "".join(w.word for w in words)
         tokens = segment.tokens if i == 0 else ()
-        piece = replace(segment, start=start, end=end, text=text, tokens=tokens, words=tuple(words))
+        kept = tuple(words) if timed else None
+        piece = replace(segment, start=start, end=end, text=text, tokens=tokens, words=kept)
         pieces.append((piece, who))
     return pieces
 

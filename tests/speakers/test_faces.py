@@ -74,7 +74,9 @@ def test_asr_labels_speakers_as_whisperx_does(diarizing_service, two_voices):
 
     body = asr("json").json()
     assert {s["speaker"] for s in body["segments"]} == {"A", "B"}
-    assert all(w["speaker"] == s["speaker"] for s in body["segments"] for w in s["words"])
+    assert all("words" not in s for s in body["segments"])  # none asked for
+    worded = asr("json", word_timestamps="true").json()
+    assert all(w["speaker"] == s["speaker"] for s in worded["segments"] for w in s["words"])
     assert "[A] " in asr("srt").text and "[B] " in asr("srt").text
     assert "<v B>" in asr("vtt").text
     lines = asr("txt").text.splitlines()

@@ -44,6 +44,10 @@ def clip_url(path) -> str:
         (DIARIZED + [("known_speaker_references[]", WAV_URL + "AAAA")], "known_speaker_names[]"),
         (DIARIZED + [("known_speaker_names[]", n) for n in "abcde"]
          + [("known_speaker_references[]", WAV_URL + "AAAA")] * 5, "known_speaker_names[]"),
+        (DIARIZED + [("known_speaker_names[]", n) for n in "abcd"]
+         + [("known_speaker_references[]", WAV_URL + "AAAA")] * 5, "known_speaker_references[]"),
+        (DIARIZED + [("known_speaker_names[]", "x" * 65), ("known_speaker_references[]", WAV_URL)],
+         "known_speaker_names[]"),
         (DIARIZED + [("known_speaker_names[]", "a"), ("known_speaker_references[]", "https://x/a.wav")],
          "known_speaker_references[]"),
         (DIARIZED + [("known_speaker_names[]", "a"), ("known_speaker_references[]", TEXT_URL)],

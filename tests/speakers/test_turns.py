@@ -90,6 +90,21 @@ def test_segments_split_exactly_where_the_speaker_changes(found, lengths):
     assert pieces[0][0].start == segment.start and pieces[-1][0].end == segment.end
 
 
+@settings(max_examples=200, deadline=None)
+@given(timelines(), st.lists(st.text("abc,.'", min_size=1, max_size=8), min_size=1, max_size=20))
+def test_a_segment_without_word_times_splits_by_its_text(found, words):
+    """Untimed words take the segment's time in proportion to their characters; the text survives whole."""
+    text = "".join(" " + w for w in words)
+    segment = Segment(1.0, 1.0 + 0.3 * len(words), text, (5,), None)
+    estimated = turns.estimated_words(segment)
+    assert "".join(w.word for w in estimated) == text
+    assert estimated[0].start == segment.start and abs(estimated[-1].end - segment.end) < 1e-9
+    assert all(a.end == b.start for a, b in zip(estimated, estimated[1:]))
+    pieces = turns.split(segment, found)
+    assert "".join(p.text for p, _ in pieces) == text and all(p.words is None for p, _ in pieces)
+    assert all(a[1] != b[1] for a, b in zip(pieces, pieces[1:]))
+
+
 def test_labels_follow_first_speech_and_known_voices_take_their_names():
     found = [Turn(0, 1, 7), Turn(1, 2, 3), Turn(2, 3, 5), Turn(3, 4, 3)]
     words = [Word(f" w{i}", i + 0.2, i + 0.8, 0.9) for i in range(4)]
