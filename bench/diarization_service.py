@@ -65,7 +65,7 @@ def overhead_rows(server: Server, directory: Path) -> list[str]:
         f"| {minutes:.1f}-minute conversation, 4 voices | seconds | vs json |",
         "|---|---|---|",
         f"| json | {json_seconds:.1f} | |",
-        f"| diarized_json (word times + speakers) | {diarized_seconds:.1f} "
+        f"| diarized_json (speakers, no word timestamps) | {diarized_seconds:.1f} "
         f"| +{diarized_seconds / json_seconds - 1:.0%} |",
         f"| of which the diarize stage (embed, cluster, label) | {diarize:.1f} "
         f"| +{diarize / json_seconds:.0%} |",
