@@ -47,16 +47,19 @@ RUN --mount=type=secret,id=ca,required=false \
 FROM system AS pins
 COPY pyproject.toml deploy/pins.py /tmp/pins/
 RUN python /tmp/pins/pins.py /tmp/pins/pyproject.toml faster > /tmp/pins/requirements.txt \
-    && python /tmp/pins/pins.py --extras-only /tmp/pins/pyproject.toml cuda12 > /tmp/pins/cuda12.txt
+    && python /tmp/pins/pins.py --extras-only /tmp/pins/pyproject.toml cuda12 > /tmp/pins/cuda12.txt \
+    && python /tmp/pins/pins.py --extras-only /tmp/pins/pyproject.toml nodeps > /tmp/pins/nodeps.txt
 
 # Dependencies first (the big, rarely changing layers). The checks fail the build, not the first request,
 # when a library is missing.
 FROM system
-COPY --from=pins /tmp/pins/requirements.txt /tmp/pins/cuda12.txt /tmp/pins/
+COPY --from=pins /tmp/pins/requirements.txt /tmp/pins/cuda12.txt /tmp/pins/nodeps.txt /tmp/pins/
 RUN --mount=type=secret,id=ca,required=false \
     if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
     && pip install -r /tmp/pins/requirements.txt \
     && pip install --target /opt/cuda12 -r /tmp/pins/cuda12.txt \
+    && pip install --no-deps -r /tmp/pins/nodeps.txt \
+    && python -c "import resemblyzer, sklearn" \
     && python -c "import torch, sys; sys.exit(not (torch.version.cuda or '').startswith('13.'))" \
     && python -c "import ctypes; ctypes.CDLL('libcublas.so.12'); ctypes.CDLL('libcublasLt.so.12')" \
     && rm -rf /tmp/pins

@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip setuptools wheel
 	$(BIN)/pip install -q -e '.[$(EXTRAS)]'
+	$(BIN)/pip install -q --no-deps $$($(BIN)/python deploy/pins.py --extras-only pyproject.toml nodeps)
 	@touch $@
 
 install: $(STAMP) ## Create .venv and install every Python dependency (idempotent).
@@ -77,6 +78,10 @@ bench-peer: $(STAMP) ## The peer server's own venv, build/peer-server/ (bench-sp
 
 bench-gpu: ## bench-speech's workloads on a CUDA GPU, large-v3-turbo dims, random weights, offline -> docs/benchmarks-gpu.md.
 	PYTHON=$(BIN)/python bench/gpu.sh $(GPU_ARGS)
+
+.PHONY: bench-diarization
+bench-diarization: $(STAMP) ## Speakers: DER, speaker count, WER, CPU overhead on espeak-ng conversations -> docs/accuracy.md (DIARIZATION_ARGS="--quick").
+	$(BIN)/python -m bench.diarization $(DIARIZATION_ARGS)
 
 bench-container: image-test ## The image against make run on one long real-speech file (docs/benchmarks-container.md).
 	$(BIN)/python -m bench.container $(CONTAINER_ARGS)

@@ -67,6 +67,8 @@ def segment_dict(index: int, s: Segment, *, words: bool = False) -> dict:
         "compression_ratio": float(s.compression_ratio),
         "no_speech_prob": float(s.no_speech_prob),
     }
+    if s.speaker is not None:
+        out["speaker"] = s.speaker
     if words and s.words is not None:
         out["words"] = [
             {
@@ -74,6 +76,7 @@ def segment_dict(index: int, s: Segment, *, words: bool = False) -> dict:
                 "start": round(w.start, 3),
                 "end": round(w.end, 3),
                 "probability": round(float(w.probability), 4),
+                **({"speaker": w.speaker} if w.speaker is not None else {}),
             }
             for w in s.words
         ]
@@ -106,13 +109,37 @@ def to_verbose_json(
     return json.dumps(body, ensure_ascii=False), JSON
 
 
+def diarized_segment(index: int, s: Segment) -> dict:
+    """A segment as OpenAI's TranscriptionDiarizedSegment (and the stream's transcript.text.segment)."""
+    return {
+        "type": "transcript.text.segment",
+        "id": f"seg_{index}",
+        "start": round(s.start, 3),
+        "end": round(s.end, 3),
+        "speaker": s.speaker or "A",
+        "text": s.text.strip(),
+    }
+
+
+def to_diarized_json(t: Transcript, **_) -> tuple[str, str]:
+    """OpenAI's diarized_json (TranscriptionDiarized): segments with speakers, duration usage."""
+    body = {
+        "task": "transcribe",
+        "duration": round(t.duration, 3),
+        "text": t.text,
+        "segments": [diarized_segment(i, s) for i, s in enumerate(s for s in t.segments if s.text.strip())],
+        "usage": usage(t),
+    }
+    return json.dumps(body, ensure_ascii=False), JSON
+
+
 def to_text(t: Transcript, **_) -> tuple[str, str]:
     return t.text + "\n", "text/plain; charset=utf-8"
 
 
 def to_txt(t: Transcript, **_) -> tuple[str, str]:
     """whisper-asr-webservice's txt: one line per segment."""
-    return "".join(f"{text}\n" for _, _, text in cues(t)), "text/plain; charset=utf-8"
+    return "".join(f"{text}\n" for _, _, text in cues(t, "brackets")), "text/plain; charset=utf-8"
 
 
 def clock(seconds: float, separator: str, always_hours: bool = True) -> str:
@@ -131,13 +158,21 @@ def cue_text(text: str) -> str:
     return re.sub(r"-{2,}>", "->", text)  # not str.replace: "--->" would become "-->" again
 
 
-def cues(t: Transcript) -> list[tuple[float, float, str]]:
-    """Non-empty segments with monotonic, non-negative times."""
+def cues(t: Transcript, speakers: str = "") -> list[tuple[float, float, str]]:
+    """Non-empty segments with monotonic, non-negative times; a diarized segment's text with its speaker in
+    the style asked for: "brackets" ("[A] text", as whisper-asr-webservice's whisperx engine writes srt) or
+    "voice" (a WebVTT voice span, "<v A>text")."""
     out, last = [], 0.0
     for s in t.segments:
         text = cue_text(s.text)
         if not text:
             continue
+        if s.speaker is not None and speakers:
+            text = (
+                f"[{cue_text(s.speaker)}] {text}"
+                if speakers == "brackets"
+                else f"<v {voice(s.speaker)}>{text}"
+            )
         start = max(float(s.start), last)
         end = max(float(s.end), start)
         out.append((start, end, text))
@@ -145,15 +180,21 @@ def cues(t: Transcript) -> list[tuple[float, float, str]]:
     return out
 
 
+def voice(name: str) -> str:
+    """A speaker's name as a WebVTT voice annotation: one line, no markup characters."""
+    return re.sub(r"[<>&]", "", cue_text(name)) or "?"
+
+
 def to_srt(t: Transcript, **_) -> tuple[str, str]:
     blocks = [
-        f"{i}\n{clock(a, ',')} --> {clock(b, ',')}\n{text}\n" for i, (a, b, text) in enumerate(cues(t), 1)
+        f"{i}\n{clock(a, ',')} --> {clock(b, ',')}\n{text}\n"
+        for i, (a, b, text) in enumerate(cues(t, "brackets"), 1)
     ]
     return "\n".join(blocks), "application/x-subrip; charset=utf-8"
 
 
 def to_vtt(t: Transcript, **_) -> tuple[str, str]:
-    blocks = [f"{clock(a, '.')} --> {clock(b, '.')}\n{text}\n" for a, b, text in cues(t)]
+    blocks = [f"{clock(a, '.')} --> {clock(b, '.')}\n{text}\n" for a, b, text in cues(t, "voice")]
     return "WEBVTT\n\n" + "\n".join(blocks), "text/vtt; charset=utf-8"
 
 
@@ -175,6 +216,7 @@ def to_asr_json(t: Transcript, **_) -> tuple[str, str]:
 WRITERS = {
     "json": to_json,
     "verbose_json": to_verbose_json,
+    "diarized_json": to_diarized_json,
     "text": to_text,
     "txt": to_txt,
     "srt": to_srt,

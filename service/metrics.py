@@ -35,7 +35,7 @@ REQUEST_DURATION = Histogram(
 )
 STAGE_DURATION = Histogram(
     "whisper_stage_duration_seconds",
-    "Time per request spent in each stage: queue_wait, audio_decode, inference, render.",
+    "Time per request spent in each stage: queue_wait, audio_decode, inference, diarize, render.",
     ("stage", *MODEL),
     buckets=DURATION_BUCKETS,
 )

@@ -17,6 +17,7 @@ class Word:
     start: float  # seconds
     end: float
     probability: float
+    speaker: str | None = None  # "A", "B", ... or a known speaker's name, when diarized
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class Segment:
     no_speech_prob: float = 0.0
     seek: int = 0  # mel frame (10 ms) where its window starts
     logprobs: tuple[tuple[str, float], ...] | None = None  # (token text, log-probability) when asked for
+    speaker: str | None = None  # "A", "B", ... or a known speaker's name, when diarized (service/speakers)
 
 
 @dataclass(frozen=True)

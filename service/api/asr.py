@@ -60,6 +60,8 @@ def asr():
     )
     job = pipeline.submit(_audio(query.encode), query.job_options())
     transcript = pipeline.wait(job)
+    if query.hints():
+        transcript = pipeline.diarized(job, transcript, query.hints())
     output = "asr_json" if query.output == "json" else query.output
     body, content_type = pipeline.rendered(lambda: render(output, transcript))
     headers = {

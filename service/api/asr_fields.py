@@ -7,6 +7,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
 from ..batching.job import FALLBACK_TEMPERATURES, JobOptions
+from ..errors import InvalidRequest
+from ..speakers import Hints
+from ..speakers.clustering import MAX_SPEAKERS
 from .fields import (
     ASR_OUTPUTS,
     INITIAL_PROMPT_MAX_CHARS,
@@ -35,11 +38,21 @@ class AsrQuery(BaseModel):
     )
     word_timestamps: FormBool = Field(False, description="Word-level timestamps (json output).")
     output: Literal[ASR_OUTPUTS] = Field("txt", description="txt: one line per segment.")
+    # whisper-asr-webservice's whisperx engine's speaker parameters (service/speakers does the work)
+    diarize: FormBool = Field(False, description="Label speakers ([A] in txt/srt, <v A> in vtt, json).")
+    min_speakers: int | None = Field(None, ge=1, le=MAX_SPEAKERS, description="With diarize: at least.")
+    max_speakers: int | None = Field(None, ge=1, le=MAX_SPEAKERS, description="With diarize: at most.")
 
     @model_validator(mode="after")
     def _model_can(self, info: ValidationInfo) -> AsrQuery:
         check_model_can(self.task, self.language, info, task_param="task")
+        if self.min_speakers and self.max_speakers and self.min_speakers > self.max_speakers:
+            raise InvalidRequest("min_speakers is larger than max_speakers.", param="min_speakers")
         return self
+
+    def hints(self) -> Hints | None:
+        """What the diarizer is told; None without diarize=true."""
+        return Hints(self.min_speakers or 1, self.max_speakers) if self.diarize else None
 
     def job_options(self) -> JobOptions:
         """What the decoder is asked to do; vad_filter unset (None) is the server's VAD."""
@@ -51,7 +64,7 @@ class AsrQuery(BaseModel):
             prompt_first_window_only=True,
             word_timestamps=self.word_timestamps,
             vad=self.vad_filter,
-            timestamps=self.output not in UNTIMED_OUTPUTS or self.word_timestamps,
+            timestamps=self.output not in UNTIMED_OUTPUTS or self.word_timestamps or self.diarize,
         )
 
 

@@ -19,8 +19,9 @@ from pydantic import BaseModel, BeforeValidator, Field, ValidationError, Validat
 from ..errors import InvalidRequest
 from ..languages import LANGUAGES, language_code
 
-OPENAI_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
-STREAMING_FORMATS = ("json", "text", "verbose_json")  # verbose_json: an extension, events with times
+OPENAI_FORMATS = ("json", "text", "srt", "verbose_json", "vtt", "diarized_json")
+TRANSLATION_FORMATS = OPENAI_FORMATS[:-1]  # a translation has no speakers
+STREAMING_FORMATS = ("json", "text", "verbose_json", "diarized_json")  # verbose_json: an extension
 ASR_OUTPUTS = ("txt", "vtt", "srt", "tsv", "json")
 # responses that carry no times: decoded without timestamp tokens (UNTIMED_DECODING, docs/performance.md)
 UNTIMED_FORMATS = ("json", "text")  # OpenAI's; whisper-asr-webservice's: txt
@@ -43,10 +44,7 @@ Keyword = Annotated[str, Field(min_length=1, max_length=KEYWORD_MAX_CHARS)]
 
 FILE_PARTS = ("file", "audio_file")
 # fields OpenAI has that Whisper cannot honour, with the reason given in the 400
-UNSUPPORTED = {
-    "known_speaker_names": "Speaker diarization is not supported: Whisper does not label speakers.",
-    "known_speaker_references": "Speaker diarization is not supported: Whisper does not label speakers.",
-}
+UNSUPPORTED: dict[str, str] = {}  # known_speaker_* moved to speaker_fields.py (#33)
 
 
 def check_model_can(task: str, language: str | None, info: ValidationInfo, task_param: str) -> None:

@@ -12,10 +12,10 @@ import time
 
 from flask import Blueprint, Response, request, stream_with_context
 
-from .. import formats
+from .. import formats, speakers
 from ..errors import APIError, NotFound
 from ..formats import render
-from . import fields, openai_fields, pipeline
+from . import fields, openai_fields, pipeline, speaker_fields
 
 bp = Blueprint("openai", __name__, url_prefix="/v1")
 
@@ -58,11 +58,17 @@ def _handle(form_model: type[openai_fields.TranslationForm]):
     """Validate every field before the upload is decoded, so bad requests fail fast and cheap."""
     context = {"models": model_ids(), "multilingual": pipeline.scheduler().engine.is_multilingual}
     form = fields.parse(form_model, request.form, context)
+    hints = _speaker_hints(form)
     options = form.job_options()
-    job = pipeline.submit(pipeline.decode_upload("file"), options)
+    audio = pipeline.decode_upload("file")
+    if hints:
+        speaker_fields.check_length(form, audio)
+    job = pipeline.submit(audio, options)
     if form.stream:
-        return _sse(job, form)
+        return _sse(job, form, hints)
     transcript = pipeline.wait(job)
+    if hints:
+        transcript = pipeline.diarized(job, transcript, hints)
     body, content_type = pipeline.rendered(
         lambda: render(
             form.response_format,
@@ -76,7 +82,16 @@ def _handle(form_model: type[openai_fields.TranslationForm]):
     return Response(body, content_type=content_type)
 
 
-def _sse(job, form: openai_fields.TranslationForm) -> Response:
+def _speaker_hints(form) -> speakers.Hints | None:
+    """A diarized request's hints, known speakers' clips decoded and embedded (400 for a bad one) before
+    the upload is; None when no speakers are asked for."""
+    if not getattr(form, "diarized", False):
+        return None
+    cfg = pipeline.settings()
+    return form.hints(speaker_fields.reference_voices(form, cfg.tmp_dir, cfg.ffmpeg_timeout))
+
+
+def _sse(job, form: openai_fields.TranslationForm, hints: speakers.Hints | None = None) -> Response:
     """Server-Sent Events in the client's stream types: a transcript.text.delta per finished segment, then
     transcript.text.done with the whole text and token usage; an error event if the job fails midway.
 
@@ -86,6 +101,9 @@ def _sse(job, form: openai_fields.TranslationForm) -> Response:
     types do not declare are kept by the client, never refused."""
 
     def events():
+        if hints:
+            yield from _diarized_events(job, form, hints)
+            return
         sent = 0
         try:
             for index in pipeline.stream_events(job):
@@ -100,6 +118,24 @@ def _sse(job, form: openai_fields.TranslationForm) -> Response:
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return Response(stream_with_context(events()), mimetype="text/event-stream", headers=headers)
+
+
+def _diarized_events(job, form, hints: speakers.Hints):
+    """Speakers need the whole file: once it is decoded and diarized, diarized_json sends each segment as a
+    transcript.text.segment event (other formats their deltas), then transcript.text.done."""
+    try:
+        for _ in pipeline.stream_events(job):
+            pass
+        transcript = pipeline.diarized(job, pipeline.finished(job), hints)
+    except APIError as error:
+        yield _event({"type": "error", **error.body()})
+        return
+    for number, segment in enumerate(s for s in transcript.segments if s.text.strip()):
+        if form.response_format == "diarized_json":
+            yield _event(formats.diarized_segment(number, segment))
+        else:
+            yield _event(_delta(number, segment, form))
+    yield _event(_done(transcript, form))
 
 
 def _delta(number: int, segment, form: openai_fields.TranslationForm) -> dict:

@@ -29,12 +29,14 @@ from .fields import (
     OPENAI_FORMATS,
     PROMPT_MAX_CHARS,
     STREAMING_FORMATS,
+    TRANSLATION_FORMATS,
     UNTIMED_FORMATS,
     FormBool,
     Keyword,
     Language,
     check_model_can,
 )
+from .speaker_fields import SpeakerFields
 
 
 # -- OpenAI's chunking_strategy -> VAD ---------------------------------------------------------------------
@@ -77,7 +79,9 @@ class TranslationForm(Request):
 
     model: str | None = Field(None, description="The loaded model or one of its aliases (GET /v1/models).")
     prompt: str | None = Field(None, max_length=PROMPT_MAX_CHARS, description="Conditions every window.")
-    response_format: Literal[OPENAI_FORMATS] = Field("json", description="How the transcript comes back.")
+    response_format: Literal[TRANSLATION_FORMATS] = Field(
+        "json", description="How the transcript comes back."
+    )
     temperature: float = Field(0.0, ge=0, le=1, description="0: openai-whisper's fallback ladder 0 ... 1.0.")
     stream: FormBool = Field(False, description="Server-Sent Events (json, text; verbose_json adds times).")
     chunking_strategy: ChunkingStrategy | None = Field(
@@ -129,7 +133,7 @@ class TranslationForm(Request):
     def _no_diarization(cls, value: object) -> object:
         if value == "diarized_json":
             raise PydanticCustomError(
-                "unsupported_value", "diarized_json needs speaker diarization, which Whisper does not do"
+                "unsupported_value", "diarized_json is for transcriptions: a translation has no speakers"
             )
         return value
 
@@ -203,8 +207,9 @@ class TranslationForm(Request):
         return False
 
 
-class TranscriptionForm(TranslationForm):
-    """POST /v1/audio/transcriptions: the translation fields plus those of OpenAI's newer models."""
+class TranscriptionForm(SpeakerFields, TranslationForm):
+    """POST /v1/audio/transcriptions: the translation fields plus those of OpenAI's newer models and the
+    speaker fields (speaker_fields.py)."""
 
     languages: list[Language] = Field(
         [],
@@ -219,7 +224,14 @@ class TranscriptionForm(TranslationForm):
         [], alias="include[]", max_length=1, description="logprobs: each token's log-probability (json)."
     )
 
+    response_format: Literal[OPENAI_FORMATS] = Field("json", description="How the transcript comes back.")
+
     task: typing.ClassVar[str] = "transcribe"
+
+    @field_validator("response_format", mode="before")
+    @classmethod
+    def _no_diarization(cls, value: object) -> object:
+        return value  # a transcription may be diarized
 
     @model_validator(mode="after")
     def _transcription_rules(self, info: ValidationInfo) -> TranscriptionForm:
@@ -234,6 +246,8 @@ class TranscriptionForm(TranslationForm):
         options = super().job_options()
         if self.languages and not self.language:
             options = replace(options, language=self.languages[0])
+        if self.diarized:  # segments' times place their words (turns.estimated_words; docs/accuracy.md)
+            options = replace(options, timestamps=True)
         return options
 
     @property

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 from flask import current_app, g, request
 
-from .. import metrics
+from .. import metrics, speakers
 from ..audio import SAMPLE_RATE
 from ..batching.job import Job, JobOptions, with_server_defaults
 from ..batching.scheduler import Scheduler
@@ -131,6 +131,14 @@ def finished(job: Job) -> Transcript:
     metrics.AUDIO_DURATION.labels(**labels()).observe(job.duration)
     metrics.REAL_TIME_FACTOR.labels(**labels()).observe(job.inference_seconds / max(job.duration, 1e-3))
     return job.transcript()
+
+
+def diarized(job: Job, transcript: Transcript, hints: speakers.Hints) -> Transcript:
+    """The transcript with speakers (service/speakers), timed as the `diarize` stage."""
+    began = time.monotonic()
+    labelled = speakers.diarize(transcript, job.audio, hints)
+    observe_stage("diarize", time.monotonic() - began)
+    return labelled
 
 
 def segments_through(job: Job, index: int) -> list[Segment]:

@@ -35,14 +35,15 @@ DECODE_MODES = ("batched", "sequential")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 COMPUTE_TYPES = ("default", "float16", "int8_float16", "int8", "int8_float32", "float32", "bfloat16")
 MAX_BEAM_SIZE = 16  # the widest beam a request (api/openai_fields.py) or BEAM_SIZE may ask for
-# OpenAI's transcription model names (openai 3.57's types/audio_model.py AudioModel, less the diarizing model,
-# which would promise speaker labels): clients that hard-code one of them reach the loaded model
+# OpenAI's transcription model names (openai 3.63's types/audio_model.py AudioModel; the diarizing model's
+# speakers come from service/speakers): clients that hard-code one of them reach the loaded model
 OPENAI_AUDIO_MODELS = (
     "whisper-1",
     "gpt-4o-transcribe",
     "gpt-4o-mini-transcribe",
     "gpt-4o-mini-transcribe-2025-12-15",
     "gpt-transcribe",
+    "gpt-4o-transcribe-diarize",
 )
 
 

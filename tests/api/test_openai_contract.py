@@ -313,10 +313,9 @@ def test_keywords_and_languages_are_accepted(client, audio_dir):
 @pytest.mark.parametrize(
     ("form", "param", "code"),
     [
-        ({"known_speaker_names[]": "agent"}, "known_speaker_names[]", "unsupported_parameter"),
-        ({"known_speaker_references[]": "data:audio/wav;base64,AAAA"}, "known_speaker_references[]",
-         "unsupported_parameter"),
-        ({"response_format": "diarized_json"}, "response_format", "unsupported_value"),
+        # known speakers without speaker labels asked for (diarized_json or diarize=true): tests/speakers
+        ({"known_speaker_names[]": "agent"}, "known_speaker_names[]", None),
+        ({"known_speaker_references[]": "data:audio/wav;base64,AAAA"}, "known_speaker_references[]", None),
         ({"speaker_count": "2"}, "speaker_count", "unsupported_parameter"),
         ({"languages[]": ["en", "de"]}, "languages[]", None),
     ],

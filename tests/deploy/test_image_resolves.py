@@ -57,6 +57,8 @@ def requirement_sets() -> dict[str, list[str]]:
             files[words[-1]] = pins_output(args)
         elif words[:2] == ["pip", "install"]:
             target = words[words.index("--target") + 1] if "--target" in words else "venv"
+            if "--no-deps" in words:  # pyproject's `nodeps` extra: installed as is, never resolved (#33)
+                target += " --no-deps"
             sets[target] = files[words[words.index("-r") + 1]]
     return sets
 
@@ -75,6 +77,8 @@ def resolved(tmp_path_factory) -> dict[str, dict[str, dict]]:
     pypi.build_sdist_wheels([r for r in sets["venv"] if r.startswith("openai-whisper==")], wheels)
     answer = {}
     for target, requirements in sets.items():
+        if target.endswith("--no-deps"):
+            continue
         report_file = tmp / f"{target.strip('/').replace('/', '-')}.json"
         report = pypi.resolve(requirements, python_version(), report_file, wheels)
         dists = pypi.installed(report)
@@ -83,6 +87,15 @@ def resolved(tmp_path_factory) -> dict[str, dict[str, dict]]:
                 dist["files"] = pypi.wheel_files(dist["url"])
         answer[target] = dists
     return answer
+
+
+def test_resemblyzer_is_installed_without_its_sdist_only_dependency():
+    """resemblyzer goes in with --no-deps (pyproject's `nodeps` comment says why); what it really needs is
+    in the resolved venv set, webrtcvad as the webrtcvad-wheels wheel."""
+    sets = requirement_sets()
+    assert sets["venv --no-deps"] == ["resemblyzer==0.1.4"]
+    names = {r.split("==")[0] for r in sets["venv"]}
+    assert {"librosa", "scipy", "numpy", "torch", "webrtcvad-wheels"} <= names and "webrtcvad" not in names
 
 
 def owner_of(dists: dict[str, dict], path: str) -> str | None:

@@ -41,15 +41,17 @@ function cueText(text) {
   return text.replace(LINE_BREAKS, " ").replace(EDGE_SPACE, "").replace(/-{2,}>/g, "->");
 }
 
-function cues(segments) {
+function cues(segments, voices = false) {
   const out = [];
   let last = 0;
   for (const segment of segments) {
     const text = cueText(segment.text);
     if (!text) continue;
+    const who = segment.speaker && cueText(segment.speaker); // diarize=true: as the server's srt and vtt
+    const said = !who ? text : voices ? `<v ${who.replace(/[<>&]/g, "") || "?"}>${text}` : `[${who}] ${text}`;
     const start = Math.max(Number(segment.start), last);
     const end = Math.max(Number(segment.end), start);
-    out.push([start, end, text]);
+    out.push([start, end, said]);
     last = end;
   }
   return out;
@@ -64,7 +66,7 @@ const WRITERS = {
       .join("\n"),
   vtt: (result) =>
     "WEBVTT\n\n" +
-    cues(result.segments)
+    cues(result.segments, true)
       .map(([a, b, text]) => `${clock(a, ".")} --> ${clock(b, ".")}\n${text}\n`)
       .join("\n"),
 };
@@ -141,7 +143,9 @@ async function readStream(response, onEvent) {
 }
 
 async function streamTranscript(task, signal) {
-  const response = await post(task, { stream: "true", response_format: "verbose_json" }, signal);
+  const fields = { stream: "true", response_format: "verbose_json" };
+  if (task === "transcribe" && $("speakers").checked) fields.diarize = "true"; // speakers: docs/api.md
+  const response = await post(task, fields, signal);
   setState("streaming");
   let done = null;
   let parts = 0;
@@ -254,7 +258,7 @@ function setState(name) {
   const busy = ["uploading", "streaming"].includes(name);
   $("go").disabled = busy || Boolean(state.recorder);
   $("cancel").hidden = !busy;
-  for (const id of ["file", "task", "format", "key", "record"]) $(id).disabled = busy;
+  for (const id of ["file", "task", "format", "key", "record", "speakers"]) $(id).disabled = busy;
   $("language").disabled = busy || $("task").value === "translate"; // translations: any language to English
 }
 
@@ -291,7 +295,8 @@ function showResult(result, task, seconds) {
   list.replaceChildren();
   for (const segment of result.segments || []) {
     const text = segment.text.trim();
-    if (text) list.append(segmentItem(`${minutes(segment.start)} – ${minutes(segment.end)}`, text, "segment"));
+    const who = segment.speaker ? ` · ${segment.speaker}` : "";
+    if (text) list.append(segmentItem(`${minutes(segment.start)} – ${minutes(segment.end)}${who}`, text, "segment"));
   }
   if (!list.children.length) list.append(segmentItem("", "No speech found in this file.", "empty"));
   const chosen = task === "transcribe" && $("language").value;
