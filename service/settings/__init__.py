@@ -47,7 +47,7 @@ OPENAI_AUDIO_MODELS = (
 
 
 MODEL_DIR = str(Path.home() / ".cache" / "whisper")  # openai-whisper's and faster-whisper's default
-ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - in a container; the host publishes it on its loopback
+LOOPBACK = "127.0.0.1"  # make run: only this machine; the image sets API_HOST and METRICS_HOST to 0.0.0.0
 _PER_DEVICE = "16 on cuda, 8 on cpu (faster-whisper on cpu: 1)"
 
 
@@ -81,15 +81,21 @@ class Settings:
     warmup: bool = knob("WARMUP", True, boolean, "One inference at start, before /readyz turns 200.")
 
     # http
+    api_host: str = knob(
+        "API_HOST",
+        LOOPBACK,
+        text,
+        "Address the API listens on; 0.0.0.0 for every interface (the image sets it: its port is published).",
+    )
     port: int = knob("PORT", 5000, tcp_port, "The API's TCP port.")
     metrics_port: int = knob(
         "METRICS_PORT", 9101, tcp_port, "Prometheus /metrics, served by the gunicorn master; 0: off."
     )
     metrics_host: str = knob(
         "METRICS_HOST",
-        ALL_INTERFACES,
+        LOOPBACK,
         text,
-        "Address /metrics listens on; publish it as 127.0.0.1:9101 on the host.",
+        "Address /metrics listens on; the image sets 0.0.0.0, published as 127.0.0.1:9101 on the host.",
     )
     api_keys: tuple[str, ...] = knob(
         "API_KEYS",
@@ -129,6 +135,12 @@ class Settings:
     )
     ffmpeg_timeout: float = knob(
         "FFMPEG_TIMEOUT", 120.0, number(float, 1, "120"), "Seconds one decode may take."
+    )
+    decode_slots: int = knob(
+        "DECODE_SLOTS",
+        4,
+        number(int, 1, "4"),
+        "ffmpeg decodes at once per worker; more wait (503 after FFMPEG_TIMEOUT).",
     )
     tmp_dir: str = knob(
         "TMPDIR",
