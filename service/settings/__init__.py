@@ -81,22 +81,12 @@ class Settings:
     warmup: bool = knob("WARMUP", True, boolean, "One inference at start, before /readyz turns 200.")
 
     # http
-    api_host: str = knob(
-        "API_HOST",
-        LOOPBACK,
-        text,
-        "Address the API listens on; 0.0.0.0 for every interface (the image sets it: its port is published).",
-    )
+    api_host: str = knob("API_HOST", LOOPBACK, text, "Address of the API; 0.0.0.0: every interface.")
     port: int = knob("PORT", 5000, tcp_port, "The API's TCP port.")
     metrics_port: int = knob(
         "METRICS_PORT", 9101, tcp_port, "Prometheus /metrics, served by the gunicorn master; 0: off."
     )
-    metrics_host: str = knob(
-        "METRICS_HOST",
-        LOOPBACK,
-        text,
-        "Address /metrics listens on; the image sets 0.0.0.0, published as 127.0.0.1:9101 on the host.",
-    )
+    metrics_host: str = knob("METRICS_HOST", LOOPBACK, text, "Address of /metrics; 0.0.0.0: every interface.")
     api_keys: tuple[str, ...] = knob(
         "API_KEYS",
         (),
@@ -136,12 +126,7 @@ class Settings:
     ffmpeg_timeout: float = knob(
         "FFMPEG_TIMEOUT", 120.0, number(float, 1, "120"), "Seconds one decode may take."
     )
-    decode_slots: int = knob(
-        "DECODE_SLOTS",
-        4,
-        number(int, 1, "4"),
-        "ffmpeg decodes at once per worker; more wait (503 after FFMPEG_TIMEOUT).",
-    )
+    decode_slots: int = knob("DECODE_SLOTS", 4, number(int, 1, "4"), "ffmpeg decodes at once per worker.")
     tmp_dir: str = knob(
         "TMPDIR",
         tempfile.gettempdir(),
