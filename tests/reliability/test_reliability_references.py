@@ -4,7 +4,9 @@ sequences): each is refused with 400 `invalid_audio`, and the file it points at 
 The server's TMPDIR holds a `planted/` folder (speech, an MPEG-TS and an m4a of it, a PNG, an inner concat
 list), made by the test. inotify watches that folder while each upload is served: an open or a read of any
 planted file is the trace the test looks for. Before ffmpeg was locked down (service/intake/ffmpeg.py), the
-hls, dash, concat and ffconcat uploads were decoded from the planted files and answered 200.
+hls, dash, concat and ffconcat uploads were decoded from the planted files and answered 200. An m4a whose
+track refers to a planted file (a `dref` alias) is followed only with the mov demuxer's `enable_drefs`,
+off by default: the control test shows the reference is real.
 """
 
 from __future__ import annotations
@@ -79,6 +81,47 @@ def planted(request, checkpoint, tmp_path_factory, audio_dir):
     assert not server.tracebacks(), server.tracebacks()
 
 
+MP4_CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"dinf"}  # the boxes on the way to `dref`
+
+
+def alias_dref(path: bytes) -> bytes:
+    """A `dref` box whose one entry is a Macintosh alias to `path` (not self-contained): the track's samples
+    live in that file. Field layout as libavformat/mov.c's mov_read_dref reads it; nlvl_from=1, nlvl_to=2
+    resolve the last two components of `path` against the upload's own folder."""
+    name = b"speech.m4a"
+    record = bytes(10) + bytes(1) + bytes(27) + bytes(12) + bytes([len(name)]) + name.ljust(63, b"\0")
+    record += bytes(16) + struct.pack(">HH", 1, 2) + bytes(16)
+    record += struct.pack(">hH", 2, len(path)) + path + bytes(len(path) % 2) + struct.pack(">hH", -1, 0)
+    entry = b"alis" + bytes(4) + record
+    body = b"dref" + struct.pack(">II", 0, 1) + struct.pack(">I", 4 + len(entry)) + entry
+    return struct.pack(">I", 4 + len(body)) + body
+
+
+def find_dref(data: bytes, start: int, end: int, parents: list[int]):
+    """(offsets of the enclosing boxes, offset and size of the dref box), or None."""
+    pos = start
+    while pos + 8 <= end:
+        size, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        if kind == b"dref":
+            return parents, pos, size
+        if kind in MP4_CONTAINERS and (found := find_dref(data, pos + 8, pos + size, [*parents, pos])):
+            return found
+        pos += max(size, 8)
+    return None
+
+
+def referencing_m4a(m4a: bytes, path: bytes) -> bytes:
+    """An m4a (index after the data, so no sample offset moves) whose track refers to another file."""
+    data = bytearray(m4a)
+    parents, pos, size = find_dref(data, 0, len(data), [])
+    new = alias_dref(path)
+    for parent in parents:
+        (old,) = struct.unpack(">I", data[parent : parent + 4])
+        data[parent : parent + 4] = struct.pack(">I", old + len(new) - size)
+    data[pos : pos + size] = new
+    return bytes(data)
+
+
 def uploads(folder) -> dict[str, bytes]:
     """Each demuxer family that can refer to another file, pointing at a planted one."""
     dash = (
@@ -96,6 +139,7 @@ def uploads(folder) -> dict[str, bytes]:
         "ffconcat": b"ffconcat version 1.0\nfile planted/speech.wav\n",
         "concat-nested": b"ffconcat version 1.0\nfile planted/inner.ffconcat\n",
         "image2": b"ffconcat version 1.0\nfile planted/img-001.png\n",
+        "mov-reference": referencing_m4a((folder / "speech.m4a").read_bytes(), b"/x/planted/speech.m4a"),
     }
 
 
@@ -107,17 +151,43 @@ FACES = {
 
 
 @pytest.mark.parametrize("face", sorted(FACES))
-@pytest.mark.parametrize("family", ["hls", "dash", "ffconcat", "concat-nested", "image2"])
+@pytest.mark.parametrize("family", ["hls", "dash", "ffconcat", "concat-nested", "image2", "mov-reference"])
 def test_an_upload_pointing_at_a_server_file_is_refused_unread(planted, family, face):
     server, folder, watch = planted
     path, field = FACES[face]
+    body = uploads(folder)[family]  # (reads a planted file for mov-reference)
     watch.names()  # forget anything before this request
-    body = uploads(folder)[family]
     resp = requests.post(server.url + path, files={field: ("upload.wav", body)}, timeout=60)
-    assert_error(resp, 400, "invalid_audio")
+    # the mov demuxer is a container demuxer: it opens the upload, skips the external track, finds no audio
+    codes = ("invalid_audio", "empty_audio") if family == "mov-reference" else ("invalid_audio",)
+    assert assert_error(resp, 400)["code"] in codes, resp.text
     assert "planted" not in resp.text and str(folder) not in resp.text
     assert watch.names() == set(), f"ffmpeg opened planted files for {family}"
     assert ready(server)
+
+
+def test_the_mov_reference_is_real_when_ffmpeg_is_allowed_to_follow_it(planted):
+    """The crafted m4a does refer to the planted file: ffmpeg with `-enable_drefs 1` opens it."""
+    _, folder, watch = planted
+    upload = folder.parent / "reference-control.m4a"
+    upload.write_bytes(uploads(folder)["mov-reference"])
+    watch.names()
+    cmd = [
+        "ffmpeg",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-enable_drefs",
+        "1",
+        "-i",
+        str(upload),
+        "-f",
+        "null",
+        "-",
+    ]
+    subprocess.run(cmd, capture_output=True, timeout=60, check=False)
+    upload.unlink()
+    assert "speech.m4a" in watch.names()
 
 
 def test_the_watch_sees_an_open(planted):
