@@ -129,7 +129,9 @@ class Decoder:
         if os.path.getsize(path) == 0:
             raise InvalidAudio("The uploaded file is empty.", param="file", code="empty_file")
         if not self.slots.acquire(timeout=self.timeout):
-            raise Unavailable("Too many uploads are being decoded; try again shortly.")
+            raise Unavailable(
+                "Too many uploads are being decoded; try again shortly.", code="decoders_busy", retry_after=5
+            )
         try:
             return self._decode(path)
         finally:
