@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from service.audio import SAMPLE_RATE
-from service.errors import AudioTooLong, InvalidAudio
+from service.errors import AudioTooLong, InvalidAudio, Unavailable
 from service.intake import ffmpeg as intake_ffmpeg
 from service.intake.ffmpeg import DEMUXERS, Decoder
 from tests.helpers import wait_for
@@ -104,3 +104,14 @@ def test_at_most_slots_decodes_run_at_once(monkeypatch, tmp_path):
     for t in threads:
         t.join(60)
     assert most[0] == 2 and inside[0] == 0
+
+
+def test_no_free_slot_within_the_timeout_is_503_with_retry_after(tmp_path):
+    path = tmp_path / "one"
+    path.write_bytes(b"x")
+    decoder = Decoder(1, 600, 1, str(tmp_path))
+    assert decoder.slots.acquire(timeout=1)  # the only slot, held: whatever the machine's speed
+    with pytest.raises(Unavailable) as caught:
+        decoder.decode(str(path))
+    assert caught.value.status == 503 and caught.value.code == "decoders_busy"
+    assert caught.value.retry_after == 5
