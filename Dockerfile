@@ -108,9 +108,14 @@ ARG WHISPER_BUILD=dev
 ENV WHISPER_BUILD=${WHISPER_BUILD}
 
 USER 10001:10001
+# The service listens on loopback by default (make run); in a container that would be unreachable, so the image
+# binds every interface of its own network namespace, and `fab deploy` and infra/startup.sh publish the ports
+# on the host's loopback only (docs/security.md).
+ENV API_HOST=0.0.0.0 \
+    METRICS_HOST=0.0.0.0
 # PORT, METRICS_PORT and GRACEFUL_TIMEOUT are the service's own defaults (service/settings) unless the env file
-# sets them, so the image repeats none of them: no ENV, and no EXPOSE (`fab deploy` and infra/startup.sh
-# publish the ports themselves). The healthcheck asks the settings for the port the server listens on.
+# sets them, so the image repeats none of them: no EXPOSE (`fab deploy` and infra/startup.sh publish the
+# ports themselves). The healthcheck asks the settings for the port the server listens on.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import urllib.request as u; from service.settings import from_env; u.urlopen(f'http://127.0.0.1:{from_env().port}/healthz', timeout=4)"]
 # gunicorn drains on SIGTERM for GRACEFUL_TIMEOUT s; `fab deploy` runs containers with

@@ -40,7 +40,7 @@ system-deps: ## Install the Debian packages the tests need (ffmpeg, sshd, promet
 	scripts/system-deps.sh test
 
 # ---------------------------------------------------------------- the service
-run: $(STAMP) ## Serve the API on PORT with gunicorn, as the container does (default model: embedded tiny.en).
+run: $(STAMP) ## Serve the API on 127.0.0.1:PORT with gunicorn (API_HOST opens it; default model: embedded tiny.en).
 	@scripts/system-deps.sh run
 	@model="$${WHISPER_MODEL:-$$($(BIN)/python -m tools.embedded "$${WHISPER_ENGINE:-}")}" || exit 2; \
 	  echo "serving WHISPER_MODEL=$$model"; \

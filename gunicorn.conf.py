@@ -41,7 +41,7 @@ def _gpu_count() -> int:
 gpus = _gpu_count() if settings.whisper_device != "cpu" else 0
 
 wsgi_app = "service:create_app()"
-bind = [f"0.0.0.0:{settings.port}"]
+bind = [f"{settings.api_host}:{settings.port}"]  # loopback unless API_HOST opens it (the image does)
 worker_class = "service.server.worker.GuardedThreadWorker"  # gthread, guarded: see service/server/worker.py
 workers = settings.workers or max(1, gpus)
 threads = settings.threads + settings.upload_slots  # bodies being read take at most UPLOAD_SLOTS of them

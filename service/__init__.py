@@ -37,7 +37,7 @@ def _flask_app(settings, scheduler):
 
     from . import errors, web
     from .api import asr, openai, openapi, pipeline
-    from .server import auth, probes, request_log
+    from .server import auth, headers, probes, request_log
     from .server.upload_limits import IntakeGuard
 
     app = Flask(__name__)
@@ -50,6 +50,7 @@ def _flask_app(settings, scheduler):
     app.extensions["scheduler"] = scheduler
     errors.register(app)
     request_log.register(app)
+    headers.register(app)
     auth.register(app)
     probes.register(app)
     app.add_url_rule("/openapi.json", "openapi", openapi.openapi_json)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import logging
 
-from flask import Flask, jsonify
+from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -128,9 +128,13 @@ def response(error: APIError):
     return resp
 
 
+FORM_PARTS_MAX = 1000  # werkzeug's default multipart parts limit (MAX_FORM_PARTS)
+FORM_FIELD_MAX_BYTES = 1024 * 1024  # a text field's limit (MAX_FORM_MEMORY_SIZE in create_app)
+
+
 def from_http_exception(exc: HTTPException) -> APIError:
     if exc.code == 413:
-        return PayloadTooLarge("The upload is larger than the server accepts (MAX_UPLOAD_MB).", param="file")
+        return too_large()
     if exc.code == 404:
         return NotFound("No such endpoint. See /openapi.json for what this server offers.")
     if exc.code == 405:
@@ -140,6 +144,20 @@ def from_http_exception(exc: HTTPException) -> APIError:
         error.status = exc.code
         return error
     return InternalError("The server failed to handle the request.")
+
+
+def too_large() -> PayloadTooLarge:
+    """413: the body over MAX_UPLOAD_MB (refused before it is read), or, within it, a form that werkzeug's
+    parser refused: a text field over 1 MiB or more than 1000 parts, which is no fault of `file`."""
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    length = request.content_length
+    if limit is None or length is None or length > limit:
+        return PayloadTooLarge("The upload is larger than the server accepts (MAX_UPLOAD_MB).", param="file")
+    return PayloadTooLarge(
+        f"A text field of the form is over {FORM_FIELD_MAX_BYTES // 1024} KiB, or the form has more than "
+        f"{FORM_PARTS_MAX} parts: send the audio in the file part and each option once.",
+        code="form_too_large",
+    )
 
 
 def register(app: Flask) -> None:

@@ -15,6 +15,7 @@ import typing
 from typing import Annotated, Any, Union
 
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError, ValidationInfo, WithJsonSchema
+from pydantic_core import PydanticCustomError
 
 from ..errors import InvalidRequest
 from ..languages import LANGUAGES, language_code
@@ -37,8 +38,22 @@ Language = Annotated[
     BeforeValidator(language_code),
     WithJsonSchema({"type": "string", "enum": ["auto", *sorted(LANGUAGES)]}),
 ]
+NAME_SHOWN_MAX = 64  # characters of a client's field name repeated in an error
+
+
+def true_or_false(value: object) -> object:
+    """Form and query booleans are the two words the API states (any case); not yes/on/1."""
+    if isinstance(value, str):
+        if value.lower() not in ("true", "false"):
+            raise PydanticCustomError("bool_parsing", "must be true or false")
+        return value.lower() == "true"
+    return value
+
+
 # form and query values are strings: declare booleans as the two spellings every client sends
-FormBool = Annotated[bool, WithJsonSchema({"type": "string", "enum": ["true", "false"]})]
+FormBool = Annotated[
+    bool, BeforeValidator(true_or_false), WithJsonSchema({"type": "string", "enum": ["true", "false"]})
+]
 Keyword = Annotated[str, Field(min_length=1, max_length=KEYWORD_MAX_CHARS)]
 
 
@@ -89,14 +104,14 @@ def parse(model: type[BaseModel], values, context: dict | None = None):
         if nested:
             data[wire] = nested
         elif raw is not None and raw != "":
-            data[wire] = raw
+            data[wire] = _unpadded(field, wire, raw)
     for key in values:
         base = key.removesuffix("[]").split("[")[0]
         if base in FILE_PARTS:  # sent as text instead of a file: the handler says the file is missing
             continue
         if base in UNSUPPORTED:
-            raise InvalidRequest(UNSUPPORTED[base], param=key, code="unsupported_parameter")
-        if base not in data and not _declared(model, base):
+            raise InvalidRequest(UNSUPPORTED[base], param=cut_name(key), code="unsupported_parameter")
+        if not _consumed(model, key):
             data[key] = values.get(key)
     try:
         return model.model_validate(data, context=context)
@@ -104,8 +119,40 @@ def parse(model: type[BaseModel], values, context: dict | None = None):
         raise _invalid(error.errors()[0]) from None
 
 
-def _declared(model, base: str) -> bool:
-    return any((f.alias or n).removesuffix("[]") == base for n, f in model.model_fields.items())
+def _consumed(model, key: str) -> bool:
+    """Whether `key` is a spelling parse() reads: a field's name, a list's `name[]` or `name`, an object's
+    `name[part]`. Anything else (`timestamp_granularities[0]`) is an unknown argument, not ignored."""
+    for name, field in model.model_fields.items():
+        wire = field.alias or name
+        base = wire.removesuffix("[]")
+        if key in (wire, base):
+            return True
+        if not _is_list(field.annotation) and key.startswith(base + "[") and key.endswith("]"):
+            return True
+    return False
+
+
+def _unpadded(field, wire: str, raw: str) -> str:
+    """A number or boolean exactly as sent: `temperature= 0.5 ` is refused, not trimmed."""
+    if raw != raw.strip() and str not in _scalar_types(field.annotation):
+        raise InvalidRequest(f"{wire}: spaces around the value, got {raw[:40]!r}.", param=wire)
+    return raw
+
+
+def _scalar_types(annotation) -> set:
+    """The plain types an annotation admits, through Annotated, Optional and unions."""
+    if typing.get_origin(annotation) is Annotated:
+        return _scalar_types(typing.get_args(annotation)[0])
+    if typing.get_origin(annotation) in (Union, types.UnionType):
+        return set().union(*(_scalar_types(a) for a in typing.get_args(annotation)))
+    if typing.get_origin(annotation) is typing.Literal:
+        return {type(v) for v in typing.get_args(annotation)}
+    return {annotation}
+
+
+def cut_name(name: str) -> str:
+    """A client's field name as an error repeats it: at most NAME_SHOWN_MAX characters."""
+    return name if len(name) <= NAME_SHOWN_MAX else name[:NAME_SHOWN_MAX] + "..."
 
 
 def _is_list(annotation) -> bool:
@@ -119,7 +166,7 @@ CUSTOM_CODES = ("unsupported_language", "model_not_found", "unsupported_value")
 
 def _invalid(error: dict) -> InvalidRequest:
     """One pydantic error -> a 400 naming the field as the client spelled it."""
-    param = str(error["loc"][0]) if error["loc"] else None
+    param = cut_name(str(error["loc"][0])) if error["loc"] else None
     if error["type"] == "extra_forbidden":
         return InvalidRequest(
             f"Unrecognized request argument supplied: {param}.", param=param, code="unsupported_parameter"

@@ -16,7 +16,8 @@ from ..audio import SAMPLE_RATE
 from ..batching.job import Job, JobOptions, with_server_defaults
 from ..batching.scheduler import Scheduler
 from ..errors import AudioTooLong, InvalidAudio, InvalidRequest
-from ..intake.upload import decode_file, spooled_upload
+from ..intake.ffmpeg import Decoder
+from ..intake.upload import spooled_upload
 from ..settings import Settings
 from ..transcript import Segment, Transcript
 
@@ -27,6 +28,16 @@ def settings() -> Settings:
 
 def scheduler() -> Scheduler:
     return current_app.extensions["scheduler"]
+
+
+def decoder() -> Decoder:
+    """The worker's ffmpeg decoder, made on first use: at most DECODE_SLOTS decodes at once."""
+    made = current_app.extensions.get("decoder")
+    if made is None:
+        cfg = settings()
+        made = Decoder(cfg.decode_slots, cfg.max_audio_seconds, cfg.ffmpeg_timeout, cfg.tmp_dir)
+        made = current_app.extensions.setdefault("decoder", made)
+    return made
 
 
 def labels() -> dict[str, str]:
@@ -49,7 +60,7 @@ def decode_upload(field: str) -> object:
     intake_begins()
     began = time.monotonic()
     with spooled_upload(upload.stream, cfg.tmp_dir) as path:
-        audio = decode_file(path, cfg.max_audio_seconds, cfg.ffmpeg_timeout)
+        audio = decoder().decode(path)
     observe_stage("audio_decode", time.monotonic() - began)
     return audio
 

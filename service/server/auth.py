@@ -1,5 +1,5 @@
-"""API keys (API_KEYS): a Bearer token, or the password (or user name) of HTTP Basic, checked in constant
-time against every key; a key is known elsewhere only by its id."""
+"""API keys (API_KEYS): a Bearer token, or the password of HTTP Basic (never its user name), checked in
+constant time against every key; a key is known elsewhere only by its id."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def authenticate() -> None:
         metrics.REJECTED.labels("unauthorized").inc()
         raise Unauthorized(
             "Missing or invalid API key: send it as 'Authorization: Bearer <key>' or in the URL as a "
-            f"password, {URL_FORM}."
+            f"password, {URL_FORM} (a key as the user name is refused: proxies log user names)."
             if header
             else "This server requires an API key: send 'Authorization: Bearer <key>', or put it in the URL "
             f"as a password, {URL_FORM}, where a client has no key setting (Python's requests sends nothing "
@@ -57,15 +57,15 @@ def key_id(key: str) -> str:
 def _credentials(header: str) -> list[str]:
     """The API key candidates in an Authorization header: a Bearer token, or HTTP Basic's password (what a
     URL such as http://whisper:KEY@host:9000 sends; whisper-asr-webservice clients like Bazarr have no key
-    setting) or, with an empty password, its user name (what curl sends for http://KEY@host:9000; Python's
-    requests sends no Authorization header at all for that URL, hence the documented whisper:KEY@ form)."""
+    setting). Never Basic's user name (what curl sends for http://KEY@host:9000): proxies log user names
+    (nginx's $remote_user is in its default access log), so a key there would end up in logs."""
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer":
         return [value.strip()]
     if scheme.lower() != "basic":
         return [""]
     try:
-        user, _, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+        _user, _, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError):
         return [""]
-    return [password or user]
+    return [password]

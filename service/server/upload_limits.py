@@ -55,6 +55,9 @@ class UploadLimits:
         return cls(settings.upload_idle_timeout, settings.upload_min_rate, settings.upload_rate_grace)
 
 
+CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"  # what gunicorn sends for Expect: 100-continue
+
+
 class GuardedSocket:
     """A connection's socket whose blocking reads give up on a stalled client, while `limit_reads()` is on.
 
@@ -62,14 +65,16 @@ class GuardedSocket:
     body through it; IntakeGuard turns the limits on for a request's body and off when its response ends.
     A read waits (poll) at most until the client has been idle UPLOAD_IDLE_TIMEOUT seconds, or until the
     moment its average rate falls under UPLOAD_MIN_RATE after the grace period, and then raises
-    `UploadTimeout`; so the cut comes on time whatever size gunicorn asks recv() for. Anything else
-    (sending, peeking with flags, fileno) goes to the socket untouched."""
+    `UploadTimeout`; so the cut comes on time whatever size gunicorn asks recv() for. gunicorn's
+    `100 Continue` waits for the first read of the body (`send`). Anything else (peeking with flags,
+    fileno) goes to the socket untouched."""
 
     def __init__(self, sock: socket.socket, clock: Callable[[], float] = time.monotonic):
         self._sock, self._clock = sock, clock
         self._limits: UploadLimits | None = None
         self._started = 0.0
         self._received = 0
+        self._continue_owed = False
 
     def __getattr__(self, name: str):
         return getattr(self._sock, name)
@@ -83,7 +88,23 @@ class GuardedSocket:
     def unlimit(self) -> None:
         self._limits = None
 
+    def send(self, data: bytes, flags: int = 0) -> int:
+        """gunicorn answers `Expect: 100-continue` before the application has run: that 100 is held back
+        until the body is first read, after the API key was checked; a final answer first cancels it."""
+        if data == CONTINUE_100 and not flags:
+            self._continue_owed = True
+            return len(data)
+        self._continue_owed = False
+        return self._sock.send(data, flags)
+
+    def sendall(self, data: bytes, flags: int = 0) -> None:
+        self._continue_owed = False
+        self._sock.sendall(data, flags)
+
     def recv(self, size: int, flags: int = 0) -> bytes:
+        if self._continue_owed and not flags:
+            self._continue_owed = False
+            self._sock.sendall(CONTINUE_100)
         if self._limits is None or flags:
             return self._sock.recv(size, flags)
         self._wait_for_data(self._limits)

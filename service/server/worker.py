@@ -34,9 +34,6 @@ LINGER_SECONDS = 2.0  # a graceful close drains the client's last bytes this lon
 LINGER_MAX_BYTES = 64 * 1024
 READ_SIZE = 64 * 1024
 HEAD_ENDS = (b"\r\n\r\n", b"\n\n")
-CLOSE = b"Connection: close\r\nContent-Length: 0\r\n\r\n"
-TIMEOUT_408 = b"HTTP/1.1 408 Request Timeout\r\n" + CLOSE
-TOO_LARGE_431 = b"HTTP/1.1 431 Request Header Fields Too Large\r\n" + CLOSE
 
 
 class GuardedThreadWorker(ThreadWorker):
@@ -44,10 +41,14 @@ class GuardedThreadWorker(ThreadWorker):
     closes off the main thread), and draining on SIGTERM."""
 
     def init_process(self):
+        from service.server import raw_errors
         from service.server.upload_limits import (
             GuardedSocket,  # after the fork: the master never loads the app
         )
         from service.settings import from_env
+
+        raw_errors.install()  # gunicorn's own 400/414/431/501 in OpenAI's error shape
+        self.timeout_408, self.too_large_431 = raw_errors.TIMEOUT_408, raw_errors.TOO_LARGE_431
 
         self.guarded_socket = GuardedSocket
         self.header_timeout = from_env().header_timeout
@@ -87,7 +88,7 @@ class GuardedThreadWorker(ThreadWorker):
             conn.head = b""
             super().enqueue_req(conn)
         elif len(conn.head) > MAX_HEAD_BYTES:
-            self._drop_head(conn, TOO_LARGE_431)
+            self._drop_head(conn, self.too_large_431)
 
     def _unwatch_head(self, conn) -> None:
         del self.heads[conn]
@@ -108,7 +109,7 @@ class GuardedThreadWorker(ThreadWorker):
         super().murder_pending()
         now = time.monotonic()
         for conn in [c for c, deadline in self.heads.items() if deadline <= now]:
-            self._drop_head(conn, TIMEOUT_408 if conn.head else b"")
+            self._drop_head(conn, self.timeout_408 if conn.head else b"")
         for sock in [s for s, (deadline, _) in self.lingering.items() if deadline <= now]:
             self._end_linger(sock)
 

@@ -48,7 +48,7 @@ OPENAI_AUDIO_MODELS = (
 
 
 MODEL_DIR = str(Path.home() / ".cache" / "whisper")  # openai-whisper's and faster-whisper's default
-ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - in a container; the host publishes it on its loopback
+LOOPBACK = "127.0.0.1"  # make run: only this machine; the image sets API_HOST and METRICS_HOST to 0.0.0.0
 _PER_DEVICE = "16 on cuda, 8 on cpu (faster-whisper on cpu: 1)"
 
 
@@ -82,16 +82,12 @@ class Settings:
     warmup: bool = knob("WARMUP", True, boolean, "One inference at start, before /readyz turns 200.")
 
     # http
+    api_host: str = knob("API_HOST", LOOPBACK, text, "Address of the API; 0.0.0.0: every interface.")
     port: int = knob("PORT", 5000, tcp_port, "The API's TCP port.")
     metrics_port: int = knob(
         "METRICS_PORT", 9101, tcp_port, "Prometheus /metrics, served by the gunicorn master; 0: off."
     )
-    metrics_host: str = knob(
-        "METRICS_HOST",
-        ALL_INTERFACES,
-        text,
-        "Address /metrics listens on; publish it as 127.0.0.1:9101 on the host.",
-    )
+    metrics_host: str = knob("METRICS_HOST", LOOPBACK, text, "Address of /metrics; 0.0.0.0: every interface.")
     api_keys: tuple[str, ...] = knob(
         "API_KEYS",
         (),
@@ -131,6 +127,7 @@ class Settings:
     ffmpeg_timeout: float = knob(
         "FFMPEG_TIMEOUT", 120.0, number(float, 1, "120"), "Seconds one decode may take."
     )
+    decode_slots: int = knob("DECODE_SLOTS", 4, number(int, 1, "4"), "ffmpeg decodes at once per worker.")
     tmp_dir: str = knob(
         "TMPDIR",
         tempfile.gettempdir(),

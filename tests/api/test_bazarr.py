@@ -121,8 +121,8 @@ def test_detect_language_with_pcm(server, audio_dir):
 
 @pytest.mark.parametrize(
     ("url_user", "url_key", "status"),
-    [("whisper", KEY, 200), (KEY, "", 200), ("whisper", "wrong-key-0123456789", 401), (None, None, 401)],
-)
+    [("whisper", KEY, 200), (KEY, "", 401), ("whisper", "wrong-key-0123456789", 401), (None, None, 401)],
+)  # the key as the user name is refused (#37): proxies log user names
 def test_the_key_may_be_the_basic_password(server, audio_dir, url_user, url_key, status):
     base = server.url if url_user is None else url_with_key(server, url_user, url_key)
     resp = bazarr_asr(base, pcm(audio_dir / "speech.wav").read_bytes())
@@ -205,10 +205,11 @@ def test_english_only_asr_refuses_translate_and_other_languages(english_only, au
     assert resp.status_code == 400 and resp.json()["error"]["param"] == "task"
     resp = bazarr_asr(english_only.url, audio, language="de")
     assert resp.status_code == 400 and resp.json()["error"]["code"] == "unsupported_language"
-    resp = bazarr_asr(
-        english_only.url, audio
-    )  # English is accepted (then runs out of its one-second deadline)
-    assert resp.status_code == 504 and resp.json()["error"]["code"] == "timeout", resp.text
+    # English is accepted: decoded (200), or cut by its one-second deadline on a busy machine (504)
+    resp = bazarr_asr(english_only.url, audio)
+    assert resp.status_code in (200, 504), resp.text
+    if resp.status_code == 504:
+        assert resp.json()["error"]["code"] == "timeout", resp.text
 
 
 def test_a_film_is_judged_by_its_duration_not_by_max_upload_mb(english_only, audio_dir):

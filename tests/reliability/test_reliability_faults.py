@@ -79,10 +79,12 @@ def test_a_model_that_cannot_load_leaves_the_process_up_and_not_ready(
 
 # -- ffmpeg that never finishes, and a full temp directory (one server for both) -----------------------------
 STANDIN_FFMPEG = """#!/bin/bash
-# a stand-in ffmpeg: stalls forever on inputs that start with STALL, else runs the real one
+# a stand-in ffmpeg or ffprobe: stalls forever on inputs that start with STALL, else runs the real one
+# (the input: after -i for ffmpeg, last for ffprobe; the service names it as a file: URL)
 args=("$@")
+input="${args[-1]}"
 for ((i = 0; i < ${#args[@]}; i++)); do [ "${args[i]}" = -i ] && input="${args[i + 1]}"; done
-if [ "$(head -c 5 "$input")" = STALL ]; then exec sleep 3600; fi
+if [ "$(head -c 5 "${input#file:}")" = STALL ]; then exec sleep 3600; fi
 exec REAL "$@"
 """
 
@@ -101,9 +103,10 @@ def tiny_tmpfs(tmp_path):
 def stalling_ffmpeg(tmp_path) -> str:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    script = bin_dir / "ffmpeg"
-    script.write_text(STANDIN_FFMPEG.replace("REAL", shutil.which("ffmpeg")))
-    script.chmod(0o755)
+    for tool in ("ffmpeg", "ffprobe"):
+        script = bin_dir / tool
+        script.write_text(STANDIN_FFMPEG.replace("REAL", shutil.which(tool)))
+        script.chmod(0o755)
     return f"{bin_dir}:{os.environ['PATH']}"
 
 

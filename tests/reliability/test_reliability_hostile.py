@@ -1,11 +1,9 @@
 """Hostile uploads against the real server: each is refused with a 4xx in the error shape, fast, and the
-service stays ready. Includes 100 MB of zeros (streamed) and a 10 KB file that decodes to three hours."""
+service stays ready. Includes 100 MB of zeros (streamed); decompression bombs: test_reliability_bombs.py."""
 
 from __future__ import annotations
 
 import struct
-import subprocess
-import time
 
 import pytest
 import requests
@@ -137,18 +135,3 @@ def test_100_mb_of_zeros_is_streamed_in_and_refused(guarded):
     resp = requests.post(guarded.url + ENDPOINT, data=body, headers=headers, timeout=180)
     assert_error(resp, 400, "invalid_audio")
     assert ready(guarded)
-
-
-def test_a_tiny_file_that_decodes_to_hours_is_refused_by_duration_fast(guarded, tmp_path):
-    path = tmp_path / "three-hours.flac"
-    silence = ["-f", "lavfi", "-i", "anullsrc=r=1000:cl=mono", "-t", "10800"]  # 1 kHz: few samples to store
-    big_frames = ["-c:a", "flac", "-frame_size", "65535", "-sample_fmt", "s16"]
-    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", *silence, *big_frames, str(path)], check=True)
-    assert path.stat().st_size < 64 * 1024  # 3 h of digital silence in a few KB: not a size problem
-    began = time.monotonic()
-    with open(path, "rb") as f:
-        resp = requests.post(guarded.url + ENDPOINT, files={"file": f}, headers=auth(), timeout=60)
-    error = assert_error(resp, 400, "audio_too_long")
-    assert "MAX_AUDIO_SECONDS" in error["message"]
-    assert time.monotonic() - began < 20  # ffmpeg stops at the limit instead of decoding 3 h
-    assert guarded.metric("whisper_queue_audio_seconds") == 0  # never queued
