@@ -20,6 +20,7 @@ SECTIONS = {
     "decode_mode": "Scheduler",
     "vad": "Voice activity detection",
     "log_level": "Logging",
+    "realtime_max_sessions": "Live audio (/v1/realtime)",
 }
 HEADER = """# Configuration
 

@@ -80,9 +80,10 @@ def take_batch(
 ) -> list[ModelInput]:
     """Up to `size` inputs with equal options, taken from `pending` (a job with nothing left is removed).
 
-    Shortest job first: the job with the fewest queued inputs chooses the options, and jobs are served in
-    that order, one input per job per round, so a clip is not stuck behind a two-hour file; a job left out
-    of MAX_PASSED_OVER model calls in a row goes first, so a long one is not starved either. A streamed job
+    Live items first (Job.live), then shortest job first: the job with the fewest queued inputs chooses the
+    options, and jobs are served in that order, one input per job per round, so a clip is not stuck behind
+    a two-hour file; a job left out of MAX_PASSED_OVER model calls in a row goes first, so a long one is not
+    starved either. A streamed job
     gives at most `Job.input_cap()` inputs to one call, so its first text is not held for a whole batch.
 
     Without `free_batching` (a CPU, where a call's time grows with its inputs), a call that finishes its
@@ -122,6 +123,9 @@ def _capped(job: Job, taken: int) -> bool:
     return cap is not None and taken >= cap
 
 
-def _priority(inputs: deque[ModelInput]) -> tuple[bool, int]:
-    """Sort key: a job passed over too often first, then the fewest inputs; ties keep arrival order."""
-    return inputs[0].job.passed_over < MAX_PASSED_OVER, len(inputs)
+def _priority(inputs: deque[ModelInput]) -> tuple[bool, bool, int]:
+    """Sort key: a job passed over too often first, then live items (someone is waiting for the words), then
+    the fewest inputs; ties keep arrival order. So a file waits for live items at most MAX_PASSED_OVER
+    calls, and a live item for a file at most one call."""
+    job = inputs[0].job
+    return job.passed_over < MAX_PASSED_OVER, not job.live, len(inputs)
