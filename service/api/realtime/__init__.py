@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 import time
 
@@ -35,6 +36,7 @@ bp = Blueprint("realtime", __name__, url_prefix="/v1")
 sock = Sock()
 POLL_SECONDS = 0.05  # how often a session looks at its decodes and turns between client frames
 PING_SECONDS = 20  # keep-alive pings: proxies close connections that stay silent (nginx: 60 s)
+READER_EXIT_SECONDS = 5  # simple-websocket's reader thread ends within this once its socket is shut down
 CLOSE_NORMAL, CLOSE_TRY_AGAIN = 1000, 1013  # RFC 6455 7.4.1 and IANA's registry
 
 
@@ -81,6 +83,29 @@ def transcription_only() -> None:
 
 @sock.route("/realtime", bp=bp)
 def realtime(ws) -> None:
+    try:
+        _serve(ws)
+    finally:
+        _release(ws)
+
+
+def _release(ws) -> None:
+    """Close the WebSocket and wait for simple-websocket's reader thread, which closes the socket itself.
+
+    Left alone, that thread may close the socket after gunicorn's worker has put it on its event loop for a
+    graceful close; the descriptor's number, reused by the next connection, is then still registered and
+    the worker dies (KeyError: 'FD 22 is already registered'). Shutting the socket down wakes the thread
+    at once, even while it waits for its next ping."""
+    try:
+        if ws.connected:
+            ws.close()
+        ws.sock.shutdown(socket.SHUT_RDWR)
+    except OSError:  # the client or the reader thread closed it already
+        pass
+    ws.thread.join(READER_EXIT_SECONDS)
+
+
+def _serve(ws) -> None:
     seats = current_app.extensions["realtime"]
     scheduler = current_app.extensions["scheduler"]
     refusal = _refusal(seats, scheduler)
