@@ -80,11 +80,10 @@ def take_batch(
 ) -> list[ModelInput]:
     """Up to `size` inputs with equal options, taken from `pending` (a job with nothing left is removed).
 
-    Live items first (Job.live), then shortest job first: the job with the fewest queued inputs chooses the
+    Shortest job first (live items before all: Job.live): the job with the fewest queued inputs chooses the
     options, and jobs are served in that order, one input per job per round, so a clip is not stuck behind
     a two-hour file; a job left out of MAX_PASSED_OVER model calls in a row goes first, so a long one is not
-    starved either. A streamed job
-    gives at most `Job.input_cap()` inputs to one call, so its first text is not held for a whole batch.
+    starved either. A streamed job gives at most `Job.input_cap()` inputs to one call (first text sooner).
 
     Without `free_batching` (a CPU, where a call's time grows with its inputs), a call that finishes its
     first job takes only jobs it also finishes: a clip is not decoded together with 7 windows of a long
