@@ -77,9 +77,10 @@ class Decoder:
         self.scheduler.submit(job)
         return job
 
-    def cancel(self, job: Job | None) -> None:
+    def cancel(self, job: Job | None, reason: str = "disconnect") -> None:
+        """Drop a queued decode: the client is gone ("disconnect"), or a newer decode replaces it."""
         if job is not None and not job.done.is_set():
-            self.scheduler.cancel(job, "disconnect")
+            self.scheduler.cancel(job, reason)
 
 
 def text(job: Job) -> str:

@@ -102,7 +102,7 @@ class Session:
 
     def _clear(self) -> list[dict]:
         if self.speaking:
-            self.decoder.cancel(self.speaking.partial)
+            self.decoder.cancel(self.speaking.partial, "cleared")
             self.speaking = None
         if self.detector:
             self.detector.end_turn()
@@ -139,7 +139,7 @@ class Session:
     def _end_turn(self, item: Item, end: int, server_vad: bool) -> list[dict]:
         """Commit the item's audio [start, end) and queue its final decode."""
         item.end, item.stopped_at = end, time.monotonic()
-        self.decoder.cancel(item.partial)
+        self.decoder.cancel(item.partial, "superseded")  # the final decode covers it
         item.partial = None
         clip = self.buffer.audio(item.start, end)
         self.buffer.drop_until(end)
