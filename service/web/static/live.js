@@ -1,0 +1,97 @@
+// Live text from the microphone: OpenAI's Realtime transcription protocol on /v1/realtime (docs/api.md).
+// The microphone is captured at 24 kHz, sent as 16-bit PCM in base64 appends; the server's turn detection
+// ends each turn; deltas are shown as they come, and each turn's completed transcript replaces them.
+"use strict";
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const RATE = 24000;
+  let live = null;
+
+  function socketUrl() {
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    return `${scheme}://${location.host}/v1/realtime?intent=transcription`;
+  }
+
+  function base64Pcm16(samples) {
+    const bytes = new Uint8Array(samples.length * 2);
+    const view = new DataView(bytes.buffer);
+    samples.forEach((s, i) => view.setInt16(2 * i, Math.max(-1, Math.min(1, s)) * 32767, true));
+    let text = "";
+    for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+    return btoa(text);
+  }
+
+  function turn(itemId) {
+    let p = document.querySelector(`#live-text [data-item="${itemId}"]`);
+    if (!p) {
+      p = document.createElement("p");
+      p.dataset.item = itemId;
+      $("live-text").append(p);
+    }
+    return p;
+  }
+
+  function show(event) {
+    if (event.type === "conversation.item.input_audio_transcription.delta") {
+      turn(event.item_id).textContent += event.delta;
+    } else if (event.type === "conversation.item.input_audio_transcription.completed") {
+      const p = turn(event.item_id);
+      p.textContent = event.transcript;
+      p.dataset.final = "true";
+    } else if (event.type === "input_audio_buffer.speech_started") {
+      $("live-status").textContent = "Listening: speech…";
+    } else if (event.type === "input_audio_buffer.speech_stopped") {
+      $("live-status").textContent = "Listening";
+    } else if (event.type === "error") {
+      $("live-status").textContent = `Error: ${event.error.message}`;
+    }
+  }
+
+  async function start() {
+    const key = $("key").value.trim();
+    const ws = new WebSocket(socketUrl(), ["realtime", ...(key ? [`openai-insecure-api-key.${key}`] : [])]);
+    const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+    const context = new AudioContext({ sampleRate: RATE });
+    const source = context.createMediaStreamSource(stream);
+    const processor = context.createScriptProcessor(2048, 1, 1);
+    live = { ws, stream, context };
+    processor.addEventListener("audioprocess", (e) => {
+      if (ws.readyState !== WebSocket.OPEN) return;
+      const audio = base64Pcm16(e.inputBuffer.getChannelData(0));
+      ws.send(JSON.stringify({ type: "input_audio_buffer.append", audio }));
+    });
+    ws.addEventListener("open", () => {
+      const input = { format: { type: "audio/pcm", rate: RATE }, turn_detection: { type: "server_vad" } };
+      ws.send(JSON.stringify({ type: "session.update", session: { type: "transcription", audio: { input } } }));
+      source.connect(processor);
+      processor.connect(context.destination);
+      $("live-status").textContent = "Listening";
+    });
+    ws.addEventListener("message", (m) => show(JSON.parse(m.data)));
+    ws.addEventListener("close", (e) => {
+      if (e.code !== 1000 && live) $("live-status").textContent = `Closed: ${e.reason || e.code}`;
+      stop(false);
+    });
+    $("live-out").hidden = false;
+    $("live-label").textContent = "Stop live text";
+  }
+
+  function stop(closeSocket = true) {
+    if (!live) return;
+    const { ws, stream, context } = live;
+    live = null;
+    stream.getTracks().forEach((t) => t.stop());
+    context.close();
+    if (closeSocket) ws.close(1000);
+    $("live-label").textContent = "Live text";
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    $("live").addEventListener("click", () => (live ? stop() : start().catch((e) => {
+      $("live-out").hidden = false;
+      $("live-status").textContent = `Microphone unavailable: ${e.message}`;
+      stop();
+    })));
+  });
+})();
