@@ -2,6 +2,7 @@
 
     python -m bench.realtime            # 1 and 4 sessions of 30 s stories, about 3 minutes on 2 cores
     python -m bench.realtime --seconds 60
+    python -m bench.realtime --device cuda --sessions 1,16,64   # on a GPU (issue #36's 64 sessions)
 
 Sides, on one server (the embedded tiny.en, openai-whisper engine, VAD on, its defaults):
   live   OpenAI's SDK streams each story as pcm16 at 24 kHz in 100 ms appends at real-time pace, server_vad
@@ -141,17 +142,26 @@ def file_wer(url: str, clips: list[speech.Clip]) -> float:
     return float(np.mean([speech.wer(c.text, post(url, speech.read_wav(c.path))) for c in clips]))
 
 
-def measure(seconds: float, work: Path) -> dict:
-    clips = stories(work, seconds, 4)
+def measure(seconds: float, work: Path, sessions: list[int], device: str = "cpu") -> dict:
+    """Each level of `sessions`: that many sessions at once (stories reused in turn past 4)."""
+    stock = stories(work, seconds, 4)
     model = embedded.checkpoint(ROOT / embedded.CHECKPOINT).resolve()
-    out: dict = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "seconds": seconds}
-    with Server(model, "cpu", 0, work, VAD="true") as server:
+    out: dict = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": machine(),
+        "seconds": seconds,
+        "sessions": sessions,
+    }
+    most = max(sessions)
+    env = {"VAD": "true", "REALTIME_MAX_SESSIONS": str(most), "THREADS": str(most + 32)}
+    with Server(model, device, 0, work, **env) as server:
         post(server.url, np.zeros(SR, np.float32))  # warm the HTTP path
-        for n in (1, 4):
-            runs = live(server.url, clips[:n])
-            out[f"live_{n}"] = live_figures(runs, clips[:n])
-            out[f"naive_{n}"] = naive(server.url, runs, clips[:n])
-        out["file_wer"] = file_wer(server.url, clips)
+        for n in sessions:
+            clips = [stock[i % len(stock)] for i in range(n)]
+            runs = live(server.url, clips)
+            out[f"live_{n}"] = live_figures(runs, clips)
+            out[f"naive_{n}"] = naive(server.url, runs, clips)
+        out["file_wer"] = file_wer(server.url, stock)
     return out
 
 
@@ -170,7 +180,7 @@ def table(r: dict) -> str:
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for side in ("live", "naive"):
-        for n in (1, 4):
+        for n in r["sessions"]:
             f = r[f"{side}_{n}"]
             lines.append(
                 f"| {side} | {n} | {f['turns']} | {ms(f['final_p50'])} | {ms(f['final_p95'])} | "
@@ -183,9 +193,12 @@ def table(r: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each story")
+    parser.add_argument("--sessions", default="1,4", help="sessions at once, one level after another")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     args = parser.parse_args(argv)
+    levels = [int(n) for n in args.sessions.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
-        result = measure(args.seconds, Path(tmp))
+        result = measure(args.seconds, Path(tmp), levels, args.device)
     print(json.dumps(result, indent=1))
     print(table(result))
     return 0
