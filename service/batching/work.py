@@ -122,9 +122,9 @@ def _capped(job: Job, taken: int) -> bool:
     return cap is not None and taken >= cap
 
 
-def _priority(inputs: deque[ModelInput]) -> tuple[bool, bool, int]:
-    """Sort key: a job passed over too often first, then live items (someone is waiting for the words), then
-    the fewest inputs; ties keep arrival order. So a file waits for live items at most MAX_PASSED_OVER
-    calls, and a live item for a file at most one call."""
+def _priority(inputs: deque[ModelInput]) -> tuple[bool, int, int]:
+    """Sort key: a job passed over too often first, then live decodes (someone is waiting for the words; a
+    turn's final before partials), then the fewest inputs; ties keep arrival order. So a file waits for
+    live decodes at most MAX_PASSED_OVER calls, and a live decode for a file at most one call."""
     job = inputs[0].job
-    return job.passed_over < MAX_PASSED_OVER, not job.live, len(inputs)
+    return job.passed_over < MAX_PASSED_OVER, -job.live, len(inputs)

@@ -18,7 +18,7 @@ SR = 16000
 
 def live_item(seconds: float = 2.0) -> Job:
     audio = np.zeros(int(seconds * SR), np.float32)
-    return Job.planned(audio, JSON, time.monotonic() + 60, live=True)
+    return Job.planned(audio, JSON, time.monotonic() + 60, live=1)
 
 
 def test_a_live_item_goes_before_a_shorter_file():
@@ -45,3 +45,11 @@ def test_live_items_go_first_but_never_before_an_overdue_file(files, size):
         else:
             assert item.id in taken, f"call {call}: the new live item waited"
         pending = type(pending)((k, v) for k, v in pending.items() if not v[0].job.live)  # a new one comes
+
+
+def test_a_turns_final_decode_goes_before_partial_ones():
+    partials = [live_item() for _ in range(3)]
+    final = live_item()
+    final.live = 2
+    batch = take_batch(queued(*partials, final), 1)
+    assert [m.job for m in batch] == [final]

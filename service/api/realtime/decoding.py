@@ -21,6 +21,7 @@ from .config import SessionConfig
 
 DELTA_STEP_SECONDS = 0.5  # new audio between two partial decodes of a turn
 MIN_PARTIAL_SECONDS = 0.5  # a turn shorter than this is not decoded before it ends
+PARTIAL, FINAL = 1, 2  # Job.live: the scheduler serves a turn's final decode before partial ones
 
 
 @dataclass
@@ -72,10 +73,17 @@ class Decoder:
             time.monotonic() + timeout,
             arrived_at=self.arrived_at,
             key_id=self.key_id,
-            live=True,
+            live=FINAL if final else PARTIAL,
         )
         self.scheduler.submit(job)
         return job
+
+    def busy(self) -> bool:
+        """A live decode (any session's) is already waiting for the model: a partial decode queued now
+        would only delay it, and on a CPU share its model call. So partials thin out under load."""
+        work = self.scheduler.work
+        with work.lock:
+            return any(inputs and inputs[0].job.live for inputs in work.pending.values())
 
     def cancel(self, job: Job | None, reason: str = "disconnect") -> None:
         """Drop a queued decode: the client is gone ("disconnect"), or a newer decode replaces it."""
