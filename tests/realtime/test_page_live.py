@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.service import Service as DriverService
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -42,9 +43,11 @@ def test_live_text_shows_the_speakers_words(live, speaking_browser):
     driver.find_element(By.ID, "key").send_keys(KEY)
     driver.find_element(By.ID, "live").click()
     final = "#live-text p[data-final]"
-    WebDriverWait(driver, 120, 0.1).until(
-        lambda d: d.find_elements(By.CSS_SELECTOR, final), "a completed turn"
-    )
+    try:
+        WebDriverWait(driver, 60, 0.1).until(lambda d: d.find_elements(By.CSS_SELECTOR, final))
+    except TimeoutException:
+        status = driver.find_element(By.ID, "live-status").text
+        pytest.fail(f"no completed turn; status {status!r}; console {driver.get_log('browser')}")
     text = driver.find_elements(By.CSS_SELECTOR, final)[0].text
     driver.find_element(By.ID, "live").click()  # stop
     assert speech.wer(clip.text, text) <= 0.5, (text, clip.text)

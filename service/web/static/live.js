@@ -1,5 +1,5 @@
 // Live text from the microphone: OpenAI's Realtime transcription protocol on /v1/realtime (docs/api.md).
-// The microphone is captured at 24 kHz, sent as 16-bit PCM in base64 appends; the server's turn detection
+// The microphone is resampled to 24 kHz, sent as 16-bit PCM in base64 appends; the server's turn detection
 // ends each turn; deltas are shown as they come, and each turn's completed transcript replaces them.
 "use strict";
 
@@ -20,6 +20,28 @@
     let text = "";
     for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
     return btoa(text);
+  }
+
+  // The microphone at the context's own rate (browsers refuse to connect a stream to a context of another
+  // rate) -> 24 kHz, by linear interpolation carried across chunks.
+  function resampler(fromRate) {
+    const step = fromRate / RATE;
+    let pos = 0;
+    let last = 0;
+    return (input) => {
+      const x = new Float32Array(input.length + 1);
+      x[0] = last;
+      x.set(input, 1);
+      const out = [];
+      for (; pos <= x.length - 1; pos += step) {
+        const i = Math.floor(pos);
+        const f = pos - i;
+        out.push(i + 1 < x.length ? x[i] * (1 - f) + x[i + 1] * f : x[i]);
+      }
+      pos -= x.length - 1;
+      last = x[x.length - 1];
+      return Float32Array.from(out);
+    };
   }
 
   function turn(itemId) {
@@ -52,13 +74,14 @@
     const key = $("key").value.trim();
     const ws = new WebSocket(socketUrl(), ["realtime", ...(key ? [`openai-insecure-api-key.${key}`] : [])]);
     const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
-    const context = new AudioContext({ sampleRate: RATE });
+    const context = new AudioContext();
     const source = context.createMediaStreamSource(stream);
-    const processor = context.createScriptProcessor(2048, 1, 1);
+    const processor = context.createScriptProcessor(4096, 1, 1);
+    const to24k = resampler(context.sampleRate);
     live = { ws, stream, context };
     processor.addEventListener("audioprocess", (e) => {
       if (ws.readyState !== WebSocket.OPEN) return;
-      const audio = base64Pcm16(e.inputBuffer.getChannelData(0));
+      const audio = base64Pcm16(to24k(e.inputBuffer.getChannelData(0)));
       ws.send(JSON.stringify({ type: "input_audio_buffer.append", audio }));
     });
     ws.addEventListener("open", () => {
