@@ -72,18 +72,20 @@
 
   async function start() {
     const key = $("key").value.trim();
+    // made during the click, before any await: a context made later may stay suspended (autoplay rules)
+    const context = new AudioContext();
     const ws = new WebSocket(socketUrl(), ["realtime", ...(key ? [`openai-insecure-api-key.${key}`] : [])]);
     const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
-    const context = new AudioContext();
+    await context.resume();
     const source = context.createMediaStreamSource(stream);
     const processor = context.createScriptProcessor(4096, 1, 1);
     const to24k = resampler(context.sampleRate);
     live = { ws, stream, context };
-    processor.addEventListener("audioprocess", (e) => {
+    processor.onaudioprocess = (e) => {
       if (ws.readyState !== WebSocket.OPEN) return;
       const audio = base64Pcm16(to24k(e.inputBuffer.getChannelData(0)));
       ws.send(JSON.stringify({ type: "input_audio_buffer.append", audio }));
-    });
+    };
     ws.addEventListener("open", () => {
       const input = { format: { type: "audio/pcm", rate: RATE }, turn_detection: { type: "server_vad" } };
       ws.send(JSON.stringify({ type: "session.update", session: { type: "transcription", audio: { input } } }));
