@@ -75,24 +75,9 @@
     // made during the click, before any await: a context made later may stay suspended (autoplay rules)
     const context = new AudioContext();
     const ws = new WebSocket(socketUrl(), ["realtime", ...(key ? [`openai-insecure-api-key.${key}`] : [])]);
-    const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
-    await context.resume();
-    const source = context.createMediaStreamSource(stream);
-    const processor = context.createScriptProcessor(4096, 1, 1);
-    const to24k = resampler(context.sampleRate);
-    live = { ws, stream, context };
-    processor.onaudioprocess = (e) => {
-      if (ws.readyState !== WebSocket.OPEN) return;
-      const audio = base64Pcm16(to24k(e.inputBuffer.getChannelData(0)));
-      ws.send(JSON.stringify({ type: "input_audio_buffer.append", audio }));
-    };
-    ws.addEventListener("open", () => {
-      const input = { format: { type: "audio/pcm", rate: RATE }, turn_detection: { type: "server_vad" } };
-      ws.send(JSON.stringify({ type: "session.update", session: { type: "transcription", audio: { input } } }));
-      source.connect(processor);
-      processor.connect(context.destination);
-      $("live-status").textContent = "Listening";
-    });
+    live = { ws, stream: null, context };
+    // every listener before the first await: the socket may open while the microphone is being granted
+    const opened = new Promise((resolve) => ws.addEventListener("open", resolve, { once: true }));
     ws.addEventListener("message", (m) => show(JSON.parse(m.data)));
     ws.addEventListener("close", (e) => {
       if (e.code !== 1000 && live) $("live-status").textContent = `Closed: ${e.reason || e.code}`;
@@ -100,13 +85,30 @@
     });
     $("live-out").hidden = false;
     $("live-label").textContent = "Stop live text";
+    const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+    live.stream = stream;
+    await opened;
+    const input = { format: { type: "audio/pcm", rate: RATE }, turn_detection: { type: "server_vad" } };
+    ws.send(JSON.stringify({ type: "session.update", session: { type: "transcription", audio: { input } } }));
+    const source = context.createMediaStreamSource(stream);
+    const processor = context.createScriptProcessor(4096, 1, 1);
+    const to24k = resampler(context.sampleRate);
+    processor.onaudioprocess = (e) => {
+      if (ws.readyState !== WebSocket.OPEN) return;
+      const audio = base64Pcm16(to24k(e.inputBuffer.getChannelData(0)));
+      ws.send(JSON.stringify({ type: "input_audio_buffer.append", audio }));
+    };
+    source.connect(processor);
+    processor.connect(context.destination);
+    context.resume();
+    $("live-status").textContent = "Listening";
   }
 
   function stop(closeSocket = true) {
     if (!live) return;
     const { ws, stream, context } = live;
     live = null;
-    stream.getTracks().forEach((t) => t.stop());
+    stream?.getTracks().forEach((t) => t.stop());
     context.close();
     if (closeSocket) ws.close(1000);
     $("live-label").textContent = "Live text";
