@@ -61,7 +61,9 @@ class Events:
     def settled(self) -> bool:
         """Every committed item has its completed or failed event."""
         ends = ("completed", "failed")
-        done = {e["item_id"] for k in ends for e in self.of(f"conversation.item.input_audio_transcription.{k}")}
+        done = {
+            e["item_id"] for k in ends for e in self.of(f"conversation.item.input_audio_transcription.{k}")
+        }
         return {e["item_id"] for e in self.of("input_audio_buffer.committed")} <= done
 
     def wait(self, ready, timeout: float) -> bool:
