@@ -86,6 +86,20 @@ server {{
         proxy_set_header X-Request-Id $request_id;
     }}
 
+    # Live sessions (OpenAI's Realtime protocol, docs/api.md): the WebSocket upgrade passes through, and
+    # nothing is buffered. The service pings every 20 s, so proxy_read_timeout never ends a live session;
+    # a reload (the blue/green switch) leaves upgraded connections on the old workers until they end.
+    location = /v1/realtime {{
+        proxy_pass http://whisper_live;
+        proxy_http_version 1.1;
+        proxy_set_header Upgrade $http_upgrade;
+        proxy_set_header Connection "upgrade";
+        proxy_set_header Host $host;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        proxy_set_header X-Request-Id $request_id;
+        proxy_buffering off;
+    }}
+
     location @too_large {{
         default_type application/json;
         return 413 '{too_large}';

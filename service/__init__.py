@@ -36,7 +36,7 @@ def _flask_app(settings, scheduler):
     from flask import Flask
 
     from . import errors, web
-    from .api import asr, openai, openapi, pipeline
+    from .api import asr, openai, openapi, pipeline, realtime
     from .server import auth, headers, probes, request_log
     from .server.upload_limits import IntakeGuard
 
@@ -57,6 +57,7 @@ def _flask_app(settings, scheduler):
     app.teardown_request(pipeline.intake_over)  # a request that fails while decoding its audio
     app.register_blueprint(openai.bp)
     app.register_blueprint(asr.bp)
+    realtime.register(app)  # /v1/realtime: a WebSocket
     app.register_blueprint(web.bp)
     app.wsgi_app = IntakeGuard(app.wsgi_app, settings)  # request bodies: deadlines, minimum rate, slots
     return app

@@ -76,6 +76,16 @@ UPLOADS_IN_PROGRESS = Gauge(
     "Request bodies being read (each holds an upload slot).",
     multiprocess_mode="livesum",
 )
+REALTIME_SESSIONS = Gauge(
+    "whisper_realtime_sessions",
+    "Live transcription sessions open (/v1/realtime).",
+    multiprocess_mode="livesum",
+)
+REALTIME_FINALISATION = Histogram(
+    "whisper_realtime_finalisation_seconds",
+    "From the end of a live turn (speech_stopped or commit) to its completed transcript.",
+    buckets=_UNDER_A_MINUTE,
+)
 REJECTED = Counter("whisper_rejected_requests", "Requests refused before work started.", ("reason",))
 # per API key, labelled by its id (a hash prefix, never the key): see service/batching/fairshare.py
 KEY_ACCEPTED = Counter(

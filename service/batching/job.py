@@ -130,6 +130,7 @@ class Job:
     complete: list[bool] = field(default_factory=list)  # per window
     rests: list[Rest] = field(default_factory=list)  # rests of windows waiting to be packed into inputs
     passed_over: int = 0  # model calls in a row that left this job's queued inputs out (work.take_batch)
+    live: int = 0  # a live session's decode (api/realtime): 1 partial, 2 a turn's final; first in line
     _next_event: int = 0
 
     def __post_init__(self):

@@ -80,10 +80,10 @@ def take_batch(
 ) -> list[ModelInput]:
     """Up to `size` inputs with equal options, taken from `pending` (a job with nothing left is removed).
 
-    Shortest job first: the job with the fewest queued inputs chooses the options, and jobs are served in
-    that order, one input per job per round, so a clip is not stuck behind a two-hour file; a job left out
-    of MAX_PASSED_OVER model calls in a row goes first, so a long one is not starved either. A streamed job
-    gives at most `Job.input_cap()` inputs to one call, so its first text is not held for a whole batch.
+    Shortest job first (live items before all: Job.live): the job with the fewest queued inputs chooses the
+    options, and jobs are served in that order, one input per job per round, so a clip is not stuck behind
+    a two-hour file; a job left out of MAX_PASSED_OVER model calls in a row goes first, so a long one is not
+    starved either. A streamed job gives at most `Job.input_cap()` inputs to one call (first text sooner).
 
     Without `free_batching` (a CPU, where a call's time grows with its inputs), a call that finishes its
     first job takes only jobs it also finishes: a clip is not decoded together with 7 windows of a long
@@ -122,6 +122,9 @@ def _capped(job: Job, taken: int) -> bool:
     return cap is not None and taken >= cap
 
 
-def _priority(inputs: deque[ModelInput]) -> tuple[bool, int]:
-    """Sort key: a job passed over too often first, then the fewest inputs; ties keep arrival order."""
-    return inputs[0].job.passed_over < MAX_PASSED_OVER, len(inputs)
+def _priority(inputs: deque[ModelInput]) -> tuple[bool, int, int]:
+    """Sort key: a job passed over too often first, then live decodes (someone is waiting for the words; a
+    turn's final before partials), then the fewest inputs; ties keep arrival order. So a file waits for
+    live decodes at most MAX_PASSED_OVER calls, and a live decode for a file at most one call."""
+    job = inputs[0].job
+    return job.passed_over < MAX_PASSED_OVER, -job.live, len(inputs)

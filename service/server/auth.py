@@ -17,6 +17,9 @@ from . import probes
 OPEN_PATHS = (*probes.PATHS, "/openapi.json")  # reachable without an API key
 URL_FORM = "http://whisper:<key>@host:5000/"  # any user name; requests sends no credentials without one
 OPEN_BLUEPRINTS = ("web",)  # the page at /, /docs and their static files; the API they call wants the key
+# OpenAI's browser clients cannot set headers on a WebSocket: they offer the key as a subprotocol, beside
+# "realtime" (openai-node's beta/realtime/websocket.ts; the SDK's realtime WebSocket guide)
+KEY_SUBPROTOCOL = "openai-insecure-api-key."
 
 
 def register(app: Flask) -> None:
@@ -27,7 +30,7 @@ def authenticate() -> None:
     keys = current_app.config["SETTINGS"].api_keys
     if not keys or request.path in OPEN_PATHS or request.blueprint in OPEN_BLUEPRINTS:
         return
-    header = request.headers.get("Authorization", "")
+    header = request.headers.get("Authorization", "") or _subprotocol_key()
     # compare against every key, always, in constant time: no early exit that leaks which prefix matched
     matched = None
     for token in _credentials(header):
@@ -52,6 +55,13 @@ def key_id(key: str) -> str:
     """A key's id in metrics and the fair share: the first 10 hex digits of its SHA-256, never the key.
     An operator finds a key's id with `printf %s "$KEY" | sha256sum | cut -c1-10`."""
     return hashlib.sha256(key.encode()).hexdigest()[:10]
+
+
+def _subprotocol_key() -> str:
+    """A WebSocket's key offered as subprotocol `openai-insecure-api-key.<key>`, as a Bearer header."""
+    offered = request.headers.get("Sec-WebSocket-Protocol", "").split(",")
+    keys = [p.strip()[len(KEY_SUBPROTOCOL) :] for p in offered if p.strip().startswith(KEY_SUBPROTOCOL)]
+    return f"Bearer {keys[0]}" if keys else ""
 
 
 def _credentials(header: str) -> list[str]:

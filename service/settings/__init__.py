@@ -15,11 +15,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .knobs import knob
+from .live import LiveSettings
 from .parse import SettingsError, boolean, choice, directory, fraction, keys, names, number, tcp_port, text
 
 __all__ = ["Settings", "SettingsError", "from_env"]
@@ -52,16 +54,8 @@ LOOPBACK = "127.0.0.1"  # make run: only this machine; the image sets API_HOST a
 _PER_DEVICE = "16 on cuda, 8 on cpu (faster-whisper on cpu: 1)"
 
 
-def knob(env: str, default: Any, parse: Callable[[str, str], Any], doc: str, shown: str | None = None) -> Any:
-    """A Settings field: read from `env` by `parse`, `default` when unset; `doc` and `shown` (the default as
-    the docs print it, where it depends on the machine) describe it in docs/configuration.md."""
-    return dataclasses.field(
-        default=default, metadata={"env": env, "parse": parse, "doc": doc, "shown": shown}
-    )
-
-
 @dataclass(frozen=True)
-class Settings:
+class Settings(LiveSettings):  # the live-audio knobs come from live.py
     # model
     whisper_model: str = knob(
         "WHISPER_MODEL", "turbo", text, "An official name (downloaded when online) or a checkpoint path."
@@ -260,7 +254,11 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
-FIELDS = dataclasses.fields(Settings)
+# the page's order (tools/configuration_docs.py): this class's fields, then live.py's
+FIELDS = (
+    *(f for f in dataclasses.fields(Settings) if f.name not in LiveSettings.__dataclass_fields__),
+    *dataclasses.fields(LiveSettings),
+)
 
 
 def from_env(environ: Mapping[str, str] | None = None) -> Settings:
@@ -290,5 +288,10 @@ def _check_combinations(settings: Settings) -> None:
         )
     if settings.vad_threshold >= 1:
         raise SettingsError(f"VAD_THRESHOLD={settings.vad_threshold} must be below 1, e.g. VAD_THRESHOLD=0.5")
+    if settings.realtime_max_sessions >= settings.threads:
+        raise SettingsError(
+            f"REALTIME_MAX_SESSIONS={settings.realtime_max_sessions} must be below THREADS "
+            f"({settings.threads}): each live session holds a request thread, e.g. REALTIME_MAX_SESSIONS=8"
+        )
     if settings.metrics_port and settings.metrics_port == settings.port:
         raise SettingsError(f"METRICS_PORT must differ from PORT ({settings.port}), e.g. METRICS_PORT=9101")

@@ -1,0 +1,101 @@
+"""A live item's decodes, through the same model loop as files, first in line (Job.live).
+
+While a person speaks, the item so far is decoded every DELTA_STEP_SECONDS of new audio (one decode in
+flight per item); two successive decodes' common words go out as deltas (agreement.py). When the turn ends,
+the partial decode in flight is dropped and the whole item is decoded once more: that text is `completed`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ...audio import SAMPLE_RATE
+from ...batching.job import Job, JobOptions, with_server_defaults
+from ...batching.scheduler import Scheduler
+from ...settings import Settings
+from .agreement import LocalAgreement
+from .config import SessionConfig
+
+DELTA_STEP_SECONDS = 0.5  # new audio between two partial decodes of a turn
+MIN_PARTIAL_SECONDS = 0.5  # a turn shorter than this is not decoded before it ends
+PARTIAL, FINAL = 1, 2  # Job.live: the scheduler serves a turn's final decode before partial ones
+
+
+@dataclass
+class Item:
+    """One committed (or, while someone speaks, growing) user audio item."""
+
+    id: str
+    previous_id: str | None
+    start: int  # session samples
+    end: int | None = None  # once committed
+    agreement: LocalAgreement = field(default_factory=LocalAgreement)
+    partial: Job | None = None  # the partial decode in flight
+    partial_until: int = 0  # buffer end the last partial decode saw
+    final: Job | None = None
+    stopped_at: float = 0.0  # time.monotonic() when the turn ended: finalisation latency starts here
+
+    def seconds(self) -> float:
+        return ((self.end or self.start) - self.start) / SAMPLE_RATE
+
+    def wants_partial(self, buffer_end: int) -> bool:
+        step = DELTA_STEP_SECONDS * SAMPLE_RATE
+        long_enough = buffer_end - self.start >= MIN_PARTIAL_SECONDS * SAMPLE_RATE
+        return self.partial is None and long_enough and buffer_end - self.partial_until >= step
+
+
+class Decoder:
+    """Submits a session's decodes to the scheduler as live jobs, and cancels them."""
+
+    def __init__(self, scheduler: Scheduler, settings: Settings, key_id: str | None):
+        self.scheduler, self.settings, self.key_id = scheduler, settings, key_id
+        self.arrived_at = time.monotonic()  # a session open before a shutdown began is still served
+
+    def submit(self, audio: np.ndarray, config: SessionConfig, final: bool, server_vad: bool) -> Job:
+        """Queue one decode; APIError (429, 503) when the scheduler refuses it."""
+        options = JobOptions(
+            language=config.transcription.language,
+            prompt=config.transcription.prompt,
+            logprobs=final and config.logprobs,
+            timestamps=False,
+            # a server_vad turn is speech already; a client's commit may hold silence: the server's VAD
+            vad=False if server_vad else None,
+        )
+        options = with_server_defaults(options, self.settings, self.scheduler.engine.is_multilingual)
+        seconds = len(audio) / SAMPLE_RATE
+        timeout = self.settings.request_timeout + self.settings.request_timeout_per_audio_second * seconds
+        job = Job.planned(
+            audio,
+            options,
+            time.monotonic() + timeout,
+            arrived_at=self.arrived_at,
+            key_id=self.key_id,
+            live=FINAL if final else PARTIAL,
+        )
+        self.scheduler.submit(job)
+        return job
+
+    def busy(self) -> bool:
+        """A live decode (any session's) is already waiting for the model: a partial decode queued now
+        would only delay it, and on a CPU share its model call. So partials thin out under load."""
+        work = self.scheduler.work
+        with work.lock:
+            return any(inputs and inputs[0].job.live for inputs in work.pending.values())
+
+    def cancel(self, job: Job | None, reason: str = "disconnect") -> None:
+        """Drop a queued decode: the client is gone ("disconnect"), or a newer decode replaces it."""
+        if job is not None and not job.done.is_set():
+            self.scheduler.cancel(job, reason)
+
+
+def text(job: Job) -> str:
+    return job.transcript().text
+
+
+def logprobs(job: Job) -> list[dict]:
+    """The item's text tokens as OpenAI's LogProbProperties."""
+    pairs = [p for s in job.transcript().segments for p in (s.logprobs or ())]
+    return [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in pairs]
