@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import threading
 import time
 from urllib.parse import urlparse
 
 import pytest
 import requests
 
+from service.engines.openai_whisper import OpenAIWhisperEngine
 from tests.helpers import in_background, wait_for
 
 ENDPOINT = "/v1/audio/transcriptions"
@@ -152,9 +154,39 @@ def test_batched_and_sequential_give_valid_verbose_json(service, audio_dir, mode
     assert body["text"] == "".join(s["text"] for s in body["segments"]).strip()
 
 
-def test_deadline_gives_a_clean_timeout(start_service, audio_dir):
-    service = start_service(REQUEST_TIMEOUT="1", REQUEST_TIMEOUT_PER_AUDIO_SECOND="0", BATCH_SIZE="1")
-    resp = transcribe(service, audio_dir / "long.wav", {"language": "en"})
-    assert resp.status_code == 504 and resp.json()["error"]["code"] == "timeout"
-    assert service.metric("whisper_cancelled_requests_total", reason="timeout") == 1
-    assert requests.get(service.url + "/readyz").status_code == 200
+class Blocked(OpenAIWhisperEngine):
+    """The real engine, whose decode waits until the test lets it go: the deadline passes first, whatever the
+    machine's speed."""
+
+    release: threading.Event
+
+    def decode(self, windows, options):
+        self.release.wait(60)
+        return super().decode(windows, options)
+
+
+def test_deadline_gives_a_clean_timeout(checkpoint, audio_dir):
+    from service import _flask_app, metrics
+    from service.batching.scheduler import Scheduler
+    from service.settings import Settings
+
+    settings = Settings(
+        whisper_model=str(checkpoint), whisper_device="cpu", warmup=False, vad=False,
+        request_timeout=1, request_timeout_per_audio_second=0, batch_size=1,
+    )  # fmt: skip
+    engine = Blocked(settings)
+    engine.release = threading.Event()
+    scheduler = Scheduler(engine, settings)
+    client = _flask_app(settings, scheduler).test_client()
+    scheduler.start()
+    wait_for(lambda: scheduler.ready)
+    timeouts = metrics.CANCELLED.labels("timeout")._value.get()
+    try:
+        with open(audio_dir / "long.wav", "rb") as f:
+            resp = client.post(ENDPOINT, data={"file": (f, "long.wav"), "language": "en"})
+        assert resp.status_code == 504 and resp.json["error"]["code"] == "timeout", resp.text
+        assert metrics.CANCELLED.labels("timeout")._value.get() == timeouts + 1
+    finally:
+        engine.release.set()
+    wait_for(lambda: scheduler.work.empty())  # the decode under way finishes; the rest was dropped
+    assert client.get("/readyz").status_code == 200
