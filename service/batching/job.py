@@ -25,12 +25,12 @@ from ..audio import HOP_LENGTH, SAMPLE_RATE
 from ..engines.base import DecodeOptions, Thresholds, WindowResult
 from ..errors import APIError
 from ..intake.vad import Region, VadParams
-from ..intake.windows import Window, plan
+from ..intake.windows import SPEECH_LEAD_SECONDS, Window, plan
 from ..settings import Settings
 from ..transcript import Segment, Transcript
 from .placement import MIN_SPEECH_LEFT_SECONDS, Rest, pack, settle
+from .speech_map import held_to_speech
 
-SPEECH_LEAD_SECONDS = 0.4  # a rest decoded again starts this long before its first speech (VAD_SPEECH_PAD_MS)
 FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # openai-whisper's ladder for temperature=0
 
 
@@ -248,7 +248,7 @@ class Job:
             words = tuple(replace(x, **dict(zip(("start", "end"), times(x.start, x.end)))) for x in s.words)
         start, end = times(s.start, s.end)
         seek = round(window.to_file_time(rest_start) * SAMPLE_RATE) // HOP_LENGTH
-        return replace(s, start=start, end=end, words=words, seek=seek)
+        return held_to_speech(replace(s, start=start, end=end, words=words, seek=seek), self.speech)
 
     def window_segments(self, index: int) -> list[Segment]:
         if self.sequential_segments is not None:
