@@ -3,6 +3,7 @@ many requests into model calls.
 
 job.py         a request's work as the scheduler sees it: its options, windows, segments, events
 placement.py   where a decode's segments go and what is left to decode: pure functions
+speech_map.py  word times held to the speech map (VAD's regions, made also without VAD): a pure function
 scheduler.py   the request threads' side: admission (admission.py, fairshare.py), submit, cancel, wait
 work.py        what waits for the model, under one lock, and the rule that takes a batch from it
 model_loop.py  the inference thread: detection, batched decoding, fallback, rests, out-of-memory splits

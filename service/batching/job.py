@@ -13,7 +13,6 @@ their segments go is decided in placement.py.
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import queue
 import threading
@@ -26,10 +25,11 @@ from ..audio import HOP_LENGTH, SAMPLE_RATE
 from ..engines.base import DecodeOptions, Thresholds, WindowResult
 from ..errors import APIError
 from ..intake.vad import Region, VadParams
-from ..intake.windows import Window, plan
+from ..intake.windows import SPEECH_LEAD_SECONDS, Window, plan
 from ..settings import Settings
 from ..transcript import Segment, Transcript
 from .placement import MIN_SPEECH_LEFT_SECONDS, Rest, pack, settle
+from .speech_map import held_to_speech
 
 FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # openai-whisper's ladder for temperature=0
 
@@ -141,7 +141,7 @@ class Job:
     def planned(cls, audio: np.ndarray, options: JobOptions, deadline: float, **fields) -> Job:
         """A job whose windows intake planned: speech regions (VAD) packed into windows."""
         vad = options.vad if isinstance(options.vad, VadParams) and not options.sequential else None
-        windows, speech = plan(audio, vad)
+        windows, speech = plan(audio, vad, map_speech=not options.sequential)
         return cls(audio=audio, options=options, deadline=deadline, windows=windows, speech=speech, **fields)
 
     @property
@@ -181,18 +181,16 @@ class Job:
         complete, and windows complete in order are announced on `events`."""
         bounds = list(itertools.accumulate((self.rest_seconds(r) for r in rests), initial=0.0))
         silent = result.is_silence(self.options.thresholds)
-        consumed = result.consumed
-        if result.ended and not isinstance(self.options.vad, VadParams):
-            # No VAD, so no map of the speech left: the model's own end of speech ends the rest it is in, as
-            # it ends a window in transcribe() (decoding that silence again invented words: ' you', ' ...');
-            # the rests after it in a packed input were not reached, and are decoded again
-            consumed = bounds[min(max(1, bisect.bisect_left(bounds, consumed)), len(bounds) - 1)]
-        settled = settle(rests, bounds, result.segments, consumed, silent, self._speech_after)
+        # The model's end of text does not end a rest: Whisper ends a window early before a sentence that
+        # follows a long silence in it (the sentence was lost, issue #30); what is left is decoded again when
+        # it holds speech (`_speech_after`, VAD's map, also made without VAD), not when it is silence
+        # (decoding silence again invented words: ' you', ' ...', issue #27)
+        settled = settle(rests, bounds, result.segments, result.consumed, silent, self._speech_after)
         window = self.input_window(rests)
         for index, segment in settled.placed:
             where = self._to_file(window, bounds[index], bounds[index + 1], segment)
             self.segments[rests[index].window].append(where)
-        self.rests += settled.rests
+        self.rests += [self._at_speech(rest) for rest in settled.rests]
         for done in settled.complete:
             self._complete(done)
 
@@ -221,6 +219,23 @@ class Job:
             left += sum(max(0, min(region.end, r.end) - max(region.start, r.start)) for r in self.speech)
         return left >= MIN_SPEECH_LEFT_SECONDS * SAMPLE_RATE
 
+    def _at_speech(self, rest: Rest) -> Rest:
+        """The rest from its first speech on (less SPEECH_LEAD_SECONDS): the silence before it is not decoded
+        again, as Whisper writes ' .' or ' you' into a long silence and may never reach the speech after it
+        (issue #30: a sentence 18 s after the model stopped, in the same window, was lost)."""
+        position = 0
+        for region in self.windows[rest.window].after(rest.offset).regions:
+            starts = [
+                max(region.start, r.start)
+                for r in self.speech
+                if r.end > region.start and r.start < region.end
+            ]
+            if starts:
+                lead = (position + min(starts) - region.start) / SAMPLE_RATE - SPEECH_LEAD_SECONDS
+                return replace(rest, offset=rest.offset + max(0.0, lead))
+            position += region.end - region.start
+        return rest
+
     def _to_file(self, window: Window, rest_start: float, rest_end: float, s: Segment) -> Segment:
         """A segment with input times -> file times, kept within its rest; `seek` is where the rest starts."""
 
@@ -234,7 +249,7 @@ class Job:
             words = tuple(replace(x, **dict(zip(("start", "end"), times(x.start, x.end)))) for x in s.words)
         start, end = times(s.start, s.end)
         seek = round(window.to_file_time(rest_start) * SAMPLE_RATE) // HOP_LENGTH
-        return replace(s, start=start, end=end, words=words, seek=seek)
+        return held_to_speech(replace(s, start=start, end=end, words=words, seek=seek), self.speech)
 
     def window_segments(self, index: int) -> list[Segment]:
         if self.sequential_segments is not None:

@@ -20,6 +20,11 @@ from .vad import Region, VadParams, pad, speech_regions
 FRAME = SAMPLE_RATE // 100  # 160 samples: 10 ms energy frames for finding silences
 MIN_WINDOW_SECONDS = 24  # a cut is searched for in the last 6 s of each window: few windows, words intact
 QUIET_FRAMES = 20  # 200 ms: the stretch whose energy decides where to cut
+# Without VAD, where the speech is (VAD_*'s defaults): Whisper may end a window's text early, before a
+# sentence that follows a long silence in the same window; that rest is decoded again only when it holds
+# speech, so that neither the sentence is lost nor words are invented in a silence (issue #30)
+SPEECH_MAP = VadParams(threshold=0.5, min_silence_ms=1000, speech_pad_ms=0)
+SPEECH_LEAD_SECONDS = 0.4  # what is decoded of a silence before speech (VAD_SPEECH_PAD_MS's default)
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,18 @@ def contiguous_windows(audio: np.ndarray) -> list[Window]:
     return [Window((r,)) for r in split_long(Region(0, len(audio)), audio)]
 
 
+def from_first_speech(window: Window, speech: list[Region]) -> Window:
+    """A contiguous window from SPEECH_LEAD_SECONDS before its first speech: Whisper decodes a long silence
+    at the start of a window into ' .' or ' you' and may never reach the sentence after it (issue #30: one
+    15 s into a window was lost). A window without speech is left whole."""
+    (region,) = window.regions
+    starts = [r.start for r in speech if r.end > region.start and r.start < region.end]
+    if not starts:
+        return window
+    lead = round(SPEECH_LEAD_SECONDS * SAMPLE_RATE)
+    return Window((Region(max(region.start, max(starts[0], region.start) - lead), region.end),))
+
+
 def split_long(region: Region, audio: np.ndarray) -> list[Region]:
     """A region cut into regions of at most 30 s, each cut at the quietest 200 ms found 24-30 s into it, so
     that words are not split where the speaker pauses."""
@@ -114,9 +131,16 @@ def _frame_energy(audio: np.ndarray) -> np.ndarray:
     return np.square(audio[: frames * FRAME].reshape(frames, FRAME), dtype=np.float32).mean(axis=1)
 
 
-def plan(audio: np.ndarray, vad: VadParams | None) -> tuple[list[Window], list[Region]]:
-    """The windows to decode and the (unpadded) speech regions they came from; without VAD, everything."""
+def plan(
+    audio: np.ndarray, vad: VadParams | None, map_speech: bool = True
+) -> tuple[list[Window], list[Region]]:
+    """The windows to decode and the (unpadded) speech regions of the file. Without VAD every sample is
+    decoded, and the speech regions are still found (SPEECH_MAP), only to tell whether what is left of a
+    window after the model stopped holds speech; `map_speech=False` (nothing will ask): everything."""
     if vad is None:
-        return contiguous_windows(audio), [Region(0, len(audio))]
+        if not map_speech:
+            return contiguous_windows(audio), [Region(0, len(audio))]
+        speech = speech_regions(audio, SPEECH_MAP)
+        return [from_first_speech(w, speech) for w in contiguous_windows(audio)], speech
     speech = speech_regions(audio, vad)
     return speech_windows(pad(speech, vad.speech_pad_ms, len(audio)), audio), speech

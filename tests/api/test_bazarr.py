@@ -155,8 +155,8 @@ def test_pcm_past_max_audio_seconds_is_400_naming_audio_file(server, audio_dir):
 @pytest.fixture(scope="module")
 def english_only(tmp_path_factory):
     """A random English-only checkpoint (tiny.en's vocabulary size) behind a tiny MAX_UPLOAD_MB and a deadline
-    of one second: what passes the limits is accepted as a job, then answered 504 at once (decoding a film
-    with random weights on a test machine's CPU would take an hour)."""
+    of one second: what passes the limits is accepted as a job, then answered 504 when the deadline passes
+    first (decoding a film with random weights on a test machine's CPU would take an hour), 200 otherwise."""
     import dataclasses
 
     import torch
@@ -205,11 +205,18 @@ def test_english_only_asr_refuses_translate_and_other_languages(english_only, au
     assert resp.status_code == 400 and resp.json()["error"]["param"] == "task"
     resp = bazarr_asr(english_only.url, audio, language="de")
     assert resp.status_code == 400 and resp.json()["error"]["code"] == "unsupported_language"
-    # English is accepted: decoded (200), or cut by its one-second deadline on a busy machine (504)
     resp = bazarr_asr(english_only.url, audio)
-    assert resp.status_code in (200, 504), resp.text
+    # English passes the language check: the job is accepted and decoded. Whether the random weights finish
+    # inside the one-second deadline depends on the machine, so both outcomes of an accepted job hold here.
+    assert_accepted(resp)
+
+
+def assert_accepted(resp: requests.Response) -> None:
+    """A request that passed every check: answered (200), or ran out of its deadline while decoding (504)."""
     if resp.status_code == 504:
         assert resp.json()["error"]["code"] == "timeout", resp.text
+    else:
+        assert resp.status_code == 200, resp.text[:500]
 
 
 def test_a_film_is_judged_by_its_duration_not_by_max_upload_mb(english_only, audio_dir):
@@ -226,7 +233,7 @@ def test_a_film_is_judged_by_its_duration_not_by_max_upload_mb(english_only, aud
         headers={"Content-Type": body.content_type},
     )
     film.unlink()
-    assert resp.status_code == 504 and resp.json()["error"]["code"] == "timeout", resp.text[:500]
+    assert_accepted(resp)  # a job, not a 413 (a fast machine may even finish it inside the deadline)
     line = [
         json.loads(x.split(" service.request ", 1)[1])
         for x in english_only.log().splitlines()

@@ -44,12 +44,12 @@ def test_a_hung_up_stream_is_cancelled_before_its_next_window():
     server_side, client_side = socket.socketpair()
     client_side.close()  # the browser's Cancel: the connection is gone, no window has finished since
     job = waiting_job(deadline_seconds=20)
-    began = time.monotonic()
     with server_side, app.test_request_context(environ_base={"gunicorn.socket": server_side}):
         with pytest.raises(ClientClosed):
             list(pipeline.stream_events(job))
-    assert scheduler.reasons == ["disconnect"]
-    assert time.monotonic() - began < 5  # not at the deadline, 20 s away
+    assert scheduler.reasons == [
+        "disconnect"
+    ]  # not "timeout": cancelled for the hang-up, not at the deadline
 
 
 def test_a_listening_stream_waits_and_times_out_at_its_deadline():

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import threading
 import time
+from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 import requests
 
+from service.engines.openai_whisper import OpenAIWhisperEngine
 from tests.helpers import in_background, wait_for
 
 ENDPOINT = "/v1/audio/transcriptions"
@@ -20,21 +23,6 @@ GREEDY = {"compression_ratio_threshold": "100", "logprob_threshold": "-100"}  # 
 def transcribe(service, path, data=None, timeout=180):
     with open(path, "rb") as f:
         return requests.post(service.url + ENDPOINT, files={"file": f}, data=data or {}, timeout=timeout)
-
-
-def test_full_queue_refuses_at_once_and_accepted_work_finishes(start_service, audio_dir):
-    service = start_service(QUEUE_MAX_SECONDS="100", BATCH_SIZE="1")
-    first = in_background(transcribe, service, audio_dir / "long.wav", {"language": "en"})
-    wait_for(lambda: service.metric("whisper_queue_audio_seconds") > 0)
-    began = time.monotonic()
-    refused = transcribe(service, audio_dir / "long.wav", {"language": "en"})
-    assert time.monotonic() - began < 10  # refused at once, not after the first finished
-    assert refused.status_code == 429
-    assert int(refused.headers["Retry-After"]) >= 1
-    assert refused.json()["error"]["code"] == "queue_full"
-    first["thread"].join(180)
-    assert first["result"].status_code == 200, first.get("error") or first["result"].text
-    assert service.metric("whisper_rejected_requests_total", reason="queue_full") == 1
 
 
 def send_and_hang_up(service, path, data: dict, after: float) -> None:
@@ -152,9 +140,74 @@ def test_batched_and_sequential_give_valid_verbose_json(service, audio_dir, mode
     assert body["text"] == "".join(s["text"] for s in body["segments"]).strip()
 
 
-def test_deadline_gives_a_clean_timeout(start_service, audio_dir):
-    service = start_service(REQUEST_TIMEOUT="1", REQUEST_TIMEOUT_PER_AUDIO_SECOND="0", BATCH_SIZE="1")
-    resp = transcribe(service, audio_dir / "long.wav", {"language": "en"})
-    assert resp.status_code == 504 and resp.json()["error"]["code"] == "timeout"
-    assert service.metric("whisper_cancelled_requests_total", reason="timeout") == 1
-    assert requests.get(service.url + "/readyz").status_code == 200
+class Blocked(OpenAIWhisperEngine):
+    """The real engine, whose decode waits until the test lets it go: what must happen while a request is
+    decoding (its deadline passes, another is refused) happens first, whatever the machine's speed."""
+
+    release: threading.Event
+
+    def decode(self, windows, options):
+        self.release.wait(60)
+        return super().decode(windows, options)
+
+
+@pytest.fixture
+def blocked(checkpoint):
+    """make(**settings) -> (Flask test client, scheduler, engine): the app in-process around a Blocked engine
+    (random weights, no VAD, one window per call); the engine is released when the test ends."""
+    from service import _flask_app
+    from service.batching.scheduler import Scheduler
+    from service.settings import Settings
+
+    engines = []
+
+    def make(**changes):
+        settings = Settings(whisper_model=str(checkpoint), whisper_device="cpu", warmup=False, vad=False)
+        settings = settings.replace(batch_size=1, **changes)
+        engine = Blocked(settings)
+        engine.release = threading.Event()
+        engines.append(engine)
+        scheduler = Scheduler(engine, settings)
+        client = _flask_app(settings, scheduler).test_client()
+        scheduler.start()
+        wait_for(lambda: scheduler.ready)
+        return client, scheduler, engine
+
+    yield make
+    for engine in engines:
+        engine.release.set()
+
+
+def post(client, path: Path, **data):
+    with open(path, "rb") as f:
+        return client.post(ENDPOINT, data={"file": (f, path.name), **data})
+
+
+def test_deadline_gives_a_clean_timeout(blocked, audio_dir):
+    from service import metrics
+
+    client, scheduler, engine = blocked(request_timeout=1, request_timeout_per_audio_second=0)
+    timeouts = metrics.CANCELLED.labels("timeout")._value.get()
+    resp = post(client, audio_dir / "long.wav", language="en")
+    assert resp.status_code == 504 and resp.json["error"]["code"] == "timeout", resp.text
+    assert metrics.CANCELLED.labels("timeout")._value.get() == timeouts + 1
+    engine.release.set()
+    wait_for(lambda: scheduler.work.empty())  # the decode under way finishes; the rest was dropped
+    assert client.get("/readyz").status_code == 200
+
+
+def test_full_queue_refuses_at_once_and_accepted_work_finishes(blocked, audio_dir):
+    from service import metrics
+
+    client, scheduler, engine = blocked(queue_max_seconds=100)
+    refusals = metrics.REJECTED.labels("queue_full")._value.get()
+    first = in_background(post, client, audio_dir / "long.wav", language="en")
+    wait_for(lambda: not scheduler.work.empty())  # 75 s queued; the model is held, so it stays queued
+    refused = post(client, audio_dir / "long.wav", language="en")  # 150 s would pass QUEUE_MAX_SECONDS
+    assert refused.status_code == 429, refused.text
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert refused.json["error"]["code"] == "queue_full"
+    engine.release.set()
+    first["thread"].join(180)
+    assert first["result"].status_code == 200, first.get("error") or first["result"].text
+    assert metrics.REJECTED.labels("queue_full")._value.get() == refusals + 1

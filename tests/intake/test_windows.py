@@ -7,7 +7,13 @@ import pytest
 
 from service.audio import SAMPLE_RATE, WINDOW_SAMPLES
 from service.intake.vad import Region
-from service.intake.windows import Window, contiguous_windows, speech_windows
+from service.intake.windows import (
+    SPEECH_LEAD_SECONDS,
+    Window,
+    contiguous_windows,
+    from_first_speech,
+    speech_windows,
+)
 
 SR = SAMPLE_RATE
 # 2 s of speech at 10 s, 3 s at 20 s: concatenated, window time 2.0 is the seam
@@ -59,3 +65,15 @@ def test_without_vad_the_file_is_cut_into_contiguous_windows_at_its_quietest_mom
     assert all(len(w.regions) == 1 and w.samples <= WINDOW_SAMPLES for w in windows)
     assert windows[0].regions[0].end / SR == pytest.approx(27.0, abs=0.3)
     assert windows[-1].regions[0].end == len(audio)
+
+
+def test_without_vad_a_window_starts_just_before_its_first_speech():
+    """Issue 30: 15 s of silence at a window's start became ' 3.0.0.0' and the sentence after it was lost."""
+    sr, lead = SAMPLE_RATE, round(SPEECH_LEAD_SECONDS * SAMPLE_RATE)
+    window = Window((Region(25 * sr, 45 * sr),))
+    assert from_first_speech(window, [Region(2 * sr, 5 * sr), Region(41 * sr, 44 * sr)]).regions == (
+        Region(41 * sr - lead, 45 * sr),
+    )
+    assert from_first_speech(window, [Region(24 * sr, 27 * sr)]) == window  # speech across the cut
+    assert from_first_speech(window, [Region(25 * sr + 100, 27 * sr)]).start == 25 * sr  # never before it
+    assert from_first_speech(window, [Region(2 * sr, 5 * sr)]) == window  # no speech: decoded whole

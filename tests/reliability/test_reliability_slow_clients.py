@@ -23,7 +23,7 @@ from bench.slowloris import Trickle, held_tmp_files
 from deploy import nginx
 from deploy.config import Slot
 from service.server.auth import key_id
-from tests.helpers import free_port
+from tests.helpers import free_port, wait_for
 
 ENDPOINT = "/v1/audio/transcriptions"
 PROBE_LIMIT = 2.0  # seconds a /readyz may take while the attack lasts
@@ -84,8 +84,8 @@ def test_hundreds_of_stalled_uploads_cannot_starve_the_service(start_service, au
     kinds = attack(service.url)
     try:
         assert all(len(t.attackers) == t.count for t in kinds.values())  # every attacker got connected
-        time.sleep(1.5)  # the stalls have sent their megabyte: werkzeug holds it in TMPDIR
-        assert held_tmp_files(str(uploads), service.process.pid) >= 1
+        # the stalls send their megabyte, which werkzeug holds in TMPDIR (waited for, not slept on)
+        wait_for(lambda: held_tmp_files(str(uploads), service.process.pid) >= 1, timeout=60)
         normal = transcribe(service.url, audio_dir / "speech.wav")
         assert normal.status_code == 200, normal.text
         latencies = probe_while(service.url, lambda: all_closed(kinds), seconds=20)

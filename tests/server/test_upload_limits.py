@@ -35,7 +35,9 @@ def test_an_idle_upload_is_cut_off_after_the_idle_timeout(pair):
     began = time.monotonic()
     with pytest.raises(UploadTimeout) as caught:
         sock.recv(10)
-    assert 0.25 < time.monotonic() - began < 1.0
+    assert (
+        time.monotonic() - began >= 0.25
+    )  # not before the idle timeout (when after it: the machine's speed)
     assert caught.value.status == 408 and "UPLOAD_IDLE_TIMEOUT" in caught.value.message
 
 
@@ -58,8 +60,8 @@ def test_a_trickle_is_cut_off_when_the_grace_period_ends(pair):
     finally:
         stop.set()
         sender.join(2)
-    assert 0.55 < time.monotonic() - began < 1.5  # at the end of the grace period, not at the idle timeout
-    assert "UPLOAD_MIN_RATE" in caught.value.message
+    assert time.monotonic() - began >= 0.55  # not before the grace period ends
+    assert "UPLOAD_MIN_RATE" in caught.value.message  # the rate cut it, not the idle timeout (5 s)
 
 
 def test_a_fast_upload_is_never_cut_off(pair):

@@ -9,8 +9,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import requests
 
@@ -69,14 +67,11 @@ def test_without_vad_every_word_is_where_a_sentence_is(real_service, spaced_thre
         assert speech.wer(sentence, said) < 0.5, (sentence, said)
 
 
-def test_a_prompt_the_model_loops_on_is_answered_in_seconds(real_service, short_clip):
-    began = time.monotonic()
+def test_a_prompt_the_model_loops_on_is_answered_within_its_token_budget(real_service, short_clip):
+    # A 504 after 123 s in the issue; on 2 quiet cores, 23.8 s before the fix and 5.5 s after. What fails
+    # before the fix whatever the machine's speed is the token count below (no bound on seconds: issue #30).
     response = transcribe(real_service, short_clip, language="en", prompt=LOOPING_PROMPT)
-    elapsed = time.monotonic() - began
-    # A regression guard: a 504 after 123 s in the issue; here, on 2 quiet cores, 23.8 s before the fix and
-    # 5.5 s after. What fails before the fix whatever the machine's speed is the token count below.
     assert response.status_code == 200, response.text
-    assert elapsed < 90
     for segment in response.json()["segments"]:
         assert len(segment["tokens"]) <= token_budget(2.8, 224)
 
