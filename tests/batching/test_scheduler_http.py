@@ -25,8 +25,9 @@ def transcribe(service, path, data=None, timeout=180):
         return requests.post(service.url + ENDPOINT, files={"file": f}, data=data or {}, timeout=timeout)
 
 
-def send_and_hang_up(service, path, data: dict, after: float) -> None:
-    """POST a multipart upload over a raw socket, then close the connection without reading the answer."""
+def send_and_hang_up(service, path, data: dict, until) -> None:
+    """POST a multipart upload over a raw socket, then close the connection without reading the answer
+    once `until()` holds (a condition, not a delay: the same moment of the work on any machine)."""
     prepared = requests.Request(
         "POST", service.url + ENDPOINT, files={"file": open(path, "rb")}, data=data
     ).prepare()
@@ -35,7 +36,7 @@ def send_and_hang_up(service, path, data: dict, after: float) -> None:
     head += "".join(f"{k}: {v}\r\n" for k, v in prepared.headers.items()) + "\r\n"
     with socket.create_connection((url.hostname, url.port)) as sock:
         sock.sendall(head.encode() + prepared.body)
-        time.sleep(after)
+        wait_for(until, what="the moment to hang up")
 
 
 def test_disconnect_cancels_queued_windows(start_service, audio_dir, tmp_path):
@@ -47,7 +48,9 @@ def test_disconnect_cancels_queued_windows(start_service, audio_dir, tmp_path):
                     str(audio_dir / "long.wav"), str(five_minutes)], check=True)  # fmt: skip
     windows = len(contiguous_windows(decode_file(str(five_minutes), 3600, 60)))
     service = start_service(BATCH_SIZE="1")
-    send_and_hang_up(service, five_minutes, {"language": "en", **GREEDY}, after=0.5)
+    # hang up once the first window has been decoded: the rest are queued then, however fast the machine
+    first_call = lambda: service.metric("whisper_batch_size_count") >= 1  # noqa: E731
+    send_and_hang_up(service, five_minutes, {"language": "en", **GREEDY}, until=first_call)
     wait_for(lambda: service.metric("whisper_cancelled_requests_total", reason="disconnect") == 1)
 
     # greedy, one window per batch: every window is either decoded once (those under way when the client
