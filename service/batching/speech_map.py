@@ -7,7 +7,8 @@ openai-whisper's transcribe() places them alike (bench/vad_off.py measures both)
 speech is (VAD's regions, also found without VAD: intake/windows.SPEECH_MAP), so each word is held to it:
     a word that overlaps speech keeps only the part that does (its start moves to where the speech starts);
     a word entirely in silence moves to the nearest edge of speech, keeping the words in order.
-Regions are widened by WORD_PAD_SECONDS: Silero's 32 ms frames and a word's soft onset.
+A segment without word times is held the same way (its start at 24.79 s in silence, its sentence at 44.31 s,
+became 44.1 s). Regions are widened by WORD_PAD_SECONDS: Silero's 32 ms frames and a word's soft onset.
 """
 
 from __future__ import annotations
@@ -23,12 +24,16 @@ WORD_PAD_SECONDS = 0.2
 
 
 def held_to_speech(segment: Segment, speech: Sequence[Region]) -> Segment:
-    """The segment (file times) with each word held to the speech regions, and its times to its words'."""
-    if not segment.words or not speech:
+    """The segment (file times) with each word held to the speech regions, and its times to its words'
+    (without word times, the segment's own times are held, as one word's would be)."""
+    if not speech:
         return segment
     spans = [
         (r.start / SAMPLE_RATE - WORD_PAD_SECONDS, r.end / SAMPLE_RATE + WORD_PAD_SECONDS) for r in speech
     ]
+    if not segment.words:
+        start, end = _held(segment.start, segment.end, spans)
+        return replace(segment, start=start, end=max(start, end))
     words, earliest = [], 0.0
     for word in segment.words:
         start, end = _held(word.start, word.end, spans)

@@ -67,8 +67,32 @@ def test_the_first_word_stretched_over_leading_silence_starts_at_the_speech():
     assert (held.start, held.end) == (0.7 - WORD_PAD_SECONDS, 4.3 + WORD_PAD_SECONDS)
 
 
-def test_without_a_map_or_words_nothing_changes():
+def test_without_a_map_nothing_changes_and_a_bare_segment_ends_with_its_speech():
     segment = Segment(1.0, 2.0, "text", (), words=(Word(" a", 1.0, 2.0, 0.9),))
     assert held_to_speech(segment, []) == segment
     bare = Segment(1.0, 2.0, "text", ())
-    assert held_to_speech(bare, [Region(0, SAMPLE_RATE)]) == bare
+    assert held_to_speech(bare, []) == bare
+    held = held_to_speech(bare, [Region(0, SAMPLE_RATE)])  # speech ends at 1.0 s (+ the pad)
+    assert (held.start, held.end) == (1.0, 1.0 + WORD_PAD_SECONDS)
+
+
+@given(speech_and_words())
+def test_a_segment_without_word_times_is_held_like_one_word(case):
+    """Without word timestamps (issue #30: ' ...' at 24.79-44.31 s, silence until 44.31 s), the segment's own
+    start moves into speech; one already inside speech is left as it is."""
+    speech, with_words = case
+    segment = Segment(with_words.start, with_words.end, "text", ())
+    held = held_to_speech(segment, speech)
+    assert held.start <= held.end and held.words == segment.words
+    assert any(a - 1e-9 <= held.start <= b + 1e-9 for a, b in padded(speech)), (held, speech)
+    if any(a <= segment.start and segment.end <= b for a, b in padded(speech)):
+        assert held == segment
+
+
+def test_the_issue_segment_starting_in_silence_starts_at_its_sentence():
+    speech = [
+        Region(round(22.8 * SAMPLE_RATE), round(24.6 * SAMPLE_RATE)),
+        Region(round(45.04 * SAMPLE_RATE), round(48.0 * SAMPLE_RATE)),
+    ]
+    held = held_to_speech(Segment(24.79 + WORD_PAD_SECONDS, 47.5, " Third sentence.", ()), speech)
+    assert abs(held.start - (45.04 - WORD_PAD_SECONDS)) < 1e-6 and held.end == 47.5
