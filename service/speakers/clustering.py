@@ -7,9 +7,10 @@ two by average-linkage agglomerative clustering (scikit-learn); the cut is kept 
 spread rather than one absolute cosine distance: two voices that the encoder places close together (two men
 of one accent, a family's voices) still split when they are closer to themselves than to each other, and a
 conversation of four voices in two pairs (two women, two men) splits each pair after the first cut
-separates the pairs. Measured on the corpus of bench/diarization.py (docs/accuracy.md). Groups holding
-fewer than MIN_SHARE of the pieces are outliers (a cough, two voices in one piece) and join their nearest
-group, unless min_speakers needs them.
+separates the pairs. Each half of a cut needs MIN_PIECES pieces: a silhouette over two pieces says little
+(on the corpus, a 3+2 cut of one voice's five sentences passed 0.25). Measured on the corpus of
+bench/diarization.py (docs/accuracy.md). Groups holding fewer than MIN_SHARE of the pieces are outliers
+(a cough, two voices in one piece) and join their nearest group, unless min_speakers needs them.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 SPLIT_SILHOUETTE = 0.25  # a cut's silhouette at least this: two voices (one voice's cuts measured <= 0.26)
-MIN_SPLIT = 3  # pieces a group needs to be cut
+MIN_PIECES = 3  # pieces each half of a cut needs to count as a voice (fewer: too few to judge a voice by)
 MIN_SHARE = 0.05  # of the pieces: a smaller group is folded into its nearest neighbour
 MAX_SPEAKERS = 8  # when the request gives no max_speakers
 
@@ -29,34 +30,43 @@ def cluster(vectors: np.ndarray, min_speakers: int = 1, max_speakers: int | None
     labels = np.zeros(n, dtype=int)
     if n < 2 or upper <= 1:
         return labels
-    cuts: dict[int, tuple[float, np.ndarray]] = {}
+    cuts: dict[int, tuple[float, np.ndarray | None]] = {}
     while labels.max() + 1 < upper:
         for group in set(range(labels.max() + 1)) - set(cuts):
             cuts[group] = cut(vectors[labels == group])
         group = max(cuts, key=lambda g: cuts[g][0])
-        score, halves = cuts.pop(group)
-        if (score < SPLIT_SILHOUETTE and labels.max() + 1 >= min_speakers) or not halves.any():
-            break
+        score, two = cuts[group]
+        if score < SPLIT_SILHOUETTE:
+            if labels.max() + 1 >= min_speakers:
+                break
+            group = int(np.argmax(np.bincount(labels)))  # min_speakers forces the largest group's plain cut
+            two = halves(vectors[labels == group])
+        cuts.pop(group, None)
         rows = np.flatnonzero(labels == group)
-        labels[rows[halves == 1]] = labels.max() + 1
+        labels[rows[two == 1]] = labels.max() + 1
     return fold_outliers(vectors, labels, keep=max(min_speakers, 1))
 
 
-def cut(vectors: np.ndarray) -> tuple[float, np.ndarray]:
-    """A group's best cut in two (0/1 per row) and its silhouette; -1 where it has too few pieces to cut,
-    and a cut that leaves one piece alone scores -0.5 (an outlier, not a voice; min_speakers may force it)."""
+def halves(rows: np.ndarray) -> np.ndarray:
+    """Rows cut in two by average-linkage agglomerative clustering on cosine distance (scikit-learn)."""
     from sklearn.cluster import AgglomerativeClustering
+
+    return AgglomerativeClustering(n_clusters=2, metric="cosine", linkage="average").fit_predict(rows)
+
+
+def cut(vectors: np.ndarray) -> tuple[float, np.ndarray | None]:
+    """A group's cut in two voices (0/1 per row) and its silhouette, its pieces centred on their mean;
+    -1 and no cut where a half would hold fewer than MIN_PIECES (an outlier, or too little to judge a voice
+    by)."""
     from sklearn.metrics import silhouette_score
 
-    if len(vectors) < 2:
-        return -1.0, np.zeros(len(vectors), dtype=int)
     centred = vectors - vectors.mean(axis=0)
-    if len(vectors) < MIN_SPLIT or not np.any(np.abs(centred) > 1e-9):
-        return -1.0, (np.arange(len(vectors)) > 0).astype(int)
-    halves = AgglomerativeClustering(n_clusters=2, metric="cosine", linkage="average").fit_predict(centred)
-    if np.bincount(halves).min() < 2:
-        return -0.5, halves
-    return float(silhouette_score(centred, halves, metric="cosine")), halves
+    if len(vectors) < 2 * MIN_PIECES or not np.any(np.abs(centred) > 1e-9):
+        return -1.0, None
+    two = halves(centred)
+    if np.bincount(two).min() < MIN_PIECES:
+        return -1.0, None
+    return float(silhouette_score(centred, two, metric="cosine")), two
 
 
 def fold_outliers(vectors: np.ndarray, labels: np.ndarray, keep: int) -> np.ndarray:

@@ -65,3 +65,12 @@ def test_touching_pieces_merge_only_while_their_voice_agrees(runs):
     assert [tuple(s) for s in found.spans.tolist()] == [(a, b) for _, a, b in expected]
     assert np.argmax(found.vectors @ centres.T, axis=1).tolist() == [v for v, _, _ in expected]
     assert np.allclose(np.linalg.norm(found.vectors, axis=1), 1.0, atol=1e-5)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(8, 30), st.integers(1, clustering.MIN_PIECES - 1), st.integers(0, 2**32 - 1))
+def test_a_voice_in_too_few_pieces_is_a_speaker_only_when_min_speakers_asks(per, few, seed):
+    vectors, truth = voices(2, per, spread=0.5, seed=seed)
+    vectors, truth = vectors[: per + few], truth[: per + few]  # the second voice heard `few` times
+    assert len(set(clustering.cluster(vectors))) == 1
+    assert same_partition(clustering.cluster(vectors, min_speakers=2), truth)
