@@ -7,8 +7,8 @@ two by average-linkage agglomerative clustering (scikit-learn); the cut is kept 
 spread rather than one absolute cosine distance: two voices that the encoder places close together (two men
 of one accent, a family's voices) still split when they are closer to themselves than to each other, and a
 conversation of four voices in two pairs (two women, two men) splits each pair after the first cut
-separates the pairs. Each half of a cut needs MIN_PIECES pieces: a silhouette over two pieces says little
-(on the corpus, a 3+2 cut of one voice's five sentences passed 0.25). Measured on the corpus of
+separates the pairs. A side of FEW_PIECES needs a clearer cut (FEW_SILHOUETTE): a silhouette over two
+pieces is noisy (on the corpus, a 2+2 cut of one voice's sentences scored 0.39). Measured on the corpus of
 bench/diarization.py (docs/accuracy.md). Groups holding fewer than MIN_SHARE of the pieces are outliers
 (a cough, two voices in one piece) and join their nearest group, unless min_speakers needs them.
 """
@@ -18,7 +18,8 @@ from __future__ import annotations
 import numpy as np
 
 SPLIT_SILHOUETTE = 0.25  # a cut's silhouette at least this: two voices (one voice's cuts measured <= 0.26)
-MIN_PIECES = 3  # pieces each half of a cut needs to count as a voice (fewer: too few to judge a voice by)
+FEW_PIECES = 2  # the fewest pieces a voice may have: a cut leaving fewer on a side is an outlier, not a voice
+FEW_SILHOUETTE = 0.5  # what a cut needs when a side has only FEW_PIECES: two pieces make a noisy silhouette
 MIN_SHARE = 0.05  # of the pieces: a smaller group is folded into its nearest neighbour
 MAX_SPEAKERS = 8  # when the request gives no max_speakers
 
@@ -36,7 +37,7 @@ def cluster(vectors: np.ndarray, min_speakers: int = 1, max_speakers: int | None
             cuts[group] = cut(vectors[labels == group])
         group = max(cuts, key=lambda g: cuts[g][0])
         score, two = cuts[group]
-        if score < SPLIT_SILHOUETTE:
+        if score < 0:
             if labels.max() + 1 >= min_speakers:
                 break
             group = int(np.argmax(np.bincount(labels)))  # min_speakers forces the largest group's plain cut
@@ -55,18 +56,20 @@ def halves(rows: np.ndarray) -> np.ndarray:
 
 
 def cut(vectors: np.ndarray) -> tuple[float, np.ndarray | None]:
-    """A group's cut in two voices (0/1 per row) and its silhouette, its pieces centred on their mean;
-    -1 and no cut where a half would hold fewer than MIN_PIECES (an outlier, or too little to judge a voice
-    by)."""
+    """A group's cut in two voices (0/1 per row), its pieces centred on their mean, and by how much its
+    silhouette clears the bar (SPLIT_SILHOUETTE; FEW_SILHOUETTE where a side has only FEW_PIECES); -1 and
+    no cut where a side would hold fewer than FEW_PIECES."""
     from sklearn.metrics import silhouette_score
 
     centred = vectors - vectors.mean(axis=0)
-    if len(vectors) < 2 * MIN_PIECES or not np.any(np.abs(centred) > 1e-9):
+    if len(vectors) < 2 * FEW_PIECES or not np.any(np.abs(centred) > 1e-9):
         return -1.0, None
     two = halves(centred)
-    if np.bincount(two).min() < MIN_PIECES:
+    smallest = np.bincount(two).min()
+    if smallest < FEW_PIECES:
         return -1.0, None
-    return float(silhouette_score(centred, two, metric="cosine")), two
+    bar = FEW_SILHOUETTE if smallest == FEW_PIECES else SPLIT_SILHOUETTE
+    return float(silhouette_score(centred, two, metric="cosine")) - bar, two
 
 
 def fold_outliers(vectors: np.ndarray, labels: np.ndarray, keep: int) -> np.ndarray:
