@@ -6,8 +6,8 @@ same file as json, and what diarization adds to a json transcription of a 10-min
 The corpus is made here (tools/conversations.py): 2-4 espeak-ng speakers (voices, variants, pitches) taking
 turns of a sentence with pauses of 0.3-1.2 s, and a hard set: turns of 2-4 words (under 1.5 s) and two
 voices of one accent. DER is scored on the diarizer's turns (service/speakers) over the service's own VAD
-regions; WER and the overhead through the real server (gunicorn, the embedded tiny.en). Prints a Markdown
-table for docs/accuracy.md.
+regions (embeddings, touching pieces merged, groups split by silhouette); WER and the overhead through
+the real server (gunicorn, the embedded tiny.en). Prints a Markdown table for docs/accuracy.md.
 """
 
 from __future__ import annotations
@@ -94,15 +94,15 @@ def der_table(sets: dict[str, list[conv.Conversation]]) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="2 files per set instead of 4")
-    parser.add_argument("--thresholds", type=float, nargs="*", help="DER at each clustering threshold")
+    parser.add_argument("--thresholds", type=float, nargs="*", help="DER at each SPLIT_SILHOUETTE")
     parser.add_argument("--skip-service", action="store_true", help="DER only: no WER, no overhead")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         sets = corpus(Path(tmp), args.quick)
         lines = []
-        for threshold in args.thresholds or [clustering.DISTANCE_THRESHOLD]:
-            clustering.DISTANCE_THRESHOLD = threshold
-            lines += [f"DISTANCE_THRESHOLD = {threshold}", "", *der_table(sets), ""]
+        for threshold in args.thresholds or [clustering.SPLIT_SILHOUETTE]:
+            clustering.SPLIT_SILHOUETTE = threshold
+            lines += [f"SPLIT_SILHOUETTE = {threshold}", "", *der_table(sets), ""]
         if not args.skip_service:
             from bench.diarization_service import service_rows
 

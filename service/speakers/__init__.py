@@ -2,9 +2,10 @@
 
 speech regions (turns.TURN_VAD: Silero, as intake's, but a pause of 150 ms ends a region, since speakers
 take turns after shorter pauses than the service's VAD_MIN_SILENCE_MS) -> an embedding per piece of speech
-(embeddings.py, resemblyzer's packaged GE2E encoder) -> clustering (clustering.py, scikit-learn) -> turns ->
-a speaker per word, segments split where the speaker changes (turns.py). The engines are not involved: any
-transcript with word times can be labelled.
+(embeddings.py, resemblyzer's packaged GE2E encoder; touching pieces whose voices agree merged) ->
+groups split in two while their pieces form two groups (clustering.py, scikit-learn) -> turns -> a speaker
+per word, segments split where the speaker changes (turns.py). The engines are not involved: any transcript
+with word times can be labelled.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class Hints:
 
 def find_turns(audio: np.ndarray, hints: Hints = Hints()) -> tuple[list[turns.Turn], dict[int, np.ndarray]]:
     """Who spoke when in 16 kHz audio: turns, and each speaker's mean voice (L2-normed)."""
-    pieces = embeddings.embed(audio, speech_regions(audio, turns.TURN_VAD))
+    pieces = embeddings.merged(embeddings.embed(audio, speech_regions(audio, turns.TURN_VAD)))
     labels = clustering.cluster(pieces.vectors, hints.min_speakers, hints.max_speakers)
     voices = {int(g): embeddings.normed(pieces.vectors[labels == g].mean(axis=0)) for g in np.unique(labels)}
     return turns.turns(pieces.spans, labels), voices
