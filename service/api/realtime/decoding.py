@@ -1,8 +1,10 @@
 """A live item's decodes, through the same model loop as files, first in line (Job.live).
 
 While a person speaks, the item so far is decoded every DELTA_STEP_SECONDS of new audio (one decode in
-flight per item); two successive decodes' common words go out as deltas (agreement.py). When the turn ends,
-the partial decode in flight is dropped and the whole item is decoded once more: that text is `completed`.
+flight per item; none queued while a turn's final decode waits for the model); two successive decodes'
+common words go out as deltas (agreement.py). When the turn ends, the partial decode in flight is dropped
+and the whole item is decoded once more, with the options a file's decode of the same audio gets (the
+server's VAD included): that text is `completed`.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class Item:
     agreement: LocalAgreement = field(default_factory=LocalAgreement)
     partial: Job | None = None  # the partial decode in flight
     partial_until: int = 0  # buffer end the last partial decode saw
+    partial_sent: float = 0.0  # time.monotonic() when it was queued
     final: Job | None = None
     stopped_at: float = 0.0  # time.monotonic() when the turn ended: finalisation latency starts here
 
@@ -61,8 +64,9 @@ class Decoder:
             prompt=config.transcription.prompt,
             logprobs=final and config.logprobs,
             timestamps=False,
-            # a server_vad turn is speech already; a client's commit may hold silence: the server's VAD
-            vad=False if server_vad else None,
+            # a partial decode is of speech (server_vad found it) cut mid-word: decoded as it is; a final one
+            # as the same audio sent as a file (VAD trims the turn's padding), so both give the same text
+            vad=False if server_vad and not final else None,
         )
         options = with_server_defaults(options, self.settings, self.scheduler.engine.is_multilingual)
         seconds = len(audio) / SAMPLE_RATE
@@ -78,12 +82,13 @@ class Decoder:
         self.scheduler.submit(job)
         return job
 
-    def busy(self) -> bool:
-        """A live decode (any session's) is already waiting for the model: a partial decode queued now
-        would only delay it, and on a CPU share its model call. So partials thin out under load."""
+    def final_waiting(self) -> bool:
+        """A turn's final decode (any session's) is waiting for the model: a partial decode queued now would
+        share, on a CPU slow down, its model call. Other sessions' partials do not hold one back: partials
+        of several sessions go in one model call (docs/performance.md, live audio)."""
         work = self.scheduler.work
         with work.lock:
-            return any(inputs and inputs[0].job.live for inputs in work.pending.values())
+            return any(inputs and inputs[0].job.live == FINAL for inputs in work.pending.values())
 
     def cancel(self, job: Job | None, reason: str = "disconnect") -> None:
         """Drop a queued decode: the client is gone ("disconnect"), or a newer decode replaces it."""
