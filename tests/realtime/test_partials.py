@@ -113,7 +113,8 @@ def test_a_turns_final_decode_is_planned_as_the_same_audio_sent_as_a_file(senten
     queue = Queue()
     session = speaking(queue, sentence)
     session.tick()
-    assert session.speaking.partial.options.vad is False
+    partial = session.speaking.partial.options
+    assert partial.vad is False and partial.temperatures == (0.0,)  # once, no fallback ladder
     session.handle(json.dumps({"type": "input_audio_buffer.commit"}))
     final = session.decoding[0].final
     as_file = with_server_defaults(JobOptions(timestamps=False), SETTINGS, multilingual=False)

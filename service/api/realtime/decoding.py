@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...audio import SAMPLE_RATE
-from ...batching.job import Job, JobOptions, with_server_defaults
+from ...batching.job import FALLBACK_TEMPERATURES, Job, JobOptions, with_server_defaults
 from ...batching.scheduler import Scheduler
 from ...settings import Settings
 from .agreement import LocalAgreement
@@ -63,6 +63,9 @@ class Decoder:
             language=config.transcription.language,
             prompt=config.transcription.prompt,
             logprobs=final and config.logprobs,
+            # a partial decode once, at temperature 0: a turn cut mid-word often fails the fallback checks,
+            # and its retries at higher temperatures made one partial 5x slower (docs/performance.md)
+            temperatures=FALLBACK_TEMPERATURES if final else (0.0,),
             timestamps=False,
             # a partial decode is of speech (server_vad found it) cut mid-word: decoded as it is; a final one
             # as the same audio sent as a file (VAD trims the turn's padding), so both give the same text
