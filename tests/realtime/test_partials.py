@@ -28,9 +28,10 @@ SETTINGS = from_env({"VAD": "true"})
 class Queue:
     """The Scheduler's queue without its model loop."""
 
-    def __init__(self):
+    def __init__(self, gpu: bool = True):
         self.work = Work()
         self.engine = SimpleNamespace(is_multilingual=False)
+        self.loop = SimpleNamespace(free_batching=gpu)  # ModelLoop.free_batching: a GPU's calls
 
     def submit(self, job: Job) -> None:
         with self.work.lock:
@@ -61,9 +62,9 @@ def speaking(queue: Queue, audio) -> Session:
     return session
 
 
-def test_sessions_partial_decodes_share_the_queue(sentence):
+def test_on_a_gpu_sessions_partial_decodes_share_one_model_call(sentence):
     """Another session's partial decode waiting does not hold one back: they go in one model call."""
-    queue = Queue()
+    queue = Queue(gpu=True)
     sessions = [speaking(queue, sentence[: 2 * SAMPLE_RATE]) for _ in range(3)]
     for s in sessions:
         s.tick()
@@ -72,8 +73,20 @@ def test_sessions_partial_decodes_share_the_queue(sentence):
     assert {i.job.id for i in queue.model_call()} == {p.id for p in partials}
 
 
-def test_no_partial_is_queued_while_a_turns_final_decode_waits(sentence):
-    queue = Queue()
+def test_on_a_cpu_sessions_take_turns_with_one_partial_waiting_at_a_time(sentence):
+    queue = Queue(gpu=False)
+    first, second = (speaking(queue, sentence[: 2 * SAMPLE_RATE]) for _ in range(2))
+    first.tick()
+    second.tick()
+    assert first.speaking.partial is not None and second.speaking.partial is None
+    assert [i.job.id for i in queue.model_call()] == [first.speaking.partial.id]
+    second.tick()  # the model took the first session's: the second's may wait now
+    assert second.speaking.partial is not None
+
+
+@pytest.mark.parametrize("gpu", [True, False])
+def test_no_partial_is_queued_while_a_turns_final_decode_waits(sentence, gpu):
+    queue = Queue(gpu)
     ended, talking = speaking(queue, sentence), speaking(queue, sentence[: 2 * SAMPLE_RATE])
     ended.handle(json.dumps({"type": "input_audio_buffer.commit"}))
     final = ended.decoding[0].final

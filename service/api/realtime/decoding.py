@@ -1,10 +1,10 @@
 """A live item's decodes, through the same model loop as files, first in line (Job.live).
 
 While a person speaks, the item so far is decoded every DELTA_STEP_SECONDS of new audio (one decode in
-flight per item; none queued while a turn's final decode waits for the model); two successive decodes'
-common words go out as deltas (agreement.py). When the turn ends, the partial decode in flight is dropped
-and the whole item is decoded once more, with the options a file's decode of the same audio gets (the
-server's VAD included): that text is `completed`.
+flight per item; none queued while a turn's final decode, or on a CPU any live decode, waits); two
+successive decodes' common words go out as deltas (agreement.py). When the turn ends, the partial decode in
+flight is dropped and the whole item is decoded once more, with the options a file's decode of the same
+audio gets (the server's VAD included): that text is `completed`.
 """
 
 from __future__ import annotations
@@ -85,13 +85,15 @@ class Decoder:
         self.scheduler.submit(job)
         return job
 
-    def final_waiting(self) -> bool:
-        """A turn's final decode (any session's) is waiting for the model: a partial decode queued now would
-        share, on a CPU slow down, its model call. Other sessions' partials do not hold one back: partials
-        of several sessions go in one model call (docs/performance.md, live audio)."""
-        work = self.scheduler.work
+    def holds_partials(self) -> bool:
+        """No partial decode is queued while a turn's final decode (any session's) waits for the model; on a
+        CPU, while any live decode waits either. A GPU's call costs about one input's time, so there the
+        partials of all sessions go in one call; a CPU's call costs each input's time, and one-input calls
+        in turn decode fresher audio (docs/performance.md, live audio)."""
+        work, batching = self.scheduler.work, self.scheduler.loop.free_batching
         with work.lock:
-            return any(inputs and inputs[0].job.live == FINAL for inputs in work.pending.values())
+            live = [inputs[0].job.live for inputs in work.pending.values() if inputs]
+        return FINAL in live or (not batching and PARTIAL in live)
 
     def cancel(self, job: Job | None, reason: str = "disconnect") -> None:
         """Drop a queued decode: the client is gone ("disconnect"), or a newer decode replaces it."""

@@ -116,7 +116,7 @@ class Session:
     def tick(self) -> list[dict]:
         out = self._detect() if self.detector else []
         item = self.speaking
-        if item and item.wants_partial(self.buffer.end) and not self.decoder.final_waiting():
+        if item and item.wants_partial(self.buffer.end) and not self.decoder.holds_partials():
             self._submit_partial(item)
         if item and item.partial is not None and item.partial.done.is_set():
             out += self._partial_done(item)
