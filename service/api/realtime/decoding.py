@@ -1,8 +1,10 @@
 """A live item's decodes, through the same model loop as files, first in line (Job.live).
 
 While a person speaks, the item so far is decoded every DELTA_STEP_SECONDS of new audio (one decode in
-flight per item); two successive decodes' common words go out as deltas (agreement.py). When the turn ends,
-the partial decode in flight is dropped and the whole item is decoded once more: that text is `completed`.
+flight per item; none queued while a turn's final decode, or on a CPU any live decode, waits); two
+successive decodes' common words go out as deltas (agreement.py). When the turn ends, the partial decode in
+flight is dropped and the whole item is decoded once more, with the options a file's decode of the same
+audio gets (the server's VAD included): that text is `completed`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...audio import SAMPLE_RATE
-from ...batching.job import Job, JobOptions, with_server_defaults
+from ...batching.job import FALLBACK_TEMPERATURES, Job, JobOptions, with_server_defaults
 from ...batching.scheduler import Scheduler
 from ...settings import Settings
 from .agreement import LocalAgreement
@@ -35,6 +37,7 @@ class Item:
     agreement: LocalAgreement = field(default_factory=LocalAgreement)
     partial: Job | None = None  # the partial decode in flight
     partial_until: int = 0  # buffer end the last partial decode saw
+    partial_sent: float = 0.0  # time.monotonic() when it was queued
     final: Job | None = None
     stopped_at: float = 0.0  # time.monotonic() when the turn ended: finalisation latency starts here
 
@@ -60,9 +63,13 @@ class Decoder:
             language=config.transcription.language,
             prompt=config.transcription.prompt,
             logprobs=final and config.logprobs,
+            # a partial decode once, at temperature 0: a turn cut mid-word often fails the fallback checks,
+            # and its retries at higher temperatures made one partial 5x slower (docs/performance.md)
+            temperatures=FALLBACK_TEMPERATURES if final else (0.0,),
             timestamps=False,
-            # a server_vad turn is speech already; a client's commit may hold silence: the server's VAD
-            vad=False if server_vad else None,
+            # a partial decode is of speech (server_vad found it) cut mid-word: decoded as it is; a final one
+            # as the same audio sent as a file (VAD trims the turn's padding), so both give the same text
+            vad=False if server_vad and not final else None,
         )
         options = with_server_defaults(options, self.settings, self.scheduler.engine.is_multilingual)
         seconds = len(audio) / SAMPLE_RATE
@@ -78,12 +85,15 @@ class Decoder:
         self.scheduler.submit(job)
         return job
 
-    def busy(self) -> bool:
-        """A live decode (any session's) is already waiting for the model: a partial decode queued now
-        would only delay it, and on a CPU share its model call. So partials thin out under load."""
-        work = self.scheduler.work
+    def holds_partials(self) -> bool:
+        """No partial decode is queued while a turn's final decode (any session's) waits for the model; on a
+        CPU, while any live decode waits either. A GPU's call costs about one input's time, so there the
+        partials of all sessions go in one call; a CPU's call costs each input's time, and one-input calls
+        in turn decode fresher audio (docs/performance.md, live audio)."""
+        work, batching = self.scheduler.work, self.scheduler.loop.free_batching
         with work.lock:
-            return any(inputs and inputs[0].job.live for inputs in work.pending.values())
+            live = [inputs[0].job.live for inputs in work.pending.values() if inputs]
+        return FINAL in live or (not batching and PARTIAL in live)
 
     def cancel(self, job: Job | None, reason: str = "disconnect") -> None:
         """Drop a queued decode: the client is gone ("disconnect"), or a newer decode replaces it."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import time
 
 from pydantic import ValidationError
@@ -20,6 +21,8 @@ from .config import SessionConfig
 from .decoding import Decoder, Item
 from .events import EventError, server_event
 from .turns import Buffer, Turn, TurnDetector, ms
+
+log = logging.getLogger(__name__)
 
 MIN_COMMIT_SAMPLES = SAMPLE_RATE // 10  # OpenAI refuses to commit less than 100 ms of audio
 MAX_BUFFER_SECONDS = 300  # uncommitted audio a session without server_vad may hold
@@ -113,7 +116,7 @@ class Session:
     def tick(self) -> list[dict]:
         out = self._detect() if self.detector else []
         item = self.speaking
-        if item and item.wants_partial(self.buffer.end) and not self.decoder.busy():
+        if item and item.wants_partial(self.buffer.end) and not self.decoder.holds_partials():
             self._submit_partial(item)
         if item and item.partial is not None and item.partial.done.is_set():
             out += self._partial_done(item)
@@ -157,7 +160,7 @@ class Session:
         return [committed]
 
     def _submit_partial(self, item: Item) -> None:
-        item.partial_until = self.buffer.end
+        item.partial_until, item.partial_sent = self.buffer.end, time.monotonic()
         try:
             item.partial = self.decoder.submit(self.buffer.audio(item.start), self.config, False, True)
         except APIError:  # a full queue: the next tick tries again; the final decode tells the client
@@ -167,7 +170,16 @@ class Session:
         job, item.partial = item.partial, None
         if job.error:
             return []
-        delta = item.agreement.update(decoding.text(job))
+        text = decoding.text(job)
+        delta = item.agreement.update(text)
+        log.debug(  # LOG_LEVEL=debug: the per-turn trace docs/performance.md's live audio section reads
+            "live %s partial of %.2f s of turn, queued to decoded %.2f s: %r -> delta %r",
+            item.id,
+            (item.partial_until - item.start) / SAMPLE_RATE,
+            time.monotonic() - item.partial_sent,
+            text,
+            delta,
+        )
         return [delta_event(item, delta)] if delta else []
 
     def _final_done(self, item: Item) -> list[dict]:
@@ -176,6 +188,7 @@ class Session:
             return [failed(item, job.error)]
         transcript = decoding.text(job)
         rest = item.agreement.finish(transcript)
+        log.debug("live %s final of %.2f s: %r", item.id, item.seconds(), transcript)
         out = [delta_event(item, rest)] if rest else []
         completed = {"item_id": item.id, "content_index": 0, "transcript": transcript}
         completed["usage"] = {"type": "duration", "seconds": round(item.seconds(), 3)}

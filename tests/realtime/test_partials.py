@@ -1,0 +1,136 @@
+"""Which decodes a live session queues, and with which options (service/api/realtime/decoding.py).
+
+The model is not needed to see what is queued: `Queue` stands in for the Scheduler with its real `Work`
+queue, a job's windows queued as ModelLoop.enqueue_windows queues them, and the real `take_batch` as the
+model loop's next call. The decodes themselves run in tests/realtime/test_live.py and bench/realtime.py.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from types import SimpleNamespace
+
+import pytest
+
+from service.api.realtime.decoding import FINAL, PARTIAL, Decoder, Item
+from service.api.realtime.session import Session
+from service.audio import SAMPLE_RATE
+from service.batching.job import Job, JobOptions, Rest, with_server_defaults
+from service.batching.work import ModelInput, Work, take_batch
+from service.intake.vad import VadParams
+from service.settings import from_env
+from tools import speech
+
+SETTINGS = from_env({"VAD": "true"})
+
+
+class Queue:
+    """The Scheduler's queue without its model loop."""
+
+    def __init__(self, gpu: bool = True):
+        self.work = Work()
+        self.engine = SimpleNamespace(is_multilingual=False)
+        self.loop = SimpleNamespace(free_batching=gpu)  # ModelLoop.free_batching: a GPU's calls
+
+    def submit(self, job: Job) -> None:
+        with self.work.lock:
+            self.work.pending[job.id] = deque(ModelInput(job, (Rest(i),)) for i in range(len(job.windows)))
+
+    def cancel(self, job: Job, reason: str) -> None:
+        with self.work.lock:
+            job.cancelled = reason
+            self.work.pending.pop(job.id, None)
+
+    def model_call(self) -> list[ModelInput]:
+        with self.work.lock:
+            return take_batch(self.work.pending, 8)
+
+
+@pytest.fixture(scope="module")
+def sentence(tmp_path_factory):
+    clip = speech.sequence(tmp_path_factory.mktemp("one"), "one", [(0.3, 0, "en-us")], total=4.0)
+    return speech.read_wav(clip.path)
+
+
+def speaking(queue: Queue, audio) -> Session:
+    """A session whose turn began at sample 0 and holds `audio` so far (turns placed by hand: no detector)."""
+    session = Session(Decoder(queue, SETTINGS, None))
+    session.detector = None
+    session.buffer.append(audio)
+    session.speaking = Item(f"item_{id(session)}", None, 0)
+    return session
+
+
+def test_on_a_gpu_sessions_partial_decodes_share_one_model_call(sentence):
+    """Another session's partial decode waiting does not hold one back: they go in one model call."""
+    queue = Queue(gpu=True)
+    sessions = [speaking(queue, sentence[: 2 * SAMPLE_RATE]) for _ in range(3)]
+    for s in sessions:
+        s.tick()
+    partials = [s.speaking.partial for s in sessions]
+    assert all(p is not None and p.live == PARTIAL for p in partials)
+    assert {i.job.id for i in queue.model_call()} == {p.id for p in partials}
+
+
+def test_on_a_cpu_sessions_take_turns_with_one_partial_waiting_at_a_time(sentence):
+    queue = Queue(gpu=False)
+    first, second = (speaking(queue, sentence[: 2 * SAMPLE_RATE]) for _ in range(2))
+    first.tick()
+    second.tick()
+    assert first.speaking.partial is not None and second.speaking.partial is None
+    assert [i.job.id for i in queue.model_call()] == [first.speaking.partial.id]
+    second.tick()  # the model took the first session's: the second's may wait now
+    assert second.speaking.partial is not None
+
+
+@pytest.mark.parametrize("gpu", [True, False])
+def test_no_partial_is_queued_while_a_turns_final_decode_waits(sentence, gpu):
+    queue = Queue(gpu)
+    ended, talking = speaking(queue, sentence), speaking(queue, sentence[: 2 * SAMPLE_RATE])
+    ended.handle(json.dumps({"type": "input_audio_buffer.commit"}))
+    final = ended.decoding[0].final
+    assert final.live == FINAL and final.id in queue.work.pending
+    talking.tick()
+    assert talking.speaking.partial is None
+    assert [i.job.id for i in queue.model_call()] == [final.id]  # the model takes the final decode
+    talking.tick()
+    assert talking.speaking.partial is not None
+
+
+def test_a_partial_waits_for_the_one_in_flight_and_for_half_a_second_of_new_audio(sentence):
+    queue = Queue()
+    session = speaking(queue, sentence[:SAMPLE_RATE])
+    session.tick()
+    first = session.speaking.partial
+    assert first is not None
+    session.buffer.append(sentence[SAMPLE_RATE : 2 * SAMPLE_RATE])
+    session.tick()
+    assert session.speaking.partial is first  # still in flight: no second one for the item
+    session.speaking.partial = None  # as when its decode is read (Session._partial_done)
+    session.tick()
+    second = session.speaking.partial
+    assert second is not None and second is not first and second.id in queue.work.pending
+    session.speaking.partial = None
+    session.buffer.append(sentence[2 * SAMPLE_RATE : int(2.4 * SAMPLE_RATE)])
+    session.tick()  # 0.4 s of new audio since the second was queued: not yet
+    assert session.speaking.partial is None
+    session.buffer.append(sentence[int(2.4 * SAMPLE_RATE) : int(2.5 * SAMPLE_RATE)])
+    session.tick()
+    assert session.speaking.partial is not None
+
+
+def test_a_turns_final_decode_is_planned_as_the_same_audio_sent_as_a_file(sentence):
+    """Same options (the server's VAD, no timestamps for a json reply) and so the same windows: the turn's
+    completed text is what /v1/audio/transcriptions gives for its audio. Partial decodes skip the VAD."""
+    queue = Queue()
+    session = speaking(queue, sentence)
+    session.tick()
+    partial = session.speaking.partial.options
+    assert partial.vad is False and partial.temperatures == (0.0,)  # once, no fallback ladder
+    session.handle(json.dumps({"type": "input_audio_buffer.commit"}))
+    final = session.decoding[0].final
+    as_file = with_server_defaults(JobOptions(timestamps=False), SETTINGS, multilingual=False)
+    assert isinstance(final.options.vad, VadParams)
+    assert final.options == as_file
+    assert final.windows == Job.planned(sentence, as_file, 0.0).windows
