@@ -17,16 +17,14 @@ of the defaults). One line per problem with the command that fixes it, exit 1; e
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
-import os
 import sys
 from collections.abc import Mapping
 from typing import Any
 
 from deploy.config import ROOT, ConfigError
-from deploy.stack import PROJECT, Runner, run, stack_config
+from deploy.stack import PROJECT, Runner, run, stack_config, stack_parser
 
 INFRA = ROOT / "infra"
 QUOTA_DOC = "https://console.cloud.google.com/iam-admin/quotas"
@@ -134,10 +132,7 @@ def check(stack: str, pulumi: str = "pulumi", runner: Runner = run) -> tuple[lis
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deploy.cloudcheck")
-    parser.add_argument("--stack", default=os.environ.get("STACK", "dev"))
-    parser.add_argument("--pulumi", default=os.environ.get("PULUMI", "pulumi"))
-    args = parser.parse_args(argv)
+    args = stack_parser("python -m deploy.cloudcheck").parse_args(argv)
     try:
         problems, notes = check(args.stack, args.pulumi)
     except ConfigError as error:

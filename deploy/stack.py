@@ -183,11 +183,17 @@ def start(
     )
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deploy.stack")
-    parser.add_argument("what", choices=("mode", "wait-host", "wait-fleet", "start"))
+def stack_parser(prog: str) -> argparse.ArgumentParser:
+    """A command line that names the stack and the pulumi binary (STACK and PULUMI from make)."""
+    parser = argparse.ArgumentParser(prog=prog)
     parser.add_argument("--stack", default=os.environ.get("STACK", "dev"))
     parser.add_argument("--pulumi", default=os.environ.get("PULUMI", "pulumi"))
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    parser = stack_parser("python -m deploy.stack")
+    parser.add_argument("what", choices=("mode", "wait-host", "wait-fleet", "start"))
     args = parser.parse_args(argv)
     try:
         if args.what == "mode":

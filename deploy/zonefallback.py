@@ -13,15 +13,13 @@ A fleet spreads over its zones itself; any other failure stops at once. Output s
 
 from __future__ import annotations
 
-import argparse
-import os
 import subprocess
 import sys
 from typing import Any
 
 from deploy.cloudcheck import infra, typed_config
 from deploy.config import ConfigError
-from deploy.stack import stack_config
+from deploy.stack import stack_config, stack_parser
 
 EXHAUSTED = ("ZONE_RESOURCE_POOL_EXHAUSTED", "does not have enough resources available")
 
@@ -97,10 +95,7 @@ def up(stack: str, pulumi: str) -> int:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deploy.zonefallback")
-    parser.add_argument("--stack", default=os.environ.get("STACK", "dev"))
-    parser.add_argument("--pulumi", default=os.environ.get("PULUMI", "pulumi"))
-    args = parser.parse_args(argv)
+    args = stack_parser("python -m deploy.zonefallback").parse_args(argv)
     try:
         return up(args.stack, args.pulumi)
     except ConfigError as error:
