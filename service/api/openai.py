@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 
-from flask import Blueprint, Response, request, stream_with_context
+from flask import Blueprint, Response, g, request, stream_with_context
 
 from .. import formats, speakers
 from ..errors import APIError, NotFound
@@ -87,8 +87,9 @@ def _speaker_hints(form) -> speakers.Hints | None:
     the upload is; None when no speakers are asked for."""
     if not getattr(form, "diarized", False):
         return None
-    cfg = pipeline.settings()
-    return form.hints(speaker_fields.reference_voices(form, cfg.tmp_dir, cfg.ffmpeg_timeout))
+    if form.known_speaker_references:  # a full queue refuses before the clips cost ffmpeg and the encoder
+        pipeline.scheduler().check_admission(g.get("started"), g.get("key_id"))
+    return form.hints(speaker_fields.reference_voices(form, pipeline.decoder()))
 
 
 def _sse(job, form: openai_fields.TranslationForm, hints: speakers.Hints | None = None) -> Response:

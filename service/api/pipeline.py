@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import queue
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -144,10 +145,16 @@ def finished(job: Job) -> Transcript:
     return job.transcript()
 
 
+# diarize stages at once per worker: each holds its audio's mel windows and embeddings (about 0.5 GB for 3 h),
+# and on a GPU the encoder runs beside the model loop; the others wait their turn (their decode is done)
+DIARIZE_AT_ONCE = threading.BoundedSemaphore(2)
+
+
 def diarized(job: Job, transcript: Transcript, hints: speakers.Hints) -> Transcript:
     """The transcript with speakers (service/speakers), timed as the `diarize` stage."""
-    began = time.monotonic()
-    labelled = speakers.diarize(transcript, job.audio, hints)
+    with DIARIZE_AT_ONCE:
+        began = time.monotonic()
+        labelled = speakers.diarize(transcript, job.audio, hints)
     observe_stage("diarize", time.monotonic() - began)
     return labelled
 

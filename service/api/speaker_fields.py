@@ -19,7 +19,8 @@ from pydantic import BaseModel, Field, ValidationInfo, model_validator
 
 from ..audio import SAMPLE_RATE
 from ..errors import InvalidAudio, InvalidRequest
-from ..intake.upload import decode_file, spooled_upload
+from ..intake.ffmpeg import Decoder
+from ..intake.upload import spooled_upload
 from ..speakers import MAX_KNOWN_SPEAKERS, Hints, reference_embedding
 from ..speakers.clustering import MAX_SPEAKERS
 from .fields import FormBool
@@ -29,6 +30,7 @@ DIARIZE_MODEL_FORMATS = ("json", "text", "diarized_json")  # what OpenAI's diari
 REFERENCE_SECONDS = (2.0, 10.0)  # a known speaker's clip, as OpenAI requires
 UNCHUNKED_SECONDS = 30.0  # diarized_json over this needs chunking_strategy, as OpenAI requires
 NAME_MAX_CHARS = 64
+SILENT_AMPLITUDE = 1e-4  # a reference quieter than this everywhere (-80 dBFS) holds no voice
 DATA_URL = re.compile(r"data:(?P<type>[\w.+-]+/[\w.+-]+)?(?:;[\w-]+=[^;,]*)*;base64,(?P<data>.*)", re.S)
 NAMES, REFERENCES = "known_speaker_names[]", "known_speaker_references[]"
 
@@ -132,14 +134,14 @@ def clip_bytes(reference: str) -> bytes:
         raise InvalidRequest("A known speaker reference is not valid base64.", param=REFERENCES) from None
 
 
-def reference_voices(form: SpeakerFields, tmp_dir: str, timeout: float) -> dict[str, np.ndarray]:
-    """Each known speaker's voice, from its clip decoded by ffmpeg; 400 naming the field when a clip is not
-    audio or not 2-10 s long."""
-    voices = {}
+def reference_voices(form: SpeakerFields, decoder: Decoder) -> dict[str, np.ndarray]:
+    """Each known speaker's voice, from its clip decoded by the worker's ffmpeg decoder (its slots, a 20 s
+    limit); 400 naming the field when a clip is not audio, silent, or not 2-10 s long."""
+    voices, clips = {}, decoder.within(2 * REFERENCE_SECONDS[1])
     for name, reference in zip(form.known_speaker_names, form.known_speaker_references):
-        with spooled_upload(io.BytesIO(clip_bytes(reference)), tmp_dir) as path:
+        with spooled_upload(io.BytesIO(clip_bytes(reference)), decoder.tmp_dir) as path:
             try:
-                audio = decode_file(path, 2 * REFERENCE_SECONDS[1], timeout)
+                audio = clips.decode(path)
             except InvalidRequest:  # not audio, or far too long
                 raise InvalidAudio(
                     f"The reference for {name!r} could not be decoded as audio.", param=REFERENCES
@@ -149,6 +151,10 @@ def reference_voices(form: SpeakerFields, tmp_dir: str, timeout: float) -> dict[
             raise InvalidRequest(
                 f"The reference for {name!r} is {seconds:.1f} s long: each must be 2-10 s.", param=REFERENCES
             )
+        if not np.any(
+            np.abs(audio) > SILENT_AMPLITUDE
+        ):  # no voice to embed (all-zero: resemblyzer's gain is inf)
+            raise InvalidAudio(f"The reference for {name!r} is silent: it holds no voice.", param=REFERENCES)
         voices[name] = reference_embedding(audio)
     return voices
 

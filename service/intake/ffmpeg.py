@@ -14,6 +14,7 @@ At most `slots` decodes run at once per worker.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import subprocess
@@ -123,6 +124,12 @@ class Decoder:
     def __init__(self, slots: int, max_seconds: float, timeout: float, tmp_dir: str):
         self.slots = threading.BoundedSemaphore(slots)
         self.max_seconds, self.timeout, self.tmp_dir = max_seconds, timeout, tmp_dir
+
+    def within(self, max_seconds: float) -> Decoder:
+        """This decoder with a shorter length limit, sharing its slots (a reference clip beside an upload)."""
+        shorter = copy.copy(self)
+        shorter.max_seconds = min(max_seconds, self.max_seconds)
+        return shorter
 
     def decode(self, path: str) -> np.ndarray:
         """16 kHz mono float32 in [-1, 1]; 400 when unreadable, empty or too long; 503 when no slot frees."""

@@ -65,7 +65,10 @@ def loudness_normalized(audio: np.ndarray) -> np.ndarray:
     from resemblyzer.audio import normalize_volume
     from resemblyzer.hparams import audio_norm_target_dBFS
 
-    return normalize_volume(audio.astype(np.float32), audio_norm_target_dBFS, increase_only=True)
+    audio = audio.astype(np.float32)
+    if not np.any(audio):  # digital silence: its loudness is -inf dBFS and the gain would be inf (NaN audio)
+        return audio
+    return normalize_volume(audio, audio_norm_target_dBFS, increase_only=True)
 
 
 def pieces(region: Region) -> list[Region]:

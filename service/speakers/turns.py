@@ -85,8 +85,13 @@ def split(segment: Segment, turns: list[Turn]) -> list[tuple[Segment, int]]:
         end = segment.end if i == len(runs) - 1 else words[-1].end
         text = "".join(w.word for w in words)
         tokens = segment.tokens if i == 0 else ()
+        logprobs = (
+            segment.logprobs if i == 0 else None
+        )  # the segment's tokens' own, once: they go with tokens
         kept = tuple(words) if timed else None
-        piece = replace(segment, start=start, end=end, text=text, tokens=tokens, words=kept)
+        piece = replace(
+            segment, start=start, end=end, text=text, tokens=tokens, words=kept, logprobs=logprobs
+        )
         pieces.append((piece, who))
     return pieces
 
@@ -104,7 +109,7 @@ def names(order: list[int], centroids: dict[int, np.ndarray], known: dict[str, n
         for row, col in zip(*linear_sum_assignment(-similarity)):
             if similarity[row, col] >= KNOWN_MATCH:
                 named[order[row]] = refs[col]
-    letters = iter(string.ascii_uppercase)
+    letters = (c for c in string.ascii_uppercase if c not in named.values())  # a known name may be a letter
     for group in order:
         if group not in named:
             named[group] = next(letters)

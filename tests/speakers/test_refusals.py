@@ -13,6 +13,7 @@ from werkzeug.datastructures import MultiDict
 from service.api import fields, speaker_fields
 from service.api.openai_fields import TranscriptionForm
 from service.errors import InvalidRequest
+from service.intake.ffmpeg import Decoder
 from tools import speech
 
 DIARIZED = [("response_format", "diarized_json")]
@@ -26,6 +27,11 @@ def refused(*pairs) -> dict:
             TranscriptionForm, MultiDict(pairs), {"models": ["tiny.en", "gpt-4o-transcribe-diarize"]}
         )
     return caught.value.body()["error"]
+
+
+def decoder(tmp_path) -> Decoder:
+    """The worker's decoder as the service makes it: one slot here, the default 3 h limit, 30 s timeout."""
+    return Decoder(1, 3 * 3600, 30, str(tmp_path))
 
 
 def clip_url(path) -> str:
@@ -84,10 +90,10 @@ def test_a_reference_must_be_2_to_10_seconds_of_audio(tmp_path, seconds, ok):
     pairs = DIARIZED + [("known_speaker_names[]", "a"), ("known_speaker_references[]", clip_url(path))]
     form = fields.parse(TranscriptionForm, MultiDict(pairs))
     if ok:
-        assert speaker_fields.reference_voices(form, str(tmp_path), 30)["a"].shape == (256,)
+        assert speaker_fields.reference_voices(form, decoder(tmp_path))["a"].shape == (256,)
     else:
         with pytest.raises(InvalidRequest) as caught:
-            speaker_fields.reference_voices(form, str(tmp_path), 30)
+            speaker_fields.reference_voices(form, decoder(tmp_path))
         assert caught.value.param == "known_speaker_references[]", caught.value.message
 
 
@@ -98,7 +104,7 @@ def test_a_reference_that_is_not_audio_is_refused(tmp_path):
         MultiDict(DIARIZED + [("known_speaker_names[]", "a"), ("known_speaker_references[]", url)]),
     )
     with pytest.raises(InvalidRequest) as caught:
-        speaker_fields.reference_voices(form, str(tmp_path), 30)
+        speaker_fields.reference_voices(form, decoder(tmp_path))
     assert caught.value.param == "known_speaker_references[]"
 
 
@@ -135,3 +141,14 @@ def test_refused_requests_never_reach_the_model(service, audio_dir):
         )
     assert resp.status_code == 400 and resp.json()["error"]["param"] == "chunking_strategy", resp.text
     assert inferred(service) == before[1]
+
+
+@pytest.mark.parametrize("amplitude", [0.0, 1e-5])
+def test_a_silent_reference_is_refused_naming_the_field(tmp_path, amplitude):
+    """Digital silence made resemblyzer's gain infinite (NaN audio, a 500); it holds no voice: 400."""
+    path = speech.write_wav(tmp_path / "quiet.wav", np.full(3 * speech.SAMPLE_RATE, amplitude, np.float32))
+    pairs = DIARIZED + [("known_speaker_names[]", "a"), ("known_speaker_references[]", clip_url(path))]
+    form = fields.parse(TranscriptionForm, MultiDict(pairs))
+    with pytest.raises(InvalidRequest) as caught:
+        speaker_fields.reference_voices(form, decoder(tmp_path))
+    assert caught.value.param == "known_speaker_references[]" and "silent" in caught.value.message

@@ -79,7 +79,8 @@ def test_segments_split_exactly_where_the_speaker_changes(found, lengths):
     for i, length in enumerate(lengths):
         words.append(Word(f" w{i}", t, t + length, 0.9))
         t += length + 0.05
-    segment = Segment(0.0, t, "".join(w.word for w in words), (1, 2, 3), tuple(words))
+    logprobs = (("a", -0.1), ("b", -0.2))
+    segment = Segment(0.0, t, "".join(w.word for w in words), (1, 2, 3), tuple(words), logprobs=logprobs)
     pieces = turns.split(segment, found)
     assert "".join(p.text for p, _ in pieces) == segment.text  # nothing lost, nothing repeated
     assert [w for p, _ in pieces for w in p.words] == words
@@ -87,6 +88,7 @@ def test_segments_split_exactly_where_the_speaker_changes(found, lengths):
     for piece, who in pieces:
         assert all(turns.speaker_at(w.start, w.end, found) == who for w in piece.words)
     assert sum(len(p.tokens) for p, _ in pieces) == 3  # the tokens are counted once
+    assert [lp for p, _ in pieces for lp in p.logprobs or ()] == list(logprobs)  # their logprobs too
     assert pieces[0][0].start == segment.start and pieces[-1][0].end == segment.end
 
 
@@ -116,3 +118,10 @@ def test_labels_follow_first_speech_and_known_voices_take_their_names():
     assert [w.speaker for w in plain.words] == ["A", "B", "C", "B"]
     named = turns.labelled(transcript, found, voice, {"zoe": voice[3], "yan": -voice[5]})
     assert [s.speaker for s in named.segments] == ["A", "zoe", "B", "zoe"]  # yan matches no voice
+
+
+def test_a_known_name_that_is_a_letter_is_not_given_again():
+    """known_speaker_names[]=A matching the second voice: the first voice is not labelled 'A' too."""
+    rng = np.random.default_rng(1)
+    voice = {g: v / np.linalg.norm(v) for g, v in zip((7, 3, 5), rng.normal(size=(3, 256)))}
+    assert turns.names([7, 3, 5], voice, {"A": voice[3]}) == {7: "B", 3: "A", 5: "C"}
