@@ -62,6 +62,7 @@ def test_an_update_keeps_what_it_leaves_out():
         ({"input_audio_format": "opus"}, "input_audio_format"),
         ({"type": "transcription", "audio": {"input": {"transcription": {"language": "xx-klingon"}}}}, None),
         ({"turn_detection": {"type": "server_vad", "threshold": 2}}, "turn_detection.threshold"),
+        ({"input_audio_transcription": {"prompt": "x" * 4001}}, "input_audio_transcription.prompt"),
     ],
 )
 def test_a_bad_session_names_the_field(session, param):
@@ -76,6 +77,7 @@ def test_a_bad_session_names_the_field(session, param):
     ("frame", "code", "param"),
     [
         ("{not json", "invalid_json", None),
+        ("[" * 200_000, "invalid_json", None),  # nested deeper than the parser goes: RecursionError
         ("[1, 2]", "invalid_event", None),
         (json.dumps({"type": "response.create", "event_id": "e1"}), "unknown_event", "type"),
         (json.dumps({"type": "input_audio_buffer.append"}), "invalid_value", "audio"),
@@ -96,3 +98,19 @@ def test_good_frames_parse_to_their_events():
     assert isinstance(events.parse('{"type": "input_audio_buffer.commit"}'), events.Commit)
     assert events.parse(b'{"type": "input_audio_buffer.append", "audio": "AAA="}').audio == "AAA="
     assert events.parse('{"type": "transcription_session.update", "session": {}}').type.startswith("transc")
+
+
+def test_a_client_far_ahead_of_the_session_is_closed_before_its_frames_pile_up():
+    """simple-websocket's reader queues every frame it reads (`input_buffer`, no bound): past
+    MAX_BACKLOG_BYTES unread, the session ends with a reason instead of growing without limit."""
+    from types import SimpleNamespace
+
+    from service.api.realtime import MAX_BACKLOG_BYTES, Connection
+    from service.settings import from_env
+
+    ws = SimpleNamespace(input_buffer=["x" * 1024] * 8)  # the reader's list, as simple-websocket keeps it
+    connection = Connection(ws, None, from_env({}))
+    now = connection.opened
+    assert connection._limit_reached(now) is None
+    ws.input_buffer = ["x" * (1 << 20)] * ((MAX_BACKLOG_BYTES >> 20) + 1)
+    assert "MiB more than the session has taken in" in connection._limit_reached(now)

@@ -11,6 +11,7 @@ import json
 from collections import deque
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from service.api.realtime.decoding import FINAL, PARTIAL, Decoder, Item
@@ -134,3 +135,29 @@ def test_a_turns_final_decode_is_planned_as_the_same_audio_sent_as_a_file(senten
     assert isinstance(final.options.vad, VadParams)
     assert final.options == as_file
     assert final.windows == Job.planned(sentence, as_file, 0.0).windows
+
+
+def test_a_turn_longer_than_one_window_waits_for_its_final_decode(sentence):
+    """Turn detection switched off mid-turn lets the turn grow to minutes: partial decodes stop at one
+    window (30 s), so a live session cannot queue 300 s decodes ahead of every file every half second."""
+    queue = Queue()
+    session = speaking(queue, np.resize(sentence, 29 * SAMPLE_RATE))
+    session.tick()
+    assert session.speaking.partial is not None
+    session.speaking.partial = None
+    session.buffer.append(np.resize(sentence, 2 * SAMPLE_RATE))  # 31 s of turn
+    session.tick()
+    assert session.speaking.partial is None and not queue.work.pending.get(session.speaking.id)
+    session.handle(json.dumps({"type": "input_audio_buffer.commit"}))
+    assert session.decoding[0].final.live == FINAL  # the whole turn is still decoded once
+
+
+def test_a_turn_whose_clip_holds_nothing_completes_empty_without_the_model(sentence):
+    queue = Queue()
+    session = speaking(queue, sentence)
+    out = session._end_turn(session.speaking, session.speaking.start, server_vad=True)
+    assert [e["type"] for e in out] == [
+        "input_audio_buffer.committed",
+        "conversation.item.input_audio_transcription.completed",
+    ]
+    assert out[1]["transcript"] == "" and not queue.work.pending and not session.decoding

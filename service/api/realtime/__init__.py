@@ -38,6 +38,9 @@ POLL_SECONDS = 0.05  # how often a session looks at its decodes and turns betwee
 PING_SECONDS = 20  # keep-alive pings: proxies close connections that stay silent (nginx: 60 s)
 READER_EXIT_SECONDS = 5  # simple-websocket's reader thread ends within this once its socket is shut down
 CLOSE_NORMAL, CLOSE_TRY_AGAIN = 1000, 1013  # RFC 6455 7.4.1 and IANA's registry
+# frames read but not yet handled, in bytes: a client minutes ahead of real time is closed (about 8 min of
+# base64 pcm16 at 24 kHz; it bounds what simple-websocket's reader thread queues, which has no bound itself)
+MAX_BACKLOG_BYTES = 32 * 1024 * 1024
 
 
 def register(app: Flask) -> None:
@@ -161,6 +164,8 @@ class Connection:
             return f"The session sent nothing for {s.realtime_idle_timeout:g} s (REALTIME_IDLE_TIMEOUT)."
         if now - self.opened > s.realtime_max_session_seconds:
             return f"The session reached {s.realtime_max_session_seconds:g} s (REALTIME_MAX_SESSION_SECONDS)."
+        if sum(map(len, self.ws.input_buffer)) > MAX_BACKLOG_BYTES:
+            return f"The client sent {MAX_BACKLOG_BYTES >> 20} MiB more than the session has taken in."
         return None
 
     def _send(self, events: list[dict]) -> None:

@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from ...languages import language_code
+from ..fields import PROMPT_MAX_CHARS
 from .audio import BETA_NAMES, FORMATS
 
 LOGPROBS = "item.input_audio_transcription.logprobs"
@@ -35,7 +36,7 @@ class ServerVad(Loose):
 class Transcription(Loose):
     model: str | None = None
     language: Annotated[str | None, AfterValidator(language_code)] = None  # 'en', 'German', 'de-DE'
-    prompt: str | None = None
+    prompt: str | None = Field(None, max_length=PROMPT_MAX_CHARS)  # the HTTP faces' bound
 
 
 class Format(Loose):

@@ -23,6 +23,8 @@ from .config import SessionConfig
 
 DELTA_STEP_SECONDS = 0.5  # new audio between two partial decodes of a turn
 MIN_PARTIAL_SECONDS = 0.5  # a turn shorter than this is not decoded before it ends
+MAX_PARTIAL_SECONDS = 30.0  # one model input: a longer turn (turn detection switched off mid-turn, say) waits
+# for its final decode, so a partial never costs more than one window however long the client lets it grow
 PARTIAL, FINAL = 1, 2  # Job.live: the scheduler serves a turn's final decode before partial ones
 
 
@@ -46,8 +48,9 @@ class Item:
 
     def wants_partial(self, buffer_end: int) -> bool:
         step = DELTA_STEP_SECONDS * SAMPLE_RATE
-        long_enough = buffer_end - self.start >= MIN_PARTIAL_SECONDS * SAMPLE_RATE
-        return self.partial is None and long_enough and buffer_end - self.partial_until >= step
+        held = buffer_end - self.start
+        fits = MIN_PARTIAL_SECONDS * SAMPLE_RATE <= held <= MAX_PARTIAL_SECONDS * SAMPLE_RATE
+        return self.partial is None and fits and buffer_end - self.partial_until >= step
 
 
 class Decoder:

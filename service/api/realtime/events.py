@@ -60,6 +60,8 @@ def parse(frame: str | bytes) -> Event:
         data = json.loads(frame)
     except (ValueError, UnicodeDecodeError) as error:
         raise EventError(f"The event is not valid JSON: {error}.", "invalid_json") from None
+    except RecursionError:  # '[' * 200000: nested deeper than the parser goes
+        raise EventError("The event is not valid JSON: nested too deeply.", "invalid_json") from None
     if not isinstance(data, dict):
         raise EventError("The event must be a JSON object with a 'type'.", "invalid_event")
     event_id = data.get("event_id") if isinstance(data.get("event_id"), str) else None

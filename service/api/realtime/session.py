@@ -152,6 +152,8 @@ class Session:
         committed = server_event(
             "input_audio_buffer.committed", item_id=item.id, previous_item_id=item.previous_id
         )
+        if len(clip) < MIN_COMMIT_SAMPLES:  # a blip whose rescan held no speech: nothing for the model
+            return [committed, completed_event(item, "")]
         try:
             item.final = self.decoder.submit(clip, self.config, final=True, server_vad=server_vad)
         except APIError as error:
@@ -190,18 +192,23 @@ class Session:
         rest = item.agreement.finish(transcript)
         log.debug("live %s final of %.2f s: %r", item.id, item.seconds(), transcript)
         out = [delta_event(item, rest)] if rest else []
-        completed = {"item_id": item.id, "content_index": 0, "transcript": transcript}
-        completed["usage"] = {"type": "duration", "seconds": round(item.seconds(), 3)}
-        if self.config.logprobs:
-            completed["logprobs"] = decoding.logprobs(job)
+        logprobs = decoding.logprobs(job) if self.config.logprobs else None
         metrics.REALTIME_FINALISATION.observe(time.monotonic() - item.stopped_at)
-        return [*out, server_event("conversation.item.input_audio_transcription.completed", **completed)]
+        return [*out, completed_event(item, transcript, logprobs)]
 
     def close(self) -> None:
         """The client is gone: drop every decode still queued."""
         for item in [*self.decoding, *([self.speaking] if self.speaking else [])]:
             self.decoder.cancel(item.partial)
             self.decoder.cancel(item.final)
+
+
+def completed_event(item: Item, transcript: str, logprobs: list | None = None) -> dict:
+    completed = {"item_id": item.id, "content_index": 0, "transcript": transcript}
+    completed["usage"] = {"type": "duration", "seconds": round(item.seconds(), 3)}
+    if logprobs is not None:
+        completed["logprobs"] = logprobs
+    return server_event("conversation.item.input_audio_transcription.completed", **completed)
 
 
 def delta_event(item: Item, delta: str) -> dict:
