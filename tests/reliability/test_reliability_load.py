@@ -66,19 +66,24 @@ def theil_sen(points: list[tuple[int, float]]) -> float:
 
 
 def growth_per_request(points: list[tuple[int, float]]) -> float:
-    """Memory kept per request: the median of the slopes of SEGMENTS consecutive runs of samples. Memory
-    kept raises every segment; a one-off step (the allocator reaching a new high-water mark, say for an
-    unusually large batch) raises one, and a momentary peak barely tilts its segment's slope."""
+    """Memory kept per request: the second-lowest of the slopes of SEGMENTS consecutive runs of samples.
+    Memory kept raises every segment; a one-off step (the allocator reaching a new high-water mark, say a
+    request thread's arena first holding a batch's buffers) raises the one it falls in, and two such steps
+    in one run were seen (CI, 2026-12-07: slopes 364, -21, 2 and 89 KiB per request, flat between the
+    steps); a momentary peak barely tilts its segment's slope."""
     size = len(points) // SEGMENTS
-    return statistics.median(theil_sen(points[i * size : (i + 1) * size]) for i in range(SEGMENTS))
+    return sorted(theil_sen(points[i * size : (i + 1) * size]) for i in range(SEGMENTS))[1]
 
 
 def test_the_growth_criterion_reads_a_leak_and_ignores_a_step_and_a_peak():
     xs = range(CLIENTS, CLIENTS * ROUNDS + 1, CLIENTS)
     plateau = [(x, 500 + (0.05 if x % 16 else -0.05) + (3.0 if x > 100 else 0)) for x in xs]  # one 3 MiB step
     plateau[-1] = (plateau[-1][0], 510.0)  # one odd sample, 10 MiB higher
+    noise = [(x, 500 + (0.05 if x % 16 else -0.05)) for x in xs]
+    steps = [(x, y + (10.0 if x > 30 else 0) + (3.0 if x > 140 else 0)) for x, y in noise]  # two steps
     leak = [(x, 500 + x * 32 / 1024 + (0.05 if x % 16 else -0.05)) for x in xs]  # 32 KiB kept per request
     assert abs(growth_per_request(plateau)) * 1024 < LEAK_KIB_PER_REQUEST / 4
+    assert abs(growth_per_request(steps)) * 1024 < LEAK_KIB_PER_REQUEST / 4
     assert growth_per_request(leak) * 1024 == pytest.approx(32, rel=0.2)
 
 

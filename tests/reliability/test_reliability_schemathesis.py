@@ -41,7 +41,14 @@ def test_the_document_describes_both_faces(guarded):
     }
     form = doc["paths"]["/v1/audio/transcriptions"]["post"]["requestBody"]["content"]["multipart/form-data"]
     fields = form["schema"]["properties"]
-    assert fields["response_format"]["enum"] == ["json", "text", "srt", "verbose_json", "vtt"]
+    assert fields["response_format"]["enum"] == [
+        "json",
+        "text",
+        "srt",
+        "verbose_json",
+        "vtt",
+        "diarized_json",
+    ]
     assert (fields["temperature"]["minimum"], fields["temperature"]["maximum"]) == (0, 1)
     served = requests.get(guarded.url + "/v1/models", headers=auth(), timeout=30).json()["data"]
     assert fields["model"]["enum"] == [model["id"] for model in served]
