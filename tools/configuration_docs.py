@@ -4,11 +4,11 @@ current."""
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from pathlib import Path
 
 from service.settings import FIELDS
+from service.settings.knobs import Knob
 
 PATH = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 # the field each group of knobs starts with
@@ -26,14 +26,14 @@ HEADER = """# Configuration
 
 Every setting is an environment variable, read once at start; an invalid value stops the service with one
 line that names it and gives an example (exit status 2). Generated from `service/settings/` (`__init__.py`,
-`live.py`) by `python -m tools.configuration_docs`: edit the settings, not this file.
+`decoding.py`, `live.py`) by `python -m tools.configuration_docs`: edit the settings, not this file.
 """
 
 
-def shown(field: dataclasses.Field) -> str:
+def shown(field: Knob) -> str:
     """A field's default as the page prints it."""
-    if field.metadata["shown"]:
-        return field.metadata["shown"]
+    if field.shown:
+        return field.shown
     value = field.default
     if isinstance(value, tuple):
         return ",".join(value) if value else "(empty)"
@@ -53,7 +53,7 @@ def markdown() -> str:
                 "| Variable | Default | Meaning |",
                 "| --- | --- | --- |",
             ]
-        lines.append(f"| `{field.metadata['env']}` | `{shown(field)}` | {field.metadata['doc']} |")
+        lines.append(f"| `{field.env}` | `{shown(field)}` | {field.doc} |")
     return "\n".join(lines) + "\n"
 
 
