@@ -22,11 +22,11 @@ from .parse import Rule, SettingsError, rule_of
 
 
 def knob(
-    env: str, default: Any, parse: Rule | Callable[[str, str], Any], doc: str, shown: str | None = None
+    env: str | None, default: Any, parse: Rule | Callable[[str, str], Any], doc: str, shown: str | None = None
 ) -> Any:
-    """A settings field: the environment variable `env`, `default` when unset or empty, checked by `parse`
-    (a Rule from parse.py); `doc` and `shown` (the default as the docs print it, where it depends on the
-    machine) describe it in docs/configuration.md."""
+    """A settings field: the environment variable `env` (None: the class's env_prefix + the field's name),
+    `default` when unset or empty, checked by `parse` (a Rule from parse.py); `doc` and `shown` (the default
+    as the docs print it, where it depends on the machine) describe it in docs/configuration.md."""
     rule = rule_of(parse)
     info = Field(
         default,
@@ -36,7 +36,7 @@ def knob(
         **rule.constraints,
     )
     if rule.before:
-        info.metadata.append(BeforeValidator(_on_strings(env, rule.before)))
+        info.metadata.append(BeforeValidator(_on_strings(env or "", rule.before)))
     info.metadata.append(rule)
     return info
 
@@ -106,7 +106,7 @@ def one_line(cls: type[Knobs], error: Mapping[str, Any]) -> str:
     field = _field(cls, str(error["loc"][0])) if error["loc"] else None
     if field is None:
         return str(raised or error["msg"])
-    env, rule = field.validation_alias, next(m for m in field.metadata if isinstance(m, Rule))
+    env, rule = env_of(cls, str(error["loc"][0]), field), _rule(field)
     if error["type"] in BOUNDS:
         says = rule.says or f"must be {BOUNDS[error['type']]} {_bound(error['ctx'])}"
     else:
@@ -125,6 +125,17 @@ def _field(cls: type[Knobs], key: str) -> FieldInfo | None:
     )
 
 
+def _rule(field: FieldInfo) -> Rule:
+    return next((m for m in field.metadata if isinstance(m, Rule)), Rule())
+
+
+def env_of(cls: type[Knobs], name: str, field: FieldInfo) -> str:
+    """The variable a field is read from: its own, or the class's env_prefix + its name (DEPLOY_HOST)."""
+    if isinstance(field.validation_alias, str):
+        return field.validation_alias
+    return cls.model_config.get("env_prefix", "") + name.upper()
+
+
 @dataclass(frozen=True)
 class Knob:
     """One knob as docs/configuration.md prints it."""
@@ -140,10 +151,10 @@ def page_order(cls: type[Knobs]) -> tuple[Knob, ...]:
     """The class's own knobs, then each mixin's (`class Settings(LiveSettings, ...)`), as declared."""
     own = [n for n in cls.__dict__.get("__annotations__", {}) if n in cls.model_fields]
     mixed = [n for base in cls.__bases__ for n in getattr(base, "model_fields", {}) if n not in own]
-    return tuple(_knob(n, cls.model_fields[n]) for n in dict.fromkeys([*own, *mixed]))
+    return tuple(_knob(cls, n, cls.model_fields[n]) for n in dict.fromkeys([*own, *mixed]))
 
 
-def _knob(name: str, field: FieldInfo) -> Knob:
+def _knob(cls: type[Knobs], name: str, field: FieldInfo) -> Knob:
     extra = field.json_schema_extra
     assert isinstance(extra, dict), f"{name} is not declared with knob()"
-    return Knob(name, str(field.validation_alias), field.default, field.description or "", extra["shown"])  # type: ignore[arg-type]
+    return Knob(name, env_of(cls, name, field), field.default, field.description or "", extra["shown"])  # type: ignore[arg-type]
