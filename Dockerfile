@@ -99,7 +99,7 @@ RUN --mount=type=bind,target=/context \
             "${model}"; \
     fi
 
-COPY gunicorn.conf.py ./
+COPY gunicorn.conf.py pyproject.toml ./
 COPY service/ service/
 COPY scripts/smoke.py scripts/smoke.py
 # The tag this image is built for (`fab build` passes the commit id); /readyz reports it as `build`. Last, so
@@ -118,7 +118,7 @@ ENV API_HOST=0.0.0.0 \
 # ports themselves). The healthcheck asks the settings for the port the server listens on.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import urllib.request as u; from service.settings import from_env; u.urlopen(f'http://127.0.0.1:{from_env().port}/healthz', timeout=4)"]
-# gunicorn drains on SIGTERM for GRACEFUL_TIMEOUT s; `fab deploy` runs containers with
-# --stop-timeout GRACEFUL_TIMEOUT + 15 so docker stop does not kill in-flight requests.
+# gunicorn drains on SIGTERM for GRACEFUL_TIMEOUT s; `fab deploy` runs containers with --stop-timeout
+# GRACEFUL_TIMEOUT + 5 (STOP_MARGIN_SECONDS, service/settings) so docker stop does not kill in-flight requests.
 STOPSIGNAL SIGTERM
 CMD ["gunicorn", "-c", "gunicorn.conf.py", "service:create_app()"]

@@ -25,6 +25,8 @@ from invoke.exceptions import Exit
 from deploy import engine, remote, sshroute
 from deploy.config import ROOT, ConfigError, DeployConfig, git_tag, stack_outputs, with_stack_outputs
 
+DEPLOY_DEFAULTS = DeployConfig()
+
 
 def load_config(need_image: bool = True) -> DeployConfig:
     try:
@@ -152,8 +154,15 @@ def logs(c, host="", lines=100, follow=False):
 
 
 @task
-def tunnel(c, host="", grafana_port=3000, prometheus_port=9090, seconds=0):
-    """Forward the host's Grafana and Prometheus to localhost:3000 and :9090 until Ctrl-C (or --seconds)."""
+def tunnel(
+    c,
+    host="",
+    grafana_port=DEPLOY_DEFAULTS.grafana_port,
+    prometheus_port=DEPLOY_DEFAULTS.prometheus_port,
+    seconds=0,
+):
+    """Forward the host's Grafana and Prometheus to the same local ports (DEPLOY_GRAFANA_PORT,
+    DEPLOY_PROMETHEUS_PORT: 3000 and 9090) until Ctrl-C (or --seconds)."""
     target = open_host(c, host)
     cfg, conn = target.cfg, target.conn
     with (

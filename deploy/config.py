@@ -19,7 +19,7 @@ from typing import Self
 
 from pydantic_settings import SettingsConfigDict
 
-from service.settings import Settings, SettingsError
+from service.settings import STOP_MARGIN_SECONDS, Settings, SettingsError, stop_timeout
 from service.settings.knobs import Knobs, knob
 from service.settings.parse import boolean, number, tcp_port, text
 
@@ -36,7 +36,6 @@ SERVICE_ENV_KEYS = (
     "MAX_UPLOAD_MB",  # the proxy's client_max_body_size too
 )
 SERVICE_DEFAULTS = Settings()  # what the service runs with where the host's env file does not say
-STOP_MARGIN_SECONDS = 15  # docker stop waits GRACEFUL_TIMEOUT + this before it kills
 
 
 class ConfigError(Exception):
@@ -154,7 +153,7 @@ class DeployConfig(Knobs):
 
     @property
     def stop_timeout(self) -> int:
-        return self.graceful_timeout + STOP_MARGIN_SECONDS
+        return stop_timeout(self.graceful_timeout)
 
     def slot(self, color: str) -> Slot:
         return {"blue": self.blue, "green": self.green}[color]

@@ -23,7 +23,6 @@ from config import FleetConfig, StackConfig
 HTTP_PORT = 80
 HTTPS_PORT = 443
 READY_PATH = "/readyz"  # 200 only once the model is loaded and warmed
-SERVICE_GRACEFUL_TIMEOUT_SEC = 20  # the GRACEFUL_TIMEOUT startup.sh gives the containers (STOP_TIMEOUT - 5)
 
 
 @dataclass(frozen=True)
@@ -230,7 +229,7 @@ class Fleet(pulumi.ComponentResource):
             health_checks=self.lb_check.id,
             # Draining: a VM leaving the group (update, scale-in) gets no new requests and as long to finish
             # what it has as its own drain on SIGTERM, which comes next; longer would only delay the update.
-            connection_draining_timeout_sec=SERVICE_GRACEFUL_TIMEOUT_SEC,
+            connection_draining_timeout_sec=host.GRACEFUL_TIMEOUT_SEC,  # the containers' GRACEFUL_TIMEOUT
             backends=[
                 gcp.compute.BackendServiceBackendArgs(
                     group=self.group.instance_group,

@@ -11,10 +11,10 @@ import math
 import re
 from collections.abc import Iterable
 
+from .audio import AUDIO_TOKENS_PER_SECOND
 from .languages import LANGUAGES
 from .transcript import Segment, Transcript, Word
 
-AUDIO_TOKENS_PER_SECOND = 50  # Whisper's encoder: 1500 positions per 30 s window
 JSON = "application/json"
 
 

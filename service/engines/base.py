@@ -15,12 +15,9 @@ from typing import Protocol
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE
+from ..audio import SAMPLE_RATE, TIME_PRECISION, TIMESTAMP_TOKENS
 from ..settings import Settings
 from ..transcript import Segment, Word
-
-TIME_PRECISION = 0.02  # seconds per timestamp token
-
 
 Transcribed = tuple[str, list[Segment]]  # sequential mode's result: language, segments with absolute times
 
@@ -229,7 +226,7 @@ def _timestamp_pieces(tokens: list[int], tokenizer: TimestampTokenizer):
 
 
 def untimed_suppressed(tokenizer: TimestampTokenizer) -> list[int]:  # <|notimestamps|>, the timestamps
-    return list(range(tokenizer.timestamp_begin - 1, tokenizer.timestamp_begin + 1501))
+    return list(range(tokenizer.timestamp_begin - 1, tokenizer.timestamp_begin + TIMESTAMP_TOKENS))
 
 
 def window_result(

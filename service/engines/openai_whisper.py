@@ -9,13 +9,12 @@ from dataclasses import replace
 import numpy as np
 import torch
 import whisper
-from whisper.audio import N_FRAMES, N_SAMPLES
 from whisper.decoding import DecodingOptions, DecodingTask
 from whisper.model import ModelDimensions, Whisper
 from whisper.timing import add_word_timestamps
 from whisper.tokenizer import Tokenizer, get_tokenizer
 
-from ..audio import HOP_LENGTH, SAMPLE_RATE
+from ..audio import HOP_LENGTH, SAMPLE_RATE, WINDOW_FRAMES, WINDOW_SAMPLES
 from ..settings import Settings
 from ..transcript import Segment
 from .base import (
@@ -84,9 +83,9 @@ class OpenAIWhisperEngine(Engine):
         which is a different input and measurably worse on short or noisy windows)."""
         mels = []
         for window in windows:
-            audio = torch.from_numpy(np.ascontiguousarray(window[:N_SAMPLES])).to(self.device)
-            mel = whisper.log_mel_spectrogram(audio, n_mels=self.model.dims.n_mels, padding=N_SAMPLES)
-            mels.append(whisper.pad_or_trim(mel[:, : len(audio) // HOP_LENGTH], N_FRAMES))
+            audio = torch.from_numpy(np.ascontiguousarray(window[:WINDOW_SAMPLES])).to(self.device)
+            mel = whisper.log_mel_spectrogram(audio, n_mels=self.model.dims.n_mels, padding=WINDOW_SAMPLES)
+            mels.append(whisper.pad_or_trim(mel[:, : len(audio) // HOP_LENGTH], WINDOW_FRAMES))
         return torch.stack(mels)
 
     # -- inference -----------------------------------------------------------------------------------------

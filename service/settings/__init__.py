@@ -191,6 +191,16 @@ class Settings(DecodingSettings, LiveSettings, Knobs):  # the groups of decoding
         return self
 
 
+# docker stop (the deploy's --stop-timeout, the cloud's startup.sh) waits GRACEFUL_TIMEOUT + this before it
+# kills: the master's own exit after the drain. The one rule for every place that stops the container.
+STOP_MARGIN_SECONDS = 5
+
+
+def stop_timeout(graceful_timeout: float) -> int:
+    """docker's --stop-timeout for a service draining for `graceful_timeout` seconds."""
+    return int(graceful_timeout) + STOP_MARGIN_SECONDS
+
+
 DEFAULTS = Settings()  # the declared defaults, where a module needs one as a value (Settings.x is not one)
 FIELDS = page_order(
     Settings
