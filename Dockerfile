@@ -85,8 +85,8 @@ ENV WHISPER_MODEL=${WHISPER_MODEL} \
     WHISPER_ENGINE=${WHISPER_ENGINE} \
     WHISPER_MODEL_DIR=/models
 RUN --mount=type=bind,target=/context \
-    model="${WHISPER_MODEL:-$(PYTHONPATH=/context python -c 'from service.settings import Settings; print(Settings.whisper_model)')}" \
-    && engine="${WHISPER_ENGINE:-$(PYTHONPATH=/context python -c 'from service.settings import Settings; print(Settings.whisper_engine)')}" \
+    model="${WHISPER_MODEL:-$(PYTHONPATH=/context python -c 'from service.settings import DEFAULTS; print(DEFAULTS.whisper_model)')}" \
+    && engine="${WHISPER_ENGINE:-$(PYTHONPATH=/context python -c 'from service.settings import DEFAULTS; print(DEFAULTS.whisper_engine)')}" \
     && if [ -e "/context/${model}" ]; then \
         mkdir -p "$(dirname "/app/${model}")" \
         && cp -R "/context/${model}" "/app/${model}" \
