@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -169,6 +170,16 @@ class DeployConfig(Knobs):
             return super().from_env({**environ, "IMAGE": image_repository(environ)})
         except SettingsError as error:
             raise ConfigError(str(error)) from None
+
+
+def image_facts(dockerfile: Path = ROOT / "Dockerfile") -> dict[str, int]:
+    """What the image decides for its hosts, from the Dockerfile's ARG defaults (their one owner): the
+    service account's uid (WHISPER_UID) and the oldest NVIDIA driver branch it runs on (MIN_DRIVER_MAJOR)."""
+    text = dockerfile.read_text()
+    return {name: int(re.search(rf"^ARG {name}=(\d+)$", text, re.M).group(1)) for name in IMAGE_FACTS}
+
+
+IMAGE_FACTS = ("WHISPER_UID", "MIN_DRIVER_MAJOR")
 
 
 def image_repository(env: Mapping[str, str] = os.environ) -> str:

@@ -7,6 +7,7 @@ different Args classes with the same fields, hence the class parameter.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,13 @@ from config import StackConfig
 IDLE_STOP_SCRIPT = Path(__file__).with_name("idle_stop.py")
 SERVICE_TAG = "whisper-gpu"  # network tag: every firewall rule targets this tag, every VM has it
 STARTUP_SCRIPT = Path(__file__).with_name("startup.sh")
+DOCKERFILE = Path(__file__).resolve().parents[1] / "Dockerfile"
 # Seconds docker gives the container to stop: a spot preemption leaves about 30 before the power goes.
 # Rolling updates and scale-in drain through the load balancer first (connection draining, fleet.py).
 STOP_TIMEOUT_SEC = 25
 GRACEFUL_TIMEOUT_SEC = STOP_TIMEOUT_SEC - STOP_MARGIN_SECONDS  # the containers' GRACEFUL_TIMEOUT: 20 s
-DRIVER_MIN_MAJOR = 580  # CUDA 13.0's minimum driver (the image is CUDA 13); startup.sh checks the host's
+# CUDA 13.0's minimum driver branch (the image is CUDA 13): the Dockerfile's ARG owns it; startup.sh checks it
+DRIVER_MIN_MAJOR = int(re.search(r"^ARG MIN_DRIVER_MAJOR=(\d+)$", DOCKERFILE.read_text(), re.M).group(1))
 
 # Write logs and metrics, read Cloud Storage, nothing else. The identity's IAM roles are the real limit;
 # the scopes keep a stolen token from reaching any other API even if a role is added later by hand.
