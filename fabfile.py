@@ -22,7 +22,7 @@ import time
 from fabric import Connection, task
 from invoke.exceptions import Exit
 
-from deploy import engine, remote, sshroute
+from deploy import engine, remote, sshroute, steps
 from deploy.config import ROOT, ConfigError, DeployConfig, git_tag, stack_outputs, with_stack_outputs
 
 DEPLOY_DEFAULTS = DeployConfig()
@@ -120,7 +120,7 @@ def deploy(c, tag="", host=""):
     """Blue/green deploy of the tag: start beside, /readyz, smoke test, switch port 80, stop the old one."""
     target = open_host(c, host, need_image=True)
     try:
-        remote.deploy(target, tag or git_tag())
+        steps.deploy(target, tag or git_tag())
     except remote.DeployError as err:
         raise Exit(f"deploy failed: {err}") from None
 
@@ -130,7 +130,7 @@ def rollback(c, host=""):
     """Deploy the recorded previous tag again (blue/green, same checks)."""
     target = open_host(c, host)
     try:
-        remote.rollback(target)
+        steps.rollback(target)
     except remote.DeployError as err:
         raise Exit(f"rollback failed: {err}") from None
 
@@ -138,7 +138,7 @@ def rollback(c, host=""):
 @task
 def status(c, host=""):
     """The live tag, its container's health and uptime, /readyz through the proxy, the previous tag."""
-    print("\n".join(remote.status_lines(open_host(c, host))))
+    print("\n".join(steps.status_lines(open_host(c, host))))
 
 
 @task
