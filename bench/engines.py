@@ -203,6 +203,7 @@ def bench_audio(seconds: float, seed: int = 0) -> np.ndarray:
 def serve_side(side: Side, config: Config, model: str, requests=sys.stdin, replies=sys.stdout) -> None:
     """Load the engine, then answer "run" (decode all the audio once, reply its seconds) until "done"
     (reply the peak RSS)."""
+    from bench.forced import forcing
     from service.audio import WINDOW_SAMPLES
     from service.engines import DecodeOptions
 
@@ -211,20 +212,20 @@ def serve_side(side: Side, config: Config, model: str, requests=sys.stdin, repli
         replies.flush()
 
     engine = make_engine(side, config, model)
-    engine.force_tokens = config.force_tokens
     started = time.perf_counter()
     engine.load()
     reply(load_seconds=time.perf_counter() - started)
     audio = bench_audio(config.audio_seconds)
     windows = [audio[i : i + WINDOW_SAMPLES] for i in range(0, len(audio), WINDOW_SAMPLES)]
     options = DecodeOptions(language="en")
-    for request in requests:
-        if request.strip() == "done":
-            reply(peak_rss_mb=peak_rss_bytes() / 2**20)
-            return
-        started = time.perf_counter()
-        decode_all(engine, windows, side.batch_size, options)
-        reply(seconds=time.perf_counter() - started)
+    with forcing(engine, config.force_tokens):
+        for request in requests:
+            if request.strip() == "done":
+                reply(peak_rss_mb=peak_rss_bytes() / 2**20)
+                return
+            started = time.perf_counter()
+            decode_all(engine, windows, side.batch_size, options)
+            reply(seconds=time.perf_counter() - started)
 
 
 def decode_all(engine, windows: list[np.ndarray], batch_size: int, options) -> None:

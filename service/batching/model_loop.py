@@ -151,7 +151,7 @@ class ModelLoop:
         if hold and len(inputs) > 1:  # the last, partly filled input waits for more
             job.rests = list(inputs.pop())
         self.work.first(job, [ModelInput(job, rests) for rests in inputs])
-        metrics.REDECODED_PIECES.labels(**self.labels).inc(sum(len(rests) for rests in inputs))
+        metrics.REDECODED_RESTS.labels(**self.labels).inc(sum(len(rests) for rests in inputs))
         metrics.REST_INPUTS.labels(**self.labels).inc(len(inputs))
 
     def _fail(self, job: Job, error: Exception) -> None:

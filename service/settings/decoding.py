@@ -18,7 +18,12 @@ class DecodingSettings(Knobs):
         choice(choices.DECODE_MODES),
         "batched \\| sequential (openai-whisper's transcribe()), unless a request chooses.",
     )
-    batch_size: int = knob("BATCH_SIZE", 0, number(int, 0, "16"), "Windows per model call; 0: " + _PER_DEVICE)
+    batch_size: int = knob(
+        "BATCH_SIZE",
+        0,
+        number(int, 0, "16"),
+        "Inputs per model call (each <= 30 s of one request's audio); 0: " + _PER_DEVICE,
+    )
     batch_wait_ms: int = knob(
         "BATCH_WAIT_MS",
         250,
@@ -66,12 +71,6 @@ class DecodingSettings(Knobs):
         1.0,
         number(float, 0, "1.0"),
         "... plus this many per audio second.",
-    )
-    force_tokens: int = knob(
-        "WHISPER_FORCE_TOKENS",
-        0,
-        number(int, 0, "96"),
-        "Benchmarks only: decode exactly N tokens per window; 0: off.",
     )
 
     # voice activity detection (intake/vad.py): only speech is decoded
