@@ -1,0 +1,19 @@
+"""How live sessions decode (service/api/realtime/decoding.py): the context a turn is decoded with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .knobs import knob
+from .parse import number
+
+
+@dataclass(frozen=True)
+class LiveDecodingSettings:
+    realtime_context_chars: int = knob(
+        "REALTIME_CONTEXT_CHARS",
+        200,
+        number(int, 0, "200"),
+        "A live turn's decodes are prompted with the last this many characters of the session's text "
+        "(after the session's own prompt), so a turn keeps its neighbours' context; 0: off.",
+    )
