@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from .knobs import knob
+from .knobs import Knobs, knob
 from .parse import number
 
 
-@dataclass(frozen=True)
-class LiveDecodingSettings:
+class LiveDecodingSettings(Knobs):
     realtime_context_chars: int = knob(
         "REALTIME_CONTEXT_CHARS",
         200,
