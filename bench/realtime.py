@@ -154,7 +154,8 @@ def measure(seconds: float, work: Path, sessions: list[int], device: str = "cpu"
         "sessions": sessions,
     }
     most = max(sessions)
-    env = {"VAD": "true", "REALTIME_MAX_SESSIONS": str(most), "THREADS": str(most + 32)}
+    # each session holds a request thread, beside the 1024 requests service_bench's Server takes in
+    env = {"VAD": "true", "REALTIME_MAX_SESSIONS": str(most), "THREADS": str(1040 + most)}
     with Server(model, device, 0, work, **env) as server:
         post(server.url, np.zeros(SR, np.float32))  # warm the HTTP path
         for n in sessions:
