@@ -186,10 +186,13 @@ class Session:
         text = decoding.text(job)
         delta = item.agreement.update(text)
         log.debug(  # LOG_LEVEL=debug: the per-turn trace docs/performance.md's live audio section reads
-            "live %s partial of %.2f s of turn, queued to decoded %.2f s: %r -> delta %r",
+            "live %s partial of %.2f s of turn, queued to decoded %.2f s (waited %.2f, model %.2f): "
+            "%r -> delta %r",
             item.id,
             (item.partial_until - item.start) / SAMPLE_RATE,
             time.monotonic() - item.partial_sent,
+            job.queue_wait,
+            job.inference_seconds,
             text,
             delta,
         )
@@ -204,7 +207,10 @@ class Session:
         keep = 2 * self.decoder.settings.realtime_context_chars
         self.said = context_tail(f"{self.said} {transcript}", keep)
         prompt = job.options.prompt or ""
-        log.debug("live %s final of %.2f s, prompt %r: %r", item.id, item.seconds(), prompt[-40:], transcript)
+        log.debug(
+            "live %s final of %.2f s (waited %.2f, model %.2f), prompt %r: %r",
+            *(item.id, item.seconds(), job.queue_wait, job.inference_seconds, prompt[-40:], transcript),
+        )
         out = [delta_event(item, rest)] if rest else []
         logprobs = decoding.logprobs(job) if self.config.logprobs else None
         metrics.REALTIME_FINALISATION.observe(time.monotonic() - item.stopped_at)
