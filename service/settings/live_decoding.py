@@ -9,8 +9,8 @@ from .parse import number
 class LiveDecodingSettings(Knobs):
     realtime_context_chars: int = knob(
         "REALTIME_CONTEXT_CHARS",
-        200,
+        0,
         number(int, 0, "200"),
         "A live turn's decodes are prompted with the last this many characters of the session's text "
-        "(after the session's own prompt), so a turn keeps its neighbours' context; 0: off.",
+        "(after the session's own prompt); 0: off (with tiny.en it cost WER, docs/performance.md).",
     )

@@ -64,10 +64,15 @@ def test_the_context_is_the_texts_end_in_whole_words_and_bounded(words, chars):
         assert tail == text.strip()
 
 
+def with_context(queue: Queue, chars: int = 200) -> Session:
+    session = Session(Decoder(queue, from_env({"REALTIME_CONTEXT_CHARS": str(chars)}), None))
+    session.detector = None  # turns placed by hand
+    return session
+
+
 def test_a_turns_decodes_are_prompted_with_the_previous_turns_text_after_the_sessions_prompt(sentence):
     queue = Queue()
-    session = speaking(queue, sentence[:0])
-    session.speaking = None
+    session = with_context(queue)
     session.config = session.config.updated(
         {"audio": {"input": {"transcription": {"model": "whisper-1", "prompt": "Glossary: Zyx."}}}}
     )
@@ -82,26 +87,26 @@ def test_a_turns_decodes_are_prompted_with_the_previous_turns_text_after_the_ses
 
 
 def test_the_context_keeps_only_the_last_characters_and_zero_turns_it_off(sentence):
+    """Zero (the default) prompts with the session's prompt only, as each turn was decoded before."""
     texts = [f"Sentence number {i} is here." for i in range(20)]
     for chars in (0, 60):
-        queue = Queue()
-        session = Session(Decoder(queue, from_env({"REALTIME_CONTEXT_CHARS": str(chars)}), None))
-        session.detector = None
+        session = with_context(Queue(), chars)
         for text in texts:
             turn(session, sentence, text)
         session.buffer.append(sentence)
         session.handle(json.dumps({"type": "input_audio_buffer.commit"}))
         prompt = session.decoding[0].final.options.prompt
         if chars == 0:
-            assert prompt is None
+            assert prompt is None and from_env({}).realtime_context_chars == 0
         else:
             assert prompt == "Sentence number 18 is here. Sentence number 19 is here."
             assert len(prompt) <= chars
 
 
 def test_words_already_sent_of_a_turn_still_decoding_are_context_too(sentence):
-    queue = Queue()
-    session = speaking(queue, sentence)
+    session = with_context(Queue())
+    session.buffer.append(sentence)
+    session.speaking = Item("item_first", None, 0)
     session.speaking.agreement.update("The weather is")
     session.speaking.agreement.update("The weather is fine")  # "The weather is" sent
     session.handle(json.dumps({"type": "input_audio_buffer.commit"}))  # its final decode waits

@@ -6,10 +6,11 @@ decode waits); two successive decodes' common words go out as deltas (agreement.
 partial decode in flight is dropped and the whole item is decoded once more, with the options a file's
 decode of the same audio gets (the server's VAD included): that text is `completed`.
 
-Every decode of a turn is prompted with the end of the session's text so far (REALTIME_CONTEXT_CHARS, after
-the session's own prompt), as whisper_streaming prompts with its committed text: a sentence decoded alone
-keeps its neighbours' words. On a CPU, where a model call costs each input's time, one partial waits at a
-time, and `Line` chooses whose: a turn's first words before later words, then the longest waiting.
+With REALTIME_CONTEXT_CHARS (0, off, by default: with tiny.en it cost accuracy, docs/performance.md), every
+decode of a turn is prompted with the end of the session's text so far, after the session's own prompt, as
+whisper_streaming prompts with its committed text. On a CPU, where a model call costs each input's time,
+one partial waits at a time, and `Line` chooses whose: a turn's first words before later words, then the
+longest waiting.
 """
 
 from __future__ import annotations
