@@ -14,6 +14,7 @@ def create_app(settings=None, *, device_index: int | None = None):
     import os
 
     from . import settings as settings_module
+    from .batching.registry import Registry
     from .batching.scheduler import Scheduler
     from .engines import create_engine
     from .intake import vad
@@ -27,7 +28,9 @@ def create_app(settings=None, *, device_index: int | None = None):
         vad.load()  # the Silero model, before the first request needs it
     scheduler = Scheduler(create_engine(settings, device_index=device_index), settings)
     app = _flask_app(settings, scheduler)
+    app.extensions["models"] = models = Registry(scheduler, settings, device_index)  # MODELS
     scheduler.start()
+    models.start()
     return app
 
 

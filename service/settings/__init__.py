@@ -22,6 +22,7 @@ from typing import Any
 
 from .knobs import knob
 from .live import LiveSettings
+from .models import ModelsSettings
 from .parse import SettingsError, boolean, choice, directory, fraction, keys, names, number, tcp_port, text
 
 __all__ = ["Settings", "SettingsError", "from_env"]
@@ -55,7 +56,7 @@ _PER_DEVICE = "16 on cuda, 8 on cpu (faster-whisper on cpu: 1)"
 
 
 @dataclass(frozen=True)
-class Settings(LiveSettings):  # the live-audio knobs come from live.py
+class Settings(LiveSettings, ModelsSettings):  # the live-audio knobs: live.py; the registry's: models.py
     # model
     whisper_model: str = knob(
         "WHISPER_MODEL", "turbo", text, "An official name (downloaded when online) or a checkpoint path."
@@ -254,10 +255,11 @@ class Settings(LiveSettings):  # the live-audio knobs come from live.py
         return dataclasses.replace(self, **changes)
 
 
-# the page's order (tools/configuration_docs.py): this class's fields, then live.py's
+# the page's order (tools/configuration_docs.py): this class's fields, then live.py's, then models.py's
+_MIXINS = (LiveSettings, ModelsSettings)
 FIELDS = (
-    *(f for f in dataclasses.fields(Settings) if f.name not in LiveSettings.__dataclass_fields__),
-    *dataclasses.fields(LiveSettings),
+    *(f for f in dataclasses.fields(Settings) if not any(f.name in m.__dataclass_fields__ for m in _MIXINS)),
+    *(f for mixin in _MIXINS for f in dataclasses.fields(mixin)),
 )
 
 
