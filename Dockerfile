@@ -102,8 +102,8 @@ RUN --mount=type=bind,target=/context \
                 "$1"; \
         fi; \
     } \
-    && model="${WHISPER_MODEL:-$(PYTHONPATH=/context python -c 'from service.settings import Settings; print(Settings.whisper_model)')}" \
-    && engine="${WHISPER_ENGINE:-$(PYTHONPATH=/context python -c 'from service.settings import Settings; print(Settings.whisper_engine)')}" \
+    && model="${WHISPER_MODEL:-$(PYTHONPATH=/context python -c 'from service.settings import DEFAULTS; print(DEFAULTS.whisper_model)')}" \
+    && engine="${WHISPER_ENGINE:-$(PYTHONPATH=/context python -c 'from service.settings import DEFAULTS; print(DEFAULTS.whisper_engine)')}" \
     && bake "${model}" "${engine}" \
     && IFS=, \
     && for entry in ${MODELS:-}; do \

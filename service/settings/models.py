@@ -12,10 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .knobs import knob
+from pydantic import model_validator
+
+from .choices import ENGINES
+from .knobs import Knobs, knob
 from .parse import SettingsError, names, number
 
-ENGINE_NAMES = ("openai-whisper", "faster-whisper")  # settings.ENGINES' keys (a test checks it)
+ENGINE_NAMES = tuple(ENGINES)
 EXAMPLE = "MODELS=base=build/base-ct2:faster-whisper,small=small"
 
 
@@ -55,8 +58,7 @@ def model_entries(name: str, raw: str) -> tuple[ModelEntry, ...]:
     return tuple(entries.values())
 
 
-@dataclass(frozen=True)
-class ModelsSettings:
+class ModelsSettings(Knobs):
     models: tuple[ModelEntry, ...] = knob(
         "MODELS",
         (),
@@ -73,7 +75,9 @@ class ModelsSettings:
         "PRELOAD_MODELS", (), names, "MODELS names loaded at start (comma-separated), not on first use."
     )
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _models_combinations(self) -> ModelsSettings:
+        """MODELS' names against the default's and its aliases; PRELOAD_MODELS against MODELS."""
         known = {entry.name for entry in self.models}
         default = getattr(self, "whisper_model", "").rstrip("/").rsplit("/", 1)[-1].removesuffix(".pt")
         taken = known & {default, *getattr(self, "model_aliases", ())}
@@ -88,3 +92,4 @@ class ModelsSettings:
                 f"PRELOAD_MODELS names {', '.join(unknown)}, not in MODELS "
                 f"({', '.join(known) or 'empty'}), e.g. PRELOAD_MODELS=base with {EXAMPLE}"
             )
+        return self

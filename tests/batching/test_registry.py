@@ -15,7 +15,8 @@ from service.batching.registry import Registry
 from service.batching.scheduler import Scheduler
 from service.engines import create_engine
 from service.errors import NotFound, Unavailable
-from service.settings import ENGINES, Settings, SettingsError, from_env
+from service.settings import Settings, SettingsError, from_env
+from service.settings.choices import ENGINES
 from service.settings.models import ENGINE_NAMES, ModelEntry, model_entries
 from tests.helpers import wait_for
 
