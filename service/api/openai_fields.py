@@ -37,6 +37,7 @@ from .fields import (
     check_model_can,
 )
 from .speaker_fields import SpeakerFields
+from .subtitle_fields import SubtitleFields
 
 
 # -- OpenAI's chunking_strategy -> VAD ---------------------------------------------------------------------
@@ -74,8 +75,9 @@ class Request(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, validate_by_name=True)
 
 
-class TranslationForm(Request):
-    """POST /v1/audio/translations (and the base of transcriptions): OpenAI's fields, then extensions."""
+class TranslationForm(SubtitleFields, Request):
+    """POST /v1/audio/translations (and the base of transcriptions): OpenAI's fields, then extensions (and
+    the subtitle layout's, subtitle_fields.py)."""
 
     model: str | None = Field(None, description="The loaded model or one of its aliases (GET /v1/models).")
     prompt: str | None = Field(None, max_length=PROMPT_MAX_CHARS, description="Conditions every window.")
@@ -188,7 +190,7 @@ class TranslationForm(Request):
             temperatures=FALLBACK_TEMPERATURES if self.temperature == 0 else (self.temperature,),
             prompt=self.full_prompt or None,
             beam_size=self.beam_size,
-            word_timestamps=self.words,
+            word_timestamps=self.words or self.layout().active,
             thresholds=thresholds,
             sequential=True if self.condition_on_previous_text else None,
             condition_on_previous_text=self.condition_on_previous_text,
