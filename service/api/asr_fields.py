@@ -13,6 +13,8 @@ from ..speakers import Hints
 from ..speakers.clustering import MAX_SPEAKERS
 from .fields import (
     ASR_OUTPUTS,
+    HOTWORDS,
+    HOTWORDS_MAX_CHARS,
     INITIAL_PROMPT_MAX_CHARS,
     UNTIMED_OUTPUTS,
     FormBool,
@@ -36,6 +38,7 @@ class AsrQuery(SubtitleFields):
     initial_prompt: str | None = Field(
         None, max_length=INITIAL_PROMPT_MAX_CHARS, description="Conditions the first window."
     )
+    hotwords: str | None = Field(None, max_length=HOTWORDS_MAX_CHARS, description=HOTWORDS)
     vad_filter: FormBool | None = Field(
         None, description="true: decode only speech (voice activity detection)."
     )
@@ -65,6 +68,7 @@ class AsrQuery(SubtitleFields):
             temperatures=FALLBACK_TEMPERATURES,
             prompt=self.initial_prompt or None,
             prompt_first_window_only=True,
+            hotwords=self.hotwords,
             word_timestamps=self.word_timestamps or self.layout().active,
             vad=self.vad_filter,
             timestamps=self.output not in UNTIMED_OUTPUTS or self.word_timestamps or self.diarize,

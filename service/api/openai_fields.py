@@ -25,6 +25,8 @@ from ..errors import InvalidRequest
 from ..intake.vad import VadParams
 from ..settings import MAX_BEAM_SIZE, Settings
 from .fields import (
+    HOTWORDS,
+    HOTWORDS_MAX_CHARS,
     KEYWORDS_MAX,
     OPENAI_FORMATS,
     PROMPT_MAX_CHARS,
@@ -81,6 +83,7 @@ class TranslationForm(SubtitleFields, Request):
 
     model: str | None = Field(None, description="The loaded model or one of its aliases (GET /v1/models).")
     prompt: str | None = Field(None, max_length=PROMPT_MAX_CHARS, description="Conditions every window.")
+    hotwords: str | None = Field(None, max_length=HOTWORDS_MAX_CHARS, description=HOTWORDS)
     response_format: Literal[TRANSLATION_FORMATS] = Field(
         "json", description="How the transcript comes back."
     )
@@ -189,6 +192,7 @@ class TranslationForm(SubtitleFields, Request):
             language=self.language,
             temperatures=FALLBACK_TEMPERATURES if self.temperature == 0 else (self.temperature,),
             prompt=self.full_prompt or None,
+            hotwords=self.hotwords,
             beam_size=self.beam_size,
             word_timestamps=self.words or self.layout().active,
             thresholds=thresholds,
