@@ -19,7 +19,7 @@ from ..audio import PCM_BYTES_PER_SECOND
 from ..batching.job import JobOptions
 from ..errors import AudioTooLong, PayloadTooLarge
 from ..formats import render
-from ..settings import ENGINES
+from ..settings.choices import ENGINES
 from . import asr_fields, fields, pipeline
 
 bp = Blueprint("asr", __name__)
