@@ -96,6 +96,7 @@ def _handle(form_model: type[openai_fields.TranslationForm]):
             words=form.words,
             segments=form.segments,
             include_logprobs=options.logprobs,
+            layout=form.layout(),
         )
     )
     return Response(body, content_type=content_type)
