@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 def create_app(settings=None, *, device_index: int | None = None):
     """Build the app: settings, errors, auth, health, the two API faces, and the inference scheduler."""
     from . import settings as settings_module
+    from .batching.registry import Registry
     from .batching.scheduler import Scheduler
     from .engines import create_engine
     from .intake import vad
@@ -25,7 +26,9 @@ def create_app(settings=None, *, device_index: int | None = None):
         vad.load()  # the Silero model, before the first request needs it
     scheduler = Scheduler(create_engine(settings, device_index=device_index), settings)
     app = _flask_app(settings, scheduler)
+    app.extensions["models"] = models = Registry(scheduler, settings, device_index)  # MODELS
     scheduler.start()
+    models.start()
     return app
 
 

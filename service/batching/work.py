@@ -49,9 +49,18 @@ class Work:
     pending: OrderedDict[int, deque[ModelInput]] = field(default_factory=OrderedDict)  # job id -> inputs
     sequential: deque[Job] = field(default_factory=deque)
     arriving: int = 0  # requests admitted whose audio is still being decoded or planned
+    stopped: bool = False  # the model is unloaded (registry.py): its loop thread ends once idle
 
     def empty(self) -> bool:
         return not (self.detect or self.pending or self.sequential)
+
+    def wait_for_work(self) -> bool:
+        """With the lock held: wait until something is queued (True), or stopped while idle (False)."""
+        while self.empty():
+            if self.stopped:
+                return False
+            self.lock.wait(1.0)
+        return True
 
     def queued_inputs(self) -> int:
         return sum(len(inputs) for inputs in self.pending.values())

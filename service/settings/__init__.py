@@ -21,6 +21,7 @@ from .decoding import DecodingSettings
 from .knobs import Knobs, knob, page_order
 from .live import LiveSettings
 from .live_decoding import LiveDecodingSettings
+from .models import ModelsSettings
 from .parse import (
     Rule,
     SettingsError,
@@ -41,7 +42,9 @@ MODEL_DIR = str(Path.home() / ".cache" / "whisper")  # openai-whisper's and fast
 LOOPBACK = "127.0.0.1"  # make run: only this machine; the image sets API_HOST and METRICS_HOST to 0.0.0.0
 
 
-class Settings(DecodingSettings, LiveSettings, LiveDecodingSettings, Knobs):  # decoding.py, live*.py
+class Settings(
+    DecodingSettings, LiveSettings, LiveDecodingSettings, ModelsSettings, Knobs
+):  # the groups of the other modules
     # model
     whisper_model: str = knob(
         "WHISPER_MODEL",
@@ -195,7 +198,7 @@ class Settings(DecodingSettings, LiveSettings, LiveDecodingSettings, Knobs):  # 
 DEFAULTS = Settings()  # the declared defaults, where a module needs one as a value (Settings.x is not one)
 FIELDS = page_order(
     Settings
-)  # docs/configuration.md's order: this class's knobs, then decoding.py's, live.py's
+)  # docs/configuration.md's order: this class's knobs, then decoding.py's, live.py's, models.py's
 
 
 def from_env(environ: Mapping[str, str] | None = None) -> Settings:
