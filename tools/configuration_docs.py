@@ -20,13 +20,14 @@ SECTIONS = {
     "decode_mode": "Scheduler",
     "vad": "Voice activity detection",
     "log_level": "Logging",
+    "interactive_batch_size": "CPU call sizing (short requests first)",
     "realtime_max_sessions": "Live audio (/v1/realtime)",
 }
 HEADER = """# Configuration
 
 Every setting is an environment variable, read once at start; an invalid value stops the service with one
 line that names it and gives an example (exit status 2). Generated from `service/settings/` (`__init__.py`,
-`live.py`) by `python -m tools.configuration_docs`: edit the settings, not this file.
+`live.py`, `sizing.py`) by `python -m tools.configuration_docs`: edit the settings, not this file.
 """
 
 

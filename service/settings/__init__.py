@@ -23,6 +23,7 @@ from typing import Any
 from .knobs import knob
 from .live import LiveSettings
 from .parse import SettingsError, boolean, choice, directory, fraction, keys, names, number, tcp_port, text
+from .sizing import SizingSettings
 
 __all__ = ["Settings", "SettingsError", "from_env"]
 
@@ -30,9 +31,9 @@ __all__ = ["Settings", "SettingsError", "from_env"]
 # WHISPER_ENGINE -> its module in service/engines/, which is also whisper-asr-webservice's ASR_ENGINE name
 ENGINES = {"openai-whisper": "openai_whisper", "faster-whisper": "faster_whisper"}
 DEVICES = ("auto", "cpu", "cuda")
-# BATCH_SIZE=0: windows per model call on each kind of device. CTranslate2 on a CPU gains nothing from a
-# batch, which only makes a clip wait behind a long file's windows; torch on a CPU does (docs/performance.md).
-DEVICE_BATCH_SIZES = {"cuda": 16, "cpu": 8, "cpu/faster-whisper": 1}
+# BATCH_SIZE=0: windows per model call on each kind of device. On a CPU a call's time grows with its inputs,
+# so calls are this size only while no short request is likely (INTERACTIVE_BATCH_SIZE, docs/performance.md).
+DEVICE_BATCH_SIZES = {"cuda": 16, "cpu": 8}
 DECODE_MODES = ("batched", "sequential")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 COMPUTE_TYPES = ("default", "float16", "int8_float16", "int8", "int8_float32", "float32", "bfloat16")
@@ -51,11 +52,11 @@ OPENAI_AUDIO_MODELS = (
 
 MODEL_DIR = str(Path.home() / ".cache" / "whisper")  # openai-whisper's and faster-whisper's default
 LOOPBACK = "127.0.0.1"  # make run: only this machine; the image sets API_HOST and METRICS_HOST to 0.0.0.0
-_PER_DEVICE = "16 on cuda, 8 on cpu (faster-whisper on cpu: 1)"
+_PER_DEVICE = "16 on cuda, 8 on cpu (on cpu, smaller while short requests come: INTERACTIVE_BATCH_SIZE)"
 
 
 @dataclass(frozen=True)
-class Settings(LiveSettings):  # the live-audio knobs come from live.py
+class Settings(SizingSettings, LiveSettings):  # mixins: live.py's live-audio knobs, sizing.py's CPU calls
     # model
     whisper_model: str = knob(
         "WHISPER_MODEL", "turbo", text, "An official name (downloaded when online) or a checkpoint path."
@@ -254,9 +255,11 @@ class Settings(LiveSettings):  # the live-audio knobs come from live.py
         return dataclasses.replace(self, **changes)
 
 
-# the page's order (tools/configuration_docs.py): this class's fields, then live.py's
+# the page's order (tools/configuration_docs.py): this class's fields, then sizing.py's, then live.py's
+_MIXED_IN = {*SizingSettings.__dataclass_fields__, *LiveSettings.__dataclass_fields__}
 FIELDS = (
-    *(f for f in dataclasses.fields(Settings) if f.name not in LiveSettings.__dataclass_fields__),
+    *(f for f in dataclasses.fields(Settings) if f.name not in _MIXED_IN),
+    *dataclasses.fields(SizingSettings),
     *dataclasses.fields(LiveSettings),
 )
 
