@@ -61,6 +61,8 @@ def targets(results: dict[str, dict[str, Runs]], gpu: bool) -> list[Target]:
         what = "four long files at once: service json vs peer server (#32)"
         out.append(speedup(what, four[JSON], four[PEER], 1.2, gpu))
     for side, label in ((JSON, "json"), (VERBOSE, "verbose_json")):
+        if side not in results["mix clips"]:
+            continue
         alone, mixed = results["c1"][side].percentile(0.95), results["mix clips"][side].percentile(0.95)
         what = f"mix: service {label}, clip p95 while the long file runs vs alone"
         out.append(Target(what, ratio(mixed, alone), 3.0, at_most=True))
