@@ -7,6 +7,9 @@
 # by espeak-ng. Needs what `make install` installed (.venv, ffmpeg, espeak-ng), libcublas.so.12 for
 # ctranslate2 (pyproject's `cuda12` extra, as in the image) and, for the peer server, build/peer-server/
 # made once with network (`make bench-peer`); without it the peer is left out and the report says so.
+# The report's targets are issue #32's four ratios on the same workloads as the CPU run: one long file vs the
+# in-process pipeline, clips at concurrency 8 and four long files at once vs the peer server, a clip's p95
+# while the long file decodes vs alone (the two against the peer need its venv).
 #
 #   bench/gpu.sh            # the run (extra arguments go to python -m bench.speech)
 #   bench/gpu.sh --plan     # print the plan and exit: no GPU needed
