@@ -79,25 +79,40 @@ WORKDIR /app
 # engine whose weights to bake (openai-whisper | faster-whisper; the container runs that engine). `fab build`
 # passes both; left unset, the image bakes the service's own defaults (service/settings, their one owner, read
 # from the context) and its ENV stays empty, which the service reads as unset.
+# MODELS (docs/models.md): the further models a container offers, `name=source[:engine]`, comma-separated;
+# each source is baked the same way (e.g. MODELS=base=build/base-ct2:faster-whisper,base-ow=build/base.pt).
 ARG WHISPER_MODEL
 ARG WHISPER_ENGINE
+ARG MODELS
 ENV WHISPER_MODEL=${WHISPER_MODEL} \
     WHISPER_ENGINE=${WHISPER_ENGINE} \
+    MODELS=${MODELS} \
     WHISPER_MODEL_DIR=/models
 RUN --mount=type=bind,target=/context \
-    model="${WHISPER_MODEL:-$(PYTHONPATH=/context python -c 'from service.settings import Settings; print(Settings.whisper_model)')}" \
-    && engine="${WHISPER_ENGINE:-$(PYTHONPATH=/context python -c 'from service.settings import Settings; print(Settings.whisper_engine)')}" \
-    && if [ -e "/context/${model}" ]; then \
-        mkdir -p "$(dirname "/app/${model}")" \
-        && cp -R "/context/${model}" "/app/${model}" \
-        && chmod -R a+rX "/app/${model}"; \
-    elif [ "${engine}" = "faster-whisper" ]; then \
-        python -c "import sys; from faster_whisper import download_model; download_model(sys.argv[1], cache_dir='/models')" \
-            "${model}"; \
-    else \
-        python -c "import sys, whisper; whisper.load_model(sys.argv[1], device='cpu', download_root='/models')" \
-            "${model}"; \
-    fi
+    bake() { \
+        if [ -e "/context/$1" ]; then \
+            mkdir -p "$(dirname "/app/$1")" \
+            && cp -R "/context/$1" "/app/$1" \
+            && chmod -R a+rX "/app/$1"; \
+        elif [ "$2" = "faster-whisper" ]; then \
+            python -c "import sys; from faster_whisper import download_model; download_model(sys.argv[1], cache_dir='/models')" \
+                "$1"; \
+        else \
+            python -c "import sys, whisper; whisper.load_model(sys.argv[1], device='cpu', download_root='/models')" \
+                "$1"; \
+        fi; \
+    } \
+    && model="${WHISPER_MODEL:-$(PYTHONPATH=/context python -c 'from service.settings import DEFAULTS; print(DEFAULTS.whisper_model)')}" \
+    && engine="${WHISPER_ENGINE:-$(PYTHONPATH=/context python -c 'from service.settings import DEFAULTS; print(DEFAULTS.whisper_engine)')}" \
+    && bake "${model}" "${engine}" \
+    && IFS=, \
+    && for entry in ${MODELS:-}; do \
+        source="${entry#*=}"; \
+        case "${source}" in \
+            *:openai-whisper|*:faster-whisper) bake "${source%:*}" "${source##*:}" ;; \
+            *) bake "${source}" "${engine}" ;; \
+        esac || exit 1; \
+    done
 
 COPY gunicorn.conf.py ./
 COPY service/ service/

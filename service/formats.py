@@ -11,7 +11,9 @@ import math
 import re
 from collections.abc import Iterable
 
+from . import subtitles
 from .languages import LANGUAGES
+from .subtitles import Layout
 from .transcript import Segment, Transcript, Word
 
 AUDIO_TOKENS_PER_SECOND = 50  # Whisper's encoder: 1500 positions per 30 s window
@@ -158,23 +160,24 @@ def cue_text(text: str) -> str:
     return re.sub(r"-{2,}>", "->", text)  # not str.replace: "--->" would become "-->" again
 
 
-def cues(t: Transcript, speakers: str = "") -> list[tuple[float, float, str]]:
-    """Non-empty segments with monotonic, non-negative times; a diarized segment's text with its speaker in
-    the style asked for: "brackets" ("[A] text", as whisper-asr-webservice's whisperx engine writes srt) or
-    "voice" (a WebVTT voice span, "<v A>text")."""
+def cues(t: Transcript, speakers: str = "", layout: Layout | None = None) -> list[tuple[float, float, str]]:
+    """Non-empty cues with monotonic, non-negative times: one per segment, or laid out from the words
+    (subtitles.py); a diarized cue's text with its speaker in the style asked for: "brackets" ("[A] text",
+    as whisper-asr-webservice's whisperx engine writes srt) or "voice" (a WebVTT voice span, "<v A>text")."""
+    if layout is not None and layout.active:
+        raw = subtitles.laid_out(t, layout)
+    else:
+        raw = [(s.start, s.end, cue_text(s.text), s.speaker) for s in t.segments]
     out, last = [], 0.0
-    for s in t.segments:
-        text = cue_text(s.text)
+    for start, end, text, speaker in raw:
         if not text:
             continue
-        if s.speaker is not None and speakers:
+        if speaker is not None and speakers:
             text = (
-                f"[{cue_text(s.speaker)}] {text}"
-                if speakers == "brackets"
-                else f"<v {voice(s.speaker)}>{text}"
+                f"[{cue_text(speaker)}] {text}" if speakers == "brackets" else f"<v {voice(speaker)}>{text}"
             )
-        start = max(float(s.start), last)
-        end = max(float(s.end), start)
+        start = max(float(start), last)
+        end = max(float(end), start)
         out.append((start, end, text))
         last = end
     return out
@@ -185,16 +188,16 @@ def voice(name: str) -> str:
     return re.sub(r"[<>&]", "", cue_text(name)) or "?"
 
 
-def to_srt(t: Transcript, **_) -> tuple[str, str]:
+def to_srt(t: Transcript, layout: Layout | None = None, **_) -> tuple[str, str]:
     blocks = [
         f"{i}\n{clock(a, ',')} --> {clock(b, ',')}\n{text}\n"
-        for i, (a, b, text) in enumerate(cues(t, "brackets"), 1)
+        for i, (a, b, text) in enumerate(cues(t, "brackets", layout), 1)
     ]
     return "\n".join(blocks), "application/x-subrip; charset=utf-8"
 
 
-def to_vtt(t: Transcript, **_) -> tuple[str, str]:
-    blocks = [f"{clock(a, '.')} --> {clock(b, '.')}\n{text}\n" for a, b, text in cues(t, "voice")]
+def to_vtt(t: Transcript, layout: Layout | None = None, **_) -> tuple[str, str]:
+    blocks = [f"{clock(a, '.')} --> {clock(b, '.')}\n{text}\n" for a, b, text in cues(t, "voice", layout)]
     return "WEBVTT\n\n" + "\n".join(blocks), "text/vtt; charset=utf-8"
 
 

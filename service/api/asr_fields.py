@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
@@ -12,19 +13,23 @@ from ..speakers import Hints
 from ..speakers.clustering import MAX_SPEAKERS
 from .fields import (
     ASR_OUTPUTS,
+    HOTWORDS,
+    HOTWORDS_MAX_CHARS,
     INITIAL_PROMPT_MAX_CHARS,
     UNTIMED_OUTPUTS,
     FormBool,
     Language,
     check_model_can,
 )
+from .subtitle_fields import SubtitleFields
 
 
 # -- the whisper-asr-webservice face -----------------------------------------------------------------------
-class AsrQuery(BaseModel):
+class AsrQuery(SubtitleFields):
     """POST /asr's query parameters. Unknown parameters are ignored, as whisper-asr-webservice does."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
+    format_field: typing.ClassVar[str] = "output"  # what the subtitle fields check
     encode: FormBool = Field(True, description="false: audio_file is raw 16 kHz mono s16le PCM.")
     task: Literal["transcribe", "translate"] = Field("transcribe", description="translate: to English.")
     language: Language = Field(
@@ -33,6 +38,7 @@ class AsrQuery(BaseModel):
     initial_prompt: str | None = Field(
         None, max_length=INITIAL_PROMPT_MAX_CHARS, description="Conditions the first window."
     )
+    hotwords: str | None = Field(None, max_length=HOTWORDS_MAX_CHARS, description=HOTWORDS)
     vad_filter: FormBool | None = Field(
         None, description="true: decode only speech (voice activity detection)."
     )
@@ -62,7 +68,8 @@ class AsrQuery(BaseModel):
             temperatures=FALLBACK_TEMPERATURES,
             prompt=self.initial_prompt or None,
             prompt_first_window_only=True,
-            word_timestamps=self.word_timestamps,
+            hotwords=self.hotwords,
+            word_timestamps=self.word_timestamps or self.layout().active,
             vad=self.vad_filter,
             timestamps=self.output not in UNTIMED_OUTPUTS or self.word_timestamps or self.diarize,
         )

@@ -30,6 +30,8 @@ UNTIMED_OUTPUTS = ("txt",)
 PROMPT_MAX_CHARS = 4000  # Whisper keeps the last 223 tokens of a prompt; this bounds the form field
 # percent-encoded, the whole /asr request line must fit gunicorn's 8190 bytes (up to 12 bytes per character)
 INITIAL_PROMPT_MAX_CHARS = 500
+HOTWORDS_MAX_CHARS = 500  # faster-whisper keeps at most 223 tokens of them; as /asr's initial_prompt
+HOTWORDS = "Names and terms to expect: faster-whisper's hotwords (openai-whisper: put before the prompt)."
 KEYWORDS_MAX = 100  # keywords[] entries ...
 KEYWORD_MAX_CHARS = 100  # ... of at most this many characters each
 

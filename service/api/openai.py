@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 
-from flask import Blueprint, Response, g, request, stream_with_context
+from flask import Blueprint, Response, current_app, g, request, stream_with_context
 
 from .. import formats, speakers
 from ..errors import APIError, NotFound
@@ -34,29 +34,48 @@ def translations():
 
 @bp.get("/models")
 def list_models():
-    return {"object": "list", "data": [_model_object(name) for name in model_ids()]}
+    return {"object": "list", "data": [_model_object(row) for row in models().describe()]}
 
 
 @bp.get("/models/<path:model_id>")
 def get_model(model_id: str):
-    if model_id not in model_ids():
-        raise NotFound(f"The model {model_id!r} does not exist.", param="model", code="model_not_found")
-    return _model_object(model_id)
+    for row in models().describe():
+        if row["id"] == model_id:
+            return _model_object(row)
+    raise NotFound(f"The model {model_id!r} does not exist.", param="model", code="model_not_found")
+
+
+def models():
+    """The worker's models (batching/registry.py): the default, its aliases, and MODELS'."""
+    return current_app.extensions["models"]
 
 
 def model_ids() -> list[str]:
-    """The loaded model's name, then its aliases (MODEL_ALIASES): every name a request may use."""
-    names = [pipeline.scheduler().engine.model_name, *pipeline.settings().model_aliases]
-    return list(dict.fromkeys(names))
+    """Every name a request may use: the default model's, its aliases (MODEL_ALIASES), MODELS' names."""
+    return models().names()
 
 
-def _model_object(model_id: str) -> dict:
-    return {"id": model_id, "object": "model", "created": CREATED, "owned_by": "whisper-gpu-service"}
+def _model_object(row: dict) -> dict:
+    """OpenAI's model object, with the engine and whether the model is loaded now (extensions)."""
+    return {"id": row["id"], "object": "model", "created": CREATED, "owned_by": "whisper-gpu-service"} | {
+        "engine": row["engine"],
+        "loaded": row["loaded"],
+    }
+
+
+@bp.teardown_request
+def _release_model(error: BaseException | None = None) -> None:
+    """The request is over: its lease on a MODELS model ends (MODEL_TTL counts from here)."""
+    if g.get("scheduler") is not None:
+        models().release(g.pop("scheduler"))
 
 
 def _handle(form_model: type[openai_fields.TranslationForm]):
-    """Validate every field before the upload is decoded, so bad requests fail fast and cheap."""
-    context = {"models": model_ids(), "multilingual": pipeline.scheduler().engine.is_multilingual}
+    """Validate every field before the upload is decoded, so bad requests fail fast and cheap. The model
+    a request names is picked first (404 for a name not offered; loaded on first use, 503 when it does not
+    fit): whether it is English-only decides what the other fields may ask."""
+    g.scheduler = models().acquire(request.form.get("model") or None)
+    context = {"models": model_ids(), "multilingual": g.scheduler.engine.is_multilingual}
     form = fields.parse(form_model, request.form, context)
     hints = _speaker_hints(form)
     options = form.job_options()
@@ -77,6 +96,7 @@ def _handle(form_model: type[openai_fields.TranslationForm]):
             words=form.words,
             segments=form.segments,
             include_logprobs=options.logprobs,
+            layout=form.layout(),
         )
     )
     return Response(body, content_type=content_type)

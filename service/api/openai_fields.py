@@ -23,8 +23,11 @@ from ..batching.job import FALLBACK_TEMPERATURES, JobOptions
 from ..engines.base import Thresholds
 from ..errors import InvalidRequest
 from ..intake.vad import VadParams
-from ..settings import MAX_BEAM_SIZE, Settings
+from ..settings import DEFAULTS
+from ..settings.choices import MAX_BEAM_SIZE
 from .fields import (
+    HOTWORDS,
+    HOTWORDS_MAX_CHARS,
     KEYWORDS_MAX,
     OPENAI_FORMATS,
     PROMPT_MAX_CHARS,
@@ -37,6 +40,7 @@ from .fields import (
     check_model_can,
 )
 from .speaker_fields import SpeakerFields
+from .subtitle_fields import SubtitleFields
 
 
 # -- OpenAI's chunking_strategy -> VAD ---------------------------------------------------------------------
@@ -45,12 +49,12 @@ class ServerVad(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     type: Literal["server_vad"]
-    threshold: float = Field(Settings.vad_threshold, ge=0, le=1, description="Speech probability threshold.")
+    threshold: float = Field(DEFAULTS.vad_threshold, ge=0, le=1, description="Speech probability threshold.")
     prefix_padding_ms: int = Field(
-        Settings.vad_speech_pad_ms, ge=0, le=10_000, description="Audio kept before (and after) speech."
+        DEFAULTS.vad_speech_pad_ms, ge=0, le=10_000, description="Audio kept before (and after) speech."
     )
     silence_duration_ms: int = Field(
-        Settings.vad_min_silence_ms, ge=0, le=10_000, description="A pause this long ends a speech region."
+        DEFAULTS.vad_min_silence_ms, ge=0, le=10_000, description="A pause this long ends a speech region."
     )
 
     def params(self) -> VadParams:
@@ -74,11 +78,13 @@ class Request(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, validate_by_name=True)
 
 
-class TranslationForm(Request):
-    """POST /v1/audio/translations (and the base of transcriptions): OpenAI's fields, then extensions."""
+class TranslationForm(SubtitleFields, Request):
+    """POST /v1/audio/translations (and the base of transcriptions): OpenAI's fields, then extensions (and
+    the subtitle layout's, subtitle_fields.py)."""
 
     model: str | None = Field(None, description="The loaded model or one of its aliases (GET /v1/models).")
     prompt: str | None = Field(None, max_length=PROMPT_MAX_CHARS, description="Conditions every window.")
+    hotwords: str | None = Field(None, max_length=HOTWORDS_MAX_CHARS, description=HOTWORDS)
     response_format: Literal[TRANSLATION_FORMATS] = Field(
         "json", description="How the transcript comes back."
     )
@@ -187,8 +193,9 @@ class TranslationForm(Request):
             language=self.language,
             temperatures=FALLBACK_TEMPERATURES if self.temperature == 0 else (self.temperature,),
             prompt=self.full_prompt or None,
+            hotwords=self.hotwords,
             beam_size=self.beam_size,
-            word_timestamps=self.words,
+            word_timestamps=self.words or self.layout().active,
             thresholds=thresholds,
             sequential=True if self.condition_on_previous_text else None,
             condition_on_previous_text=self.condition_on_previous_text,

@@ -99,7 +99,7 @@ def _openai_operation(task: str, summary: str) -> dict:
                     "text/event-stream": {"schema": {"type": "string"}},
                 },
             },
-            **errors("400", "401", "413", "429", "500", "503", "504", "507"),
+            **errors("400", "401", "404", "413", "429", "500", "503", "504", "507"),
         },
     }
 
@@ -161,7 +161,7 @@ def _detect_operation() -> dict:
 # -- models, probes ----------------------------------------------------------------------------------------
 def _models_operations() -> tuple[dict, dict]:
     listing = {
-        "summary": "The served model and its aliases (MODEL_ALIASES).",
+        "summary": "The served models: the default, its aliases (MODEL_ALIASES), MODELS' (loaded or not).",
         "operationId": "listModels",
         "responses": {
             "200": {

@@ -5,11 +5,11 @@ from __future__ import annotations
 ERROR_STATUSES = {
     "400": "Invalid request: a form field, a parameter or the audio itself.",
     "401": "Missing or invalid API key (only when API_KEYS is set).",
-    "404": "No such model.",
+    "404": "No such model (code model_not_found).",
     "413": "The upload is larger than MAX_UPLOAD_MB (raw PCM: than MAX_AUDIO_SECONDS).",
     "429": "The queue is full; retry after Retry-After seconds.",
     "500": "Unexpected server error.",
-    "503": "Not ready (model loading or failed) or shutting down; see Retry-After.",
+    "503": "Not ready (model loading or failed), a model that does not fit, or shutting down; Retry-After.",
     "504": "The request did not finish within its deadline.",
     "507": "No room to store the upload.",
 }
@@ -74,6 +74,8 @@ SCHEMAS = {
             "object": {"const": "model"},
             "created": {"type": "integer"},
             "owned_by": {"type": "string"},
+            "engine": {"type": "string"},  # extensions: the engine, and whether it is loaded now
+            "loaded": {"type": "boolean"},
         },
     },
     "ModelList": {

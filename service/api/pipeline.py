@@ -28,7 +28,8 @@ def settings() -> Settings:
 
 
 def scheduler() -> Scheduler:
-    return current_app.extensions["scheduler"]
+    """The request's model's scheduler (openai.py picks it: g.scheduler), else the default model's."""
+    return g.get("scheduler") or current_app.extensions["scheduler"]
 
 
 def decoder() -> Decoder:

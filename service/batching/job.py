@@ -42,6 +42,7 @@ class JobOptions:
     language: str | None = None  # None: detect on the first window
     temperatures: tuple[float, ...] = FALLBACK_TEMPERATURES
     prompt: str | None = None
+    hotwords: str | None = None  # every window's, whatever prompt_first_window_only says
     beam_size: int | None = None
     best_of: int | None = None
     word_timestamps: bool = False
@@ -63,6 +64,7 @@ class JobOptions:
             language=language,
             temperature=self.temperatures[step],
             prompt=prompt,
+            hotwords=self.hotwords,
             beam_size=self.beam_size,
             best_of=self.best_of,
             word_timestamps=self.word_timestamps,

@@ -64,8 +64,8 @@ class ModelLoop:
             return
         while True:
             with self.work.lock:
-                while self.work.empty():
-                    self.work.lock.wait(1.0)
+                if not self.work.wait_for_work():  # False: the model is unloaded (registry.py)
+                    return
                 self._gather()
             try:
                 self._step()

@@ -37,6 +37,7 @@ class DecodeOptions:
     language: str | None = None  # ISO code; None only for language detection
     temperature: float = 0.0  # one step of the fallback ladder
     prompt: str | None = None  # previous-text conditioning ("prompt" in OpenAI's API)
+    hotwords: str | None = None  # faster-whisper's hotwords: text before the prompt, in every window
     beam_size: int | None = None  # beam search at temperature 0
     best_of: int | None = None  # independent samples at temperature > 0
     word_timestamps: bool = False  # align words with the cross-attention (DTW)
@@ -131,8 +132,7 @@ class Engine(abc.ABC):
         thresholds: Thresholds,
         condition_on_previous_text: bool,
     ) -> Transcribed:
-        """Sequential long-form decoding of a whole file, each window conditioned on the last: the language
-        and segments with absolute times."""
+        """Sequential decoding of a whole file, each window conditioned on the last: language, segments."""
 
     def warmup(self) -> None:
         """One short inference so that the first request does not pay for lazy initialisation."""

@@ -152,9 +152,12 @@ class FasterWhisperEngine(Engine):
     def _prompts(
         self, tokenizer: Tokenizer, options: DecodeOptions, features: ctranslate2.StorageView
     ) -> list[list[int]]:
-        """Previous text, then the start sequence; each window's own language when none is given."""
+        """Hotwords and previous text, then the start sequence; each window's own language when none is
+        given."""
         previous = tokenizer.encode(" " + options.prompt.strip()) if options.prompt else []
-        prompt = self.model.get_prompt(tokenizer, previous, without_timestamps=not options.timestamps)
+        prompt = self.model.get_prompt(
+            tokenizer, previous, without_timestamps=not options.timestamps, hotwords=options.hotwords
+        )
         if options.language or not self.is_multilingual:
             return [prompt] * features.shape[0]
         position = prompt.index(tokenizer.language)
@@ -223,6 +226,7 @@ class FasterWhisperEngine(Engine):
                 beam_size=options.beam_size or 1,
                 best_of=options.best_of or 1,
                 initial_prompt=options.prompt,
+                hotwords=options.hotwords,
                 word_timestamps=options.word_timestamps,
                 compression_ratio_threshold=thresholds.compression_ratio,
                 log_prob_threshold=thresholds.logprob,

@@ -11,6 +11,17 @@ class _NvmlMemory(ctypes.Structure):
 
 def nvml_used_bytes(index: int) -> int | None:
     """Used memory of GPU `index` from the driver's NVML library; None where it cannot be read."""
+    memory = _nvml_memory(index)
+    return None if memory is None else int(memory.used)
+
+
+def nvml_free_bytes(index: int) -> int | None:
+    """Free memory of GPU `index` (what a new model may take); None where it cannot be read."""
+    memory = _nvml_memory(index)
+    return None if memory is None else int(memory.free)
+
+
+def _nvml_memory(index: int) -> _NvmlMemory | None:
     try:
         nvml = ctypes.CDLL("libnvidia-ml.so.1")
         handle, memory = ctypes.c_void_p(), _NvmlMemory()
@@ -18,6 +29,6 @@ def nvml_used_bytes(index: int) -> int | None:
             return None
         if nvml.nvmlDeviceGetMemoryInfo(handle, ctypes.byref(memory)) != 0:
             return None
-        return int(memory.used)
+        return memory
     except OSError:
         return None

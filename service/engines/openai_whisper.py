@@ -161,9 +161,9 @@ class OpenAIWhisperEngine(Engine):
         return logprobs[torch.arange(len(tokens)), torch.tensor(tokens)].tolist()
 
     def _prompt_tokens(self, options: DecodeOptions) -> list[int] | None:
-        if not options.prompt:
-            return None
-        return self.tokenizer(options.task, options.language).encode(" " + options.prompt.strip())
+        """Hotwords, then the prompt: the tokens faster-whisper's get_prompt puts after <|startofprev|>."""
+        text = with_hotwords(options)
+        return self.tokenizer(options.task, options.language).encode(" " + text) if text else None
 
     def _align_words(
         self, segments: list[Segment], tokenizer: Tokenizer, mel: torch.Tensor, num_frames: int
@@ -200,7 +200,8 @@ class OpenAIWhisperEngine(Engine):
                 task=options.task,
                 language=options.language,
                 temperature=temperatures,
-                initial_prompt=options.prompt,
+                initial_prompt=with_hotwords(options) or None,
+                carry_initial_prompt=bool(options.hotwords),  # hotwords in every window, as faster-whisper
                 beam_size=options.beam_size,
                 best_of=options.best_of,
                 word_timestamps=options.word_timestamps,
@@ -289,6 +290,11 @@ def segment_of(s: dict) -> Segment:
         no_speech_prob=float(s["no_speech_prob"]),
         seek=int(s["seek"]),
     )
+
+
+def with_hotwords(options: DecodeOptions) -> str:
+    """openai-whisper has no hotwords: they go before the prompt, where faster-whisper puts them."""
+    return " ".join(filter(None, [(options.hotwords or "").strip(), (options.prompt or "").strip()]))
 
 
 ENGINE = OpenAIWhisperEngine  # what service.engines.create_engine builds for this module's WHISPER_ENGINE

@@ -42,7 +42,7 @@ def _start() -> None:
 def _finish(resp):
     resp.headers["X-Request-ID"] = g.get("request_id", "")
     endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-    labels = current_app.extensions["scheduler"].labels
+    labels = (g.get("scheduler") or current_app.extensions["scheduler"]).labels  # the request's model
     elapsed = time.monotonic() - g.get("started", time.monotonic())
     metrics.REQUESTS.labels(endpoint=endpoint, status=str(resp.status_code), **labels).inc()
     metrics.REQUEST_DURATION.labels(endpoint=endpoint, **labels).observe(elapsed)

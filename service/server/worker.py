@@ -123,9 +123,10 @@ class GuardedThreadWorker(ThreadWorker):
     # -- shutdown --------------------------------------------------------------------------------------------
     def handle_exit(self, sig, frame):
         """SIGTERM: new work gets 503 + Retry-After while accepted work finishes; stop listening."""
-        scheduler = getattr(getattr(self, "wsgi", None), "extensions", {}).get("scheduler")
-        if scheduler is not None:
-            scheduler.begin_shutdown()
+        extensions = getattr(getattr(self, "wsgi", None), "extensions", {})
+        for part in (extensions.get("scheduler"), extensions.get("models")):  # models: MODELS' schedulers
+            if part is not None:
+                part.begin_shutdown()
         super().handle_exit(sig, frame)
         self.method_queue.defer(self._close_listeners)
 

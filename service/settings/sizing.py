@@ -3,14 +3,11 @@ calls while someone may be waiting for a short answer (issue #32)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from .knobs import knob
+from .knobs import Knobs, knob
 from .parse import number
 
 
-@dataclass(frozen=True)
-class SizingSettings:
+class SizingSettings(Knobs):
     interactive_batch_size: int = knob(
         "INTERACTIVE_BATCH_SIZE",
         1,

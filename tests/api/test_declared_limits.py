@@ -16,6 +16,17 @@ NEEDS = {  # what another field must say for this one to be allowed at all
     "timestamp_granularities[]": {"response_format": "verbose_json"},
     "min_speakers": {"response_format": "diarized_json"},
     "max_speakers": {"response_format": "diarized_json"},
+    # the subtitle layout (subtitle_fields.py): srt or vtt only; a line count needs a width
+    **{
+        name: {"response_format": "srt"}
+        for name in ("max_line_width", "max_words_per_line", "highlight_words")
+    },
+    "max_line_count": {"response_format": "srt", "max_line_width": "10"},
+}
+QUERY_NEEDS = {  # /asr's: its format field is output
+    name: {"output" if k == "response_format" else k: v for k, v in needs.items()}
+    for name, needs in NEEDS.items()
+    if name.startswith(("max_line", "max_words", "highlight"))
 }
 # pairs of a name and a data URL of 2-10 s of audio, decoded before the upload: their limits (count, pairing,
 # length, content) are each checked in tests/speakers/test_refusals.py
@@ -120,12 +131,13 @@ def test_every_declared_query_limit_is_enforced(service, document):
         for parameter in document["paths"][path]["post"]["parameters"]:
             name = parameter["name"]
             for ok, bad in past(parameter["schema"]):
+                needs = QUERY_NEEDS.get(name, {})
                 resp = requests.post(
-                    service.url + path, params={name: bad}, files={"unused": ("x", b"")}, timeout=60
+                    service.url + path, params={**needs, name: bad}, files={"unused": ("x", b"")}, timeout=60
                 )
                 assert_refused(resp, name)
                 resp = requests.post(
-                    service.url + path, params={name: ok}, files={"unused": ("x", b"")}, timeout=60
+                    service.url + path, params={**needs, name: ok}, files={"unused": ("x", b"")}, timeout=60
                 )
                 assert resp.status_code == 400 and resp.json()["error"]["param"] == "audio_file", (
                     name,

@@ -88,8 +88,8 @@ def test_word_granularity_needs_verbose_json(service, audio_dir):
 
 
 def test_unknown_model(service, audio_dir):
-    with open(audio_dir / "speech.wav", "rb") as f:
-        err = assert_error(post(service, {"file": f}, {"model": "whisper-9"}), 400, "model")
+    with open(audio_dir / "speech.wav", "rb") as f:  # 404 as OpenAI answers a model it does not have
+        err = assert_error(post(service, {"file": f}, {"model": "whisper-9"}), 404, "model")
     assert err["code"] == "model_not_found"
 
 

@@ -126,7 +126,7 @@ def test_no_secret_enters_any_layer():
     assert not [a for a in allowed if re.search(r"\.env|\.deploy|Pulumi|\.venv|secret", a)]
 
 
-def bake(tmp_path: Path, model: str, engine: str = "openai-whisper") -> tuple[Path, str]:
+def bake(tmp_path: Path, model: str, engine: str = "openai-whisper", models: str = "") -> tuple[Path, str]:
     """Run the Dockerfile's weight-baking step in a sandbox: /context, /app, /models moved under tmp_path,
     `python` a stub that records its arguments (no download here)."""
     (step,) = [r for r in instructions("RUN") if r.startswith("--mount=type=bind,target=/context")]
@@ -142,6 +142,7 @@ def bake(tmp_path: Path, model: str, engine: str = "openai-whisper") -> tuple[Pa
     )
     (stub_bin / "python").chmod(0o755)
     env = {"PATH": f"{stub_bin}:/usr/bin:/bin", "WHISPER_MODEL": model, "WHISPER_ENGINE": engine}
+    env |= {"MODELS": models} if models else {}
     subprocess.run(["sh", "-c", script], env=env, check=True)
     args = tmp_path / "python-args"
     return tmp_path / "app", args.read_text() if args.exists() else ""
@@ -162,6 +163,26 @@ def test_a_converted_model_directory_is_baked_for_faster_whisper(tmp_path):
     app, python_args = bake(tmp_path, "models/tiny-ct2", engine="faster-whisper")
     assert (app / "models" / "tiny-ct2" / "model.bin").read_bytes() == b"ct2"
     assert python_args == ""
+
+
+def test_every_models_entry_is_baked_for_its_engine(tmp_path):
+    """MODELS=name=source[:engine],...: the embedded base for both engines, and a name downloaded."""
+    context = tmp_path / "context" / "build"
+    (context / "base-ct2").mkdir(parents=True)
+    (context / "base-ct2" / "model.bin").write_bytes(b"ct2")
+    (context / "tiny.en.pt").write_bytes(b"tiny")
+    (context / "base.pt").write_bytes(b"base")
+    models = (
+        "base=build/base-ct2:faster-whisper,base-ow=build/base.pt:openai-whisper,small=small:faster-whisper"
+    )
+    app, python_args = bake(tmp_path, "build/tiny.en.pt", models=models)
+    assert (app / "build" / "tiny.en.pt").read_bytes() == b"tiny"
+    assert (app / "build" / "base-ct2" / "model.bin").read_bytes() == b"ct2"
+    assert (app / "build" / "base.pt").read_bytes() == b"base"
+    code, name = python_args.splitlines()[1:3]  # the one name: downloaded for its engine
+    assert "download_model(sys.argv[1]" in code and name == "small"
+    assert "!build/base-ct2/" in (ROOT / ".dockerignore").read_text().splitlines()
+    assert "MODELS" in instructions("ARG")
 
 
 def test_faster_whisper_weights_are_downloaded_into_the_model_dir(tmp_path):
