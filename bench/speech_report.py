@@ -54,10 +54,15 @@ def targets(results: dict[str, dict[str, Runs]], gpu: bool) -> list[Target]:
     ]
     if PEER in c8:
         goal = 3.0 if gpu else 1.5
-        out.append(
-            speedup("16 clips at concurrency 8: service json vs peer server", c8[JSON], c8[PEER], goal, gpu)
-        )
+        what = "clips at concurrency 8: service json vs peer server"
+        out.append(speedup(what, c8[JSON], c8[PEER], goal, gpu))
+    four = results["four"]
+    if PEER in four:
+        what = "four long files at once: service json vs peer server (#32)"
+        out.append(speedup(what, four[JSON], four[PEER], 1.2, gpu))
     for side, label in ((JSON, "json"), (VERBOSE, "verbose_json")):
+        if side not in results["mix clips"]:
+            continue
         alone, mixed = results["c1"][side].percentile(0.95), results["mix clips"][side].percentile(0.95)
         what = f"mix: service {label}, clip p95 while the long file runs vs alone"
         out.append(Target(what, ratio(mixed, alone), 3.0, at_most=True))
@@ -165,7 +170,7 @@ def markdown(args, results: dict[str, dict[str, Runs]], elapsed: float, command:
 {peer_line(args)}
 
 {tables(results, gpu)}
-## Targets (issue #26), as ratios measured in this run
+## Targets (issues #26, #32), as ratios measured in this run
 
 {accuracy}
 

@@ -6,6 +6,7 @@ placement.py   where a decode's segments go and what is left to decode: pure fun
 speech_map.py  word times held to the speech map (VAD's regions, made also without VAD): a pure function
 scheduler.py   the request threads' side: admission (admission.py, fairshare.py), submit, cancel, wait
 work.py        what waits for the model, under one lock, and the rule that takes a batch from it
+sizing.py      how many inputs a CPU call takes: full while only long work waits, small while a clip may come
 model_loop.py  the inference thread: detection, batched decoding, fallback, rests, out-of-memory splits
 
 The decoding vocabulary, six nouns (docs/architecture.md holds the same list):

@@ -34,6 +34,7 @@ from .parse import (
     tcp_port,
     text,
 )
+from .sizing import SizingSettings
 
 __all__ = ["DEFAULTS", "Settings", "SettingsError", "from_env"]
 
@@ -43,7 +44,7 @@ LOOPBACK = "127.0.0.1"  # make run: only this machine; the image sets API_HOST a
 
 
 class Settings(
-    DecodingSettings, LiveSettings, LiveDecodingSettings, ModelsSettings, Knobs
+    DecodingSettings, LiveSettings, LiveDecodingSettings, ModelsSettings, SizingSettings, Knobs
 ):  # the groups of the other modules
     # model
     whisper_model: str = knob(

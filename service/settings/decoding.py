@@ -7,7 +7,7 @@ from . import choices
 from .knobs import Knobs, knob
 from .parse import Rule, boolean, choice, fraction, number
 
-_PER_DEVICE = "16 on cuda, 8 on cpu (faster-whisper on cpu: 1)"
+_PER_DEVICE = "16 on cuda, 8 on cpu (on cpu, smaller while short requests come: INTERACTIVE_BATCH_SIZE)"
 
 
 class DecodingSettings(Knobs):
