@@ -8,6 +8,10 @@
 # ctranslate2 (pyproject's `cuda12` extra, as in the image) and, for the peer server, build/peer-server/
 # made once with network (`make bench-peer`); without it the peer is left out and the report says so.
 #
+# Then live audio (issue #36): bench/realtime.py with 1, 16 and 64 sessions at once on the GPU (the embedded
+# tiny.en, real weights: its WER means something) -> build/bench-gpu/realtime.md, about 4 more minutes;
+# REALTIME=0 leaves it out.
+#
 #   bench/gpu.sh            # the run (extra arguments go to python -m bench.speech)
 #   bench/gpu.sh --plan     # print the plan and exit: no GPU needed
 set -euo pipefail
@@ -17,7 +21,10 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} HF_HUB_OFFLINE=1
 ARGS=(--device cuda --dims large-v3-turbo --force-tokens 96 --rounds 2 --threads 4 --interval 0.25
       --four-minutes 2.5 --offline)
 
+REALTIME_ARGS=(--device cuda --sessions "1,16,64")
+
 if [[ ${1:-} == --plan ]]; then
+    [[ ${REALTIME:-1} == 0 ]] || echo "then: $PY -m bench.realtime ${REALTIME_ARGS[*]} > build/bench-gpu/realtime.md"
     exec "$PY" -m bench.speech "${ARGS[@]}" --plan "${@:2}"
 fi
 fail() { echo "bench/gpu.sh: $*" >&2; exit 2; }
@@ -46,3 +53,9 @@ EOF
 began=$SECONDS
 "$PY" -m bench.speech "${ARGS[@]}" "$@"
 echo "bench/gpu.sh: $((SECONDS - began)) s -> docs/benchmarks-gpu.md" >&2
+if [[ ${REALTIME:-1} != 0 ]]; then
+    began=$SECONDS
+    mkdir -p build/bench-gpu
+    "$PY" -m bench.realtime "${REALTIME_ARGS[@]}" | tee build/bench-gpu/realtime.md
+    echo "bench/gpu.sh: live audio $((SECONDS - began)) s -> build/bench-gpu/realtime.md" >&2
+fi

@@ -3,6 +3,7 @@
     python -m bench.realtime            # 1 and 4 sessions of 30 s stories, about 3 minutes on 2 cores
     python -m bench.realtime --seconds 60
     python -m bench.realtime --device cuda --sessions 1,16,64   # on a GPU (issue #36's 64 sessions)
+    LOG_LEVEL=debug python -m bench.realtime --keep /tmp/live   # per-turn traces in /tmp/live/server-*.log
 
 Sides, on one server (the embedded tiny.en, openai-whisper engine, VAD on, its defaults):
   live   OpenAI's SDK streams each story as pcm16 at 24 kHz in 100 ms appends at real-time pace, server_vad
@@ -154,7 +155,8 @@ def measure(seconds: float, work: Path, sessions: list[int], device: str = "cpu"
         "sessions": sessions,
     }
     most = max(sessions)
-    env = {"VAD": "true", "REALTIME_MAX_SESSIONS": str(most), "THREADS": str(most + 32)}
+    # each session holds a request thread, beside the 1024 requests service_bench's Server takes in
+    env = {"VAD": "true", "REALTIME_MAX_SESSIONS": str(most), "THREADS": str(1040 + most)}
     with Server(model, device, 0, work, **env) as server:
         post(server.url, np.zeros(SR, np.float32))  # warm the HTTP path
         for n in sessions:
@@ -200,10 +202,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each story")
     parser.add_argument("--sessions", default="1,4", help="sessions at once, one level after another")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    keep = "keep the stories and the server's log here (with LOG_LEVEL=debug: per-turn traces)"
+    parser.add_argument("--keep", type=Path, help=keep)
     args = parser.parse_args(argv)
     levels = [int(n) for n in args.sessions.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
-        result = measure(args.seconds, Path(tmp), levels, args.device)
+        work = args.keep or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        result = measure(args.seconds, work, levels, args.device)
     print(json.dumps(result, indent=1))
     print(table(result))
     return 0

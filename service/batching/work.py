@@ -94,14 +94,12 @@ def take_batch(
     a two-hour file; a job left out of MAX_PASSED_OVER model calls in a row goes first, so a long one is not
     starved either. A streamed job gives at most `Job.input_cap()` inputs to one call (first text sooner).
 
-    Without `free_batching` (a CPU, where a call's time grows with its inputs), a call that finishes its
-    first job takes only jobs it also finishes: a clip is not decoded together with 7 windows of a long
-    file, at several times its own cost (docs/performance.md); those windows go in the next call."""
+    Without `free_batching` (a CPU, where a call's time grows with its inputs), see `_on_a_cpu`."""
     if not pending:
         return []
     order = sorted(pending, key=lambda job_id: _priority(pending[job_id]))
-    if not free_batching and len(pending[order[0]]) <= size:
-        order = [job_id for job_id in order if len(pending[job_id]) <= size]
+    if not free_batching:
+        order = _on_a_cpu(pending, order, size)
     key = pending[order[0]][0].options()
     batch: list[ModelInput] = []
     taken: dict[int, int] = {}
@@ -124,6 +122,19 @@ def take_batch(
         else:
             inputs[0].job.passed_over = 0 if job_id in taken else inputs[0].job.passed_over + 1
     return batch
+
+
+def _on_a_cpu(pending: OrderedDict[int, deque[ModelInput]], order: list[int], size: int) -> list[int]:
+    """The jobs a CPU's call may take, in order. A call that finishes its first job takes only jobs it also
+    finishes: a clip is not decoded together with 7 windows of a long file, at several times its own cost
+    (docs/performance.md); those windows go in the next call. A live decode goes alone: someone waits for
+    its words, and 4 partials in one call took ~1.1 s against 0.3 s for one (docs/performance.md)."""
+    first = pending[order[0]]
+    if first[0].job.live:
+        return order[:1]
+    if len(first) <= size:
+        return [job_id for job_id in order if len(pending[job_id]) <= size]
+    return order
 
 
 def _capped(job: Job, taken: int) -> bool:

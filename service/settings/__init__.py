@@ -20,6 +20,7 @@ from . import choices
 from .decoding import DecodingSettings
 from .knobs import Knobs, knob, page_order
 from .live import LiveSettings
+from .live_decoding import LiveDecodingSettings
 from .models import ModelsSettings
 from .parse import (
     Rule,
@@ -41,7 +42,9 @@ MODEL_DIR = str(Path.home() / ".cache" / "whisper")  # openai-whisper's and fast
 LOOPBACK = "127.0.0.1"  # make run: only this machine; the image sets API_HOST and METRICS_HOST to 0.0.0.0
 
 
-class Settings(DecodingSettings, LiveSettings, ModelsSettings, Knobs):  # the groups of the other modules
+class Settings(
+    DecodingSettings, LiveSettings, LiveDecodingSettings, ModelsSettings, Knobs
+):  # the groups of the other modules
     # model
     whisper_model: str = knob(
         "WHISPER_MODEL",

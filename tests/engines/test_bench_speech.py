@@ -139,6 +139,7 @@ def test_gpu_script_plans_the_same_workloads_and_refuses_in_one_line_without_a_g
     assert "plan: 2 round(s) on cuda (random large-v3-turbo, float16" in plan.stdout
     for workload in ("long", "c1", "c8", "c16", "clips alone", "four", "mix long", "mix clips"):
         assert f"  {workload}: " in plan.stdout
+    assert "bench.realtime --device cuda --sessions 1,16,64" in plan.stdout  # then live audio (#36)
     assert speech_main(["--plan", "--quick"]) == 0 and "1 round(s) on cpu" in capsys.readouterr().out
     import ctranslate2
 

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from service.api.realtime.decoding import FINAL, PARTIAL, Decoder, Item
+from service.api.realtime.decoding import FINAL, FIRST, Decoder, Item
 from service.api.realtime.session import Session
 from service.audio import SAMPLE_RATE
 from service.batching.job import Job, JobOptions, Rest, with_server_defaults
@@ -45,7 +45,7 @@ class Queue:
 
     def model_call(self) -> list[ModelInput]:
         with self.work.lock:
-            return take_batch(self.work.pending, 8)
+            return take_batch(self.work.pending, 8, self.loop.free_batching)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,7 @@ def test_on_a_gpu_sessions_partial_decodes_share_one_model_call(sentence):
     for s in sessions:
         s.tick()
     partials = [s.speaking.partial for s in sessions]
-    assert all(p is not None and p.live == PARTIAL for p in partials)
+    assert all(p is not None and p.live == FIRST for p in partials)  # no words sent yet: the first
     assert {i.job.id for i in queue.model_call()} == {p.id for p in partials}
 
 
@@ -99,9 +99,13 @@ def test_no_partial_is_queued_while_a_turns_final_decode_waits(sentence, gpu):
     assert talking.speaking.partial is not None
 
 
-def test_a_partial_waits_for_the_one_in_flight_and_for_half_a_second_of_new_audio(sentence):
+@pytest.mark.parametrize("sent, step", [([], 0.3), (["The"], 0.5)])
+def test_a_partial_waits_for_the_one_in_flight_and_for_its_step_of_new_audio(sentence, sent, step):
+    """Half a second of new audio between two partial decodes, 0.3 s while none of the turn's words has
+    been sent (its first delta needs two agreeing decodes)."""
     queue = Queue()
     session = speaking(queue, sentence[:SAMPLE_RATE])
+    session.speaking.agreement.final = list(sent)
     session.tick()
     first = session.speaking.partial
     assert first is not None
@@ -113,10 +117,11 @@ def test_a_partial_waits_for_the_one_in_flight_and_for_half_a_second_of_new_audi
     second = session.speaking.partial
     assert second is not None and second is not first and second.id in queue.work.pending
     session.speaking.partial = None
-    session.buffer.append(sentence[2 * SAMPLE_RATE : int(2.4 * SAMPLE_RATE)])
-    session.tick()  # 0.4 s of new audio since the second was queued: not yet
+    almost = 2 * SAMPLE_RATE + round((step - 0.1) * SAMPLE_RATE)
+    session.buffer.append(sentence[2 * SAMPLE_RATE : almost])
+    session.tick()  # 0.1 s short of the step since the second was queued: not yet
     assert session.speaking.partial is None
-    session.buffer.append(sentence[int(2.4 * SAMPLE_RATE) : int(2.5 * SAMPLE_RATE)])
+    session.buffer.append(sentence[almost : almost + SAMPLE_RATE // 10])
     session.tick()
     assert session.speaking.partial is not None
 

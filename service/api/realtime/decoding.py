@@ -1,15 +1,23 @@
 """A live item's decodes, through the same model loop as files, first in line (Job.live).
 
-While a person speaks, the item so far is decoded every DELTA_STEP_SECONDS of new audio (one decode in
-flight per item; none queued while a turn's final decode, or on a CPU any live decode, waits); two
-successive decodes' common words go out as deltas (agreement.py). When the turn ends, the partial decode in
-flight is dropped and the whole item is decoded once more, with the options a file's decode of the same
-audio gets (the server's VAD included): that text is `completed`.
+While a person speaks, the item so far is decoded every DELTA_STEP_SECONDS of new audio (FIRST_STEP_SECONDS
+until two decodes agree on its first words; one decode in flight per item; none queued while a turn's final
+decode waits); two successive decodes' common words go out as deltas (agreement.py). When the turn ends, the
+partial decode in flight is dropped and the whole item is decoded once more, with the options a file's
+decode of the same audio gets (the server's VAD included): that text is `completed`.
+
+With REALTIME_CONTEXT_CHARS (0, off, by default: with tiny.en it cost accuracy, docs/performance.md), every
+decode of a turn is prompted with the end of the session's text so far, after the session's own prompt, as
+whisper_streaming prompts with its committed text. On a CPU, where a model call costs each input's time,
+one partial waits at a time, and `Line` chooses whose: a turn's first words before later words, then the
+longest waiting.
 """
 
 from __future__ import annotations
 
+import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,10 +30,15 @@ from .agreement import LocalAgreement
 from .config import SessionConfig
 
 DELTA_STEP_SECONDS = 0.5  # new audio between two partial decodes of a turn
+FIRST_STEP_SECONDS = 0.3  # ... until its first words are sent: the first delta needs two agreeing decodes
 MIN_PARTIAL_SECONDS = 0.5  # a turn shorter than this is not decoded before it ends
 MAX_PARTIAL_SECONDS = 30.0  # one model input: a longer turn (turn detection switched off mid-turn, say) waits
 # for its final decode, so a partial never costs more than one window however long the client lets it grow
-PARTIAL, FINAL = 1, 2  # Job.live: the scheduler serves a turn's final decode before partial ones
+# Job.live, the scheduler's order: a turn's final decode, then partials of turns that have no text yet, then
+# the other partials
+PARTIAL, FIRST, FINAL = 1, 2, 3
+LINE_STALE_SECONDS = 0.5  # a waiting item not seen again for this long has left the line (its session ticks
+# every 50 ms: api/realtime/__init__.py's POLL_SECONDS)
 
 
 @dataclass
@@ -42,12 +55,17 @@ class Item:
     partial_sent: float = 0.0  # time.monotonic() when it was queued
     final: Job | None = None
     stopped_at: float = 0.0  # time.monotonic() when the turn ended: finalisation latency starts here
+    created: float = field(default_factory=time.monotonic)
 
     def seconds(self) -> float:
         return ((self.end or self.start) - self.start) / SAMPLE_RATE
 
+    def level(self) -> int:
+        """Its next partial's place in line: FIRST while none of its words has been sent."""
+        return PARTIAL if self.agreement.final else FIRST
+
     def wants_partial(self, buffer_end: int) -> bool:
-        step = DELTA_STEP_SECONDS * SAMPLE_RATE
+        step = round((FIRST_STEP_SECONDS if self.level() == FIRST else DELTA_STEP_SECONDS) * SAMPLE_RATE)
         held = buffer_end - self.start
         fits = MIN_PARTIAL_SECONDS * SAMPLE_RATE <= held <= MAX_PARTIAL_SECONDS * SAMPLE_RATE
         return self.partial is None and fits and buffer_end - self.partial_until >= step
@@ -59,12 +77,17 @@ class Decoder:
     def __init__(self, scheduler: Scheduler, settings: Settings, key_id: str | None):
         self.scheduler, self.settings, self.key_id = scheduler, settings, key_id
         self.arrived_at = time.monotonic()  # a session open before a shutdown began is still served
+        self.line = line(scheduler)
 
-    def submit(self, audio: np.ndarray, config: SessionConfig, final: bool, server_vad: bool) -> Job:
-        """Queue one decode; APIError (429, 503) when the scheduler refuses it."""
+    def submit(
+        self, audio: np.ndarray, config: SessionConfig, live: int, server_vad: bool, context: str = ""
+    ) -> Job:
+        """Queue one decode (`live`: PARTIAL, FIRST or FINAL), prompted with the session's prompt and then
+        `context`; APIError (429, 503) when the scheduler refuses it."""
+        final = live == FINAL
         options = JobOptions(
             language=config.transcription.language,
-            prompt=config.transcription.prompt,
+            prompt=" ".join(p for p in (config.transcription.prompt, context) if p) or None,
             logprobs=final and config.logprobs,
             # a partial decode once, at temperature 0: a turn cut mid-word often fails the fallback checks,
             # and its retries at higher temperatures made one partial 5x slower (docs/performance.md)
@@ -83,25 +106,79 @@ class Decoder:
             time.monotonic() + timeout,
             arrived_at=self.arrived_at,
             key_id=self.key_id,
-            live=FINAL if final else PARTIAL,
+            live=live,
         )
         self.scheduler.submit(job)
         return job
 
-    def holds_partials(self) -> bool:
-        """No partial decode is queued while a turn's final decode (any session's) waits for the model; on a
-        CPU, while any live decode waits either. A GPU's call costs about one input's time, so there the
-        partials of all sessions go in one call; a CPU's call costs each input's time, and one-input calls
-        in turn decode fresher audio (docs/performance.md, live audio)."""
+    def may_queue(self, item: Item) -> bool:
+        """Whether the item's partial decode may be queued now. Never while a turn's final decode (any
+        session's) waits for the model. A GPU's call costs about one input's time, so there the partials of
+        all sessions go in one call; a CPU's call costs each input's time, so one partial waits at a time
+        (a turn's first words may queue beside a later partial, and go first), and the Line says whose
+        (docs/performance.md, live audio)."""
         work, batching = self.scheduler.work, self.scheduler.loop.free_batching
         with work.lock:
             live = [inputs[0].job.live for inputs in work.pending.values() if inputs]
-        return FINAL in live or (not batching and PARTIAL in live)
+        if FINAL in live:
+            return False
+        if batching:
+            return True
+        level = item.level()
+        mine = self.line.first(item.id, level, item.partial_sent or item.created)
+        return mine and all(waiting < level for waiting in live)
 
     def cancel(self, job: Job | None, reason: str = "disconnect") -> None:
         """Drop a queued decode: the client is gone ("disconnect"), or a newer decode replaces it."""
         if job is not None and not job.done.is_set():
             self.scheduler.cancel(job, reason)
+
+
+class Line:
+    """The live items of one worker that wait to queue a partial decode on a CPU, in the order they go: a
+    turn's first words before later words (the first delta needs two agreeing decodes), then the item whose
+    last decode (or whose turn's start) is oldest, so that sessions take turns fairly."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.waiting: dict[str, tuple[int, float, float]] = {}  # item id -> level, since, last seen
+
+    def first(self, item_id: str, level: int, since: float) -> bool:
+        """Stand in line (or stay); whether the item is first in it."""
+        now = time.monotonic()
+        with self.lock:
+            self.waiting[item_id] = (level, since, now)
+            for other in [k for k, v in self.waiting.items() if now - v[2] > LINE_STALE_SECONDS]:
+                del self.waiting[other]
+            best = min(self.waiting, key=lambda k: (-self.waiting[k][0], self.waiting[k][1]))
+        return best == item_id
+
+    def leave(self, item_id: str) -> None:
+        with self.lock:
+            self.waiting.pop(item_id, None)
+
+
+_lines: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_lines_lock = threading.Lock()
+
+
+def line(scheduler) -> Line:
+    """The scheduler's one Line, shared by its sessions."""
+    with _lines_lock:
+        return _lines.setdefault(scheduler, Line())
+
+
+def context_tail(text: str, chars: int) -> str:
+    """The last `chars` characters of `text`, from a word's start: what a turn's decodes are prompted with."""
+    text = text.strip()
+    if chars <= 0 or not text:
+        return ""
+    if len(text) <= chars:
+        return text
+    cut = text[-chars:]
+    if text[-chars - 1] == " ":  # the cut falls between words
+        return cut.strip()
+    return cut.split(" ", 1)[1].strip() if " " in cut else ""  # a word cut in two is left out
 
 
 def text(job: Job) -> str:

@@ -18,7 +18,7 @@ from ...audio import SAMPLE_RATE
 from ...errors import APIError
 from . import audio, decoding, events
 from .config import SessionConfig
-from .decoding import Decoder, Item
+from .decoding import FINAL, Decoder, Item, context_tail
 from .events import EventError, server_event
 from .turns import Buffer, Turn, TurnDetector, ms
 
@@ -39,6 +39,7 @@ class Session:
         self.speaking: Item | None = None  # the item of the turn in progress
         self.decoding: list[Item] = []  # committed items whose final decode is queued
         self.last_item: str | None = None
+        self.said = ""  # the end of the completed text: the decodes' context (REALTIME_CONTEXT_CHARS)
 
     def created(self) -> dict:
         return server_event("session.created", session=self.config.ga(self.id))
@@ -106,6 +107,7 @@ class Session:
     def _clear(self) -> list[dict]:
         if self.speaking:
             self.decoder.cancel(self.speaking.partial, "cleared")
+            self.decoder.line.leave(self.speaking.id)
             self.speaking = None
         if self.detector:
             self.detector.end_turn()
@@ -116,7 +118,7 @@ class Session:
     def tick(self) -> list[dict]:
         out = self._detect() if self.detector else []
         item = self.speaking
-        if item and item.wants_partial(self.buffer.end) and not self.decoder.holds_partials():
+        if item and item.wants_partial(self.buffer.end) and self.decoder.may_queue(item):
             self._submit_partial(item)
         if item and item.partial is not None and item.partial.done.is_set():
             out += self._partial_done(item)
@@ -143,6 +145,7 @@ class Session:
         """Commit the item's audio [start, end) and queue its final decode."""
         item.end, item.stopped_at = end, time.monotonic()
         self.decoder.cancel(item.partial, "superseded")  # the final decode covers it
+        self.decoder.line.leave(item.id)
         item.partial = None
         clip = self.buffer.audio(item.start, end)
         self.buffer.drop_until(end)
@@ -155,7 +158,7 @@ class Session:
         if len(clip) < MIN_COMMIT_SAMPLES:  # a blip whose rescan held no speech: nothing for the model
             return [committed, completed_event(item, "")]
         try:
-            item.final = self.decoder.submit(clip, self.config, final=True, server_vad=server_vad)
+            item.final = self.decoder.submit(clip, self.config, FINAL, server_vad, self.context())
         except APIError as error:
             return [committed, failed(item, error)]
         self.decoding.append(item)
@@ -163,10 +166,18 @@ class Session:
 
     def _submit_partial(self, item: Item) -> None:
         item.partial_until, item.partial_sent = self.buffer.end, time.monotonic()
+        self.decoder.line.leave(item.id)
+        audio, context = self.buffer.audio(item.start), self.context()
         try:
-            item.partial = self.decoder.submit(self.buffer.audio(item.start), self.config, False, True)
+            item.partial = self.decoder.submit(audio, self.config, item.level(), True, context)
         except APIError:  # a full queue: the next tick tries again; the final decode tells the client
             item.partial = None
+
+    def context(self) -> str:
+        """What a decode is prompted with after the session's prompt: the end of the session's text, the
+        completed turns' and the words sent of turns whose final decode is still to come."""
+        sent = [" ".join(item.agreement.final) for item in self.decoding]
+        return context_tail(" ".join([self.said, *sent]), self.decoder.settings.realtime_context_chars)
 
     def _partial_done(self, item: Item) -> list[dict]:
         job, item.partial = item.partial, None
@@ -175,10 +186,13 @@ class Session:
         text = decoding.text(job)
         delta = item.agreement.update(text)
         log.debug(  # LOG_LEVEL=debug: the per-turn trace docs/performance.md's live audio section reads
-            "live %s partial of %.2f s of turn, queued to decoded %.2f s: %r -> delta %r",
+            "live %s partial of %.2f s of turn, queued to decoded %.2f s (waited %.2f, model %.2f): "
+            "%r -> delta %r",
             item.id,
             (item.partial_until - item.start) / SAMPLE_RATE,
             time.monotonic() - item.partial_sent,
+            job.queue_wait,
+            job.inference_seconds,
             text,
             delta,
         )
@@ -190,7 +204,13 @@ class Session:
             return [failed(item, job.error)]
         transcript = decoding.text(job)
         rest = item.agreement.finish(transcript)
-        log.debug("live %s final of %.2f s: %r", item.id, item.seconds(), transcript)
+        keep = 2 * self.decoder.settings.realtime_context_chars
+        self.said = context_tail(f"{self.said} {transcript}", keep)
+        prompt = job.options.prompt or ""
+        log.debug(
+            "live %s final of %.2f s (waited %.2f, model %.2f), prompt %r: %r",
+            *(item.id, item.seconds(), job.queue_wait, job.inference_seconds, prompt[-40:], transcript),
+        )
         out = [delta_event(item, rest)] if rest else []
         logprobs = decoding.logprobs(job) if self.config.logprobs else None
         metrics.REALTIME_FINALISATION.observe(time.monotonic() - item.stopped_at)
