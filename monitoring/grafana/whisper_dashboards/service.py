@@ -258,7 +258,13 @@ def gpu_memory():
             target(f"{by_device} (whisper_gpu_memory_allocated_bytes{{{SVC}}})", "{{device}} allocated"),
             target(f"{by_device} (whisper_gpu_memory_reserved_bytes{{{SVC}}})", "{{device}} reserved"),
             description="Allocated: tensors in use. Reserved: held by PyTorch's caching allocator.",
-        )
+        ),
+        timeseries_panel(
+            "MODELS loaded (workers holding each)",
+            units.Short,
+            target(f"sum by (model) (whisper_model_loaded{{{SVC_MODEL}}})", "{{model}}"),
+            description="MODELS' models (docs/models.md): loaded on first use, unloaded after MODEL_TTL.",
+        ),
     ]
 
 
