@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .jobs import JobsSettings
 from .knobs import knob
 from .live import LiveSettings
 from .parse import SettingsError, boolean, choice, directory, fraction, keys, names, number, tcp_port, text
@@ -55,7 +56,7 @@ _PER_DEVICE = "16 on cuda, 8 on cpu (faster-whisper on cpu: 1)"
 
 
 @dataclass(frozen=True)
-class Settings(LiveSettings):  # the live-audio knobs come from live.py
+class Settings(JobsSettings, LiveSettings):  # the live-audio knobs: live.py; the jobs': jobs.py
     # model
     whisper_model: str = knob(
         "WHISPER_MODEL", "turbo", text, "An official name (downloaded when online) or a checkpoint path."
@@ -254,10 +255,15 @@ class Settings(LiveSettings):  # the live-audio knobs come from live.py
         return dataclasses.replace(self, **changes)
 
 
-# the page's order (tools/configuration_docs.py): this class's fields, then live.py's
+# the page's order (tools/configuration_docs.py): this class's fields, then live.py's, then jobs.py's
 FIELDS = (
-    *(f for f in dataclasses.fields(Settings) if f.name not in LiveSettings.__dataclass_fields__),
+    *(
+        f
+        for f in dataclasses.fields(Settings)
+        if f.name not in {**LiveSettings.__dataclass_fields__, **JobsSettings.__dataclass_fields__}
+    ),
     *dataclasses.fields(LiveSettings),
+    *dataclasses.fields(JobsSettings),
 )
 
 
