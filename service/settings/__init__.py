@@ -255,15 +255,12 @@ class Settings(JobsSettings, LiveSettings):  # the live-audio knobs: live.py; th
         return dataclasses.replace(self, **changes)
 
 
-# the page's order (tools/configuration_docs.py): this class's fields, then live.py's, then jobs.py's
+# the page's order (tools/configuration_docs.py): this class's fields, then each mixin's in turn
+MIXINS = (LiveSettings, JobsSettings)
+_MIXED = {name for mixin in MIXINS for name in mixin.__dataclass_fields__}
 FIELDS = (
-    *(
-        f
-        for f in dataclasses.fields(Settings)
-        if f.name not in {**LiveSettings.__dataclass_fields__, **JobsSettings.__dataclass_fields__}
-    ),
-    *dataclasses.fields(LiveSettings),
-    *dataclasses.fields(JobsSettings),
+    *(f for f in dataclasses.fields(Settings) if f.name not in _MIXED),
+    *(f for m in MIXINS for f in dataclasses.fields(m)),
 )
 
 
