@@ -120,8 +120,7 @@ class ModelLoop:
     # -- queueing a job's inputs (with the lock held) --------------------------------------------------------
     def enqueue_windows(self, job: Job) -> None:
         """Queue the job's windows; a job with nothing to decode (no speech, or detection only) is done."""
-        todo = [i for i, done in enumerate(job.complete) if not done]  # a resumed job's rest (jobs/)
-        if job.options.detect_only or not todo:
+        if job.options.detect_only or not (todo := job.undone_windows()):
             self._finish(job, None)
             return
         self.work.pending[job.id] = deque(ModelInput(job, (Rest(i),)) for i in todo)

@@ -28,6 +28,7 @@ from .store import JobRecord, JobStore
 
 log = logging.getLogger("service.jobs.runner")
 POLL_SECONDS = 1.0  # an idle runner looks for a job this often
+RELEASE_WAIT_SECONDS = 10.0  # on SIGTERM, how long a running job gets to stop at its next window
 HEARTBEAT_SECONDS = 2.0  # how often a running job saves progress (and learns it was cancelled)
 
 
@@ -97,11 +98,17 @@ class Runner:
         for thread in self.threads:
             thread.start()
 
-    def stop(self) -> None:
-        """SIGTERM: claim nothing more; running jobs stop at their next window and go back to the queue."""
+    def stop(self, wait: float = RELEASE_WAIT_SECONDS) -> None:
+        """SIGTERM: claim nothing more; running jobs stop at their next window and go back to the queue. Waits
+        for that (the worker exits once its requests are done, and takes these daemon threads with it); a job
+        still running after `wait` seconds is handed back here."""
         self.stopping.set()
-        for run in list(self.runs.values()):
+        runs = list(self.runs.values())
+        for run in runs:
             run.stop = run.stop or "released"
+        for run in runs:
+            if not run.done.wait(wait):
+                self.store.release(run.record.id, run.worker_id)
 
     def _work(self, n: int) -> None:
         worker_id = f"{socket.gethostname()}:{os.getpid()}:{n}"
@@ -118,7 +125,10 @@ class Runner:
             if record is None:
                 self.stopping.wait(POLL_SECONDS)
                 continue
-            self._run(Run(record, worker_id))
+            try:
+                self._run(Run(record, worker_id))
+            except Exception:  # the store failed while ending it: its lease runs out, another takes it
+                log.exception("job %s: recording its end failed", record.id)
 
     def _run(self, run: Run) -> None:
         self.runs[run.record.id] = run
