@@ -125,4 +125,5 @@ def test_sigterm_hands_the_running_job_back(tiny_en, tmp_path, audio_dir):
     # handed back at once: queued with no holder, though its 600 s lease had not run out
     assert (back.status, back.worker_id, back.lease_until) == ("queued", None, None)
     assert not service.tracebacks(), service.tracebacks()
-    assert json.loads(json.dumps(back.spec.params))["form"]  # the request is still there to run again
+    with store_at(jobs_dir).open_audio(job_id) as kept:  # the upload is still there to run again
+        assert kept.read() == (audio_dir / "long.wav").read_bytes()
