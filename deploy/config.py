@@ -119,6 +119,12 @@ class DeployConfig(Knobs):
     state_file: str = knob(None, "/var/lib/whisper/deploy.json", text, "The current and previous tag.")
     env_file: str = knob(None, "/etc/whisper/whisper.env", text, "Service settings and API keys, mode 0600.")
     proxy_dir: str = knob(None, "/etc/whisper/proxy", text, "Mounted as the proxy's /etc/nginx/conf.d.")
+    jobs_dir: str = knob(
+        None,
+        "/var/lib/whisper/jobs",
+        text,
+        "Background jobs' data directory, mounted as /data/jobs into both colours.",
+    )
     # --- timing
     ready_timeout: float = knob(
         None,

@@ -20,12 +20,14 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 
 from deploy import engine
-from deploy.config import ROOT, SERVICE_DEFAULTS, SERVICE_ENV_KEYS, DeployConfig, Slot
+from deploy.config import ROOT, SERVICE_DEFAULTS, SERVICE_ENV_KEYS, DeployConfig, Slot, image_facts
 from deploy.proxy_ops import DeployError, ProxyOps, last_line  # noqa: F401 (DeployError: remote's own)
 
 SMOKE_SCRIPT = ROOT / "scripts" / "smoke.py"
 CONTAINER_API_PORT = SERVICE_DEFAULTS.port  # PORT inside the image: the service's default
 CONTAINER_METRICS_PORT = SERVICE_DEFAULTS.metrics_port  # METRICS_PORT inside the image
+CONTAINER_JOBS_DIR = "/data/jobs"  # JOBS_DIR inside the image (Dockerfile)
+CONTAINER_UID = image_facts()["WHISPER_UID"]  # the image's user, owner of the jobs directory
 LOG_LINES = 30  # log lines of a failed container quoted in the error
 
 
@@ -186,18 +188,9 @@ class Host(ProxyOps):  # the proxy's operations: proxy_ops.py
     # --- containers
     def start(self, slot: Slot, image: str, tag: str) -> None:
         self.docker("rm", "--force", slot.container, warn=True)  # the stopped leftover of a deploy ago
-        result = self.docker(
-            "run", "--detach", "--name", slot.container,
-            *(["--gpus", self.cfg.gpus] if self.cfg.gpus != "none" else []),
-            "--restart", "unless-stopped",
-            "--env-file", self.cfg.env_file,
-            "--publish", f"127.0.0.1:{slot.app_port}:{CONTAINER_API_PORT}",
-            "--publish", f"127.0.0.1:{slot.metrics_port}:{CONTAINER_METRICS_PORT}",
-            "--stop-timeout", str(self.cfg.stop_timeout),
-            "--label", f"whisper.tag={tag}",
-            image,
-            warn=True,
-        )  # fmt: skip
+        # one job store for both colours: a job outlives the colour that took it (docs/deploy.md)
+        self.sh(f"{self.sudo}{jobs_dir_command(self.cfg.jobs_dir)}")
+        result = self.docker(*run_args(self.cfg, slot, image, tag), warn=True)
         if result.failed:
             raise DeployError(f"docker run {image} failed: {last_line(result.stderr)}")
 
@@ -272,3 +265,24 @@ def gave_up(code: int | None, body: str) -> str | None:
     except (ValueError, KeyError, TypeError):
         return None
     return str(error.get("message")) if isinstance(error, dict) and error.get("code") == "failed" else None
+
+
+def jobs_dir_command(path: str) -> str:
+    """The host's background-jobs directory, owned by the image's user and private to it."""
+    return f"install -d -m 0700 -o {CONTAINER_UID} -g {CONTAINER_UID} {shlex.quote(path)}"
+
+
+def run_args(cfg: DeployConfig, slot: Slot, image: str, tag: str) -> list[str]:
+    """`docker run` for one colour: the env file, the shared jobs directory, ports on the host's loopback."""
+    return [
+        "run", "--detach", "--name", slot.container,
+        *(["--gpus", cfg.gpus] if cfg.gpus != "none" else []),
+        "--restart", "unless-stopped",
+        "--env-file", cfg.env_file,
+        "--volume", f"{cfg.jobs_dir}:{CONTAINER_JOBS_DIR}",
+        "--publish", f"127.0.0.1:{slot.app_port}:{CONTAINER_API_PORT}",
+        "--publish", f"127.0.0.1:{slot.metrics_port}:{CONTAINER_METRICS_PORT}",
+        "--stop-timeout", str(cfg.stop_timeout),
+        "--label", f"whisper.tag={tag}",
+        image,
+    ]  # fmt: skip

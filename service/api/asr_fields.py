@@ -21,11 +21,12 @@ from .fields import (
     Language,
     check_model_can,
 )
+from .job_fields import BackgroundFields
 from .subtitle_fields import SubtitleFields
 
 
 # -- the whisper-asr-webservice face -----------------------------------------------------------------------
-class AsrQuery(SubtitleFields):
+class AsrQuery(BackgroundFields, SubtitleFields):
     """POST /asr's query parameters. Unknown parameters are ignored, as whisper-asr-webservice does."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)

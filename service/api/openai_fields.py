@@ -39,6 +39,7 @@ from .fields import (
     Language,
     check_model_can,
 )
+from .job_fields import BackgroundFields
 from .speaker_fields import SpeakerFields
 from .subtitle_fields import SubtitleFields
 
@@ -78,9 +79,9 @@ class Request(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, validate_by_name=True)
 
 
-class TranslationForm(SubtitleFields, Request):
+class TranslationForm(BackgroundFields, SubtitleFields, Request):
     """POST /v1/audio/translations (and the base of transcriptions): OpenAI's fields, then extensions (and
-    the subtitle layout's, subtitle_fields.py)."""
+    the subtitle layout's, subtitle_fields.py; background jobs', job_fields.py)."""
 
     model: str | None = Field(None, description="The loaded model or one of its aliases (GET /v1/models).")
     prompt: str | None = Field(None, max_length=PROMPT_MAX_CHARS, description="Conditions every window.")

@@ -133,6 +133,8 @@ class Job:
     rests: list[Rest] = field(default_factory=list)  # rests of windows waiting to be packed into inputs
     passed_over: int = 0  # model calls in a row that left this job's queued inputs out (work.take_batch)
     live: int = 0  # a live session's decode (api/realtime): 1 partial, 2 a turn's final; first in line
+    background: bool = False  # a stored job's (service/jobs): after interactive requests, outside admission
+    max_passed_over: int | None = None  # calls it may be left out of in a row; None: work.MAX_PASSED_OVER
     _next_event: int = 0
 
     def __post_init__(self):
@@ -213,6 +215,10 @@ class Job:
 
     def finished_windows(self) -> bool:
         return all(self.complete)
+
+    def undone_windows(self) -> list[int]:
+        """Windows not complete: all of them, but a job resumed from a checkpoint (service/jobs/)."""
+        return [i for i, done in enumerate(self.complete) if not done]
 
     def _speech_after(self, rest: Rest) -> bool:
         """Whether the rest holds at least MIN_SPEECH_LEFT_SECONDS of speech."""

@@ -127,6 +127,8 @@ class GuardedThreadWorker(ThreadWorker):
         for part in (extensions.get("scheduler"), extensions.get("models")):  # models: MODELS' schedulers
             if part is not None:
                 part.begin_shutdown()
+        if extensions.get("jobs_runner") is not None:  # running jobs go back to the store's queue
+            extensions["jobs_runner"].stop()
         super().handle_exit(sig, frame)
         self.method_queue.defer(self._close_listeners)
 

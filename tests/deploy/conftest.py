@@ -161,6 +161,16 @@ def proxy_image(docker_engine, base_image, local_registry, tmp_path_factory) -> 
     return ref
 
 
+def host_paths(d: Path) -> dict[str, str]:
+    """The host's files and directories (deploy/config.py's defaults), under the test's directory."""
+    return {
+        "DEPLOY_STATE_FILE": str(d / "var/lib/whisper/deploy.json"),
+        "DEPLOY_ENV_FILE": str(d / "etc/whisper/whisper.env"),
+        "DEPLOY_PROXY_DIR": str(d / "etc/whisper/proxy"),
+        "DEPLOY_JOBS_DIR": str(d / "var/lib/whisper/jobs"),
+    }
+
+
 @pytest.fixture(scope="module")
 def deploy_host(tmp_path_factory, docker_engine, local_registry, service_image, proxy_image) -> DeployHost:
     d = tmp_path_factory.mktemp("host")
@@ -194,9 +204,7 @@ def deploy_host(tmp_path_factory, docker_engine, local_registry, service_image, 
         "DEPLOY_PROXY_IMAGE": proxy_image,
         "GRACEFUL_TIMEOUT": "10",
         "DEPLOY_OUTPUTS": str(d / "outputs.json"),
-        "DEPLOY_STATE_FILE": str(d / "var/lib/whisper/deploy.json"),
-        "DEPLOY_ENV_FILE": str(d / "etc/whisper/whisper.env"),
-        "DEPLOY_PROXY_DIR": str(d / "etc/whisper/proxy"),
+        **host_paths(d),
         "DEPLOY_PUBLIC_PORT": str(ports["public"]),
         "DEPLOY_BLUE_PORT": str(ports["blue"]),
         "DEPLOY_GREEN_PORT": str(ports["green"]),

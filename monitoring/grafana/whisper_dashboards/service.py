@@ -20,6 +20,7 @@ from .kit import (
     thresholds,
     timeseries_panel,
 )
+from .sessions import background_jobs, live_audio
 
 SVC = 'job="whisper", instance=~"$instance"'
 SVC_MODEL = f'{SVC}, model=~"$model"'
@@ -229,26 +230,6 @@ def speech_and_clients():
     ]
 
 
-def live_audio():
-    return [
-        timeseries_panel(
-            "Live sessions open",
-            units.Short,
-            target(
-                f"sum(whisper_realtime_sessions{{{SVC}}})", "sessions (of REALTIME_MAX_SESSIONS per worker)"
-            ),
-            description="WebSocket sessions on /v1/realtime; each holds one request thread of its worker.",
-        ),
-        timeseries_panel(
-            "Live finalisation: end of a turn to its completed transcript",
-            units.Seconds,
-            *quantiles("whisper_realtime_finalisation_seconds", SVC),
-            description="speech_stopped (or the client's commit) to conversation.item.input_audio_"
-            "transcription.completed, measured in the service.",
-        ),
-    ]
-
-
 def gpu_memory():
     by_device = "sum by (instance, device)"
     return [
@@ -285,6 +266,7 @@ def dashboard():
             ("Queue and backpressure", queue_and_backpressure()),
             ("Speech, uploads and API keys", speech_and_clients()),
             ("Live audio (/v1/realtime)", live_audio()),
+            ("Background jobs (/v1/audio/jobs)", background_jobs()),
             ("GPU memory (as the service sees it)", gpu_memory()),
         ],
     )
