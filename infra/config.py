@@ -149,7 +149,7 @@ class StackConfig:
         zone, region = zone_and_region(gcp)
         machine_type, gpu_type, gpu_count = gpu_host(values)
         check_zone_has_gpu("gcp:zone", zone, region, gpu_type)
-        fleet = fleet_config(values, region, gpu_type)
+        fleet = fleet_config(values, region, gpu_type, gpu_count)
         docker_image = _docker_image(values, required=fleet is not None)
         allow_unauthenticated = bool_value(values, "allowUnauthenticated", False)
         if fleet is not None and api_key is None and not allow_unauthenticated:
@@ -214,7 +214,7 @@ PROJECT_KEYS = (
     "dockerImage", "labels",
     "replicas", "minReplicas", "maxReplicas", "fleetZones", "maxRatePerInstance",
     "targetUtilization", "autohealInitialDelaySec", "cooldownSec", "requestTimeoutSec",
-    "pricePerHour", "idleStopMinutes",
+    "pricePerHour", "idleStopMinutes", "jobsDatabaseTier", "jobsTtlDays",
 )  # fmt: skip
 
 

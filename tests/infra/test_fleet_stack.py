@@ -15,6 +15,10 @@ IMAGE = "myuser/whisper-gpu:1a2b3c4"
 FIXED = {"replicas": "2", "dockerImage": IMAGE, "apiKey": "sk-fleet-key"}
 AUTOSCALED = {"minReplicas": "1", "maxReplicas": "4", "dockerImage": IMAGE}
 HEALTH_CHECK_RANGES = {"130.211.0.0/22", "35.191.0.0/16"}
+JOBS_ATTRIBUTES = {
+    "jobs-database-host", "jobs-database-name", "jobs-database-user", "jobs-database-password-secret",
+    "jobs-bucket", "jobs-ttl-seconds",
+}  # fmt: skip
 US_CENTRAL1_T4_ZONES = ["us-central1-a", "us-central1-b", "us-central1-c", "us-central1-f"]
 
 
@@ -24,7 +28,7 @@ def fleet(deploy):
 
 
 def test_the_load_balancer_chain_is_wired_to_the_group(fleet, fake_ips):
-    address = fleet.one("GlobalAddress")
+    (address,) = [a for a in fleet.of_type("GlobalAddress") if a.inputs.get("purpose") != "VPC_PEERING"]
     rule = fleet.one("GlobalForwardingRule")
     proxy = fleet.one("TargetHttpProxy")
     url_map = fleet.one("URLMap")
@@ -130,7 +134,7 @@ def test_bundled_gpu_templates_declare_no_accelerators(deploy, machine):
 
 def test_template_starts_the_image_and_keeps_the_api_key_out_of_metadata(fleet):
     metadata = fleet.one("InstanceTemplate").inputs["metadata"]
-    secret = fleet.one("secretmanager/secret:Secret")
+    secret = _secret(fleet, "whisper-dev-api-key")
     assert metadata["docker-image"] == IMAGE
     assert set(metadata) == {
         "startup-script",
@@ -138,15 +142,22 @@ def test_template_starts_the_image_and_keeps_the_api_key_out_of_metadata(fleet):
         "enable-guest-attributes",
         "docker-image",
         "api-key-secret",
+        *JOBS_ATTRIBUTES,  # where the job store is (test_fleet_jobs_store.py)
     }
     assert metadata["api-key-secret"] == secret.inputs["secretId"]
     assert all("key-that-must-stay-secret" not in str(v) for v in metadata.values())
 
 
+def _secret(deployment, secret_id):
+    secrets = deployment.of_type("secretmanager/secret:Secret")
+    (secret,) = [s for s in secrets if s.inputs["secretId"] == secret_id]
+    return secret
+
+
 def test_only_the_hosts_account_may_read_the_one_secret(fleet):
-    secret = fleet.one("secretmanager/secret:Secret")
-    version = fleet.one("SecretVersion")
-    (grant,) = fleet.of_type("SecretIamMember")
+    secret = _secret(fleet, "whisper-dev-api-key")
+    (version,) = [v for v in fleet.of_type("SecretVersion") if v.inputs["secret"] == secret.id]
+    (grant,) = [g for g in fleet.of_type("SecretIamMember") if g.inputs["secretId"] == secret.id]
     email = fleet.one("InstanceTemplate").inputs["serviceAccount"]["email"]
     assert version.inputs["secret"] == secret.id
     # Reaches the provider marked secret: Pulumi encrypts it in state and masks it in output.
@@ -168,9 +179,12 @@ def test_without_api_key_there_is_no_secret_and_minimal_scopes(deploy):
     assert failure.value.declared_before_failure == []
     fixed = deploy({**unkeyed, "allowUnauthenticated": "true"})
     template = fixed.one("InstanceTemplate").inputs
-    assert not fixed.of_type("secretmanager")
+    # The job database's password is the only secret left (test_fleet_jobs_store.py).
+    secrets = {s.inputs["secretId"] for s in fixed.of_type("secretmanager/secret:Secret")}
+    assert secrets == {"whisper-dev-jobs-db-password"}
     assert "api-key-secret" not in template["metadata"]
     assert sorted(template["serviceAccount"]["scopes"]) == [
+        "https://www.googleapis.com/auth/cloud-platform",  # Secret Manager and the job bucket; IAM limits
         "https://www.googleapis.com/auth/devstorage.read_only",  # the driver installer's gsutil cp
         "https://www.googleapis.com/auth/logging.write",
         "https://www.googleapis.com/auth/monitoring.write",
@@ -231,6 +245,7 @@ def test_fleet_outputs(fleet):
         "mode", "project", "ip", "url", "groupName", "region",
         "fleetZones", "gpuType", "gpuCount", "maxReplicas",  # the rollout's GPU need (deploy/stack.py)
         "pricePerHour", "priceBasis",  # one VM's price (infra/pricing.py)
+        "jobsBucket", "jobsDatabaseInstance",  # the job store (infra/jobs_store.py)
     }  # fmt: skip
     assert fleet.outputs["mode"] == "fleet"
     assert fleet.outputs["fleetZones"] == US_CENTRAL1_T4_ZONES
@@ -322,7 +337,8 @@ def test_a_docker_hub_token_goes_to_its_own_secret_and_the_template_names_only_i
     token = "dckr_pat_must-stay-secret"
     fleet = deploy({**FIXED, "dockerhubUsername": "alice", "dockerhubToken": token})
     secrets = {s.inputs["secretId"]: s for s in fleet.of_type("secretmanager/secret:Secret")}
-    assert set(secrets) == {"whisper-dev-api-key", "whisper-dev-dockerhub-token"}
+    jobs = "whisper-dev-jobs-db-password"  # the job database's (test_fleet_jobs_store.py)
+    assert set(secrets) == {"whisper-dev-api-key", "whisper-dev-dockerhub-token", jobs}
     versions = {v.inputs["secret"]: v for v in fleet.of_type("secretmanager/secretVersion:SecretVersion")}
     data = versions[secrets["whisper-dev-dockerhub-token"].id].inputs["secretData"]
     assert data[rpc._special_sig_key] == rpc._special_secret_sig and data["value"] == token  # a Pulumi secret
