@@ -28,7 +28,21 @@ def create_app(settings=None, *, device_index: int | None = None):
     scheduler = Scheduler(create_engine(settings, device_index=device_index), settings)
     app = _flask_app(settings, scheduler)
     scheduler.start()
+    _start_jobs(app, settings)
     return app
+
+
+def _start_jobs(app, settings) -> None:
+    """Background jobs (service/jobs): the store, this worker's runner threads and housekeeping."""
+    from .jobs.backends import open_store
+    from .jobs.housekeeping import Housekeeping
+    from .jobs.runner import Runner
+
+    store = app.extensions["jobs"] = open_store(settings)
+    app.extensions["jobs_runner"] = Runner(app, store, settings)
+    app.extensions["jobs_housekeeping"] = Housekeeping(store, settings)
+    app.extensions["jobs_runner"].start()
+    app.extensions["jobs_housekeeping"].start()
 
 
 def _flask_app(settings, scheduler):
@@ -36,7 +50,7 @@ def _flask_app(settings, scheduler):
     from flask import Flask
 
     from . import errors, web
-    from .api import asr, openai, openapi, pipeline, realtime
+    from .api import asr, jobs, openai, openapi, pipeline, realtime
     from .server import auth, headers, probes, request_log
     from .server.upload_limits import IntakeGuard
 
@@ -57,6 +71,7 @@ def _flask_app(settings, scheduler):
     app.teardown_request(pipeline.intake_over)  # a request that fails while decoding its audio
     app.register_blueprint(openai.bp)
     app.register_blueprint(asr.bp)
+    app.register_blueprint(jobs.bp)
     realtime.register(app)  # /v1/realtime: a WebSocket
     app.register_blueprint(web.bp)
     app.wsgi_app = IntakeGuard(app.wsgi_app, settings)  # request bodies: deadlines, minimum rate, slots

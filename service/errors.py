@@ -78,6 +78,12 @@ class MethodNotAllowed(APIError):
     code = "method_not_allowed"
 
 
+class Conflict(APIError):
+    status = 409
+    type = "invalid_request_error"
+    code = "conflict"
+
+
 class PayloadTooLarge(APIError):
     status = 413
     type = "invalid_request_error"

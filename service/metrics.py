@@ -135,6 +135,16 @@ GPU_RESERVED = Gauge(
     ("device",),
     multiprocess_mode="livesum",
 )
+# background jobs (service/jobs): read from the one store by every worker, so live workers agree (livemax)
+JOBS = Gauge(
+    "whisper_jobs", "Background jobs in the store, by status.", ("status",), multiprocess_mode="livemax"
+)
+JOBS_OLDEST_QUEUED = Gauge(
+    "whisper_jobs_oldest_queued_seconds",
+    "Age of the oldest queued background job; 0 when none waits.",
+    multiprocess_mode="livemax",
+)
+JOBS_CALLBACKS = Counter("whisper_job_callbacks", "Job callback attempts, by outcome.", ("outcome",))
 BUILD_INFO = Gauge(
     "whisper_build_info",
     "Version, model, engine, device and precision; always 1.",

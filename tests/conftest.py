@@ -127,6 +127,7 @@ def launch(checkpoint: Path, tmp_dir: Path, wait_ready: bool = True, **env) -> S
         "GRACEFUL_TIMEOUT": "20",
         # random weights test mechanics: every window is decoded; tests/speech (real tiny.en) cover VAD
         "VAD": "false",
+        "JOBS_DIR": str(tmp_dir / f"jobs-{port}"),  # each server its own job store (tests/jobs share one)
         **{k: str(v) for k, v in env.items()},
     }
     log_path = tmp_dir / f"gunicorn-{port}.log"

@@ -21,13 +21,15 @@ SECTIONS = {
     "vad": "Voice activity detection",
     "log_level": "Logging",
     "realtime_max_sessions": "Live audio (/v1/realtime)",
+    "jobs_dir": "Background jobs (/v1/audio/jobs)",
     "jobs_database_url": "The fleet's job store (PostgreSQL and Cloud Storage)",
 }
 HEADER = """# Configuration
 
 Every setting is an environment variable, read once at start; an invalid value stops the service with one
 line that names it and gives an example (exit status 2). Generated from `service/settings/` (`__init__.py`,
-`live.py`, `jobs_fleet.py`) by `python -m tools.configuration_docs`: edit the settings, not this file.
+`live.py`, `jobs.py`, `jobs_fleet.py`) by `python -m tools.configuration_docs`: edit the settings, not this
+file.
 """
 
 

@@ -18,10 +18,11 @@ from .fields import (
     Language,
     check_model_can,
 )
+from .job_fields import BackgroundFields
 
 
 # -- the whisper-asr-webservice face -----------------------------------------------------------------------
-class AsrQuery(BaseModel):
+class AsrQuery(BackgroundFields):
     """POST /asr's query parameters. Unknown parameters are ignored, as whisper-asr-webservice does."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)

@@ -15,7 +15,7 @@ from flask import Blueprint, Response, g, request, stream_with_context
 from .. import formats, speakers
 from ..errors import APIError, NotFound
 from ..formats import render
-from . import fields, openai_fields, pipeline, speaker_fields
+from . import fields, jobs, openai_fields, pipeline, speaker_fields
 
 bp = Blueprint("openai", __name__, url_prefix="/v1")
 
@@ -58,6 +58,8 @@ def _handle(form_model: type[openai_fields.TranslationForm]):
     """Validate every field before the upload is decoded, so bad requests fail fast and cheap."""
     context = {"models": model_ids(), "multilingual": pipeline.scheduler().engine.is_multilingual}
     form = fields.parse(form_model, request.form, context)
+    if form.background:  # keep the upload as a job: 202 (api/jobs.py)
+        return jobs.accept(request.endpoint.split(".")[-1], form.response_format, form.callback_url)
     hints = _speaker_hints(form)
     options = form.job_options()
     audio = pipeline.decode_upload("file")

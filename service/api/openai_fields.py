@@ -36,6 +36,7 @@ from .fields import (
     Language,
     check_model_can,
 )
+from .job_fields import BackgroundFields
 from .speaker_fields import SpeakerFields
 
 
@@ -74,7 +75,7 @@ class Request(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, validate_by_name=True)
 
 
-class TranslationForm(Request):
+class TranslationForm(BackgroundFields, Request):
     """POST /v1/audio/translations (and the base of transcriptions): OpenAI's fields, then extensions."""
 
     model: str | None = Field(None, description="The loaded model or one of its aliases (GET /v1/models).")

@@ -16,6 +16,7 @@ from .. import metrics, speakers
 from ..audio import SAMPLE_RATE
 from ..batching.job import Job, JobOptions, with_server_defaults
 from ..batching.scheduler import Scheduler
+from ..batching.work import background_passed_over
 from ..errors import AudioTooLong, InvalidAudio, InvalidRequest
 from ..intake.ffmpeg import Decoder
 from ..intake.upload import spooled_upload
@@ -29,6 +30,10 @@ def settings() -> Settings:
 
 def scheduler() -> Scheduler:
     return current_app.extensions["scheduler"]
+
+
+def background_share(cfg: Settings) -> int:
+    return background_passed_over(cfg.jobs_background_share)
 
 
 def decoder() -> Decoder:
@@ -56,9 +61,7 @@ def decode_upload(field: str) -> object:
     if upload is None:
         raise InvalidRequest(f"Missing the audio file: send it as multipart field '{field}'.", param=field)
     cfg = settings()
-    # a full queue refuses before the upload costs ffmpeg's CPU
-    scheduler().check_admission(g.get("started"), g.get("key_id"))
-    intake_begins()
+    admit()  # a full queue refuses before the upload costs ffmpeg's CPU
     began = time.monotonic()
     with spooled_upload(upload.stream, cfg.tmp_dir) as path:
         audio = decoder().decode(path)
@@ -72,8 +75,7 @@ def raw_pcm(field: str) -> np.ndarray:
     werkzeug has spooled the part to a temp file; it is converted a MiB at a time into the float32 array,
     so a film's audio never sits in memory twice."""
     cfg = settings()
-    scheduler().check_admission(g.get("started"), g.get("key_id"))
-    intake_begins()
+    admit()
     upload = request.files.get(field)
     if upload is None:
         raise InvalidRequest(f"Missing the audio file: send it as multipart field '{field}'.", param=field)
@@ -98,6 +100,14 @@ def raw_pcm(field: str) -> np.ndarray:
     return audio[:done]
 
 
+def admit() -> None:
+    """Refuse (429/503) before decoding what the queue would refuse; a stored job (g.background, a
+    jobs.runner.Run) is outside the request queue: its runner bounds it."""
+    if g.get("background") is None:
+        scheduler().check_admission(g.get("started"), g.get("key_id"))
+        intake_begins()
+
+
 def submit(audio, options: JobOptions) -> Job:
     """Plan the audio's windows (VAD), then queue the job; 429/503 when the scheduler refuses it."""
     cfg = settings()
@@ -105,7 +115,15 @@ def submit(audio, options: JobOptions) -> Job:
     seconds = len(audio) / SAMPLE_RATE
     deadline = time.monotonic() + cfg.request_timeout + cfg.request_timeout_per_audio_second * seconds
     began = time.monotonic()
-    job = Job.planned(audio, options, deadline, arrived_at=g.get("started"), key_id=g.get("key_id"))
+    run = g.get("background")  # a stored job's run (jobs/runner.py): background priority, no deadline
+    background = {} if run is None else {"background": True, "max_passed_over": background_share(cfg)}
+    if run is not None:
+        deadline = float("inf")
+    job = Job.planned(
+        audio, options, deadline, arrived_at=g.get("started"), key_id=g.get("key_id"), **background
+    )
+    if run is not None:
+        run.job = job
     observe_stage("vad", time.monotonic() - began)
     speech_seconds = sum(r.seconds for r in job.speech)
     metrics.SPEECH_RATIO.labels(**labels()).observe(speech_seconds / max(seconds, 1e-3))
@@ -131,7 +149,8 @@ def intake_over(error: BaseException | None = None) -> None:
 
 
 def wait(job: Job) -> Transcript:
-    scheduler().wait(job, disconnected=client_disconnected(request.environ))
+    run = g.get("background")  # a stored job stops when cancelled, taken over or handed back
+    scheduler().wait(job, disconnected=run.stopped if run else client_disconnected(request.environ))
     return finished(job)
 
 

@@ -131,6 +131,8 @@ class Job:
     rests: list[Rest] = field(default_factory=list)  # rests of windows waiting to be packed into inputs
     passed_over: int = 0  # model calls in a row that left this job's queued inputs out (work.take_batch)
     live: int = 0  # a live session's decode (api/realtime): 1 partial, 2 a turn's final; first in line
+    background: bool = False  # a stored job's (service/jobs): after interactive requests, outside admission
+    max_passed_over: int | None = None  # calls it may be left out of in a row; None: work.MAX_PASSED_OVER
     _next_event: int = 0
 
     def __post_init__(self):

@@ -91,11 +91,18 @@ class Scheduler:
             raise Unavailable(f"The server is not ready: {self.work.reason}.", retry_after=10)
         self.admission.refuse_if_full(duration, key_id)
 
+    def _refuse_background(self) -> None:
+        if self.work.health is not Health.READY:
+            raise Unavailable(f"The server is not ready: {self.work.reason}.", retry_after=10)
+
     def submit(self, job: Job) -> None:
         """Accept a job or refuse it at once (429 when full, 503 when not serving)."""
         with self.work.lock:
-            self._refuse(job.duration, job.arrived_at, job.key_id)
-            self.admission.accept(job)
+            if job.background:  # a stored job: its runner is the bound (JOBS_WORKERS), not the queue's
+                self._refuse_background()
+            else:
+                self._refuse(job.duration, job.arrived_at, job.key_id)
+                self.admission.accept(job)
             job.accepted_at = time.monotonic()
             job.language = job.options.language
             if job.options.sequential and not job.options.detect_only:

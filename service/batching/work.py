@@ -75,6 +75,12 @@ class Work:
 MAX_PASSED_OVER = 4  # model calls a job with queued inputs may be left out of before it goes first
 
 
+def background_passed_over(share: float) -> int:
+    """Calls a background job may be left out of in a row for it to get `share` of the calls while
+    interactive requests wait (JOBS_BACKGROUND_SHARE): 0.2 -> 4, one call in five."""
+    return max(0, round(1 / share) - 1)
+
+
 def take_batch(
     pending: OrderedDict[int, deque[ModelInput]], size: int, free_batching: bool = True
 ) -> list[ModelInput]:
@@ -122,9 +128,13 @@ def _capped(job: Job, taken: int) -> bool:
     return cap is not None and taken >= cap
 
 
-def _priority(inputs: deque[ModelInput]) -> tuple[bool, int, int]:
+def _priority(inputs: deque[ModelInput]) -> tuple[bool, int, bool, int]:
     """Sort key: a job passed over too often first, then live decodes (someone is waiting for the words; a
-    turn's final before partials), then the fewest inputs; ties keep arrival order. So a file waits for
-    live decodes at most MAX_PASSED_OVER calls, and a live decode for a file at most one call."""
+    turn's final before partials), then interactive before background jobs (but an overdue background job
+    before overdue requests), then the fewest inputs; ties keep arrival order. So a file waits for live
+    decodes at most MAX_PASSED_OVER calls, a live decode for a file at most one call, and a background job
+    for requests at most its own `max_passed_over` calls."""
     job = inputs[0].job
-    return job.passed_over < MAX_PASSED_OVER, -job.live, len(inputs)
+    limit = MAX_PASSED_OVER if job.max_passed_over is None else job.max_passed_over
+    overdue = job.passed_over >= limit
+    return not overdue, -job.live, job.background is not overdue, len(inputs)

@@ -69,6 +69,20 @@ class JobRecord:
     result_bytes: int = 0
     notified_at: float | None = None  # when its callback was delivered or given up on
 
+    def to_object(self) -> dict[str, Any]:
+        """The job as the API and its callback show it (OpenAI's `object` naming; Unix seconds)."""
+        return {
+            "id": self.id,
+            "object": "audio.job",
+            "status": self.status,
+            "progress": round(self.progress, 4),
+            "created_at": int(self.created_at),
+            "completed_at": None if self.completed_at is None else int(self.completed_at),
+            "error": dict(self.error) if self.error else None,
+            "response_format": self.spec.response_format,
+            "duration": self.duration,
+        }
+
 
 class Blobs(Protocol):
     """Bytes by key: a directory on one VM (files.py), a Cloud Storage bucket on the fleet (gcs.py)."""

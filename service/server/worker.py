@@ -123,9 +123,11 @@ class GuardedThreadWorker(ThreadWorker):
     # -- shutdown --------------------------------------------------------------------------------------------
     def handle_exit(self, sig, frame):
         """SIGTERM: new work gets 503 + Retry-After while accepted work finishes; stop listening."""
-        scheduler = getattr(getattr(self, "wsgi", None), "extensions", {}).get("scheduler")
-        if scheduler is not None:
-            scheduler.begin_shutdown()
+        extensions = getattr(getattr(self, "wsgi", None), "extensions", {})
+        if extensions.get("scheduler") is not None:
+            extensions["scheduler"].begin_shutdown()
+        if extensions.get("jobs_runner") is not None:  # running jobs go back to the store's queue
+            extensions["jobs_runner"].stop()
         super().handle_exit(sig, frame)
         self.method_queue.defer(self._close_listeners)
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .jobs import JobsSettings
 from .jobs_fleet import JobsFleetSettings
 from .knobs import knob
 from .live import LiveSettings
@@ -56,7 +57,7 @@ _PER_DEVICE = "16 on cuda, 8 on cpu (faster-whisper on cpu: 1)"
 
 
 @dataclass(frozen=True)
-class Settings(LiveSettings, JobsFleetSettings):  # live.py: live audio; jobs_fleet.py: the fleet's job store
+class Settings(JobsSettings, LiveSettings, JobsFleetSettings):  # mixins: jobs.py, live.py, jobs_fleet.py
     # model
     whisper_model: str = knob(
         "WHISPER_MODEL", "turbo", text, "An official name (downloaded when online) or a checkpoint path."
@@ -255,11 +256,11 @@ class Settings(LiveSettings, JobsFleetSettings):  # live.py: live audio; jobs_fl
         return dataclasses.replace(self, **changes)
 
 
-# the page's order (tools/configuration_docs.py): this class's fields, then each mixin's
-MIXINS = (LiveSettings, JobsFleetSettings)
+MIXINS = (LiveSettings, JobsSettings, JobsFleetSettings)  # docs/configuration.md: Settings', then these
+_MIXED = {name for mixin in MIXINS for name in mixin.__dataclass_fields__}
 FIELDS = (
-    *(f for f in dataclasses.fields(Settings) if not any(f.name in m.__dataclass_fields__ for m in MIXINS)),
-    *(f for mixin in MIXINS for f in dataclasses.fields(mixin)),
+    *(f for f in dataclasses.fields(Settings) if f.name not in _MIXED),
+    *(f for m in MIXINS for f in dataclasses.fields(m)),
 )
 
 
@@ -277,7 +278,6 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
 
 
 def _check_combinations(settings: Settings) -> None:
-    settings.check_jobs_fleet()
     if settings.whisper_compute_type not in COMPUTE_TYPES:
         raise SettingsError(
             f"WHISPER_COMPUTE_TYPE={settings.whisper_compute_type!r} is invalid: "

@@ -107,7 +107,7 @@ class JobsFleetSettings:
         "Seconds to connect to the job database, and to wait for a free pooled connection.",
     )
 
-    def check_jobs_fleet(self) -> None:
+    def __post_init__(self) -> None:  # every Settings, from_env's and replace()'s
         """The two go together: rows in PostgreSQL with audio on one VM's disk strand other VMs' jobs."""
         if bool(self.jobs_database_url) != bool(self.jobs_bucket):
             raise SettingsError(
