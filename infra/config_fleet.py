@@ -46,7 +46,9 @@ DB_RESERVED_CONNECTIONS = 3  # superuser_reserved_connections' default: Cloud SQ
 DEFAULT_DB_TIER = "db-g1-small"  # 50 connections; db-f1-micro's 25 would not carry a surging fleet of 4
 DB_TIER_RE = re.compile(r"^db-(f1-micro|g1-small|custom-\d+-\d+)$")
 JOBS_KEYS = ("jobsDatabaseTier", "jobsTtlDays")  # fleet only
-DEFAULT_JOBS_TTL_DAYS = 7  # how long a job's audio and result stay (the bucket's lifecycle age, JOBS_TTL)
+# How long a job's audio and result stay: the service's JOBS_TTL default (seconds) in whole days, the unit
+# of the bucket's lifecycle rule; the stack passes jobsTtlDays back to the container as JOBS_TTL.
+DEFAULT_JOBS_TTL_DAYS = max(1, -(-int(Settings().jobs_ttl) // 86_400))
 
 
 @dataclass(frozen=True)

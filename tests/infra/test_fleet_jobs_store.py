@@ -89,7 +89,7 @@ def test_the_password_is_generated_set_on_the_user_and_kept_in_secret_manager_on
 def test_the_bucket_forgets_after_the_ttl_and_only_the_hosts_may_use_its_objects(fleet, deploy):
     bucket = fleet.one("storage/bucket:Bucket")
     (rule,) = bucket.inputs["lifecycleRules"]
-    assert rule == {"action": {"type": "Delete"}, "condition": {"age": 7}}  # whole days
+    assert rule == {"action": {"type": "Delete"}, "condition": {"age": 1}}  # whole days: JOBS_TTL = 1 day
     assert bucket.inputs["uniformBucketLevelAccess"] is True
     assert bucket.inputs["publicAccessPrevention"] == "enforced"
     assert bucket.inputs["location"] == "US-CENTRAL1"
@@ -100,7 +100,7 @@ def test_the_bucket_forgets_after_the_ttl_and_only_the_hosts_may_use_its_objects
     assert not any("storage" in role or "cloudsql" in role for role in project_roles)  # no project-wide grant
     metadata = fleet.one("InstanceTemplate").inputs["metadata"]
     assert metadata["jobs-bucket"] == f"gs://{bucket.name}"
-    assert metadata["jobs-ttl-seconds"] == str(7 * 86_400)
+    assert metadata["jobs-ttl-seconds"] == str(int(from_env({}).jobs_ttl))  # the service's own default
     assert fleet.outputs["jobsBucket"] == f"gs://{bucket.name}"
     two_days = deploy({**FLEET, "jobsTtlDays": "2"})
     (rule,) = two_days.one("storage/bucket:Bucket").inputs["lifecycleRules"]
