@@ -102,6 +102,10 @@ RUN --mount=type=bind,target=/context \
 COPY gunicorn.conf.py ./
 COPY service/ service/
 COPY scripts/smoke.py scripts/smoke.py
+# Background jobs (SQLite + audio + results) live in /data/jobs: `fab deploy` mounts the host's data directory
+# there in both blue/green colours (docs/deploy.md), so a job outlives the container that took it.
+RUN install -d -o 10001 -g 10001 /data/jobs
+ENV JOBS_DIR=/data/jobs
 # The tag this image is built for (`fab build` passes the commit id); /readyz reports it as `build`. Last, so
 # that a new tag changes no layer.
 ARG WHISPER_BUILD=dev

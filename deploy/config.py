@@ -76,6 +76,7 @@ class DeployConfig:
     state_file: str = "/var/lib/whisper/deploy.json"  # current and previous tag
     env_file: str = "/etc/whisper/whisper.env"  # service settings and API keys, mode 0600
     proxy_dir: str = "/etc/whisper/proxy"  # mounted as the proxy's /etc/nginx/conf.d
+    jobs_dir: str = "/var/lib/whisper/jobs"  # background jobs: mounted into both colours as /data/jobs
     # --- timing
     ready_timeout: float = 600.0  # seconds for a new container to load its model and pass /readyz
     poll_interval: float = 2.0  # seconds between readiness probes
@@ -127,6 +128,7 @@ class DeployConfig:
             state_file=env.get("DEPLOY_STATE_FILE", cls.state_file),
             env_file=env.get("DEPLOY_ENV_FILE", cls.env_file),
             proxy_dir=env.get("DEPLOY_PROXY_DIR", cls.proxy_dir),
+            jobs_dir=env.get("DEPLOY_JOBS_DIR", cls.jobs_dir),
             ready_timeout=num("DEPLOY_READY_TIMEOUT", cls.ready_timeout),
             poll_interval=num("DEPLOY_POLL_INTERVAL", cls.poll_interval),
             graceful_timeout=int(num("GRACEFUL_TIMEOUT", cls.graceful_timeout)),

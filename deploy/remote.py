@@ -26,6 +26,8 @@ from deploy.config import ROOT, SERVICE_DEFAULTS, SERVICE_ENV_KEYS, DeployConfig
 SMOKE_SCRIPT = ROOT / "scripts" / "smoke.py"
 CONTAINER_API_PORT = SERVICE_DEFAULTS.port  # PORT inside the image: the service's default
 CONTAINER_METRICS_PORT = SERVICE_DEFAULTS.metrics_port  # METRICS_PORT inside the image
+CONTAINER_JOBS_DIR = "/data/jobs"  # JOBS_DIR inside the image (Dockerfile)
+CONTAINER_UID = 10001  # the image's user, owner of the jobs directory
 PUBLIC_CHECK_SECONDS = 30.0  # how long the proxy may take to answer after a start or reload
 LOG_LINES = 30  # log lines of a failed container quoted in the error
 
@@ -196,11 +198,15 @@ class Host:
     # --- containers
     def start(self, slot: Slot, image: str, tag: str) -> None:
         self.docker("rm", "--force", slot.container, warn=True)  # the stopped leftover of a deploy ago
+        # one job store for both colours: a job outlives the colour that took it (docs/deploy.md)
+        jobs_dir = shlex.quote(self.cfg.jobs_dir)
+        self.sh(f"{self.sudo}install -d -m 0700 -o {CONTAINER_UID} -g {CONTAINER_UID} {jobs_dir}")
         result = self.docker(
             "run", "--detach", "--name", slot.container,
             *(["--gpus", self.cfg.gpus] if self.cfg.gpus != "none" else []),
             "--restart", "unless-stopped",
             "--env-file", self.cfg.env_file,
+            "--volume", f"{self.cfg.jobs_dir}:{CONTAINER_JOBS_DIR}",
             "--publish", f"127.0.0.1:{slot.app_port}:{CONTAINER_API_PORT}",
             "--publish", f"127.0.0.1:{slot.metrics_port}:{CONTAINER_METRICS_PORT}",
             "--stop-timeout", str(self.cfg.stop_timeout),

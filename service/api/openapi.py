@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema
 
 from .. import __version__
-from . import asr_fields, openai_fields
+from . import asr_fields, openai_fields, openapi_jobs
 from .openai import model_ids
 from .openapi_responses import SCHEMAS, errors, json_content
 
@@ -99,6 +99,7 @@ def _openai_operation(task: str, summary: str) -> dict:
                     "text/event-stream": {"schema": {"type": "string"}},
                 },
             },
+            **openapi_jobs.ACCEPTED,
             **errors("400", "401", "413", "429", "500", "503", "504", "507"),
         },
     }
@@ -131,6 +132,7 @@ def _asr_operation() -> dict:
                     "text/tab-separated-values": {"schema": {"type": "string"}},
                 },
             },
+            **openapi_jobs.ACCEPTED,
             **errors("400", "401", "413", "429", "500", "503", "504", "507"),
         },
     }
@@ -234,10 +236,11 @@ def document() -> dict:
             "/v1/models/{model_id}": {"get": one},
             "/asr": {"post": _asr_operation()},
             "/detect-language": {"post": _detect_operation()},
+            **openapi_jobs.paths(),
             **_probes(),
         },
         "components": {
-            "schemas": copy.deepcopy(SCHEMAS),
+            "schemas": copy.deepcopy({**SCHEMAS, **openapi_jobs.SCHEMAS}),
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "description": "One of API_KEYS (if set)."},
                 "basic": {

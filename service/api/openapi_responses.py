@@ -6,12 +6,13 @@ ERROR_STATUSES = {
     "400": "Invalid request: a form field, a parameter or the audio itself.",
     "401": "Missing or invalid API key (only when API_KEYS is set).",
     "404": "No such model.",
+    "409": "The job has not completed (yet): its status says why.",
     "413": "The upload is larger than MAX_UPLOAD_MB (raw PCM: than MAX_AUDIO_SECONDS).",
     "429": "The queue is full; retry after Retry-After seconds.",
     "500": "Unexpected server error.",
     "503": "Not ready (model loading or failed) or shutting down; see Retry-After.",
     "504": "The request did not finish within its deadline.",
-    "507": "No room to store the upload.",
+    "507": "No room to store the upload (background=true: the job store's JOBS_MAX_BYTES).",
 }
 RETRYABLE = ("429", "503")
 
