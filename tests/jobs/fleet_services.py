@@ -84,11 +84,12 @@ def storage_emulator() -> Iterator[object]:
     port = free_port()
     server = create_server("127.0.0.1", port, in_memory=True)
     server.start()
+    endpoint = f"http://127.0.0.1:{port}"  # a service reaches it as STORAGE_EMULATOR_HOST
+    client = storage.Client(
+        project="test", credentials=AnonymousCredentials(), client_options={"api_endpoint": endpoint}
+    )
+    client.emulator_host = endpoint
     try:
-        yield storage.Client(
-            project="test",
-            credentials=AnonymousCredentials(),
-            client_options={"api_endpoint": f"http://127.0.0.1:{port}"},
-        )
+        yield client
     finally:
         server.stop()
