@@ -52,6 +52,8 @@ class SecretText:
 def database_url(name: str, raw: str) -> SecretText:
     """postgresql://user:password@host[:port]/db[?sslmode=...]; errors name the part, never the value."""
     value = raw.strip()
+    if not value:  # unset: the one-VM store
+        return SecretText(value)
     example = f"{name}=postgresql://whisper:PASSWORD@10.20.0.3:5432/whisper_jobs?sslmode=require"
     try:
         parts = urlsplit(value)
@@ -68,6 +70,8 @@ def database_url(name: str, raw: str) -> SecretText:
 def bucket(name: str, raw: str) -> str:
     """gs://bucket or gs://bucket/prefix (the prefix without a trailing slash)."""
     value = raw.strip().rstrip("/")
+    if not value:  # unset: blobs under JOBS_DIR
+        return value
     example = f"{name}=gs://whisper-dev-jobs"
     if not value.startswith("gs://"):
         raise SettingsError(f"{name}={raw!r} must start with gs://, e.g. {example}")
