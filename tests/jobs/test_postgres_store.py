@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import logging
 import os
 import signal
 import subprocess
@@ -22,7 +23,7 @@ import pytest
 from service.jobs.gcs import GcsBlobs
 from service.jobs.postgres import PostgresJobStore
 from service.jobs.store import JobSpec
-from tests.jobs.fleet_services import postgres_cluster, storage_emulator
+from tests.jobs.fleet_services import free_port, postgres_cluster, storage_emulator
 from tests.jobs.store_contract import *  # noqa: F403
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -167,3 +168,15 @@ def test_stores_started_together_create_the_schema_once(database, gcs_client, cl
     for store in stores:
         store.close()
     assert errors == []
+
+
+@pytest.mark.parametrize("where", ["wrong password", "nothing listening"])
+def test_a_failed_connection_shows_the_password_in_no_error_and_no_log_line(cluster, caplog, where):
+    secret = "s3cr3t" + os.urandom(6).hex()
+    port = cluster.port if where == "wrong password" else free_port()
+    store = PostgresJobStore(f"postgresql://postgres:{secret}@127.0.0.1:{port}/postgres", None, timeout=2)
+    with caplog.at_level(logging.DEBUG), pytest.raises(Exception) as failure:
+        store.usage()
+    store.close()
+    assert caplog.records  # the pool did say why it could not connect ...
+    assert secret not in str(failure.value) + repr(failure.value) + caplog.text  # ... without the password
