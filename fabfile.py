@@ -18,7 +18,6 @@ import shutil
 import subprocess
 import tempfile
 import time
-from dataclasses import replace
 
 from fabric import Connection, task
 from invoke.exceptions import Exit
@@ -40,7 +39,7 @@ def load_config(need_image: bool = True) -> DeployConfig:
 def open_host(c, host: str, need_image: bool = False) -> remote.Host:
     cfg = load_config(need_image)
     if host:
-        cfg = replace(cfg, host=host)
+        cfg = cfg.replace(host=host)
     try:
         if not cfg.host:  # the stack decides HTTPS, serving without a key, and --gpus (none: a CPU-only host)
             cfg = with_stack_outputs(cfg, stack_outputs())

@@ -44,6 +44,7 @@ class Server:
             "REQUEST_TIMEOUT": "3600",
             "VAD": "false",
             "QUEUE_MAX_REQUESTS": "1024",
+            "THREADS": "1040",  # above QUEUE_MAX_REQUESTS (checked): every request is taken, none refused
             "QUEUE_MAX_SECONDS": "360000",
             "PROMETHEUS_MULTIPROC_DIR": str(log_dir / f"prom-{self.port}"),
             **env,

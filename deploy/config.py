@@ -13,10 +13,15 @@ import os
 import subprocess
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
-from service.settings import Settings
+from pydantic_settings import SettingsConfigDict
+
+from service.settings import Settings, SettingsError
+from service.settings.knobs import Knobs, knob
+from service.settings.parse import boolean, number, tcp_port, text
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUTS = ROOT / ".deploy" / "outputs.json"  # written by `make outputs` (Pulumi stack outputs)
@@ -51,39 +56,107 @@ class Slot:
         return f"whisper-{self.color}"
 
 
-@dataclass(frozen=True)
-class DeployConfig:
+class DeployConfig(Knobs):
+    """The deploy's knobs: DEPLOY_<FIELD> in the environment (docs/deploy.md's table is generated from here:
+    `python -m tools.configuration_docs`), beside the few service settings the deploy reads too."""
+
+    model_config = SettingsConfigDict(env_prefix="DEPLOY_", case_sensitive=False)
+
     # --- the image
-    image: str  # Docker Hub repository, e.g. alice/whisper-gpu-service
-    whisper_model: str = SERVICE_DEFAULTS.whisper_model  # baked into the image at build time
-    whisper_engine: str = SERVICE_DEFAULTS.whisper_engine  # whose weights are baked (the container's engine)
+    image: str = knob(
+        "IMAGE",
+        "",
+        text,
+        "The repository (Docker Hub, or `host/repo` of another registry).",
+        "$DOCKERHUB_USERNAME/whisper-gpu-service",
+    )
+    whisper_model: str = knob(
+        "WHISPER_MODEL", SERVICE_DEFAULTS.whisper_model, text, "Weights baked into the image at build time."
+    )
+    whisper_engine: str = knob(
+        "WHISPER_ENGINE", SERVICE_DEFAULTS.whisper_engine, text, "The engine whose weights are baked."
+    )
     # --- the host
-    host: str = ""  # user@address; empty = the stack's `ip` output
-    gpus: str = "all"  # docker run --gpus; "none" on a CPU-only host (a small model on a cheap VM)
-    public_port: int = 80  # the proxy's port, the only public one
-    blue: Slot = Slot("blue", 5001, 9101)
-    green: Slot = Slot("green", 5002, 9102)
-    grafana_port: int = 3000  # the monitoring stack on the host's loopback (monitoring/compose.yml)
-    prometheus_port: int = 9090
-    proxy_image: str = "nginx:1.30"  # the official image carries ngx_http_acme_module (HTTPS, nginx.py)
-    proxy_container: str = "whisper-proxy"
+    host: str = knob(
+        None, "", text, "`user@address` where `fab` deploys (or `--host`).", "the stack's ip output"
+    )
+    gpus: str = knob(
+        None,
+        "all",
+        text,
+        "`docker run --gpus`; `none` for a CPU-only host (a stack with `gpuType: none` says so itself).",
+        "the stack's gpus output, else all",
+    )
+    public_port: int = knob(None, 80, tcp_port, "The proxy's port, the only public one.")
+    blue_port: int = knob(
+        None, 5001, tcp_port, "Blue's API on the host's loopback (the proxy forwards to it)."
+    )
+    green_port: int = knob(None, 5002, tcp_port, "Green's API on the host's loopback.")
+    blue_metrics_port: int = knob(
+        None, 9101, tcp_port, "Blue's /metrics on the host's loopback, scraped by Prometheus."
+    )
+    green_metrics_port: int = knob(None, 9102, tcp_port, "Green's /metrics on the host's loopback.")
+    grafana_port: int = knob(None, 3000, tcp_port, "Grafana on the host's loopback (monitoring/compose.yml).")
+    prometheus_port: int = knob(None, 9090, tcp_port, "Prometheus on the host's loopback.")
+    proxy_image: str = knob(
+        None, "nginx:1.30", text, "The proxy; the official image carries ngx_http_acme_module (HTTPS)."
+    )
+    proxy_container: str = knob(None, "whisper-proxy", text, "The proxy's container name.")
     # --- HTTPS and authentication (the stack's `domain` and `allowUnauthenticated` outputs)
-    domain: str = ""  # empty: plain HTTP on public_port
-    https_port: int = 443
-    acme_dir: str = "/var/lib/whisper/acme"  # the proxy's ACME state (account key, certificates), mode 0700
-    allow_unauthenticated: bool = False  # False: a deploy without API_KEYS (here or on the host) is refused
+    domain: str = knob(None, "", text, "HTTPS name; empty: plain HTTP.", "the stack's domain output")
+    https_port: int = knob(None, 443, tcp_port, "The proxy's HTTPS port, with a domain.")
+    acme_dir: str = knob(
+        None, "/var/lib/whisper/acme", text, "The proxy's ACME state (account key, certificates), mode 0700."
+    )
+    allow_unauthenticated: bool = knob(
+        None,
+        False,
+        boolean,
+        "Deploy without `API_KEYS` (here or on the host) on purpose; false: such a deploy is refused.",
+        "the stack's allowUnauthenticated output",
+    )
     # --- files on the host
-    state_file: str = "/var/lib/whisper/deploy.json"  # current and previous tag
-    env_file: str = "/etc/whisper/whisper.env"  # service settings and API keys, mode 0600
-    proxy_dir: str = "/etc/whisper/proxy"  # mounted as the proxy's /etc/nginx/conf.d
-    jobs_dir: str = "/var/lib/whisper/jobs"  # background jobs: mounted into both colours as /data/jobs
+    state_file: str = knob(None, "/var/lib/whisper/deploy.json", text, "The current and previous tag.")
+    env_file: str = knob(None, "/etc/whisper/whisper.env", text, "Service settings and API keys, mode 0600.")
+    proxy_dir: str = knob(None, "/etc/whisper/proxy", text, "Mounted as the proxy's /etc/nginx/conf.d.")
+    jobs_dir: str = knob(
+        None,
+        "/var/lib/whisper/jobs",
+        text,
+        "Background jobs' data directory, mounted as /data/jobs into both colours.",
+    )
     # --- timing
-    ready_timeout: float = 600.0  # seconds for a new container to load its model and pass /readyz
-    poll_interval: float = 2.0  # seconds between readiness probes
-    graceful_timeout: int = int(SERVICE_DEFAULTS.graceful_timeout)  # in-flight requests get this long
-    drain_delay: float = 2.0  # seconds between the proxy switch and stopping the old colour
+    ready_timeout: float = knob(
+        None,
+        600.0,
+        number(float, 1, "600"),
+        "Seconds a new container gets to load its model and pass /readyz.",
+    )
+    poll_interval: float = knob(None, 2.0, number(float, 0.1, "2"), "Seconds between readiness probes.")
+    graceful_timeout: int = knob(
+        "GRACEFUL_TIMEOUT",
+        int(SERVICE_DEFAULTS.graceful_timeout),
+        number(int, 1, "120"),
+        f"The service's: in-flight time on stop; `docker stop -t` adds {STOP_MARGIN_SECONDS}.",
+    )
+    drain_delay: float = knob(
+        None, 2.0, number(float, 0, "2"), "Seconds between the proxy switch and stopping the old colour."
+    )
     # --- the proxy
-    max_upload_mb: float = SERVICE_DEFAULTS.max_upload_mb  # nginx refuses bigger bodies itself
+    max_upload_mb: float = knob(
+        "MAX_UPLOAD_MB",
+        SERVICE_DEFAULTS.max_upload_mb,
+        number(float, 0.001, "100"),
+        "The service's: nginx refuses bigger bodies itself.",
+    )
+
+    @property
+    def blue(self) -> Slot:
+        return Slot("blue", self.blue_port, self.blue_metrics_port)
+
+    @property
+    def green(self) -> Slot:
+        return Slot("green", self.green_port, self.green_metrics_port)
 
     @property
     def stop_timeout(self) -> int:
@@ -96,48 +169,16 @@ class DeployConfig:
         return self.green if color == "blue" else self.blue
 
     @classmethod
-    def from_env(cls, env: os._Environ[str] | dict[str, str] = os.environ) -> DeployConfig:
-        def num(name: str, default: float) -> float:
-            try:
-                return float(env.get(name) or default)  # unset or empty: the default
-            except ValueError:
-                raise ConfigError(f"{name} must be a number, got {env[name]!r}") from None
-
-        return cls(
-            image=image_repository(env),
-            whisper_model=env.get("WHISPER_MODEL", cls.whisper_model),
-            whisper_engine=env.get("WHISPER_ENGINE", cls.whisper_engine),
-            host=env.get("DEPLOY_HOST", ""),
-            gpus=env.get("DEPLOY_GPUS") or cls.gpus,
-            public_port=int(num("DEPLOY_PUBLIC_PORT", cls.public_port)),
-            blue=Slot(
-                "blue",
-                int(num("DEPLOY_BLUE_PORT", cls.blue.app_port)),
-                int(num("DEPLOY_BLUE_METRICS_PORT", cls.blue.metrics_port)),
-            ),
-            green=Slot(
-                "green",
-                int(num("DEPLOY_GREEN_PORT", cls.green.app_port)),
-                int(num("DEPLOY_GREEN_METRICS_PORT", cls.green.metrics_port)),
-            ),
-            grafana_port=int(num("DEPLOY_GRAFANA_PORT", cls.grafana_port)),
-            prometheus_port=int(num("DEPLOY_PROMETHEUS_PORT", cls.prometheus_port)),
-            proxy_image=env.get("DEPLOY_PROXY_IMAGE", cls.proxy_image),
-            domain=env.get("DEPLOY_DOMAIN", ""),
-            allow_unauthenticated=env.get("DEPLOY_ALLOW_UNAUTHENTICATED", "").lower() == "true",
-            state_file=env.get("DEPLOY_STATE_FILE", cls.state_file),
-            env_file=env.get("DEPLOY_ENV_FILE", cls.env_file),
-            proxy_dir=env.get("DEPLOY_PROXY_DIR", cls.proxy_dir),
-            jobs_dir=env.get("DEPLOY_JOBS_DIR", cls.jobs_dir),
-            ready_timeout=num("DEPLOY_READY_TIMEOUT", cls.ready_timeout),
-            poll_interval=num("DEPLOY_POLL_INTERVAL", cls.poll_interval),
-            graceful_timeout=int(num("GRACEFUL_TIMEOUT", cls.graceful_timeout)),
-            drain_delay=num("DEPLOY_DRAIN_DELAY", cls.drain_delay),
-            max_upload_mb=num("MAX_UPLOAD_MB", cls.max_upload_mb),
-        )
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
+        """The knobs from the environment; IMAGE falls back to DOCKERHUB_USERNAME's repository."""
+        environ = os.environ if environ is None else environ
+        try:
+            return super().from_env({**environ, "IMAGE": image_repository(environ)})
+        except SettingsError as error:
+            raise ConfigError(str(error)) from None
 
 
-def image_repository(env: os._Environ[str] | dict[str, str] = os.environ) -> str:
+def image_repository(env: Mapping[str, str] = os.environ) -> str:
     """IMAGE if set, else <DOCKERHUB_USERNAME>/whisper-gpu-service; empty when neither is known."""
     if env.get("IMAGE"):
         return env["IMAGE"]
@@ -150,8 +191,7 @@ def with_stack_outputs(
 ) -> DeployConfig:
     """What the stack decides for a deploy to its own VM: HTTPS, serving without a key on purpose, and
     `docker run --gpus` (none on a CPU-only host, gpuType: none). DEPLOY_GPUS still wins when set."""
-    return replace(
-        cfg,
+    return cfg.replace(
         domain=outputs.get("domain") or cfg.domain,
         allow_unauthenticated=bool(outputs.get("allowUnauthenticated")) or cfg.allow_unauthenticated,
         gpus=env.get("DEPLOY_GPUS") or outputs.get("gpus") or cfg.gpus,

@@ -17,7 +17,6 @@ import posixpath
 import shlex
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import replace
 from datetime import UTC, datetime
 
 from deploy import engine, nginx
@@ -367,7 +366,7 @@ def switch_to(host: Host, tag: str, image: str) -> dict:
     settings = host.update_env_file()
     if settings.get("GRACEFUL_TIMEOUT"):  # the host's value, even when this shell does not set it
         try:
-            host.cfg = cfg = replace(cfg, graceful_timeout=int(float(settings["GRACEFUL_TIMEOUT"])))
+            host.cfg = cfg = cfg.replace(graceful_timeout=int(float(settings["GRACEFUL_TIMEOUT"])))
         except ValueError:
             raise DeployError(f"GRACEFUL_TIMEOUT={settings['GRACEFUL_TIMEOUT']!r} is not a number") from None
     beside = f" beside {live['color']} ({live['tag']})" if live else ""

@@ -8,6 +8,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import pulumi
+from pydantic import TypeAdapter, ValidationError
+
+# booleans as the service's settings and the deploy's read them (pydantic): true/false, 1/0, yes/no, on/off
+BOOLEAN = TypeAdapter(bool)
 
 
 class ConfigError(pulumi.RunError):
@@ -50,10 +54,10 @@ def bool_value(values: Mapping[str, Any], key: str, default: bool) -> bool:
     raw = values.get(key)
     if raw in (None, ""):
         return default
-    text = str(raw).strip().lower()
-    if text not in ("true", "false"):
-        raise fail(key, f"{raw!r} is not true or false", f"e.g. {key}: true")
-    return text == "true"
+    try:
+        return BOOLEAN.validate_python(str(raw).strip())
+    except ValidationError:
+        raise fail(key, f"{raw!r} is not a boolean (true or false)", f"e.g. {key}: true") from None
 
 
 def list_value(values: Mapping[str, Any], key: str) -> list[str] | None:

@@ -11,8 +11,6 @@ __version__ = "0.1.0"
 
 def create_app(settings=None, *, device_index: int | None = None):
     """Build the app: settings, errors, auth, health, the two API faces, and the inference scheduler."""
-    import os
-
     from . import settings as settings_module
     from .batching.scheduler import Scheduler
     from .engines import create_engine
@@ -22,7 +20,7 @@ def create_app(settings=None, *, device_index: int | None = None):
     settings = settings or settings_module.from_env()
     request_log.configure_logging(settings.log_level)
     if device_index is None:
-        device_index = int(os.environ.get("WHISPER_DEVICE_INDEX", "0"))
+        device_index = settings.whisper_device_index  # gunicorn.conf.py's post_fork sets it per worker
     if settings.vad:
         vad.load()  # the Silero model, before the first request needs it
     scheduler = Scheduler(create_engine(settings, device_index=device_index), settings)

@@ -123,7 +123,6 @@ def launch(checkpoint: Path, tmp_dir: Path, wait_ready: bool = True, **env) -> S
         "METRICS_PORT": str(metrics_port),
         "METRICS_HOST": "127.0.0.1",
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_dir / f"prom-{port}"),
-        "THREADS": "24",
         "GRACEFUL_TIMEOUT": "20",
         # random weights test mechanics: every window is decoded; tests/speech (real tiny.en) cover VAD
         "VAD": "false",

@@ -16,10 +16,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_every_setting_has_its_own_variable_and_a_description():
-    variables = [f.metadata["env"] for f in FIELDS]
+    variables = [f.env for f in FIELDS]
     assert len(variables) == len(set(variables))
     for f in FIELDS:
-        assert f.metadata["doc"].strip(), f.name
+        assert f.doc.strip(), f.name
         assert from_env({}).__getattribute__(f.name) == f.default  # unset: the declared default
 
 
@@ -27,7 +27,7 @@ def test_the_configuration_page_is_current():
     page = (ROOT / "docs" / "configuration.md").read_text()
     assert page == configuration_docs.markdown(), "run: python -m tools.configuration_docs"
     for f in FIELDS:
-        assert page.count(f"| `{f.metadata['env']}` |") == 1
+        assert page.count(f"| `{f.env}` |") == 1
 
 
 def _literal(node: ast.expr | None) -> bool:
@@ -112,7 +112,7 @@ def _copy_of(name: str, value: object, *, any_value: bool):
     value (in Python, a field or parameter named for a setting says it is the service's)."""
     words = [w for w in name.lower().split("_") if w]
     for f in FIELDS:
-        for own in (f.name, f.metadata["env"].lower()):
+        for own in (f.name, f.env.lower()):
             own_words = own.split("_")
             if any_value and words == own_words:
                 return f
@@ -206,9 +206,33 @@ def test_the_scheduler_takes_every_knob_from_settings():
         ({"VAD": "maybe"}, "VAD='maybe' is not a boolean, e.g. VAD=true"),
         ({"WHISPER_ENGINE": "x"}, "WHISPER_ENGINE='x' is invalid: use one of openai-whisper, faster-whisper"),
         ({"METRICS_PORT": "5000"}, "METRICS_PORT must differ from PORT (5000), e.g. METRICS_PORT=9101"),
+        ({"BEAM_SIZE": "17"}, "BEAM_SIZE='17' must be <= 16, e.g. BEAM_SIZE=5"),
+        ({"WORKERS": "-1"}, "WORKERS='-1' must be >= 0, e.g. WORKERS=1"),
+        (
+            {"THREADS": "16"},
+            "QUEUE_MAX_REQUESTS=24 must be below THREADS (16): each request waits on a thread, "
+            "e.g. QUEUE_MAX_REQUESTS=12",
+        ),
     ],
 )
 def test_an_invalid_value_is_one_line_naming_the_variable_and_an_example(env, message):
     with pytest.raises(SettingsError) as caught:
         from_env(env)
     assert str(caught.value) == message
+
+
+def test_values_are_typed_and_secrets_stay_hidden():
+    s = from_env({"API_KEYS": "a" * 16 + ", " + "b" * 20, "VAD": "Off", "WHISPER_ENGINE": "Faster-Whisper"})
+    assert [k.get_secret_value() for k in s.api_keys] == ["a" * 16, "b" * 20]
+    assert "a" * 16 not in repr(s) and "a" * 16 not in str(s.model_dump())
+    assert s.vad is False and s.whisper_engine == "faster-whisper"
+    assert from_env({"PORT": ""}).port == 5000  # an empty variable is unset
+    assert Settings().replace(beam_size=3) == Settings(beam_size=3)  # keyword overrides by field name
+    with pytest.raises(SettingsError, match="BEAM_SIZE"):
+        Settings().replace(beam_size=17)  # checked the same way as the environment
+
+
+def test_settings_read_the_process_environment_only_through_from_env(monkeypatch):
+    monkeypatch.setenv("PORT", "5050")
+    assert from_env().port == 5050
+    assert Settings().port == 5000  # Settings() is the declared defaults, whatever the shell exports

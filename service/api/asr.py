@@ -19,8 +19,8 @@ from ..audio import PCM_BYTES_PER_SECOND
 from ..batching.job import JobOptions
 from ..errors import AudioTooLong, PayloadTooLarge
 from ..formats import render
-from ..settings import ENGINES
-from . import asr_fields, fields, jobs, pipeline
+from ..settings.choices import ENGINES
+from . import asr_fields, fields, pipeline
 
 bp = Blueprint("asr", __name__)
 
@@ -58,8 +58,6 @@ def asr():
     query = fields.parse(
         asr_fields.AsrQuery, request.args, {"multilingual": pipeline.scheduler().engine.is_multilingual}
     )
-    if query.background:  # keep the upload as a job: 202 (api/jobs.py)
-        return jobs.accept("asr", query.output, query.callback_url)
     job = pipeline.submit(_audio(query.encode), query.job_options())
     transcript = pipeline.wait(job)
     if query.hints():

@@ -23,7 +23,8 @@ from ..batching.job import FALLBACK_TEMPERATURES, JobOptions
 from ..engines.base import Thresholds
 from ..errors import InvalidRequest
 from ..intake.vad import VadParams
-from ..settings import MAX_BEAM_SIZE, Settings
+from ..settings import DEFAULTS
+from ..settings.choices import MAX_BEAM_SIZE
 from .fields import (
     KEYWORDS_MAX,
     OPENAI_FORMATS,
@@ -46,12 +47,12 @@ class ServerVad(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     type: Literal["server_vad"]
-    threshold: float = Field(Settings.vad_threshold, ge=0, le=1, description="Speech probability threshold.")
+    threshold: float = Field(DEFAULTS.vad_threshold, ge=0, le=1, description="Speech probability threshold.")
     prefix_padding_ms: int = Field(
-        Settings.vad_speech_pad_ms, ge=0, le=10_000, description="Audio kept before (and after) speech."
+        DEFAULTS.vad_speech_pad_ms, ge=0, le=10_000, description="Audio kept before (and after) speech."
     )
     silence_duration_ms: int = Field(
-        Settings.vad_min_silence_ms, ge=0, le=10_000, description="A pause this long ends a speech region."
+        DEFAULTS.vad_min_silence_ms, ge=0, le=10_000, description="A pause this long ends a speech region."
     )
 
     def params(self) -> VadParams:

@@ -123,7 +123,7 @@ def submit(audio, options: JobOptions) -> Job:
         audio, options, deadline, arrived_at=g.get("started"), key_id=g.get("key_id"), **background
     )
     if run is not None:
-        run.job = job
+        run.attach(job)  # resumes from its checkpoint, if any
     observe_stage("vad", time.monotonic() - began)
     speech_seconds = sum(r.seconds for r in job.speech)
     metrics.SPEECH_RATIO.labels(**labels()).observe(speech_seconds / max(seconds, 1e-3))

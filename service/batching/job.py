@@ -214,6 +214,10 @@ class Job:
     def finished_windows(self) -> bool:
         return all(self.complete)
 
+    def undone_windows(self) -> list[int]:
+        """Windows not complete: all of them, but a job resumed from a checkpoint (service/jobs/)."""
+        return [i for i, done in enumerate(self.complete) if not done]
+
     def _speech_after(self, rest: Rest) -> bool:
         """Whether the rest holds at least MIN_SPEECH_LEFT_SECONDS of speech."""
         left = 0

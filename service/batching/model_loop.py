@@ -120,11 +120,11 @@ class ModelLoop:
     # -- queueing a job's inputs (with the lock held) --------------------------------------------------------
     def enqueue_windows(self, job: Job) -> None:
         """Queue the job's windows; a job with nothing to decode (no speech, or detection only) is done."""
-        if job.options.detect_only or not job.windows:
+        if job.options.detect_only or not (todo := job.undone_windows()):
             self._finish(job, None)
             return
-        self.work.pending[job.id] = deque(ModelInput(job, (Rest(i),)) for i in range(len(job.windows)))
-        metrics.QUEUE_DEPTH.inc(len(job.windows))
+        self.work.pending[job.id] = deque(ModelInput(job, (Rest(i),)) for i in todo)
+        metrics.QUEUE_DEPTH.inc(len(todo))
 
     def _deliver(self, model_input: ModelInput, result: WindowResult) -> None:
         job = model_input.job

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import importlib
 
-from ..settings import ENGINES, Settings
+from ..settings import Settings
+from ..settings.choices import ENGINES
 from .base import DecodeOptions, Engine, ModelUnavailable, Thresholds, WindowResult
 
 __all__ = [

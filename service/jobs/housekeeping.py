@@ -73,9 +73,10 @@ class Housekeeping:
             return
         body = callbacks.payload(job.to_object())
         try:
+            secret = cfg.webhook_secret.get_secret_value()
             status = callbacks.send(
-                job.spec.callback_url, body, cfg.webhook_secret.reveal(), f"msg_{job.id}_{job.status}",
-                cfg.webhook_timeout, cfg.webhook_allow_private,
+                job.spec.callback_url, body, secret, f"msg_{job.id}_{job.status}", cfg.webhook_timeout,
+                cfg.webhook_allow_private,
             )  # fmt: skip
         except callbacks.Refused as refused:
             self._done(job, "refused")

@@ -7,8 +7,9 @@ A job is replayed: its stored fields and audio go to the face's own view in a re
 heartbeat thread renews the lease and saves progress (windows done / windows) every 2 s. The pipeline's wait
 asks `Run.stopped()` between windows: a cancelled job, a lease lost to another worker, or the runner
 stopping (SIGTERM: the job is handed back at once, `release`) cancels the scheduler's Job at its next
-window. A worker that dies (SIGKILL) holds its lease no longer than JOBS_LEASE_SECONDS; then any worker
-claims the job again and runs it from the start (the store counts attempts: JOBS_MAX_ATTEMPTS).
+window. Each heartbeat also saves a checkpoint, the segments of the windows finished in order (checkpoint.py).
+A worker that dies (SIGKILL) holds its lease no longer than JOBS_LEASE_SECONDS; then any worker claims the
+job again and decodes only the windows after its checkpoint (the store counts attempts: JOBS_MAX_ATTEMPTS).
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ from dataclasses import dataclass, field
 from werkzeug.datastructures import MultiDict
 
 from ..errors import APIError, InternalError
+from . import checkpoint
 from .store import JobRecord, JobStore
 
 log = logging.getLogger("service.jobs.runner")
 POLL_SECONDS = 1.0  # an idle runner looks for a job this often
+RELEASE_WAIT_SECONDS = 10.0  # on SIGTERM, how long a running job gets to stop at its next window
 HEARTBEAT_SECONDS = 2.0  # how often a running job saves progress (and learns it was cancelled)
 
 
@@ -39,8 +42,25 @@ class Run:
     stop: str | None = None  # why it stops early: "cancelled", "lost", "released"
     done: threading.Event = field(default_factory=threading.Event)
 
+    saved: int = 0  # windows done in order that the store's checkpoint holds
+
     def stopped(self) -> bool:
         return self.stop is not None
+
+    def attach(self, job) -> None:
+        """The scheduler's Job, planned and not yet submitted: the checkpoint's windows are marked done."""
+        if checkpoint.restore(job, self.record.checkpoint):
+            self.saved = job._next_event
+            log.info("job %s resumes after window %d of %d", self.record.id, self.saved, len(job.windows))
+        self.job = job
+
+    def checkpoint(self) -> str | None:
+        """A new checkpoint's text when more windows are done than the last one saved; else None."""
+        state = checkpoint.saved(self.job) if self.job is not None else None
+        if state is None or state[0] <= self.saved:
+            return None
+        self.saved = state[0]
+        return state[1]
 
     def progress(self) -> float:
         complete = getattr(self.job, "complete", None)
@@ -78,11 +98,17 @@ class Runner:
         for thread in self.threads:
             thread.start()
 
-    def stop(self) -> None:
-        """SIGTERM: claim nothing more; running jobs stop at their next window and go back to the queue."""
+    def stop(self, wait: float = RELEASE_WAIT_SECONDS) -> None:
+        """SIGTERM: claim nothing more; running jobs stop at their next window and go back to the queue. Waits
+        for that (the worker exits once its requests are done, and takes these daemon threads with it); a job
+        still running after `wait` seconds is handed back here."""
         self.stopping.set()
-        for run in list(self.runs.values()):
+        runs = list(self.runs.values())
+        for run in runs:
             run.stop = run.stop or "released"
+        for run in runs:
+            if not run.done.wait(wait):
+                self.store.release(run.record.id, run.worker_id)
 
     def _work(self, n: int) -> None:
         worker_id = f"{socket.gethostname()}:{os.getpid()}:{n}"
@@ -99,7 +125,10 @@ class Runner:
             if record is None:
                 self.stopping.wait(POLL_SECONDS)
                 continue
-            self._run(Run(record, worker_id))
+            try:
+                self._run(Run(record, worker_id))
+            except Exception:  # the store failed while ending it: its lease runs out, another takes it
+                log.exception("job %s: recording its end failed", record.id)
 
     def _run(self, run: Run) -> None:
         self.runs[run.record.id] = run
@@ -148,7 +177,7 @@ class Runner:
             duration = getattr(run.job, "duration", None)
             try:
                 held = self.store.heartbeat(
-                    run.record.id, run.worker_id, lease, progress=run.progress(), duration=duration
+                    run.record.id, run.worker_id, lease, run.progress(), run.checkpoint(), duration
                 )
             except Exception:
                 log.exception("heartbeat of job %s failed", run.record.id)

@@ -27,7 +27,7 @@ def register(app: Flask) -> None:
 
 
 def authenticate() -> None:
-    keys = current_app.config["SETTINGS"].api_keys
+    keys = [k.get_secret_value() for k in current_app.config["SETTINGS"].api_keys]
     if not keys or request.path in OPEN_PATHS or request.blueprint in OPEN_BLUEPRINTS:
         return
     header = request.headers.get("Authorization", "") or _subprotocol_key()

@@ -2,7 +2,7 @@
 
 Jobs live in JOBS_DIR (SQLite + files; on a VM the persistent disk, mounted into both colours' containers);
 on the fleet JOBS_DATABASE_URL and JOBS_BUCKET (declared with the fleet's settings) move them to PostgreSQL
-and Cloud Storage. WEBHOOK_SECRET is a `Secret`: its repr and str never show the value, so it stays out of
+and Cloud Storage. WEBHOOK_SECRET is a SecretStr: its repr and str never show the value, so it stays out of
 logs and tracebacks.
 """
 
@@ -10,37 +10,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass
 
-from .knobs import knob
+from pydantic import SecretStr
+
+from .knobs import Knobs, knob
 from .parse import SettingsError, boolean, number, text
 
 
-class Secret:
-    """A value that is never printed: str() and repr() show '***'; `reveal()` gives it to its one user."""
-
-    def __init__(self, value: str):
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-    def __repr__(self) -> str:
-        return "Secret('***')" if self._value else "Secret('')"
-
-    __str__ = __repr__
-
-
-def webhook_secret(name: str, raw: str) -> Secret:
+def webhook_secret(name: str, raw: str) -> SecretStr:
     """A Standard Webhooks secret: `whsec_` and the base64 of at least 24 random bytes."""
     example = f"{name}=whsec_$(openssl rand -base64 32)"
     value = raw.strip()
@@ -50,15 +27,14 @@ def webhook_secret(name: str, raw: str) -> Secret:
         key = b""
     if not value.startswith("whsec_") or len(key) < 24:
         raise SettingsError(f"{name} is not a whsec_ secret of at least 24 bytes, e.g. {example}")
-    return Secret(value)
+    return SecretStr(value)
 
 
 DAY = 86400.0
 GIB = 1 << 30
 
 
-@dataclass(frozen=True)
-class JobsSettings:
+class JobsSettings(Knobs):
     jobs_dir: str = knob(
         "JOBS_DIR",
         "data/jobs",
@@ -101,9 +77,9 @@ class JobsSettings:
         number(float, 0.01, "0.2"),
         "Share of model calls a background job gets while interactive requests wait (0.01-1).",
     )
-    webhook_secret: Secret = knob(
+    webhook_secret: SecretStr = knob(
         "WEBHOOK_SECRET",
-        Secret(""),
+        SecretStr(""),
         webhook_secret,
         "Standard Webhooks signing secret (whsec_...) for callbacks; unset: callback_url is refused.",
         "(unset)",

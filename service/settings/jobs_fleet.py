@@ -3,17 +3,18 @@ Cloud Storage bucket, so that any VM answers for any job. Unset, jobs stay in SQ
 (one VM). The fleet's startup script writes both from the stack (docs/provisioning.md), the database password
 read from Secret Manager at boot.
 
-JOBS_DATABASE_URL carries a password: it is a `SecretText`, whose repr and str hide it, so it shows in no
-log line, traceback, /metrics label or error message (its parser's errors never quote the value).
+JOBS_DATABASE_URL carries a password: it is a pydantic `SecretStr`, whose repr and str hide it, so it shows in
+no log line, traceback, /metrics label or error message (its parser's errors never quote the value).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from .knobs import knob
+from pydantic import SecretStr, model_validator
+
+from .knobs import Knobs, knob
 from .parse import SettingsError, number
 
 # https://cloud.google.com/storage/docs/buckets#naming: 3-63 characters of lowercase letters, digits, - _ .,
@@ -22,38 +23,11 @@ BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$")
 POSTGRES_SCHEMES = ("postgresql", "postgres")  # libpq's connection URI schemes
 
 
-class SecretText:
-    """A string that does not show itself: repr and str print asterisks; `get_secret_value()` reads it
-    (pydantic's SecretStr spelling, so a move to pydantic-settings keeps the callers)."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str = ""):
-        self._value = value
-
-    def get_secret_value(self) -> str:
-        return self._value
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, SecretText) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-    def __repr__(self) -> str:
-        return "SecretText('**********')" if self._value else "SecretText('')"
-
-    __str__ = __repr__
-
-
-def database_url(name: str, raw: str) -> SecretText:
+def database_url(name: str, raw: str) -> SecretStr:
     """postgresql://user:password@host[:port]/db[?sslmode=...]; errors name the part, never the value."""
     value = raw.strip()
     if not value:  # unset: the one-VM store
-        return SecretText(value)
+        return SecretStr(value)
     example = f"{name}=postgresql://whisper:PASSWORD@10.20.0.3:5432/whisper_jobs?sslmode=require"
     try:
         parts = urlsplit(value)
@@ -64,7 +38,7 @@ def database_url(name: str, raw: str) -> SecretText:
         raise SettingsError(f"{name} must start with postgresql://, e.g. {example}")
     if not parts.hostname or not parts.path.strip("/"):
         raise SettingsError(f"{name} needs a host and a database name, e.g. {example}")
-    return SecretText(value)
+    return SecretStr(value)
 
 
 def bucket(name: str, raw: str) -> str:
@@ -81,11 +55,10 @@ def bucket(name: str, raw: str) -> str:
     return value
 
 
-@dataclass(frozen=True)
-class JobsFleetSettings:
-    jobs_database_url: SecretText = knob(
+class JobsFleetSettings(Knobs):
+    jobs_database_url: SecretStr = knob(
         "JOBS_DATABASE_URL",
-        SecretText(),
+        SecretStr(""),
         database_url,
         "The fleet's job store: postgresql://user:password@host:port/db (a secret: never logged). "
         "Empty: SQLite under JOBS_DIR.",
@@ -111,10 +84,12 @@ class JobsFleetSettings:
         "Seconds to connect to the job database, and to wait for a free pooled connection.",
     )
 
-    def __post_init__(self) -> None:  # every Settings, from_env's and replace()'s
+    @model_validator(mode="after")
+    def _fleet_store_together(self) -> JobsFleetSettings:
         """The two go together: rows in PostgreSQL with audio on one VM's disk strand other VMs' jobs."""
         if bool(self.jobs_database_url) != bool(self.jobs_bucket):
             raise SettingsError(
                 "JOBS_DATABASE_URL and JOBS_BUCKET go together (the fleet's job store), "
                 "e.g. JOBS_BUCKET=gs://whisper-dev-jobs; set neither for SQLite under JOBS_DIR"
             )
+        return self

@@ -6,14 +6,11 @@ Each session holds one of the worker's THREADS for its whole life, so their boun
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from .knobs import knob
+from .knobs import Knobs, knob
 from .parse import number
 
 
-@dataclass(frozen=True)
-class LiveSettings:
+class LiveSettings(Knobs):
     realtime_max_sessions: int = knob(
         "REALTIME_MAX_SESSIONS",
         8,

@@ -1,76 +1,71 @@
-"""The environment's raw strings -> values: each parser takes (variable name, raw value); one-line errors."""
+"""How a knob's raw value is checked: each rule gives pydantic its constraints (ge, le, ...) and a step run
+before pydantic's own (strip, split a list, check a name), and words the one-line error a bad value gets."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
+
+from pydantic import SecretStr
 
 
 class SettingsError(ValueError):
     """A setting is missing or invalid; the message names the variable and a valid example."""
 
 
-def text(name: str, raw: str) -> str:
+@dataclass(frozen=True)
+class Rule:
+    """A knob's check: `example` is a valid value for the error line; `says` words a value that breaks
+    `constraints` ("is not a TCP port"; else "must be >= 1"); `before(variable, raw)` runs on strings first
+    and raises SettingsError with its own line."""
+
+    example: str = ""
+    says: str = ""
+    constraints: Mapping[str, Any] = field(default_factory=dict)
+    before: Callable[[str, str], Any] | None = None
+
+
+def _strip(name: str, raw: str) -> str:
     return raw.strip()
 
 
-def choice(options: tuple[str, ...]) -> Callable[[str, str], str]:
+text = Rule(before=_strip)
+boolean = Rule("true")  # pydantic's booleans: 1/0, true/false, yes/no, on/off, t/f, y/n, any case
+fraction = Rule("0.5", "is not a fraction in (0, 1]", {"gt": 0, "le": 1})
+tcp_port = Rule("5000", "is not a TCP port", {"ge": 0, "le": 65535})
+
+
+def number(kind: type, minimum: float, example: str, maximum: float | None = None) -> Rule:
+    """A number of at least `minimum` (and at most `maximum`); `kind` is the field's annotation, kept so
+    that a knob reads as before: number(int, 1, "32")."""
+    bounds = {"ge": minimum} if maximum is None else {"ge": minimum, "le": maximum}
+    return Rule(example, constraints=bounds)
+
+
+def choice(options: tuple[str, ...]) -> Rule:
+    """One of `options`, any case (the field's annotation is their Literal)."""
+
     def parse(name: str, raw: str) -> str:
         value = raw.strip().lower()
         if value not in options:
             raise SettingsError(f"{name}={raw!r} is invalid: use one of {', '.join(options)}")
         return value
 
-    return parse
+    return Rule(options[0], before=parse)
 
 
-def number(kind: type, minimum: float, example: str) -> Callable[[str, str], Any]:
-    def parse(name: str, raw: str) -> Any:
-        try:
-            value = kind(raw)
-        except ValueError:
-            raise SettingsError(f"{name}={raw!r} is not a number, e.g. {name}={example}") from None
-        if value < minimum:
-            raise SettingsError(f"{name}={raw!r} must be >= {minimum}, e.g. {name}={example}")
-        return value
-
-    return parse
-
-
-def fraction(name: str, raw: str) -> float:
-    value = number(float, 0, "0.5")(name, raw)
-    if not 0 < value <= 1:
-        raise SettingsError(f"{name}={raw!r} is not a fraction in (0, 1], e.g. {name}=0.5")
-    return value
-
-
-def tcp_port(name: str, raw: str) -> int:
-    value = number(int, 0, "5000")(name, raw)
-    if value > 65535:
-        raise SettingsError(f"{name}={raw!r} is not a TCP port, e.g. {name}=5000")
-    return value
-
-
-def boolean(name: str, raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise SettingsError(f"{name}={raw!r} is not a boolean, e.g. {name}=true")
-
-
-def keys(name: str, raw: str) -> tuple[str, ...]:
+def _keys(name: str, raw: str) -> tuple[SecretStr, ...]:
     found = tuple(k.strip() for k in raw.split(",") if k.strip())
     if any(len(k) < 16 for k in found):
         raise SettingsError(
             f"{name}: each key needs at least 16 characters, e.g. {name}=$(openssl rand -hex 24)"
         )
-    return found
+    return tuple(SecretStr(k) for k in found)
 
 
-def names(name: str, raw: str) -> tuple[str, ...]:
+def _names(name: str, raw: str) -> tuple[str, ...]:
     found = tuple(dict.fromkeys(n.strip() for n in raw.split(",") if n.strip()))
     if any(not n.isprintable() or " " in n or "/" in n for n in found):
         raise SettingsError(
@@ -79,7 +74,17 @@ def names(name: str, raw: str) -> tuple[str, ...]:
     return found
 
 
-def directory(name: str, raw: str) -> str:
+def _directory(name: str, raw: str) -> str:
     if not os.path.isdir(raw):
         raise SettingsError(f"{name}={raw!r} is not an existing directory, e.g. {name}=/tmp")
     return raw
+
+
+keys = Rule(before=_keys)  # comma-separated secrets of 16+ characters
+names = Rule(before=_names)  # comma-separated names without spaces or slashes
+directory = Rule(before=_directory)  # an existing directory
+
+
+def rule_of(parse: Rule | Callable[[str, str], Any]) -> Rule:
+    """A Rule, or a parser written before rules, `(variable, raw) -> value`, run on strings."""
+    return parse if isinstance(parse, Rule) else Rule(before=parse)

@@ -11,9 +11,9 @@ from service.api.openai_fields import TranscriptionForm, TranslationForm
 from service.batching.job import FALLBACK_TEMPERATURES, with_server_defaults
 from service.errors import InvalidRequest
 from service.intake.vad import VadParams
-from service.settings import Settings
+from service.settings import DEFAULTS, Settings
 
-SERVER_VAD = VadParams(Settings.vad_threshold, Settings.vad_min_silence_ms, Settings.vad_speech_pad_ms)
+SERVER_VAD = VadParams(DEFAULTS.vad_threshold, DEFAULTS.vad_min_silence_ms, DEFAULTS.vad_speech_pad_ms)
 
 
 def parse(model, *pairs, **context):
@@ -60,7 +60,7 @@ def test_initial_prompt_conditions_the_first_window_only():
           ("chunking_strategy[prefix_padding_ms]", "100"), ("chunking_strategy[silence_duration_ms]", "700")],
          VadParams(threshold=0.3, min_silence_ms=700, speech_pad_ms=100)),
         ([("chunking_strategy", '{"type": "server_vad", "silence_duration_ms": 300}')],
-         VadParams(Settings.vad_threshold, 300, Settings.vad_speech_pad_ms)),
+         VadParams(DEFAULTS.vad_threshold, 300, DEFAULTS.vad_speech_pad_ms)),
     ],
 )  # fmt: skip
 def test_chunking_strategy_selects_vad(pairs, vad):
@@ -69,7 +69,7 @@ def test_chunking_strategy_selects_vad(pairs, vad):
 
 def test_vad_filter_selects_vad_and_unset_leaves_the_server_default():
     server = Settings(vad_threshold=0.7, vad_min_silence_ms=500)  # the VAD_* settings
-    server_vad = VadParams(0.7, 500, Settings.vad_speech_pad_ms)
+    server_vad = VadParams(0.7, 500, DEFAULTS.vad_speech_pad_ms)
     off = server.replace(vad=False)  # VAD=false
     assert served(parse(AsrQuery, ("vad_filter", "true"))).vad == SERVER_VAD
     assert served(parse(AsrQuery, ("vad_filter", "true")), server).vad == server_vad

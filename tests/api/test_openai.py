@@ -8,7 +8,7 @@ import openai
 import pytest
 import requests
 
-from service.settings import OPENAI_AUDIO_MODELS
+from service.settings.choices import OPENAI_AUDIO_MODELS
 
 SRT_CUE = re.compile(r"^\d+\n\d\d:\d\d:\d\d,\d{3} --> \d\d:\d\d:\d\d,\d{3}\n.+\n", re.M)
 

@@ -20,7 +20,7 @@ from openai.types.audio import (
     TranslationVerbose,
 )
 
-from service.settings import OPENAI_AUDIO_MODELS
+from service.settings.choices import OPENAI_AUDIO_MODELS
 from tests.api.contract import check_schema, check_type, schema, sse_events
 
 # thresholds that never trigger the fallback ladder: greedy decoding, the same text every time

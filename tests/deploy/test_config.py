@@ -11,7 +11,10 @@ import pytest
 
 from deploy import nginx, remote, sshroute
 from deploy.config import SERVICE_ENV_KEYS, ConfigError, DeployConfig, with_stack_outputs
-from service.settings import Settings
+from service.settings import Settings, from_env
+from tools import configuration_docs
+
+ROOT = Path(__file__).resolve().parents[2]
 
 VM_OUTPUTS = {
     "ip": "203.0.113.7",
@@ -171,3 +174,29 @@ def test_the_deploy_takes_the_services_defaults_without_the_services_libraries()
 def test_the_stack_tells_fab_deploy_whether_to_pass_gpus(outputs, env, gpus):
     cfg = with_stack_outputs(DeployConfig.from_env({"IMAGE": "u/w", **env}), outputs, env)
     assert cfg.gpus == gpus
+
+
+def test_the_deploy_knob_table_is_current_and_complete():
+    """docs/deploy.md's table is generated from DeployConfig: every DEPLOY_* knob appears once."""
+    page = (ROOT / "docs" / "deploy.md").read_text()
+    assert page == configuration_docs.deploy_page(), "run: python -m tools.configuration_docs"
+    for name in (
+        "DEPLOY_POLL_INTERVAL",
+        "DEPLOY_DRAIN_DELAY",
+        "DEPLOY_GRAFANA_PORT",
+        "DEPLOY_PROMETHEUS_PORT",
+    ):
+        assert page.count(f"| `{name}` |") == 1, name
+
+
+@pytest.mark.parametrize("raw", ["true", "1", "yes", "on", "True"])
+def test_deploy_booleans_read_as_the_service_reads_them(raw):
+    assert DeployConfig.from_env({"DEPLOY_ALLOW_UNAUTHENTICATED": raw}).allow_unauthenticated
+    assert from_env({"VAD": raw}).vad  # the service's settings: the same words
+
+
+def test_a_bad_deploy_knob_is_one_line_naming_it():
+    with pytest.raises(
+        ConfigError, match=r"^DEPLOY_POLL_INTERVAL='soon' is not a number, e\.g\. DEPLOY_POLL_INTERVAL=2$"
+    ):
+        DeployConfig.from_env({"DEPLOY_POLL_INTERVAL": "soon"})

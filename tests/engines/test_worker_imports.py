@@ -28,7 +28,13 @@ def test_faster_whisper_worker_never_imports_torch(tiny_en_ct2, tmp_path):
     from tools import speech
 
     clip = speech.clip(tmp_path, 0)
-    env = {**os.environ, "WHISPER_ENGINE": "faster-whisper", "WHISPER_MODEL": str(tiny_en_ct2), "VAD": "true"}
+    env = {
+        **os.environ,
+        "WHISPER_ENGINE": "faster-whisper",
+        "WHISPER_MODEL": str(tiny_en_ct2),
+        "VAD": "true",
+        "JOBS_DIR": str(tmp_path / "jobs"),
+    }
     done = subprocess.run(
         [sys.executable, "-c", PROBE, str(clip.path)],
         cwd=ROOT,

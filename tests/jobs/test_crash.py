@@ -18,11 +18,12 @@ from standardwebhooks.webhooks import Webhook
 
 from service.jobs.files import DirectoryBlobs
 from service.jobs.sqlite import SqliteJobStore
-from tests.conftest import launch
+from tests.conftest import ffmpeg, launch
 from tests.jobs.test_jobs_api import SECRET, wait_for
 
+# BATCH_SIZE=1: one window per model call, so the job is seen with some windows done and others not
 ENV = {"VAD": "true", "WORKERS": "1", "WEBHOOK_SECRET": SECRET, "WEBHOOK_ALLOW_PRIVATE": "true",
-       "JOBS_LEASE_SECONDS": "5"}  # fmt: skip
+       "JOBS_LEASE_SECONDS": "5", "BATCH_SIZE": "1"}  # fmt: skip
 
 
 @pytest.fixture
@@ -49,37 +50,51 @@ def store_at(jobs_dir: Path) -> SqliteJobStore:
     return SqliteJobStore(jobs_dir / "jobs.db", DirectoryBlobs(jobs_dir / "blobs"))
 
 
+def checkpointed(jobs_dir: Path, job_id: str, timeout: float = 120):
+    """The job once the store holds a checkpoint of some of its windows (read straight from SQLite)."""
+    store, end = store_at(jobs_dir), time.monotonic() + timeout
+    while time.monotonic() < end:
+        job = store.get(None, job_id)
+        if job is not None and job.checkpoint and job.status == "in_progress":
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} never checkpointed mid-job: {store.get(None, job_id)}")
+
+
 def test_sigkill_mid_job_then_restart_completes_with_the_right_text_and_a_signed_callback(
     tiny_en, tmp_path, audio_dir, receiver
 ):
     url, got = receiver
-    jobs_dir = tmp_path / "jobs"
+    jobs_dir, audio = tmp_path / "jobs", tmp_path / "150s.wav"
+    ffmpeg("-stream_loop", "1", "-i", str(audio_dir / "long.wav"), str(audio))  # 5-6 windows
     first = launch(tiny_en, tmp_path, JOBS_DIR=str(jobs_dir), **ENV)
-    with open(audio_dir / "long.wav", "rb") as f:
+    with open(audio, "rb") as f:
         accepted = requests.post(
-            first.url + "/v1/audio/transcriptions", files={"file": ("long.wav", f)},
+            first.url + "/v1/audio/transcriptions", files={"file": ("150s.wav", f)},
             data={"background": "true", "callback_url": url, "response_format": "text"}, timeout=30,
         )  # fmt: skip
     assert accepted.status_code == 202, accepted.text
     job_id = accepted.json()["id"]
-    wait_for(first, job_id, ("in_progress",), key=None)
+    checkpointed(jobs_dir, job_id)
     os.killpg(first.process.pid, signal.SIGKILL)  # the master and its worker, mid-job
     first.process.wait(10)
     killed = store_at(jobs_dir).get(None, job_id)
-    assert killed.status == "in_progress" and killed.attempts == 1 and killed.progress < 1
+    assert killed.status == "in_progress" and killed.attempts == 1 and 0 < killed.progress < 1
+    done_before = json.loads(killed.checkpoint)["done"]
 
     second = launch(tiny_en, tmp_path, JOBS_DIR=str(jobs_dir), **ENV)
     try:
         done = wait_for(second, job_id, key=None, timeout=180)
         assert done["status"] == "completed", done
         result = requests.get(f"{second.url}/v1/audio/jobs/{job_id}/result", timeout=10)
-        with open(audio_dir / "long.wav", "rb") as f:
+        with open(audio, "rb") as f:
             sync = requests.post(
-                second.url + "/v1/audio/transcriptions", files={"file": ("long.wav", f)},
-                data={"response_format": "text"}, timeout=120,
+                second.url + "/v1/audio/transcriptions", files={"file": ("150s.wav", f)},
+                data={"response_format": "text"}, timeout=180,
             )  # fmt: skip
         assert result.text == sync.text and "fox jump over the lazy" in result.text.lower()
         assert store_at(jobs_dir).get(None, job_id).attempts == 2  # resumed, not redone as a new job
+        assert f"job {job_id} resumes after window {done_before} of " in second.log()
         end = time.monotonic() + 30
         while not got and time.monotonic() < end:
             time.sleep(0.2)
@@ -110,4 +125,5 @@ def test_sigterm_hands_the_running_job_back(tiny_en, tmp_path, audio_dir):
     # handed back at once: queued with no holder, though its 600 s lease had not run out
     assert (back.status, back.worker_id, back.lease_until) == ("queued", None, None)
     assert not service.tracebacks(), service.tracebacks()
-    assert json.loads(json.dumps(back.spec.params))["form"]  # the request is still there to run again
+    with store_at(jobs_dir).open_audio(job_id) as kept:  # the upload is still there to run again
+        assert kept.read() == (audio_dir / "long.wav").read_bytes()

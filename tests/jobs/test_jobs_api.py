@@ -176,3 +176,25 @@ def test_a_job_is_validated_before_it_is_kept(server, audio_dir):
     """tiny.en cannot translate: the background request gets the synchronous 400, not a job that fails."""
     refused = submit(server, "/v1/audio/translations", audio_dir / "speech.wav", background="true")
     assert refused.status_code == 400 and refused.json()["error"]["code"] == "unsupported_task"
+
+
+def test_metrics_count_jobs_by_status(server, audio_dir):
+    job = submit(server, "/v1/audio/transcriptions", audio_dir / "speech.wav", background="true").json()
+    wait_for(server, job["id"])
+    end = time.monotonic() + 20  # housekeeping sets the gauges every 5 s
+    while time.monotonic() < end and server.metric("whisper_jobs", status="completed") < 1:
+        time.sleep(0.5)
+    assert server.metric("whisper_jobs", status="completed") >= 1
+    assert server.metric("whisper_jobs_oldest_queued_seconds") >= 0
+
+
+def test_openapi_lists_the_job_operations(server):
+    doc = requests.get(server.url + "/openapi.json", timeout=10).json()
+    assert {"/v1/audio/jobs", "/v1/audio/jobs/{job_id}", "/v1/audio/jobs/{job_id}/result"} <= set(
+        doc["paths"]
+    )
+    assert set(doc["paths"]["/v1/audio/jobs/{job_id}"]) == {"get", "delete"}
+    for path in ("/v1/audio/transcriptions", "/asr"):
+        assert "202" in doc["paths"][path]["post"]["responses"]
+    form = doc["paths"]["/v1/audio/transcriptions"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    assert {"background", "callback_url"} <= set(form["schema"]["properties"])

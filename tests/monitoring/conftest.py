@@ -143,6 +143,7 @@ def running_service(checkpoint: Path, tmp: Path, workers: int) -> Iterator[Servi
         # worker thrashes (a 1 s transcription took 90 s with two workers).
         "OMP_NUM_THREADS": "1",
         "PROMETHEUS_MULTIPROC_DIR": str(tmp / "prometheus-multiproc"),
+        "JOBS_DIR": str(tmp / "jobs"),  # background jobs: a store of its own, not the checkout's data/
         # The config binds 0.0.0.0 for the container; command-line settings win, so tests stay on loopback.
         "GUNICORN_CMD_ARGS": f"--bind 127.0.0.1:{port}",
     }

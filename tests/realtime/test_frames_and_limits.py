@@ -102,6 +102,7 @@ def strict(tiny_en, tmp_path_factory):
         VAD="true",
         API_KEYS=KEY,
         THREADS=4,
+        QUEUE_MAX_REQUESTS=2,  # below THREADS
         REALTIME_MAX_SESSIONS=1,
         REALTIME_IDLE_TIMEOUT=2,
         REALTIME_MAX_FRAME_KB=64,

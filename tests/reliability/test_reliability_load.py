@@ -13,7 +13,7 @@ import requests
 
 from bench.loadtest import ENDPOINT, FORM, LoadConfig, clip, markdown, run, worker_rss
 
-SERVER = {"WHISPER_FORCE_TOKENS": "8", "QUEUE_MAX_REQUESTS": "16"}  # queue bound below THREADS=24
+SERVER = {"WHISPER_FORCE_TOKENS": "8", "QUEUE_MAX_REQUESTS": "16"}  # queue bound below THREADS=32
 
 # Memory: rounds of CLIENTS requests sent at once, RSS read between rounds with nothing in flight, so every
 # sample sees the same memory in use (none) and growth is memory kept. RSS read during an overload instead

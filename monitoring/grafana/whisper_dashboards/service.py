@@ -244,6 +244,24 @@ def live_audio():
     ]
 
 
+def background_jobs():
+    return [
+        timeseries_panel(
+            "Background jobs by status",
+            units.Short,
+            target(f"max by (status) (whisper_jobs{{{SVC}}})", "{{status}}"),
+            description="Jobs in the store (/v1/audio/jobs); every worker reads the same store, hence max.",
+        ),
+        timeseries_panel(
+            "Oldest queued background job",
+            units.Seconds,
+            target(f"max(whisper_jobs_oldest_queued_seconds{{{SVC}}})", "age"),
+            target(rate_sum("whisper_job_callbacks_total", SVC, "outcome"), "callbacks {{outcome}} /s"),
+            description="Alert WhisperJobsBacklogOld past 30 min; callbacks by outcome per second.",
+        ),
+    ]
+
+
 def gpu_memory():
     by_device = "sum by (instance, device)"
     return [
@@ -274,6 +292,7 @@ def dashboard():
             ("Queue and backpressure", queue_and_backpressure()),
             ("Speech, uploads and API keys", speech_and_clients()),
             ("Live audio (/v1/realtime)", live_audio()),
+            ("Background jobs (/v1/audio/jobs)", background_jobs()),
             ("GPU memory (as the service sees it)", gpu_memory()),
         ],
     )
