@@ -20,7 +20,7 @@ from ..batching.job import JobOptions
 from ..errors import AudioTooLong, PayloadTooLarge
 from ..formats import render
 from ..settings.choices import ENGINES
-from . import asr_fields, fields, pipeline
+from . import asr_fields, fields, jobs, pipeline
 
 bp = Blueprint("asr", __name__)
 
@@ -58,6 +58,8 @@ def asr():
     query = fields.parse(
         asr_fields.AsrQuery, request.args, {"multilingual": pipeline.scheduler().engine.is_multilingual}
     )
+    if query.background:  # keep the upload as a job: 202 (api/jobs.py)
+        return jobs.accept("asr", query.output, query.callback_url)
     job = pipeline.submit(_audio(query.encode), query.job_options())
     transcript = pipeline.wait(job)
     if query.hints():
