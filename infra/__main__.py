@@ -12,6 +12,7 @@ from fleet import Fleet, FleetArgs
 from gpu_vm import GpuVm, GpuVmArgs
 from host import SERVICE_TAG
 from identity import ServiceIdentity, ServiceIdentityArgs
+from jobs_store import JobsStore, JobsStoreArgs
 from network import Ingress, Network, NetworkArgs
 
 cfg = StackConfig.from_pulumi()
@@ -62,6 +63,12 @@ if cfg.price is None:
 pulumi.export("pricePerHour", cfg.price.per_hour if cfg.price else None)
 pulumi.export("priceBasis", f"{cfg.price.basis}, {cfg.price.provisioning}" if cfg.price else "unknown")
 if is_fleet:
+    # Background jobs: any VM answers for any job, so rows and audio live off the VMs (jobs_store.py).
+    jobs = JobsStore(
+        f"{prefix}-jobs",
+        JobsStoreArgs(config=cfg, network=network.vpc.id, service_account_member=identity.member),
+        after_apis,
+    )
     fleet = Fleet(
         f"{prefix}-fleet",
         FleetArgs(
@@ -69,6 +76,7 @@ if is_fleet:
             subnet=network.subnet.id,
             service_account_email=identity.email,
             service_account_member=identity.member,
+            jobs=jobs,
         ),
         after_apis,
     )
@@ -82,6 +90,8 @@ if is_fleet:
     pulumi.export("gpuType", cfg.gpu_type)
     pulumi.export("gpuCount", cfg.gpu_count)
     pulumi.export("maxReplicas", cfg.fleet.max_replicas)
+    pulumi.export("jobsBucket", jobs.bucket_url)
+    pulumi.export("jobsDatabaseInstance", jobs.instance.connection_name)
 else:
     vm = GpuVm(
         f"{prefix}-vm",

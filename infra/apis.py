@@ -20,7 +20,10 @@ APIS: dict[str, str] = {
     "iap.googleapis.com": "SSH through Google's IAP tunnel",
 }
 FLEET_APIS: dict[str, str] = {
-    "secretmanager.googleapis.com": "the fleet's API key and Docker Hub token",
+    "secretmanager.googleapis.com": "the fleet's API key, Docker Hub token and job database password",
+    "sqladmin.googleapis.com": "the fleet's job database (Cloud SQL)",
+    "servicenetworking.googleapis.com": "the job database's private IP (private services access)",
+    "storage.googleapis.com": "the fleet's job bucket (audio and results)",
 }
 
 

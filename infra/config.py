@@ -141,7 +141,7 @@ class StackConfig:
         zone, region = zone_and_region(gcp)
         machine_type, gpu_type, gpu_count = gpu_host(values)
         check_zone_has_gpu("gcp:zone", zone, region, gpu_type)
-        fleet = fleet_config(values, region, gpu_type)
+        fleet = fleet_config(values, region, gpu_type, gpu_count)
         docker_image = keys.docker_image(values, required=fleet is not None)  # checked before apiKey
         spot = keys.spot(values, machine_type)
         return cls(
@@ -192,7 +192,7 @@ PROJECT_KEYS = (
     "dockerImage", "labels",
     "replicas", "minReplicas", "maxReplicas", "fleetZones", "maxRatePerInstance",
     "targetUtilization", "autohealInitialDelaySec", "cooldownSec", "requestTimeoutSec",
-    "pricePerHour", "idleStopMinutes",
+    "pricePerHour", "idleStopMinutes", "jobsDatabaseTier", "jobsTtlDays",
 )  # fmt: skip
 
 

@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from service.settings import Settings  # the editable install provides it (as host.py)
 
 from config_gpu import ZONE_RE, check_zone_has_gpu
 from config_values import bounded_int, fail, float_value, int_value, list_value
@@ -35,6 +38,17 @@ DEFAULT_COOLDOWN_SEC = sum(FIRST_BOOT_BUDGET_SEC.values())  # 1680 s
 DEFAULT_REQUEST_TIMEOUT_SEC = 3600
 DEFAULT_MAX_RATE_PER_INSTANCE = 1.0  # requests/s one GPU VM serves at full load (tune per GPU)
 DEFAULT_TARGET_UTILIZATION = 0.8  # autoscale when traffic passes 80 % of that rate
+# The job store's database (infra/jobs_store.py). A shared-core tier: the job rows are small and few, and
+# Cloud SQL caps its connections by memory (https://cloud.google.com/sql/docs/postgres/quotas#cloud-sql-for-postgresql-connection-limits):
+DB_TIER_CONNECTIONS = {"db-f1-micro": 25, "db-g1-small": 50}  # a dedicated-core tier: 100 or more
+DB_DEDICATED_CONNECTIONS = 100  # the least a db-custom tier (3.75 GB and up) allows
+DB_RESERVED_CONNECTIONS = 3  # superuser_reserved_connections' default: Cloud SQL's own maintenance
+DEFAULT_DB_TIER = "db-g1-small"  # 50 connections; db-f1-micro's 25 would not carry a surging fleet of 4
+DB_TIER_RE = re.compile(r"^db-(f1-micro|g1-small|custom-\d+-\d+)$")
+JOBS_KEYS = ("jobsDatabaseTier", "jobsTtlDays")  # fleet only
+# How long a job's audio and result stay: the service's JOBS_TTL default (seconds) in whole days, the unit
+# of the bucket's lifecycle rule; the stack passes jobsTtlDays back to the container as JOBS_TTL.
+DEFAULT_JOBS_TTL_DAYS = max(1, -(-int(Settings().jobs_ttl) // 86_400))
 
 
 @dataclass(frozen=True)
@@ -49,18 +63,26 @@ class FleetConfig:
     autoheal_delay_sec: int
     cooldown_sec: int
     request_timeout_sec: int
+    jobs_db_tier: str = DEFAULT_DB_TIER  # the job store's Cloud SQL tier
+    jobs_ttl_days: int = DEFAULT_JOBS_TTL_DAYS  # JOBS_TTL, and the bucket's lifecycle rule
 
     @property
     def autoscaled(self) -> bool:
         return self.max_replicas > self.min_replicas
 
 
-def fleet_config(values: Mapping[str, Any], region: str, gpu_type: str) -> FleetConfig | None:
+def fleet_config(
+    values: Mapping[str, Any], region: str, gpu_type: str, gpu_count: int = 1
+) -> FleetConfig | None:
     """Fleet mode is on when `replicas` (fixed size) or `min/maxReplicas` (autoscaled) is set."""
     replicas = int_value(values, "replicas", None, 2)
     low = int_value(values, "minReplicas", None, 1)
     high = int_value(values, "maxReplicas", None, 4)
     if replicas is None and low is None and high is None:
+        for key in JOBS_KEYS:
+            if values.get(key) not in (None, ""):
+                problem = "is for a fleet; one VM keeps its jobs in SQLite on its own disk"
+                raise fail(key, problem, f"remove {key}")
         return None
     if not gpu_type:
         raise fail(
@@ -83,6 +105,8 @@ def fleet_config(values: Mapping[str, Any], region: str, gpu_type: str) -> Fleet
         ),
         cooldown_sec=bounded_int(values, "cooldownSec", DEFAULT_COOLDOWN_SEC, 15, 3600),
         request_timeout_sec=bounded_int(values, "requestTimeoutSec", DEFAULT_REQUEST_TIMEOUT_SEC, 30, 86_400),
+        jobs_db_tier=_db_tier(values, high, len(zones), gpu_count),
+        jobs_ttl_days=bounded_int(values, "jobsTtlDays", DEFAULT_JOBS_TTL_DAYS, 1, 365),
     )
 
 
@@ -134,3 +158,26 @@ def _fleet_zones(values: Mapping[str, Any], region: str, gpu_type: str) -> tuple
             raise fail("fleetZones", f"{zone!r} is not a zone of {region}", f'e.g. ["{region}-a"]')
         check_zone_has_gpu("fleetZones", zone, region, gpu_type)
     return tuple(dict.fromkeys(zones))
+
+
+def _db_tier(values: Mapping[str, Any], max_replicas: int, zones: int, gpu_count: int) -> str:
+    """The job database's tier, refused when the fleet at its largest would open more connections than it
+    allows: during a rollout maxReplicas + one surge VM per zone run at once, each with one gunicorn worker
+    per GPU, each worker a pool of JOBS_DATABASE_POOL connections (service/settings/jobs_fleet.py)."""
+    tier = str(values.get("jobsDatabaseTier") or DEFAULT_DB_TIER)
+    if not DB_TIER_RE.match(tier):
+        raise fail(
+            "jobsDatabaseTier",
+            f"{tier!r} is not a Cloud SQL for PostgreSQL Enterprise tier this stack knows",
+            "use db-f1-micro, db-g1-small or db-custom-CPUS-MEMORY_MB, e.g. db-custom-1-3840",
+        )
+    allowed = DB_TIER_CONNECTIONS.get(tier, DB_DEDICATED_CONNECTIONS) - DB_RESERVED_CONNECTIONS
+    needed = (max_replicas + zones) * gpu_count * Settings().jobs_database_pool
+    if needed > allowed:
+        raise fail(
+            "jobsDatabaseTier",
+            f"{tier} allows {allowed} connections, and {max_replicas} VMs + {zones} surging, "
+            f"{gpu_count} worker(s) each, {Settings().jobs_database_pool} per worker, need {needed}",
+            "use a larger tier, e.g. jobsDatabaseTier: db-custom-1-3840",
+        )
+    return tier

@@ -19,6 +19,8 @@ import pulumi_gcp as gcp
 import host
 from apis import child_options
 from config import FleetConfig, StackConfig
+from jobs_store import JobsStore
+from stored_secret import readable_secret
 
 HTTP_PORT = 80
 HTTPS_PORT = 443
@@ -31,6 +33,7 @@ class FleetArgs:
     subnet: pulumi.Input[str]
     service_account_email: pulumi.Input[str]
     service_account_member: pulumi.Input[str]  # "serviceAccount:<email>"
+    jobs: JobsStore | None = None  # where background jobs live (jobs_store.py); the VMs are told at boot
 
 
 class Fleet(pulumi.ComponentResource):
@@ -85,24 +88,7 @@ class Fleet(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions,
     ) -> gcp.secretmanager.Secret:
         """A Secret Manager secret with one version that only the hosts' account may read."""
-        secret = gcp.secretmanager.Secret(
-            name,
-            secret_id=secret_id,
-            replication=gcp.secretmanager.SecretReplicationArgs(
-                auto=gcp.secretmanager.SecretReplicationAutoArgs()
-            ),
-            labels=dict(cfg.labels),
-            opts=opts,
-        )
-        gcp.secretmanager.SecretVersion(f"{name}-version", secret=secret.id, secret_data=data, opts=opts)
-        gcp.secretmanager.SecretIamMember(
-            f"{name}-reader",
-            secret_id=secret.id,
-            role="roles/secretmanager.secretAccessor",
-            member=member,
-            opts=opts,
-        )
-        return secret
+        return readable_secret(name, secret_id, data, cfg.labels, member, opts)
 
     def _group(
         self, name: str, cfg: StackConfig, fleet: FleetConfig, opts: pulumi.ResourceOptions
@@ -239,7 +225,7 @@ def instance_template(
 ) -> gcp.compute.InstanceTemplate:
     """Templates are immutable: a new image tag makes a new template (auto-named, created
     before the old one is deleted) and the group rolls to it."""
-    attributes, scopes = _attributes_and_scopes(cfg, *secrets)
+    attributes, scopes = _attributes_and_scopes(cfg, args, *secrets)
     return gcp.compute.InstanceTemplate(
         f"{name}-template",
         machine_type=cfg.machine_type,
@@ -270,7 +256,7 @@ def instance_template(
     )
 
 
-def _attributes_and_scopes(cfg: StackConfig, secret, pull_secret) -> tuple[dict, list[str]]:
+def _attributes_and_scopes(cfg: StackConfig, args: FleetArgs, secret, pull_secret) -> tuple[dict, list[str]]:
     """A VM's own metadata (the image tag is all it needs: the image carries its model) and its scopes;
     secrets by name only, their values stay in Secret Manager."""
     attributes = {"docker-image": cfg.docker_image}
@@ -280,7 +266,11 @@ def _attributes_and_scopes(cfg: StackConfig, secret, pull_secret) -> tuple[dict,
     if pull_secret is not None:
         attributes["dockerhub-username"] = cfg.dockerhub_username
         attributes["dockerhub-token-secret"] = pull_secret.secret_id
-    if secret is not None or pull_secret is not None:
+    if args.jobs is not None:  # where the store is, and its password's secret name (never the password)
+        attributes.update(args.jobs.metadata())
+        attributes["jobs-ttl-seconds"] = str(cfg.fleet.jobs_ttl_days * 86_400)
+    if secret is not None or pull_secret is not None or args.jobs is not None:
+        # cloud-platform also covers the bucket's objects; the account's roles are the limit.
         scopes.append(host.SECRET_SCOPE)
     return attributes, scopes
 

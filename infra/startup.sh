@@ -178,11 +178,18 @@ secret_value() { # secret_value SECRET: prints the latest version of a Secret Ma
   metadata instance/service-accounts/default/token |
     python3 -c 'import json, sys; print("Authorization: Bearer " + json.load(sys.stdin)["access_token"])' \
       >"${header_file}"
-  curl -fsS -H "@${header_file}" \
+  # Its callers run it in $(...), where bash does not apply `set -e`: a failed read must be its status.
+  local value status=0
+  value="$(curl -fsS -H "@${header_file}" \
     "${SECRETS_URL}/projects/${project}/secrets/${secret}/versions/latest:access" |
     python3 -c 'import base64, json, sys
-sys.stdout.write(base64.b64decode(json.load(sys.stdin)["payload"]["data"]).decode())'
+sys.stdout.write(base64.b64decode(json.load(sys.stdin)["payload"]["data"]).decode())')" || status=$?
   rm -f "${header_file}"
+  if [ "${status}" -ne 0 ] || [ -z "${value}" ]; then
+    log "could not read the secret ${secret} from Secret Manager" >&2
+    return 1
+  fi
+  printf '%s' "${value}"
 }
 
 api_key_line() { # api_key_line SECRET: prints API_KEYS=<key> from Secret Manager
@@ -209,11 +216,29 @@ pull_image() { # pull_image IMAGE: with a Docker Hub token when the stack set on
   rm -rf "${config}"
 }
 
+jobs_store_lines() { # the fleet's job store (infra/jobs_store.py): JOBS_DATABASE_URL, JOBS_BUCKET, JOBS_TTL
+  local host name user password_secret bucket ttl password
+  host="$(metadata instance/attributes/jobs-database-host)"
+  if [ -z "${host}" ]; then return 0; fi
+  name="$(metadata instance/attributes/jobs-database-name)"
+  user="$(metadata instance/attributes/jobs-database-user)"
+  password_secret="$(metadata instance/attributes/jobs-database-password-secret)"
+  bucket="$(metadata instance/attributes/jobs-bucket)"
+  ttl="$(metadata instance/attributes/jobs-ttl-seconds)"
+  # The password comes from Secret Manager now, never from metadata; letters and digits only (the stack
+  # generates it so), hence no escaping in the URL. sslmode=require: the instance takes TLS connections only.
+  password="$(secret_value "${password_secret}")" # a separate assignment: a failed read stops the script
+  echo "JOBS_DATABASE_URL=postgresql://${user}:${password}@${host}:5432/${name}?sslmode=require"
+  echo "JOBS_BUCKET=${bucket}"
+  if [ -n "${ttl}" ]; then echo "JOBS_TTL=${ttl}"; fi
+}
+
 write_service_env() { # write_service_env FILE SECRET: the container's settings beyond the image's own
   local env_file="$1" secret="$2"
   # gunicorn's drain must end before docker's stop timeout, or in-flight requests are killed
   echo "GRACEFUL_TIMEOUT=${GRACEFUL_TIMEOUT}" >"${env_file}"
   if [ -n "${secret}" ]; then api_key_line "${secret}" >>"${env_file}"; fi
+  jobs_store_lines >>"${env_file}"
 }
 
 run_service() {

@@ -8,7 +8,8 @@ set -euo pipefail
 run_pkgs=(ffmpeg)
 test_pkgs=(ffmpeg espeak-ng openssh-server prometheus prometheus-node-exporter iproute2 sudo shellcheck nginx curl
   chromium chromium-driver  # tests/web: the pages in a real headless browser
-  debootstrap docker-registry)  # tests/image, tests/deploy: a local base image and a local registry
+  debootstrap docker-registry  # tests/image, tests/deploy: a local base image and a local registry
+  postgresql)  # tests/jobs: the fleet's job store on a real PostgreSQL (a throwaway cluster per run)
 # tests/image and tests/deploy drive a real Docker engine: Debian's docker.io, unless an engine is installed
 # already (docker-ce and docker.io conflict).
 docker_pkgs=(docker.io)

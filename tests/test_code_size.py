@@ -24,7 +24,6 @@ DEBTS = {
     "tests/deploy/test_sshroute.py:test_make_dashboards_tunnels_through_iap_as_the_os_login_user": 62,
     "tests/deploy/test_sshroute.py:test_ssh_offers_only_the_routes_key_when_the_agent_holds_many": 65,
     "tests/docker_engine.py:local_registry": 45,
-    "tests/infra/test_fleet_stack.py": 356,
     "tests/infra/test_startup_script.py": 471,
     "tests/infra/test_startup_script.py:host": 44,
     "tests/reliability/test_reliability_slow_clients.py:test_a_flooding_key_cannot_deny_another_key_service": 48,  # noqa: E501

@@ -37,5 +37,6 @@ def open_store(settings, clock: Clock = time.time) -> JobStore:
     if url:
         from .postgres import PostgresJobStore  # the fleet's: psycopg 3
 
-        return PostgresJobStore(url, blobs, clock)
+        pool = {"pool_size": settings.jobs_database_pool, "timeout": settings.jobs_database_timeout}
+        return PostgresJobStore(url, blobs, clock, **pool)
     return SqliteJobStore(Path(settings.jobs_dir) / DATABASE_FILE, blobs, clock)

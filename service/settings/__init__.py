@@ -19,6 +19,7 @@ from pydantic import SecretStr, model_validator
 from . import choices
 from .decoding import DecodingSettings
 from .jobs import JobsSettings
+from .jobs_fleet import JobsFleetSettings
 from .knobs import Knobs, knob, page_order
 from .live import LiveSettings
 from .live_decoding import LiveDecodingSettings
@@ -45,7 +46,14 @@ LOOPBACK = "127.0.0.1"  # make run: only this machine; the image sets API_HOST a
 
 
 class Settings(
-    DecodingSettings, LiveSettings, LiveDecodingSettings, ModelsSettings, SizingSettings, JobsSettings, Knobs
+    DecodingSettings,
+    LiveSettings,
+    LiveDecodingSettings,
+    ModelsSettings,
+    SizingSettings,
+    JobsSettings,
+    JobsFleetSettings,
+    Knobs,
 ):  # the groups of the other modules
     # model
     whisper_model: str = knob(

