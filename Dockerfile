@@ -64,8 +64,15 @@ RUN --mount=type=secret,id=ca,required=false \
     && python -c "import ctypes; ctypes.CDLL('libcublas.so.12'); ctypes.CDLL('libcublasLt.so.12')" \
     && rm -rf /tmp/pins
 
-RUN groupadd --system --gid 10001 whisper \
-    && useradd --system --uid 10001 --gid 10001 --create-home --home-dir /home/whisper whisper
+# The image's facts the hosts follow, written once here: the service account's uid (the host's `whisper`
+# account has the same, so bind mounts are writable: ansible/inventory.py reads it) and the oldest NVIDIA
+# driver branch CUDA 13.0 runs on (infra/startup.sh and Ansible check the host's: infra/host.py and
+# ansible/inventory.py read it).
+ARG WHISPER_UID=10001
+ARG MIN_DRIVER_MAJOR=580
+LABEL io.whisper.min-driver-major="${MIN_DRIVER_MAJOR}"
+RUN groupadd --system --gid "${WHISPER_UID}" whisper \
+    && useradd --system --uid "${WHISPER_UID}" --gid "${WHISPER_UID}" --create-home --home-dir /home/whisper whisper
 WORKDIR /app
 
 # Bake the weights so a container starts without downloading gigabytes, for the engine it will run. A name
@@ -114,7 +121,7 @@ RUN --mount=type=bind,target=/context \
         esac || exit 1; \
     done
 
-COPY gunicorn.conf.py ./
+COPY gunicorn.conf.py pyproject.toml ./
 COPY service/ service/
 COPY scripts/smoke.py scripts/smoke.py
 # The tag this image is built for (`fab build` passes the commit id); /readyz reports it as `build`. Last, so
@@ -122,7 +129,7 @@ COPY scripts/smoke.py scripts/smoke.py
 ARG WHISPER_BUILD=dev
 ENV WHISPER_BUILD=${WHISPER_BUILD}
 
-USER 10001:10001
+USER ${WHISPER_UID}:${WHISPER_UID}
 # The service listens on loopback by default (make run); in a container that would be unreachable, so the image
 # binds every interface of its own network namespace, and `fab deploy` and infra/startup.sh publish the ports
 # on the host's loopback only (docs/security.md).
@@ -133,7 +140,7 @@ ENV API_HOST=0.0.0.0 \
 # ports themselves). The healthcheck asks the settings for the port the server listens on.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import urllib.request as u; from service.settings import from_env; u.urlopen(f'http://127.0.0.1:{from_env().port}/healthz', timeout=4)"]
-# gunicorn drains on SIGTERM for GRACEFUL_TIMEOUT s; `fab deploy` runs containers with
-# --stop-timeout GRACEFUL_TIMEOUT + 15 so docker stop does not kill in-flight requests.
+# gunicorn drains on SIGTERM for GRACEFUL_TIMEOUT s; `fab deploy` runs containers with --stop-timeout
+# GRACEFUL_TIMEOUT + 5 (STOP_MARGIN_SECONDS, service/settings) so docker stop does not kill in-flight requests.
 STOPSIGNAL SIGTERM
 CMD ["gunicorn", "-c", "gunicorn.conf.py", "service:create_app()"]

@@ -96,6 +96,7 @@ clean: ## Remove the virtualenv and build output.
 .PHONY: lint-ansible configure test-ansible
 # ansible-lint wants the venv's tools on PATH; ansible.cfg sits beside the playbook, not in the cwd.
 ANSIBLE_ENV := PATH="$(CURDIR)/$(BIN):$$PATH" ANSIBLE_CONFIG=ansible/ansible.cfg
+# the stack outputs `make outputs` writes (deploy/config.py's DEFAULT_OUTPUTS), read by every step after it
 OUTPUTS ?= .deploy/outputs.json
 
 lint-ansible: $(STAMP) ## ansible-lint (production profile) and ansible-playbook --syntax-check.
@@ -121,7 +122,7 @@ test-ansible: $(STAMP) ## Only the Ansible tests: a real run of site.yml on this
 .PHONY: lint-docker image image-test push app-deploy rollback smoke deploy deploy-preflight cloud-preflight fleet-image fleet-wait start test-deploy
 IMAGE ?= $(if $(DOCKERHUB_USERNAME),$(DOCKERHUB_USERNAME)/whisper-gpu-service)
 TAG ?= $(shell git describe --always --dirty --abbrev=12 --exclude '*' 2>/dev/null)
-DEPLOY_OUTPUTS ?= $(or $(OUTPUTS),.deploy/outputs.json)
+DEPLOY_OUTPUTS ?= $(OUTPUTS)
 DEPLOY_MODE ?= $(shell $(BIN)/python -m deploy.stack mode --stack $(STACK) --pulumi $(PULUMI) 2>/dev/null)
 FAB := $(BIN)/fab -r $(CURDIR)
 PREFLIGHT := $(BIN)/python -m deploy.preflight
@@ -183,7 +184,6 @@ image-test: $(STAMP) ## Build the real image with a real Docker engine (dockerd 
 .PHONY: infra infra-preview infra-destroy outputs infra-test lint-infra
 STACK ?= dev
 PULUMI ?= pulumi
-OUTPUTS ?= .deploy/outputs.json
 PULUMI_INSTALL := https://www.pulumi.com/docs/iac/download-install/ (or: curl -fsSL https://get.pulumi.com | sh)
 need-pulumi = @command -v $(PULUMI) >/dev/null 2>&1 || \
 	{ echo "pulumi CLI not found; install it: $(PULUMI_INSTALL)" >&2; exit 1; }
@@ -232,10 +232,13 @@ bench-engines: $(STAMP) ## In-process engine benchmark only (BENCH_ENGINES_ARGS=
 # ---------------------------------------------------------------- monitoring (Prometheus, Grafana)
 .PHONY: lint-monitoring dashboards-json dashboards cost test-monitoring
 PROMTOOL ?= promtool
-GRAFANA_LOCAL_PORT ?= 3000
-PROMETHEUS_LOCAL_PORT ?= 9090
-GRAFANA_REMOTE_PORT ?= 3000
-PROMETHEUS_REMOTE_PORT ?= 9090
+# The host's loopback ports are the deploy's knobs (DEPLOY_GRAFANA_PORT, DEPLOY_PROMETHEUS_PORT: deploy/config.py
+# owns their defaults), forwarded to the same ports here unless set; read only when a target uses them.
+deploy-knob = $(shell $(BIN)/python -c 'from deploy.config import DeployConfig; print(DeployConfig.from_env().$(1))')
+GRAFANA_REMOTE_PORT ?= $(call deploy-knob,grafana_port)
+PROMETHEUS_REMOTE_PORT ?= $(call deploy-knob,prometheus_port)
+GRAFANA_LOCAL_PORT ?= $(GRAFANA_REMOTE_PORT)
+PROMETHEUS_LOCAL_PORT ?= $(PROMETHEUS_REMOTE_PORT)
 TUNNEL_SSH ?= ssh
 
 lint-monitoring: $(STAMP) ## promtool check config/rules, promtool test rules; dashboards JSON matches its generator.

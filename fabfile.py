@@ -22,8 +22,10 @@ import time
 from fabric import Connection, task
 from invoke.exceptions import Exit
 
-from deploy import engine, remote, sshroute
+from deploy import engine, remote, sshroute, steps
 from deploy.config import ROOT, ConfigError, DeployConfig, git_tag, stack_outputs, with_stack_outputs
+
+DEPLOY_DEFAULTS = DeployConfig()
 
 
 def load_config(need_image: bool = True) -> DeployConfig:
@@ -118,7 +120,7 @@ def deploy(c, tag="", host=""):
     """Blue/green deploy of the tag: start beside, /readyz, smoke test, switch port 80, stop the old one."""
     target = open_host(c, host, need_image=True)
     try:
-        remote.deploy(target, tag or git_tag())
+        steps.deploy(target, tag or git_tag())
     except remote.DeployError as err:
         raise Exit(f"deploy failed: {err}") from None
 
@@ -128,7 +130,7 @@ def rollback(c, host=""):
     """Deploy the recorded previous tag again (blue/green, same checks)."""
     target = open_host(c, host)
     try:
-        remote.rollback(target)
+        steps.rollback(target)
     except remote.DeployError as err:
         raise Exit(f"rollback failed: {err}") from None
 
@@ -136,7 +138,7 @@ def rollback(c, host=""):
 @task
 def status(c, host=""):
     """The live tag, its container's health and uptime, /readyz through the proxy, the previous tag."""
-    print("\n".join(remote.status_lines(open_host(c, host))))
+    print("\n".join(steps.status_lines(open_host(c, host))))
 
 
 @task
@@ -152,8 +154,15 @@ def logs(c, host="", lines=100, follow=False):
 
 
 @task
-def tunnel(c, host="", grafana_port=3000, prometheus_port=9090, seconds=0):
-    """Forward the host's Grafana and Prometheus to localhost:3000 and :9090 until Ctrl-C (or --seconds)."""
+def tunnel(
+    c,
+    host="",
+    grafana_port=DEPLOY_DEFAULTS.grafana_port,
+    prometheus_port=DEPLOY_DEFAULTS.prometheus_port,
+    seconds=0,
+):
+    """Forward the host's Grafana and Prometheus to the same local ports (DEPLOY_GRAFANA_PORT,
+    DEPLOY_PROMETHEUS_PORT: 3000 and 9090) until Ctrl-C (or --seconds)."""
     target = open_host(c, host)
     cfg, conn = target.cfg, target.conn
     with (

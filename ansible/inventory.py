@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root: deploy/ is a package there
 from deploy import sshroute  # noqa: E402 (after the path it needs)
-from deploy.config import ConfigError  # noqa: E402
+from deploy.config import ConfigError, image_facts  # noqa: E402
 
 GROUP = "whisper"
 DEFAULT_OUTPUTS = Path(__file__).resolve().parent.parent / ".deploy" / "outputs.json"
@@ -60,7 +60,10 @@ def host_vars(outputs: dict, env: dict[str, str]) -> dict:
         route = sshroute.route(outputs, env)
     except ConfigError as err:
         raise InventoryError(str(err)) from None
+    facts = image_facts()  # the Dockerfile's: the account's uid, the oldest driver branch the image runs on
     hostvars = {
+        "whisper_uid": facts["WHISPER_UID"],
+        "nvidia_driver_check_min_major": facts["MIN_DRIVER_MAJOR"],
         "ansible_host": route.host,
         "ansible_user": route.user or getpass.getuser(),
         "gce_instance_name": outputs["instanceName"],

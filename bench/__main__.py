@@ -104,7 +104,7 @@ def soak(server: Server, clip: Path, total: int) -> tuple[int, int]:
     return after_first, server.peak_rss
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--dims", default=None, help="checkpoint shape (default: tiny on cpu, turbo on cuda)")
@@ -124,6 +124,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.set_defaults(rounds=1, long_seconds=120, soak=40)
     args = parser.parse_args(argv)
     args.dims = args.dims or ("tiny" if args.device == "cpu" else "large-v3-turbo")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     levels = [int(x) for x in args.levels.split(",")]
 
     work = Path(tempfile.mkdtemp(prefix="bench-"))
@@ -181,11 +186,6 @@ def compare_engines(args, model: Path, clip: Path, work: Path) -> str:
             with Server(path, args.device, args.force_tokens, work, **env) as server:
                 for c in (1, 8):
                     run_http(sides[name, c], server, clip, c, max(args.repeats, 2 * c), NO_FALLBACK)
-    mib = 1024 * 1024
-    rows = "\n".join(
-        f"| {s.name} | {s.requests} | {s.x_realtime:.2f} | {s.percentile(0.5):.2f} | {s.peak_rss / mib:.0f} |"
-        for s in sides.values()
-    )
     reference, other = sides["openai-whisper", 8], sides[f"faster-whisper {compute}", 8]
     in_process = engines.markdown(
         engines.run(engines.Config(dims=args.dims, device=args.device, force_tokens=args.force_tokens))
@@ -198,7 +198,7 @@ Same checkpoint (converted offline with `tools.convert`, float32 storage; faster
 
 | side | requests | x realtime | p50 latency s | peak RSS MiB |
 |---|---:|---:|---:|---:|
-{rows}
+{engine_rows(sides.values())}
 
 - faster-whisper vs openai-whisper through the service at concurrency 8, throughput:
   {ratio(other.x_realtime, reference.x_realtime)} (target on CPU: >= 2x)
@@ -206,8 +206,35 @@ Same checkpoint (converted offline with `tools.convert`, float32 storage; faster
 {in_process}"""
 
 
+def engine_rows(sides) -> str:
+    mib = 1024 * 1024
+    return "\n".join(
+        f"| {s.name} | {s.requests} | {s.x_realtime:.2f} | {s.percentile(0.5):.2f} | {s.peak_rss / mib:.0f} |"
+        for s in sides
+    )
+
+
 def ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x" if b else "n/a"
+
+
+def side_rows(sides) -> str:
+    mib = 1024 * 1024
+    return "\n".join(
+        f"| {s.name} | {s.requests} | {s.x_realtime:.2f} | {s.percentile(0.5):.2f} "
+        f"| {s.percentile(0.95):.2f} "
+        f"| {s.peak_rss / mib:.0f} | {s.peak_gpu / mib:.0f} |"
+        for s in sides
+    )
+
+
+def memory_line(requests: int, soak_rss: tuple[int, int]) -> str:
+    mib, early = 1024 * 1024, max(1, requests // 10)
+    return (
+        f"- Memory: service RSS after {early} requests {soak_rss[0] / mib:.0f} MiB, "
+        f"after {requests} {soak_rss[1] / mib:.0f} MiB: {ratio(soak_rss[1], soak_rss[0])} "
+        "(target: within 1.10x)\n"
+    )
 
 
 def render(args, baseline, http, batched, sequential, soak_rss, seconds) -> str:
@@ -216,24 +243,11 @@ def render(args, baseline, http, batched, sequential, soak_rss, seconds) -> str:
     import torch
     import whisper
 
-    mib = 1024 * 1024
     device = args.device + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else "")
-    rows = "\n".join(
-        f"| {s.name} | {s.requests} | {s.x_realtime:.2f} | {s.percentile(0.5):.2f} "
-        f"| {s.percentile(0.95):.2f} "
-        f"| {s.peak_rss / mib:.0f} | {s.peak_gpu / mib:.0f} |"
-        for s in [baseline, *http.values(), batched, sequential]
-    )
+    rows = side_rows([baseline, *http.values(), batched, sequential])
     first, last = http[min(http)], http[max(http)]
     c1_latency = ratio(first.percentile(0.5), baseline.percentile(0.5))
-    memory = ""
-    if soak_rss:
-        early = max(1, args.soak // 10)
-        memory = (
-            f"- Memory: service RSS after {early} requests {soak_rss[0] / mib:.0f} MiB, "
-            f"after {args.soak} {soak_rss[1] / mib:.0f} MiB: {ratio(soak_rss[1], soak_rss[0])} "
-            "(target: within 1.10x)\n"
-        )
+    memory = memory_line(args.soak, soak_rss) if soak_rss else ""
     return f"""# Benchmarks
 
 Written by `make bench` on {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())} in {seconds / 60:.1f} min.

@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
     import whisper
 
-    from service.engines.openai_whisper import forced_length
+    from bench.forced import forced_length
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -22,30 +21,15 @@ import time
 import uuid
 from pathlib import Path
 
-import requests
-
 from tools import embedded, speech
 
-from .service_bench import free_port, transcribe
+from .service_bench import transcribe
 from .speech import audio_seconds, corpus
+from .support import free_port, start_gunicorn, stop, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = 0.85  # the container's speed as a share of make run's, at least
 READY_SECONDS = 300
-
-
-def wait_ready(url: str, alive) -> None:
-    deadline = time.monotonic() + READY_SECONDS
-    while time.monotonic() < deadline:
-        if not alive():
-            raise RuntimeError(f"{url} exited before it was ready")
-        try:
-            if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"{url} not ready within {READY_SECONDS} s")
 
 
 class MakeRun:
@@ -65,25 +49,12 @@ class MakeRun:
             "METRICS_PORT": str(free_port()),
             "METRICS_HOST": "127.0.0.1",
         }
-        gunicorn = str(Path(sys.executable).with_name("gunicorn"))
-        with open(self.log, "wb") as log:
-            self.process = subprocess.Popen(
-                [gunicorn, "-c", "gunicorn.conf.py", "service:create_app()"],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        wait_ready(self.url, lambda: self.process.poll() is None)
+        self.process = start_gunicorn(env, self.log)
+        wait_ready(self.url, lambda: self.process.poll() is None, READY_SECONDS, interval=0.5)
         return self
 
     def __exit__(self, *exc) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        stop(self.process)
 
 
 class Container:
@@ -99,7 +70,7 @@ class Container:
             ["docker", "run", "--detach", "--name", self.name, "--publish", f"127.0.0.1:{self.port}:5000",
              self.image], check=True, capture_output=True,
         )  # fmt: skip
-        wait_ready(self.url, self.running)
+        wait_ready(self.url, self.running, READY_SECONDS, interval=0.5)
         return self
 
     def running(self) -> bool:

@@ -7,6 +7,9 @@
 # by espeak-ng. Needs what `make install` installed (.venv, ffmpeg, espeak-ng), libcublas.so.12 for
 # ctranslate2 (pyproject's `cuda12` extra, as in the image) and, for the peer server, build/peer-server/
 # made once with network (`make bench-peer`); without it the peer is left out and the report says so.
+# The report's targets are issue #32's four ratios on the same workloads as the CPU run: one long file vs the
+# in-process pipeline, clips at concurrency 8 and four long files at once vs the peer server, a clip's p95
+# while the long file decodes vs alone (the two against the peer need its venv).
 #
 # Then live audio (issue #36): bench/realtime.py with 1, 16 and 64 sessions at once on the GPU (the embedded
 # tiny.en, real weights: its WER means something) -> build/bench-gpu/realtime.md, about 4 more minutes;

@@ -6,7 +6,7 @@ directory (tools/convert), once, under build/bench-gpu/. Random weights give ran
 - the service decodes exactly N tokens per window (WHISPER_FORCE_TOKENS) with temperature fallback off;
 - the pipeline (in-process and in the peer server) gets end-of-text suppressed and `max_new_tokens` such that
   CTranslate2 generates N tokens per window too: CTranslate2 4.8.5 generates min(max_length // 2,
-  max_length - prompt + 1) tokens (measured, service/engines/faster_whisper_forced.py), and faster-whisper
+  max_length - prompt + 1) tokens (measured, service/engines/faster_whisper_ct2.py), and faster-whisper
   passes max_length = prompt + max_new_tokens (faster_whisper/transcribe.py, generate_segment_batched);
   the pipeline's prompt without timestamps is 4 tokens (start, language, task, no-timestamps).
 """
@@ -38,6 +38,6 @@ def equal_work(ct2: Path, tokens: int) -> tuple[dict, dict]:
     from tokenizers import Tokenizer
 
     end_of_text = Tokenizer.from_file(str(ct2 / "tokenizer.json")).token_to_id("<|endoftext|>")
-    max_length = max(2 * tokens, tokens + PIPELINE_PROMPT - 1)  # as forced_max_length() in the service
+    max_length = max(2 * tokens, tokens + PIPELINE_PROMPT - 1)  # as max_length_for() in the service
     options = {"max_new_tokens": max_length - PIPELINE_PROMPT, "suppress_tokens": [-1, end_of_text]}
     return dict(NO_FALLBACK), options

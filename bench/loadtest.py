@@ -25,11 +25,8 @@ import math
 import os
 import platform
 import shutil
-import signal
-import socket
 import statistics
 import struct
-import subprocess
 import sys
 import tempfile
 import threading
@@ -43,6 +40,8 @@ from urllib.parse import urlparse
 
 import psutil
 import requests
+
+from bench.support import free_port, start_gunicorn, stop, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 ENDPOINT = "/v1/audio/transcriptions"
@@ -120,12 +119,6 @@ def sample(i: int) -> int:
     return int(9000 * tremolo * math.sin(2 * math.pi * 300 * i / SAMPLE_RATE))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def local_server(model: str | None, env: dict[str, str], log_path: Path) -> Iterator[tuple[str, int]]:
     """gunicorn on 127.0.0.1 exactly as `make run` starts it; yields (url, master pid); SIGTERM at the end."""
@@ -148,33 +141,16 @@ def local_server(model: str | None, env: dict[str, str], log_path: Path) -> Iter
             "VAD": "false",
             **env,
         }
-        gunicorn = str(Path(sys.executable).with_name("gunicorn"))
-        with open(log_path, "wb") as log:
-            cmd = [gunicorn, "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"]
-            server = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+        server = start_gunicorn(full_env, log_path, port)
         url = f"http://127.0.0.1:{port}"
         try:
-            wait_ready(url, server)
+            try:
+                wait_ready(url, lambda: server.poll() is None)
+            except RuntimeError as error:
+                raise SystemExit(f"{error}; see its log") from None
             yield url, server.pid
         finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(60)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait(10)
-
-
-def wait_ready(url: str, server: subprocess.Popen, timeout: float = 180) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if server.poll() is not None:
-            raise SystemExit(f"the server exited with {server.returncode}; see its log")
-        with contextlib.suppress(requests.RequestException):
-            if requests.get(url + "/readyz", timeout=2).status_code == 200:
-                return
-        time.sleep(0.2)
-    raise SystemExit(f"the server was not ready within {timeout:g} s")
+            stop(server)
 
 
 def worker_rss(master_pid: int) -> float:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import requests
 
-from .service_bench import free_port
+from .support import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUIREMENTS = ROOT / "bench" / "peer-server.txt"

@@ -8,10 +8,7 @@ and returns per-request latencies; every request must succeed (a benchmark that 
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -20,13 +17,7 @@ from pathlib import Path
 import psutil
 import requests
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from bench.support import free_port, start_gunicorn, stop, wait_ready
 
 
 class Server:
@@ -55,42 +46,19 @@ class Server:
         self._sampling = False
 
     def __enter__(self) -> Server:
-        gunicorn = str(Path(sys.executable).with_name("gunicorn"))
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                [gunicorn, "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{self.port}"],
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self._wait_ready()
+        self.process = start_gunicorn(self.env, self.log_path, self.port)
+        try:
+            wait_ready(self.url, lambda: self.process.poll() is None, timeout=600, interval=0.5)
+        except RuntimeError as error:
+            raise RuntimeError(f"{error}: {self.log_path.read_text()[-2000:]}") from None
         self._sampling = True
         threading.Thread(target=self._sample_rss, daemon=True).start()
         return self
 
     def __exit__(self, *exc) -> None:
         self._sampling = False
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-
-    def _wait_ready(self, timeout: float = 600) -> None:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log_path.read_text()[-2000:]}")
-            try:
-                if requests.get(self.url + "/readyz", timeout=2).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.5)
-        raise RuntimeError("server not ready in time")
+        if self.process:
+            stop(self.process)
 
     def rss(self) -> int:
         """Resident memory of the master and its workers now (not the short-lived ffmpeg decoders they run,

@@ -54,10 +54,15 @@ def targets(results: dict[str, dict[str, Runs]], gpu: bool) -> list[Target]:
     ]
     if PEER in c8:
         goal = 3.0 if gpu else 1.5
-        out.append(
-            speedup("16 clips at concurrency 8: service json vs peer server", c8[JSON], c8[PEER], goal, gpu)
-        )
+        what = "clips at concurrency 8: service json vs peer server"
+        out.append(speedup(what, c8[JSON], c8[PEER], goal, gpu))
+    four = results["four"]
+    if PEER in four:
+        what = "four long files at once: service json vs peer server (#32)"
+        out.append(speedup(what, four[JSON], four[PEER], 1.2, gpu))
     for side, label in ((JSON, "json"), (VERBOSE, "verbose_json")):
+        if side not in results["mix clips"]:
+            continue
         alone, mixed = results["c1"][side].percentile(0.95), results["mix clips"][side].percentile(0.95)
         what = f"mix: service {label}, clip p95 while the long file runs vs alone"
         out.append(Target(what, ratio(mixed, alone), 3.0, at_most=True))
@@ -78,28 +83,29 @@ def memory_rows(long: dict[str, Runs]) -> list[str]:
     return rows
 
 
-def tables(results: dict[str, dict[str, Runs]], gpu: bool) -> str:
-    def wer(r: Runs) -> str:
-        return "n/a" if gpu else f"{r.wer:.1%}"
+def _rss(r: Runs) -> str:
+    return f"{r.peak_rss / MIB:.0f}" if r.peak_rss else ""
 
-    def rss(r: Runs) -> str:
-        return f"{r.peak_rss / MIB:.0f}" if r.peak_rss else ""
 
-    long = "\n".join(
-        f"| {r.name} | {r.x_realtime:.1f} | {wer(r)} | {rss(r)} |" for r in results["long"].values()
-    )
-    clip_rows = [(c, r) for c in (1, 8, 16) for r in results[f"c{c}"].values()]
-    clip_rows += [("1 (in-process)", r) for r in results["clips alone"].values()]
-    clips = "\n".join(
+def _clip_rows(results: dict[str, dict[str, Runs]], wer) -> str:
+    rows = [(c, r) for c in (1, 8, 16) for r in results[f"c{c}"].values()]
+    rows += [("1 (in-process)", r) for r in results["clips alone"].values()]
+    return "\n".join(
         f"| {r.name} | {c} | {len(r.files)} | {r.x_realtime:.1f} | {wer(r)} | {r.percentile(0.5):.2f} "
         f"| {r.percentile(0.95):.2f} |"
-        for c, r in clip_rows
+        for c, r in rows
     )
-    four = "\n".join(
+
+
+def _four_rows(results: dict[str, dict[str, Runs]], wer) -> str:
+    return "\n".join(
         f"| {r.name} | {len(r.files)} | {r.x_realtime:.1f} | {wer(r)} | {r.percentile(0.5):.1f} "
         f"| {r.percentile(1.0):.1f} |"
         for r in results["four"].values()
     )
+
+
+def _mix_rows(results: dict[str, dict[str, Runs]], wer) -> list[str]:
     mix = []
     for side, clips_run in results["mix clips"].items():
         long_run, alone = results["mix long"][side], results["c1"][side].percentile(0.95)
@@ -108,6 +114,18 @@ def tables(results: dict[str, dict[str, Runs]], gpu: bool) -> str:
             f"| {side} | {long_run.x_realtime:.1f} | {len(clips_run.files)} | {wer(clips_run)} | "
             f"{clips_run.percentile(0.5):.2f} | {p95:.2f} | {alone:.2f} | {ratio(p95, alone):.2f}x |"
         )
+    return mix
+
+
+def tables(results: dict[str, dict[str, Runs]], gpu: bool) -> str:
+    def wer(r: Runs) -> str:
+        return "n/a" if gpu else f"{r.wer:.1%}"
+
+    long = "\n".join(
+        f"| {r.name} | {r.x_realtime:.1f} | {wer(r)} | {_rss(r)} |" for r in results["long"].values()
+    )
+    clips = _clip_rows(results, wer)
+    four, mix = _four_rows(results, wer), _mix_rows(results, wer)
     return f"""## One long file, alone
 
 | side | x realtime | WER | peak RSS MiB |
@@ -152,7 +170,7 @@ def markdown(args, results: dict[str, dict[str, Runs]], elapsed: float, command:
 {peer_line(args)}
 
 {tables(results, gpu)}
-## Targets (issue #26), as ratios measured in this run
+## Targets (issues #26, #32), as ratios measured in this run
 
 {accuracy}
 

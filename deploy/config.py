@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -19,7 +20,7 @@ from typing import Self
 
 from pydantic_settings import SettingsConfigDict
 
-from service.settings import Settings, SettingsError
+from service.settings import STOP_MARGIN_SECONDS, Settings, SettingsError, stop_timeout
 from service.settings.knobs import Knobs, knob
 from service.settings.parse import boolean, number, tcp_port, text
 
@@ -36,7 +37,6 @@ SERVICE_ENV_KEYS = (
     "MAX_UPLOAD_MB",  # the proxy's client_max_body_size too
 )
 SERVICE_DEFAULTS = Settings()  # what the service runs with where the host's env file does not say
-STOP_MARGIN_SECONDS = 15  # docker stop waits GRACEFUL_TIMEOUT + this before it kills
 
 
 class ConfigError(Exception):
@@ -154,7 +154,7 @@ class DeployConfig(Knobs):
 
     @property
     def stop_timeout(self) -> int:
-        return self.graceful_timeout + STOP_MARGIN_SECONDS
+        return stop_timeout(self.graceful_timeout)
 
     def slot(self, color: str) -> Slot:
         return {"blue": self.blue, "green": self.green}[color]
@@ -170,6 +170,16 @@ class DeployConfig(Knobs):
             return super().from_env({**environ, "IMAGE": image_repository(environ)})
         except SettingsError as error:
             raise ConfigError(str(error)) from None
+
+
+def image_facts(dockerfile: Path = ROOT / "Dockerfile") -> dict[str, int]:
+    """What the image decides for its hosts, from the Dockerfile's ARG defaults (their one owner): the
+    service account's uid (WHISPER_UID) and the oldest NVIDIA driver branch it runs on (MIN_DRIVER_MAJOR)."""
+    text = dockerfile.read_text()
+    return {name: int(re.search(rf"^ARG {name}=(\d+)$", text, re.M).group(1)) for name in IMAGE_FACTS}
+
+
+IMAGE_FACTS = ("WHISPER_UID", "MIN_DRIVER_MAJOR")
 
 
 def image_repository(env: Mapping[str, str] = os.environ) -> str:

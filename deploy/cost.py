@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from deploy import sshroute
-from deploy.config import ConfigError
+from deploy.config import ConfigError, DeployConfig
 
 PRICE = "job:vm_price_dollars_per_hour:max"
 NOW = ("job:whisper_cost_dollars_per_audio_hour:rate5m", "job:whisper_audio_seconds:rate5m")
@@ -124,7 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy.cost", description=__doc__.splitlines()[0])
     parser.add_argument("--prometheus", default=os.environ.get("PROMETHEUS_URL") or None)
     parser.add_argument(
-        "--remote-port", type=int, default=int(os.environ.get("PROMETHEUS_REMOTE_PORT", "9090"))
+        "--remote-port",
+        type=int,
+        default=int(os.environ.get("PROMETHEUS_REMOTE_PORT") or DeployConfig().prometheus_port),
     )
     args = parser.parse_args(argv)
     try:

@@ -19,18 +19,14 @@ import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 
-from deploy import engine, nginx
+from deploy import engine
 from deploy.config import ROOT, SERVICE_DEFAULTS, SERVICE_ENV_KEYS, DeployConfig, Slot
+from deploy.proxy_ops import DeployError, ProxyOps, last_line  # noqa: F401 (DeployError: remote's own)
 
 SMOKE_SCRIPT = ROOT / "scripts" / "smoke.py"
 CONTAINER_API_PORT = SERVICE_DEFAULTS.port  # PORT inside the image: the service's default
 CONTAINER_METRICS_PORT = SERVICE_DEFAULTS.metrics_port  # METRICS_PORT inside the image
-PUBLIC_CHECK_SECONDS = 30.0  # how long the proxy may take to answer after a start or reload
 LOG_LINES = 30  # log lines of a failed container quoted in the error
-
-
-class DeployError(Exception):
-    """The deploy stopped; the message says why and what still serves traffic."""
 
 
 NO_KEY = (
@@ -50,12 +46,7 @@ def now_utc() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "(no output)"
-
-
-class Host:
+class Host(ProxyOps):  # the proxy's operations: proxy_ops.py
     """One deploy host: docker, files and HTTP probes through a Fabric connection."""
 
     def __init__(self, conn, cfg: DeployConfig):
@@ -256,75 +247,6 @@ class Host:
         if result.failed:
             raise DeployError(f"smoke test on port {port} failed: {last_line(result.stdout)}")
 
-    # --- the proxy
-    def point_proxy(self, slot: Slot) -> None:
-        """Send the public port to `slot`: start the proxy on first use, else rewrite + graceful reload."""
-        cfg = self.cfg
-        path = posixpath.join(cfg.proxy_dir, nginx.CONF_NAME)
-        before = self.read_file(path)
-        conf = nginx.render(
-            slot, cfg.public_port, cfg.max_upload_mb, domain=cfg.domain, https_port=cfg.https_port
-        )
-        self.write_file(path, conf, mode="644")
-        if cfg.domain:
-            self.write_file(posixpath.join(cfg.proxy_dir, nginx.MAIN_CONF_NAME), nginx.MAIN_CONF, mode="644")
-        if self.running(cfg.proxy_container) and self.proxy_mounts_match():
-            check = self.docker("exec", cfg.proxy_container, "nginx", "-t", warn=True)
-            if check.failed:
-                if before is not None:
-                    self.write_file(path, before, mode="644")
-                raise DeployError(f"nginx rejected the new config: {last_line(check.stderr)}")
-            self.docker("exec", cfg.proxy_container, "nginx", "-s", "reload")
-        else:
-            self.start_proxy()
-        self.wait_public()
-
-    def proxy_target(self) -> str | None:
-        """The colour the proxy config sends traffic to (None before the first deploy)."""
-        conf = self.read_file(posixpath.join(self.cfg.proxy_dir, nginx.CONF_NAME)) or ""
-        for slot in (self.cfg.blue, self.cfg.green):
-            if f"server 127.0.0.1:{slot.app_port};" in conf:
-                return slot.color
-        return None
-
-    def proxy_mounts_match(self) -> bool:
-        """Whether the running proxy has the mounts HTTPS needs exactly when a domain is set (a stack that
-        gains or loses `domain` gets a new proxy container once: a reload cannot add a mount)."""
-        mounts = (self.inspect(self.cfg.proxy_container) or {}).get("Mounts") or []
-        has_main = any(m.get("Destination") == "/etc/nginx/nginx.conf" for m in mounts)
-        return has_main == bool(self.cfg.domain)
-
-    def start_proxy(self) -> None:
-        cfg = self.cfg
-        self.docker("rm", "--force", cfg.proxy_container, warn=True)
-        https = []
-        if cfg.domain:  # nginx.conf with load_module, and the ACME state kept across restarts
-            self.sh(f"{self.sudo}install -d -m 0700 -o 101 -g 101 {shlex.quote(cfg.acme_dir)}")
-            https = [
-                "--volume", f"{posixpath.join(cfg.proxy_dir, nginx.MAIN_CONF_NAME)}:/etc/nginx/nginx.conf:ro",
-                "--volume", f"{cfg.acme_dir}:{nginx.ACME_STATE}",
-            ]  # fmt: skip
-        result = self.docker(
-            "run", "--detach", "--name", cfg.proxy_container,
-            "--network", "host", "--restart", "unless-stopped",
-            "--volume", f"{cfg.proxy_dir}:/etc/nginx/conf.d:ro",
-            *https,
-            cfg.proxy_image,
-            warn=True,
-        )  # fmt: skip
-        if result.failed:
-            raise DeployError(f"the proxy did not start: {last_line(result.stderr)}")
-
-    def wait_public(self) -> None:
-        last = "no answer"
-        for _ in range(int(PUBLIC_CHECK_SECONDS / 0.5)):
-            code, body = self.http_get(self.cfg.public_port, "/readyz")
-            if code == 200:
-                return
-            last = f"{code} {body[:200]}" if code else "no answer"
-            time.sleep(0.5)
-        raise DeployError(f"port {self.cfg.public_port} did not answer /readyz with 200 ({last})")
-
 
 def parse_env_file(text: str) -> dict[str, str]:
     pairs = (line.split("=", 1) for line in text.splitlines() if "=" in line)
@@ -340,104 +262,6 @@ def render_env_file(settings: Mapping[str, str]) -> str:
 
 
 # --- the tasks' flows
-def deploy(host: Host, tag: str, image: str = "") -> dict:
-    """Blue/green deploy of `tag` (of IMAGE, or the full `image` reference); returns the new state.
-    Raises DeployError with the live colour intact."""
-    with host.lock():
-        return switch_to(host, tag, image or f"{host.cfg.image}:{tag}")
-
-
-def switch_to(host: Host, tag: str, image: str) -> dict:
-    """The deploy itself, under the host's lock."""
-    cfg = host.cfg
-    live = host.read_state().get("current")
-    slot = cfg.other(live["color"] if live else None)
-    if not cfg.allow_unauthenticated and not host.planned_env().get("API_KEYS"):
-        raise DeployError(NO_KEY)
-    with host.pull_login(image) as options:
-        host.pull(image, options)
-        host.pull(cfg.proxy_image, options, only_if_missing=True)
-    settings = host.update_env_file()
-    if settings.get("GRACEFUL_TIMEOUT"):  # the host's value, even when this shell does not set it
-        try:
-            host.cfg = cfg = cfg.replace(graceful_timeout=int(float(settings["GRACEFUL_TIMEOUT"])))
-        except ValueError:
-            raise DeployError(f"GRACEFUL_TIMEOUT={settings['GRACEFUL_TIMEOUT']!r} is not a number") from None
-    beside = f" beside {live['color']} ({live['tag']})" if live else ""
-    log(f"starting {slot.container} ({tag}){beside}")
-    host.start(slot, image, tag)
-    try:
-        log(f"waiting up to {cfg.ready_timeout:g} s for {slot.container} to pass /readyz")
-        host.wait_ready(slot)
-        log(f"smoke test: one transcription on {slot.container}")
-        host.smoke(slot.app_port)
-        log(f"switching port {cfg.public_port} to {slot.container}")
-        host.point_proxy(slot)
-    except Exception as err:  # any failure, SSH errors included, must leave the live colour serving
-        raise DeployError(abandon(host, slot, live, err)) from err
-    release = {"tag": tag, "color": slot.color, "image": image, "deployed_at": now_utc()}
-    state = {"current": release, "previous": live}
-    host.write_state(state)
-    if live:
-        time.sleep(cfg.drain_delay)  # let the proxy's old workers hand their requests over
-        log(f"stopping {cfg.slot(live['color']).container} (up to {cfg.stop_timeout} s to drain)")
-        host.stop(cfg.slot(live["color"]).container, cfg.stop_timeout)
-    log(f"{tag} is live on port {cfg.public_port} ({slot.container})")
-    return state
-
-
-def abandon(host: Host, slot: Slot, live: dict | None, err: BaseException) -> str:
-    """Stop the failed new colour, keep or put the proxy on the live one; return the reason."""
-    logs = host.logs_tail(slot.container)
-    host.stop(slot.container, timeout=10)
-    if live and host.proxy_target() != live["color"] and host.running(host.cfg.proxy_container):
-        host.point_proxy(host.cfg.slot(live["color"]))
-    still = f"{live['color']} ({live['tag']}) keeps serving" if live else "nothing was serving"
-    reason = str(err) if isinstance(err, DeployError) else f"{type(err).__name__}: {err}"
-    return (
-        f"{reason}; {still} port {host.cfg.public_port}.\n"
-        f"last {LOG_LINES} log lines of {slot.container}:\n{logs}"
-    )
-
-
-def rollback(host: Host) -> dict:
-    """Deploy the recorded previous tag through the same blue/green path."""
-    previous = host.read_state().get("previous")
-    if not previous:
-        raise DeployError(f"no previous release recorded in {host.cfg.state_file}")
-    log(f"rolling back to {previous['tag']}")
-    return deploy(host, previous["tag"], previous["image"])
-
-
-def status_lines(host: Host) -> list[str]:
-    """Tag, health and uptime of the live colour, and the recorded previous tag."""
-    cfg = host.cfg
-    state = host.read_state()
-    current, previous = state.get("current"), state.get("previous")
-    if not current:
-        return [f"nothing deployed (no {cfg.state_file})"]
-    container = cfg.slot(current["color"]).container
-    info = host.inspect(container) or {"State": {"Status": "missing"}}
-    code, body = host.http_get(cfg.public_port, "/readyz")
-    return [
-        f"live:      {current['tag']} ({container}, image {current['image']})",
-        f"deployed:  {current['deployed_at']}",
-        f"container: {info['State']['Status']}, up {uptime(info['State'].get('StartedAt'))}",
-        f"readyz:    {code or 'no answer'} on port {cfg.public_port} {body[:200]}".rstrip(),
-        f"previous:  {previous['tag'] if previous else '-'}",
-    ]
-
-
-def uptime(started_at: str | None) -> str:
-    """'3h 12m 5s' since docker's StartedAt (RFC 3339 with nanoseconds)."""
-    if not started_at:
-        return "-"
-    started = datetime.strptime(started_at[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
-    seconds = max(0, int((datetime.now(UTC) - started).total_seconds()))
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}h {rest // 60}m {rest % 60}s"
-
-
 def gave_up(code: int | None, body: str) -> str | None:
     """The reason when /readyz answers 503 with the code `failed` (the service's Health.FAILED: the model
     could not load, and the process will not try again), else None."""

@@ -23,7 +23,6 @@ from config import FleetConfig, StackConfig
 HTTP_PORT = 80
 HTTPS_PORT = 443
 READY_PATH = "/readyz"  # 200 only once the model is loaded and warmed
-SERVICE_GRACEFUL_TIMEOUT_SEC = 20  # the GRACEFUL_TIMEOUT startup.sh gives the containers (STOP_TIMEOUT - 5)
 
 
 @dataclass(frozen=True)
@@ -53,7 +52,7 @@ class Fleet(pulumi.ComponentResource):
                 args.service_account_member,
                 child,
             )
-        self.template = self._template(name, cfg, args, secret, pull_secret, child)
+        self.template = instance_template(name, cfg, args, (secret, pull_secret), child)
         self.lb_check = _readyz_check(f"{name}-lb-check", interval=10, unhealthy=3, opts=child)
         # Auto-healing recreates a VM: judge more slowly than the load balancer, which only
         # stops sending traffic.
@@ -104,58 +103,6 @@ class Fleet(pulumi.ComponentResource):
             opts=opts,
         )
         return secret
-
-    def _template(
-        self,
-        name: str,
-        cfg: StackConfig,
-        args: FleetArgs,
-        secret: gcp.secretmanager.Secret | None,
-        pull_secret: gcp.secretmanager.Secret | None,
-        opts: pulumi.ResourceOptions,
-    ) -> gcp.compute.InstanceTemplate:
-        """Templates are immutable: a new image tag makes a new template (auto-named, created
-        before the old one is deleted) and the group rolls to it."""
-        # The image carries its model (baked at build time), so the image tag is all a VM needs.
-        attributes = {"docker-image": cfg.docker_image}
-        scopes = list(host.BASE_SCOPES)
-        if secret is not None:
-            attributes["api-key-secret"] = secret.secret_id
-        if pull_secret is not None:  # the names only: the values stay in Secret Manager
-            attributes["dockerhub-username"] = cfg.dockerhub_username
-            attributes["dockerhub-token-secret"] = pull_secret.secret_id
-        if secret is not None or pull_secret is not None:
-            scopes.append(host.SECRET_SCOPE)
-        return gcp.compute.InstanceTemplate(
-            f"{name}-template",
-            machine_type=cfg.machine_type,
-            disks=[
-                gcp.compute.InstanceTemplateDiskArgs(
-                    boot=True,
-                    auto_delete=True,
-                    source_image=cfg.image,
-                    disk_size_gb=cfg.boot_disk_gb,
-                    disk_type="pd-balanced",
-                )
-            ],
-            guest_accelerators=host.accelerators(cfg, gcp.compute.InstanceTemplateGuestAcceleratorArgs),
-            # A preempted spot VM is deleted; the group recreates it when capacity returns.
-            scheduling=host.scheduling(cfg, gcp.compute.InstanceTemplateSchedulingArgs, "DELETE"),
-            shielded_instance_config=host.shielded(gcp.compute.InstanceTemplateShieldedInstanceConfigArgs),
-            # No access config: no public address. Egress goes through Cloud NAT (network.py).
-            network_interfaces=[
-                gcp.compute.InstanceTemplateNetworkInterfaceArgs(
-                    subnetwork=args.subnet, nic_type=cfg.nic_type
-                )
-            ],
-            service_account=gcp.compute.InstanceTemplateServiceAccountArgs(
-                email=args.service_account_email, scopes=scopes
-            ),
-            metadata=host.metadata(attributes),
-            tags=[host.SERVICE_TAG],
-            labels=dict(cfg.labels),
-            opts=opts,
-        )
 
     def _group(
         self, name: str, cfg: StackConfig, fleet: FleetConfig, opts: pulumi.ResourceOptions
@@ -230,7 +177,7 @@ class Fleet(pulumi.ComponentResource):
             health_checks=self.lb_check.id,
             # Draining: a VM leaving the group (update, scale-in) gets no new requests and as long to finish
             # what it has as its own drain on SIGTERM, which comes next; longer would only delay the update.
-            connection_draining_timeout_sec=SERVICE_GRACEFUL_TIMEOUT_SEC,
+            connection_draining_timeout_sec=host.GRACEFUL_TIMEOUT_SEC,  # the containers' GRACEFUL_TIMEOUT
             backends=[
                 gcp.compute.BackendServiceBackendArgs(
                     group=self.group.instance_group,
@@ -281,6 +228,61 @@ class Fleet(pulumi.ComponentResource):
             labels=dict(cfg.labels),
             opts=opts,
         )
+
+
+def instance_template(
+    name: str,
+    cfg: StackConfig,
+    args: FleetArgs,
+    secrets: tuple[gcp.secretmanager.Secret | None, gcp.secretmanager.Secret | None],
+    opts: pulumi.ResourceOptions,
+) -> gcp.compute.InstanceTemplate:
+    """Templates are immutable: a new image tag makes a new template (auto-named, created
+    before the old one is deleted) and the group rolls to it."""
+    attributes, scopes = _attributes_and_scopes(cfg, *secrets)
+    return gcp.compute.InstanceTemplate(
+        f"{name}-template",
+        machine_type=cfg.machine_type,
+        disks=[
+            gcp.compute.InstanceTemplateDiskArgs(
+                boot=True,
+                auto_delete=True,
+                source_image=cfg.image,
+                disk_size_gb=cfg.boot_disk_gb,
+                disk_type="pd-balanced",
+            )
+        ],
+        guest_accelerators=host.accelerators(cfg, gcp.compute.InstanceTemplateGuestAcceleratorArgs),
+        # A preempted spot VM is deleted; the group recreates it when capacity returns.
+        scheduling=host.scheduling(cfg, gcp.compute.InstanceTemplateSchedulingArgs, "DELETE"),
+        shielded_instance_config=host.shielded(gcp.compute.InstanceTemplateShieldedInstanceConfigArgs),
+        # No access config: no public address. Egress goes through Cloud NAT (network.py).
+        network_interfaces=[
+            gcp.compute.InstanceTemplateNetworkInterfaceArgs(subnetwork=args.subnet, nic_type=cfg.nic_type)
+        ],
+        service_account=gcp.compute.InstanceTemplateServiceAccountArgs(
+            email=args.service_account_email, scopes=scopes
+        ),
+        metadata=host.metadata(attributes),
+        tags=[host.SERVICE_TAG],
+        labels=dict(cfg.labels),
+        opts=opts,
+    )
+
+
+def _attributes_and_scopes(cfg: StackConfig, secret, pull_secret) -> tuple[dict, list[str]]:
+    """A VM's own metadata (the image tag is all it needs: the image carries its model) and its scopes;
+    secrets by name only, their values stay in Secret Manager."""
+    attributes = {"docker-image": cfg.docker_image}
+    scopes = list(host.BASE_SCOPES)
+    if secret is not None:
+        attributes["api-key-secret"] = secret.secret_id
+    if pull_secret is not None:
+        attributes["dockerhub-username"] = cfg.dockerhub_username
+        attributes["dockerhub-token-secret"] = pull_secret.secret_id
+    if secret is not None or pull_secret is not None:
+        scopes.append(host.SECRET_SCOPE)
+    return attributes, scopes
 
 
 def _readyz_check(

@@ -41,15 +41,7 @@ class GpuVm(pulumi.ComponentResource):
             guest_accelerators=host.accelerators(cfg, gcp.compute.InstanceGuestAcceleratorArgs),
             scheduling=host.scheduling(cfg, gcp.compute.InstanceSchedulingArgs, "STOP"),
             shielded_instance_config=host.shielded(gcp.compute.InstanceShieldedInstanceConfigArgs),
-            network_interfaces=[
-                gcp.compute.InstanceNetworkInterfaceArgs(
-                    subnetwork=args.subnet,
-                    nic_type=cfg.nic_type,  # GVNIC on A3 (config.py)
-                    access_configs=[
-                        gcp.compute.InstanceNetworkInterfaceAccessConfigArgs(nat_ip=self.address.address)
-                    ],
-                )
-            ],
+            network_interfaces=[_interface(cfg, args.subnet, self.address.address)],
             service_account=gcp.compute.InstanceServiceAccountArgs(
                 email=args.service_account_email, scopes=host.vm_scopes(cfg)
             ),
@@ -68,6 +60,15 @@ class GpuVm(pulumi.ComponentResource):
         self.register_outputs(
             {"ip": self.ip, "instanceName": self.instance_name, "instanceId": self.instance_id}
         )
+
+
+def _interface(cfg, subnet, nat_ip) -> gcp.compute.InstanceNetworkInterfaceArgs:
+    """The VM's one network interface: the stack's subnet, its static address as the external one."""
+    return gcp.compute.InstanceNetworkInterfaceArgs(
+        subnetwork=subnet,
+        nic_type=cfg.nic_type,  # GVNIC on A3 (config.py)
+        access_configs=[gcp.compute.InstanceNetworkInterfaceAccessConfigArgs(nat_ip=nat_ip)],
+    )
 
 
 def _stop_self(name, cfg, instance, member, child) -> gcp.projects.IAMCustomRole:

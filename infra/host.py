@@ -7,16 +7,24 @@ different Args classes with the same fields, hence the class parameter.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
-from service.settings import Settings  # the editable install (make install / install-ops) provides it
+from service.settings import STOP_MARGIN_SECONDS, Settings  # the editable install (make install) provides it
 
 from config import StackConfig
 
 IDLE_STOP_SCRIPT = Path(__file__).with_name("idle_stop.py")
 SERVICE_TAG = "whisper-gpu"  # network tag: every firewall rule targets this tag, every VM has it
 STARTUP_SCRIPT = Path(__file__).with_name("startup.sh")
+DOCKERFILE = Path(__file__).resolve().parents[1] / "Dockerfile"
+# Seconds docker gives the container to stop: a spot preemption leaves about 30 before the power goes.
+# Rolling updates and scale-in drain through the load balancer first (connection draining, fleet.py).
+STOP_TIMEOUT_SEC = 25
+GRACEFUL_TIMEOUT_SEC = STOP_TIMEOUT_SEC - STOP_MARGIN_SECONDS  # the containers' GRACEFUL_TIMEOUT: 20 s
+# CUDA 13.0's minimum driver branch (the image is CUDA 13): the Dockerfile's ARG owns it; startup.sh checks it
+DRIVER_MIN_MAJOR = int(re.search(r"^ARG MIN_DRIVER_MAJOR=(\d+)$", DOCKERFILE.read_text(), re.M).group(1))
 
 # Write logs and metrics, read Cloud Storage, nothing else. The identity's IAM roles are the real limit;
 # the scopes keep a stolen token from reaching any other API even if a role is added later by hand.
@@ -80,9 +88,18 @@ def price_labels(cfg: StackConfig) -> str:
 
 
 def startup_script() -> str:
-    """startup.sh as the VM runs it: the container's port is the service's own default (service/settings
-    owns it; the image sets no PORT), filled in here rather than copied into the script."""
-    return STARTUP_SCRIPT.read_text(encoding="utf-8").replace("@SERVICE_PORT@", str(Settings().port))
+    """startup.sh as the VM runs it, its facts filled in from their owners rather than copied into it: the
+    container's port is the service's own default (the image sets no PORT), the stop timeouts and the
+    minimum driver are this module's."""
+    script = STARTUP_SCRIPT.read_text(encoding="utf-8")
+    for name, value in {
+        "SERVICE_PORT": Settings().port,
+        "STOP_TIMEOUT": STOP_TIMEOUT_SEC,
+        "GRACEFUL_TIMEOUT": GRACEFUL_TIMEOUT_SEC,
+        "DRIVER_MIN_MAJOR": DRIVER_MIN_MAJOR,
+    }.items():
+        script = script.replace(f"@{name}@", str(value))
+    return script
 
 
 def metadata(extra: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -38,7 +38,7 @@ DOCKER_PACKAGES=(docker-ce docker-ce-cli containerd.io docker-buildx-plugin dock
 INSTALLER_VERSION=v1.7.1
 INSTALLER_URL="https://github.com/GoogleCloudPlatform/compute-gpu-installation/releases/download/cuda-installer-${INSTALLER_VERSION}/cuda_installer.pyz"
 DRIVER_BRANCH=lts     # installer v1.7.1: lts = prod = 580.82.07
-DRIVER_MIN_MAJOR=580  # CUDA 13.0's minimum (the image is CUDA 13)
+DRIVER_MIN_MAJOR=@DRIVER_MIN_MAJOR@ # CUDA 13.0's minimum (the image is CUDA 13): infra/host.py writes it
 # The runfile installs the persistence daemon but no unit for it (NVIDIA's nvidia-persistenced(1): installing
 # one is left to the user), only this sample installer. Google's installer runs it in its CUDA post-install
 # step alone (v1.7.1 linux/cuda_installer/os_installers/__init__.py:434-453, configure_persistanced_service;
@@ -55,9 +55,10 @@ DEV_CHAR_RULE_LINE='ACTION=="add", DEVPATH=="/bus/pci/drivers/nvidia", RUN+="/us
 CONTAINER=whisper
 HOST_PORT=80 # the only port the firewall opens
 SERVICE_PORT=@SERVICE_PORT@ # gunicorn's PORT inside the image: infra/host.py writes service/settings' default
-# Seconds docker gives gunicorn to drain at shutdown: a spot preemption leaves about 30 before the power
-# goes. Rolling updates and scale-in drain through the load balancer first (connection draining).
-STOP_TIMEOUT=25
+# Seconds docker gives the container to stop, and gunicorn's drain within them (infra/host.py writes both:
+# a spot preemption leaves about 30 s; the margin is service/settings' STOP_MARGIN_SECONDS)
+STOP_TIMEOUT=@STOP_TIMEOUT@
+GRACEFUL_TIMEOUT=@GRACEFUL_TIMEOUT@
 APT_LOCK_TIMEOUT_S=600 # how long every apt call, the driver installer's too, waits for another's lock
 
 log() { echo "whisper-startup: $*"; }
@@ -211,7 +212,7 @@ pull_image() { # pull_image IMAGE: with a Docker Hub token when the stack set on
 write_service_env() { # write_service_env FILE SECRET: the container's settings beyond the image's own
   local env_file="$1" secret="$2"
   # gunicorn's drain must end before docker's stop timeout, or in-flight requests are killed
-  echo "GRACEFUL_TIMEOUT=$((STOP_TIMEOUT - 5))" >"${env_file}"
+  echo "GRACEFUL_TIMEOUT=${GRACEFUL_TIMEOUT}" >"${env_file}"
   if [ -n "${secret}" ]; then api_key_line "${secret}" >>"${env_file}"; fi
 }
 

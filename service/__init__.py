@@ -6,7 +6,23 @@ torch: only the workers, one per GPU, do.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from importlib import metadata
+from pathlib import Path
+
+
+def _version() -> str:
+    """pyproject.toml's version: from the installed package's metadata (make install), else from the file
+    itself (the image copies service/ and pyproject.toml without installing them)."""
+    try:
+        return metadata.version("whisper-gpu-service")
+    except metadata.PackageNotFoundError:
+        import tomllib
+
+        pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+        return tomllib.loads(pyproject.read_text())["project"]["version"]
+
+
+__version__ = _version()
 
 
 def create_app(settings=None, *, device_index: int | None = None):

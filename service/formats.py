@@ -12,11 +12,11 @@ import re
 from collections.abc import Iterable
 
 from . import subtitles
+from .audio import AUDIO_TOKENS_PER_SECOND
 from .languages import LANGUAGES
 from .subtitles import Layout
 from .transcript import Segment, Transcript, Word
 
-AUDIO_TOKENS_PER_SECOND = 50  # Whisper's encoder: 1500 positions per 30 s window
 JSON = "application/json"
 
 

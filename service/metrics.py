@@ -104,8 +104,9 @@ KEY_IN_FLIGHT = Gauge(
 )
 CANCELLED = Counter("whisper_cancelled_requests", "Accepted requests abandoned.", ("reason",))
 CANCELLED_WINDOWS = Counter("whisper_cancelled_windows", "Windows dropped undecoded by cancellation.")
-REDECODED_PIECES = Counter(
-    "whisper_redecoded_pieces", "Rests of windows decoded again after the model stopped early.", MODEL
+# renamed to say what it counts: a recording rule (monitoring/prometheus/rules) keeps its old name
+REDECODED_RESTS = Counter(
+    "whisper_redecoded_rests", "Rests of windows decoded again after the model stopped early.", MODEL
 )
 REST_INPUTS = Counter(
     "whisper_rest_inputs",

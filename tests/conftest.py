@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from bench.forced import app_argument
 from tests.helpers import free_port
 from tools.checkpoints import build_checkpoint
 
@@ -148,7 +149,7 @@ def launch(checkpoint: Path, tmp_dir: Path, wait_ready: bool = True, **env) -> S
     log_path = tmp_dir / f"gunicorn-{port}.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [GUNICORN, "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"],
+            [GUNICORN, "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}", *app_argument(full_env)],
             cwd=ROOT,
             env=full_env,
             stdout=log,

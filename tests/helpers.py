@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now (the kernel's pick)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from bench.support import free_port  # noqa: F401 (one copy for the tests and the bench)
 
 
 def in_background(fn, *args, **kwargs) -> dict:

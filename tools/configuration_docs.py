@@ -26,13 +26,14 @@ SECTIONS = {
     "log_level": "Logging",
     "realtime_max_sessions": "Live audio (/v1/realtime)",
     "models": "Several models (docs/models.md)",
+    "interactive_batch_size": "CPU call sizing (short requests first)",
 }
 HEADER = """# Configuration
 
 Every setting is an environment variable, read once at start; an invalid value stops the service with one
 line that names it and gives an example (exit status 2). Generated from `service/settings/` (`__init__.py`,
-`decoding.py`, `live.py`, `models.py`) by `python -m tools.configuration_docs`: edit the settings, not this
-file.
+`decoding.py`, `live.py`, `models.py`, `sizing.py`) by `python -m tools.configuration_docs`: edit the
+settings, not this file.
 """
 
 

@@ -24,7 +24,8 @@ from ..errors import APIError, InternalError, Unavailable
 from ..settings import Settings
 from .job import Job
 from .placement import Rest
-from .work import Health, ModelInput, Work, take_batch
+from .sizing import Sizing
+from .work import Health, ModelInput, Work
 
 log = logging.getLogger("service.batching.scheduler")
 
@@ -51,6 +52,7 @@ class ModelLoop:
         self.batch_size = settings.batch_size_on(engine.device)  # halved for good on out-of-memory
         self.free_batching = engine.device.startswith("cuda")  # a GPU's call costs about one input's time
         self.batch_wait = settings.batch_wait_ms / 1000
+        self.sizing = Sizing(settings.interactive_batch_size, settings.interactive_hold_seconds)  # CPU calls
         self.labels = {"model": engine.model_name, "engine": engine.name}
         self._finish = finish  # with the lock held: the job is done (error: failed); wake its request thread
         self._measured = measured  # (audio seconds, wall seconds) of a decode: for Retry-After
@@ -83,8 +85,7 @@ class ModelLoop:
             work.reason = f"model failed to load: {type(error).__name__}: {error}"
             log.error("%s (WHISPER_MODEL=%s)", work.reason, getattr(self.engine, "source", "?"))
             return False
-        seconds = time.monotonic() - began
-        metrics.MODEL_LOAD.set(seconds)
+        metrics.MODEL_LOAD.set(seconds := time.monotonic() - began)
         metrics.MODEL_READY.set(1)
         with work.lock:
             if work.health is Health.LOADING:
@@ -107,7 +108,7 @@ class ModelLoop:
         work = self.work
         with work.lock:
             detect = [work.detect.popleft() for _ in range(min(len(work.detect), self.batch_size))]
-            batch = [] if detect else take_batch(work.pending, self.batch_size, self.free_batching)
+            batch = [] if detect else self.sizing.take(work.pending, self.batch_size, self.free_batching)
             metrics.QUEUE_DEPTH.dec(len(batch))
             sequential = work.sequential.popleft() if not (detect or batch) and work.sequential else None
         if detect:
@@ -151,7 +152,7 @@ class ModelLoop:
         if hold and len(inputs) > 1:  # the last, partly filled input waits for more
             job.rests = list(inputs.pop())
         self.work.first(job, [ModelInput(job, rests) for rests in inputs])
-        metrics.REDECODED_PIECES.labels(**self.labels).inc(sum(len(rests) for rests in inputs))
+        metrics.REDECODED_RESTS.labels(**self.labels).inc(sum(len(rests) for rests in inputs))
         metrics.REST_INPUTS.labels(**self.labels).inc(len(inputs))
 
     def _fail(self, job: Job, error: Exception) -> None:

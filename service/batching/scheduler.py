@@ -98,6 +98,7 @@ class Scheduler:
             self.admission.accept(job)
             job.accepted_at = time.monotonic()
             job.language = job.options.language
+            self.loop.sizing.submitted(job)
             if job.options.sequential and not job.options.detect_only:
                 self.work.sequential.append(job)
             elif job.language is None:

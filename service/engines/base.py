@@ -15,12 +15,9 @@ from typing import Protocol
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE
+from ..audio import SAMPLE_RATE, TIME_PRECISION, TIMESTAMP_TOKENS
 from ..settings import Settings
 from ..transcript import Segment, Word
-
-TIME_PRECISION = 0.02  # seconds per timestamp token
-
 
 Transcribed = tuple[str, list[Segment]]  # sequential mode's result: language, segments with absolute times
 
@@ -109,7 +106,6 @@ class Engine(abc.ABC):
         self.device = "cpu"  # "cpu" | "cuda:N", set by the subclass
         self.precision = "float32"  # "float16", "float32", "int8", ...
         self.is_multilingual = True  # known after load()
-        self.force_tokens = settings.force_tokens  # benchmarks only: decode exactly N tokens per window
 
     @abc.abstractmethod
     def load(self) -> None:
@@ -182,54 +178,55 @@ def split_segments(
     is lost). Without any closing timestamp the text becomes one segment that ends with the window. Times
     are clamped into [0, window] and made monotonic, so segments never overlap.
     """
-    pieces = _timestamp_pieces(tokens, tokenizer)
-    if not pieces:
+    spans = _timed_spans(tokens, tokenizer)
+    if not spans:
         return [], window_seconds, False
     text = [t for t in tokens if t < tokenizer.eot or t >= tokenizer.timestamp_begin]
     ended = len(text) >= 2 and text[-1] >= tokenizer.timestamp_begin > text[-2]
-    closed = [p for p in pieces if p[1] is not None]
+    closed = [p for p in spans if p[1] is not None]
     consumed = window_seconds
-    if closed and pieces[-1][1] is None:  # unfinished text after the last pair: decode it again
-        pieces, consumed = closed, min(max(p[1] for p in closed), window_seconds)
-    elif closed and pieces[-1][1] is not None:
-        consumed = min(pieces[-1][1], window_seconds)
+    if closed and spans[-1][1] is None:  # unfinished text after the last pair: decode it again
+        spans, consumed = closed, min(max(p[1] for p in closed), window_seconds)
+    elif closed and spans[-1][1] is not None:
+        consumed = min(spans[-1][1], window_seconds)
     segments: list[Segment] = []
     previous_end = 0.0
-    for piece_start, piece_end, piece_tokens in pieces:
-        start = previous_end if piece_start is None else piece_start
+    for span_start, span_end, span_tokens in spans:
+        start = previous_end if span_start is None else span_start
         start = min(max(start, previous_end), window_seconds)
-        end = window_seconds if piece_end is None else min(piece_end, window_seconds)
+        end = window_seconds if span_end is None else min(span_end, window_seconds)
         end = max(end, start)
         segments.append(
-            Segment(round(start, 3), round(end, 3), tokenizer.decode(piece_tokens), tuple(piece_tokens))
+            Segment(round(start, 3), round(end, 3), tokenizer.decode(span_tokens), tuple(span_tokens))
         )
         previous_end = end
     return segments, consumed, ended
 
 
-def _timestamp_pieces(tokens: list[int], tokenizer: TimestampTokenizer):
-    """(start or None, end or None, text tokens) between timestamp tokens; only pieces with text."""
+def _timed_spans(tokens: list[int], tokenizer: TimestampTokenizer):
+    """(start or None, end or None, text tokens) between timestamp tokens: each span of text a segment
+    may become (spans without text left out)."""
     begin = tokenizer.timestamp_begin
-    pieces: list[tuple[float | None, float | None, list[int]]] = []
+    spans: list[tuple[float | None, float | None, list[int]]] = []
     start: float | None = None
     current: list[int] = []
     for token in tokens:
         if token >= begin:
             stamp = (token - begin) * TIME_PRECISION
             if current:  # a closing timestamp
-                pieces.append((start, stamp, current))
+                spans.append((start, stamp, current))
                 start, current = None, []
             else:  # an opening timestamp (the second of a pair)
                 start = stamp
         elif token < tokenizer.eot:
             current.append(token)
     if current:
-        pieces.append((start, None, current))
-    return pieces
+        spans.append((start, None, current))
+    return spans
 
 
 def untimed_suppressed(tokenizer: TimestampTokenizer) -> list[int]:  # <|notimestamps|>, the timestamps
-    return list(range(tokenizer.timestamp_begin - 1, tokenizer.timestamp_begin + 1501))
+    return list(range(tokenizer.timestamp_begin - 1, tokenizer.timestamp_begin + TIMESTAMP_TOKENS))
 
 
 def window_result(

@@ -44,7 +44,6 @@ from .faster_whisper_ct2 import (
     step_logprobs,
     text_context,
 )
-from .faster_whisper_forced import forced_length
 from .looping import bounded, token_budget
 from .nvml import nvml_used_bytes
 
@@ -111,22 +110,29 @@ class FasterWhisperEngine(Engine):
             for window in self.model.model.detect_language(features)
         ]
 
+    def _generate_options(
+        self, tokenizer: Tokenizer, options: DecodeOptions, prompt: int, budget: int
+    ) -> dict:
+        """CTranslate2's generate() options for windows of at most `budget` new tokens after a prompt."""
+        return ct2_options(tokenizer, options, prompt, budget, self.text_ctx)
+
+    def _bounded(self, tokens: list[int], eot: int, budget: int) -> tuple[list[int], bool]:
+        """A window's tokens cut where openai-whisper's engine stops sampling, and whether its text loops."""
+        return bounded(tokens, eot, budget)
+
     def decode(self, windows: list[np.ndarray], options: DecodeOptions) -> list[WindowResult]:
         features = self._encode(windows)
         tokenizer = self.tokenizer(options.task, options.language)
         prompts = self._prompts(tokenizer, options, features)
         budgets = [token_budget(len(w) / SAMPLE_RATE, self.text_ctx // 2) for w in windows]
-        generate_options = ct2_options(
-            tokenizer, options, len(prompts[0]), max(budgets), self.text_ctx, self.force_tokens
-        )
+        generate_options = self._generate_options(tokenizer, options, len(prompts[0]), max(budgets))
         if options.temperature > 0:
             ctranslate2.set_random_seed(sampling_seed(windows, options.temperature))
         results = self.model.model.generate(features, prompts, **generate_options)
         per_window = []
         for window, result, budget in zip(windows, results, budgets):
-            tokens, looped = list(result.sequences_ids[0]), False
-            if not self.force_tokens:  # cut where openai-whisper's engine stops sampling (looping.py)
-                tokens, looped = bounded(tokens, tokenizer.eot, budget)
+            # cut where openai-whisper's engine stops sampling (looping.py)
+            tokens, looped = self._bounded(list(result.sequences_ids[0]), tokenizer.eot, budget)
             segments, consumed, ended = split_segments(tokens, tokenizer, len(window) / SAMPLE_RATE)
             if options.logprobs and segments:
                 segments = with_logprobs(segments, tokens, step_logprobs(result, tokens), tokenizer)
@@ -215,30 +221,27 @@ class FasterWhisperEngine(Engine):
         thresholds: Thresholds,
         condition_on_previous_text: bool,
     ) -> Transcribed:
-        tokenizer = self.tokenizer(options.task, options.language)
-        suppress = [-1, tokenizer.eot] if self.force_tokens else [-1]
-        with forced_length(self.model, self.force_tokens):  # segments are decoded as they are read
-            segments, info = self.model.transcribe(
-                audio,
-                language=options.language,
-                task=options.task,
-                temperature=list(temperatures),
-                beam_size=options.beam_size or 1,
-                best_of=options.best_of or 1,
-                initial_prompt=options.prompt,
-                hotwords=options.hotwords,
-                word_timestamps=options.word_timestamps,
-                compression_ratio_threshold=thresholds.compression_ratio,
-                log_prob_threshold=thresholds.logprob,
-                no_speech_threshold=thresholds.no_speech,
-                hallucination_silence_threshold=thresholds.hallucination_silence,
-                condition_on_previous_text=condition_on_previous_text,
-                vad_filter=False,
-                suppress_tokens=suppress,
-                prepend_punctuations=PREPEND_PUNCTUATIONS,
-                append_punctuations=APPEND_PUNCTUATIONS,
-            )
-            return info.language, [segment_of(s) for s in segments]
+        segments, info = self.model.transcribe(
+            audio,
+            language=options.language,
+            task=options.task,
+            temperature=list(temperatures),
+            beam_size=options.beam_size or 1,
+            best_of=options.best_of or 1,
+            initial_prompt=options.prompt,
+            hotwords=options.hotwords,
+            word_timestamps=options.word_timestamps,
+            compression_ratio_threshold=thresholds.compression_ratio,
+            log_prob_threshold=thresholds.logprob,
+            no_speech_threshold=thresholds.no_speech,
+            hallucination_silence_threshold=thresholds.hallucination_silence,
+            condition_on_previous_text=condition_on_previous_text,
+            vad_filter=False,
+            suppress_tokens=[-1],
+            prepend_punctuations=PREPEND_PUNCTUATIONS,
+            append_punctuations=APPEND_PUNCTUATIONS,
+        )
+        return info.language, [segment_of(s) for s in segments]  # segments are decoded as they are read
 
     # -- device --------------------------------------------------------------------------------------------
     def memory(self) -> dict[str, tuple[int, int]]:

@@ -9,13 +9,12 @@ from dataclasses import replace
 import numpy as np
 import torch
 import whisper
-from whisper.audio import N_FRAMES, N_SAMPLES
 from whisper.decoding import DecodingOptions, DecodingTask
 from whisper.model import ModelDimensions, Whisper
 from whisper.timing import add_word_timestamps
 from whisper.tokenizer import Tokenizer, get_tokenizer
 
-from ..audio import HOP_LENGTH, SAMPLE_RATE
+from ..audio import HOP_LENGTH, SAMPLE_RATE, WINDOW_FRAMES, WINDOW_SAMPLES
 from ..settings import Settings
 from ..transcript import Segment
 from .base import (
@@ -33,7 +32,7 @@ from .base import (
     words_of,
 )
 from .looping import loops, token_budget
-from .openai_whisper_tasks import BatchedGroups, bounded_task, forced_length, forced_task
+from .openai_whisper_tasks import BatchedGroups, bounded_task
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +83,9 @@ class OpenAIWhisperEngine(Engine):
         which is a different input and measurably worse on short or noisy windows)."""
         mels = []
         for window in windows:
-            audio = torch.from_numpy(np.ascontiguousarray(window[:N_SAMPLES])).to(self.device)
-            mel = whisper.log_mel_spectrogram(audio, n_mels=self.model.dims.n_mels, padding=N_SAMPLES)
-            mels.append(whisper.pad_or_trim(mel[:, : len(audio) // HOP_LENGTH], N_FRAMES))
+            audio = torch.from_numpy(np.ascontiguousarray(window[:WINDOW_SAMPLES])).to(self.device)
+            mel = whisper.log_mel_spectrogram(audio, n_mels=self.model.dims.n_mels, padding=WINDOW_SAMPLES)
+            mels.append(whisper.pad_or_trim(mel[:, : len(audio) // HOP_LENGTH], WINDOW_FRAMES))
         return torch.stack(mels)
 
     # -- inference -----------------------------------------------------------------------------------------
@@ -142,10 +141,7 @@ class OpenAIWhisperEngine(Engine):
         return out
 
     def _task(self, decoding: DecodingOptions, windows: list[np.ndarray]) -> DecodingTask:
-        """The decoding task: each window stops at its token budget or at a loop (looping.py); benchmarks
-        (WHISPER_FORCE_TOKENS) sample exactly N tokens instead."""
-        if self.force_tokens:
-            return forced_task(self.force_tokens)(self.model, decoding)
+        """The decoding task: each window stops at its token budget or at a loop (looping.py)."""
         budgets = [token_budget(len(w) / SAMPLE_RATE, self.model.dims.n_text_ctx // 2) for w in windows]
         return bounded_task(BatchedGroups, self.model, decoding, budgets)
 
@@ -194,27 +190,24 @@ class OpenAIWhisperEngine(Engine):
         thresholds: Thresholds,
         condition_on_previous_text: bool,
     ) -> Transcribed:
-        with forced_length(self.force_tokens):
-            result = self.model.transcribe(
-                audio,
-                task=options.task,
-                language=options.language,
-                temperature=temperatures,
-                initial_prompt=with_hotwords(options) or None,
-                carry_initial_prompt=bool(options.hotwords),  # hotwords in every window, as faster-whisper
-                beam_size=options.beam_size,
-                best_of=options.best_of,
-                word_timestamps=options.word_timestamps,
-                compression_ratio_threshold=thresholds.compression_ratio,
-                logprob_threshold=thresholds.logprob,
-                no_speech_threshold=thresholds.no_speech,
-                hallucination_silence_threshold=thresholds.hallucination_silence,
-                condition_on_previous_text=condition_on_previous_text,
-                fp16=self.precision == "float16",
-                verbose=None,
-                # benchmark only: with forced lengths, timestamps are noise; step a full 30 s each window
-                without_timestamps=bool(self.force_tokens),
-            )
+        result = self.model.transcribe(
+            audio,
+            task=options.task,
+            language=options.language,
+            temperature=temperatures,
+            initial_prompt=with_hotwords(options) or None,
+            carry_initial_prompt=bool(options.hotwords),  # hotwords in every window, as faster-whisper
+            beam_size=options.beam_size,
+            best_of=options.best_of,
+            word_timestamps=options.word_timestamps,
+            compression_ratio_threshold=thresholds.compression_ratio,
+            logprob_threshold=thresholds.logprob,
+            no_speech_threshold=thresholds.no_speech,
+            hallucination_silence_threshold=thresholds.hallucination_silence,
+            condition_on_previous_text=condition_on_previous_text,
+            fp16=self.precision == "float16",
+            verbose=None,
+        )
         return result["language"], [segment_of(s) for s in result["segments"]]
 
     # -- device --------------------------------------------------------------------------------------------

@@ -1,12 +1,7 @@
 """openai-whisper's DecodingTask as the engine runs it: fixed for batches of several windows
-(`BatchedGroups`), and, for benchmarks only (WHISPER_FORCE_TOKENS), forced to sample exactly N tokens per
-window so that both engines do equal work."""
+(`BatchedGroups`), each window stopped at its token budget or at a loop (`bounded_task`)."""
 
 from __future__ import annotations
-
-import contextlib
-from collections.abc import Iterator
-from dataclasses import replace
 
 import numpy as np
 import torch
@@ -14,17 +9,6 @@ from whisper.decoding import DecodingOptions, DecodingTask, LogitFilter
 from whisper.model import Whisper
 
 from .looping import loops
-
-
-class SuppressEndUntil(LogitFilter):
-    """Forbid end-of-text before `length` sampled tokens."""
-
-    def __init__(self, eot: int, sample_begin: int, length: int):
-        self.eot, self.until = eot, sample_begin + length
-
-    def apply(self, logits: torch.Tensor, tokens: torch.Tensor) -> None:
-        if tokens.shape[1] < self.until:
-            logits[:, self.eot] = -np.inf
 
 
 class StopLoops(LogitFilter):
@@ -74,29 +58,3 @@ class BatchedGroups(DecodingTask):
         return super()._detect_language(
             audio_features[:: self.n_group] if self.repeated else audio_features, tokens
         )
-
-
-def forced_task(tokens: int) -> type[DecodingTask]:
-    """The decoding task: BatchedGroups, sampling exactly `tokens` tokens per window when tokens > 0."""
-    if not tokens:
-        return BatchedGroups
-
-    class Forced(BatchedGroups):
-        def __init__(self, model: Whisper, options: DecodingOptions):
-            super().__init__(model, replace(options, sample_len=tokens))
-            self.logit_filters.append(SuppressEndUntil(self.tokenizer.eot, self.sample_begin, tokens))
-
-    return Forced
-
-
-@contextlib.contextmanager
-def forced_length(tokens: int) -> Iterator[None]:
-    """Make every `whisper.decode` in this block (transcribe() too) sample exactly `tokens` tokens."""
-    import whisper.decoding as decoding
-
-    original = decoding.DecodingTask
-    decoding.DecodingTask = forced_task(tokens)
-    try:
-        yield
-    finally:
-        decoding.DecodingTask = original

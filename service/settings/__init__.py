@@ -34,6 +34,7 @@ from .parse import (
     tcp_port,
     text,
 )
+from .sizing import SizingSettings
 
 __all__ = ["DEFAULTS", "Settings", "SettingsError", "from_env"]
 
@@ -43,7 +44,7 @@ LOOPBACK = "127.0.0.1"  # make run: only this machine; the image sets API_HOST a
 
 
 class Settings(
-    DecodingSettings, LiveSettings, LiveDecodingSettings, ModelsSettings, Knobs
+    DecodingSettings, LiveSettings, LiveDecodingSettings, ModelsSettings, SizingSettings, Knobs
 ):  # the groups of the other modules
     # model
     whisper_model: str = knob(
@@ -193,6 +194,16 @@ class Settings(
         if self.metrics_port and self.metrics_port == self.port:
             raise SettingsError(f"METRICS_PORT must differ from PORT ({self.port}), e.g. METRICS_PORT=9101")
         return self
+
+
+# docker stop (the deploy's --stop-timeout, the cloud's startup.sh) waits GRACEFUL_TIMEOUT + this before it
+# kills: the master's own exit after the drain. The one rule for every place that stops the container.
+STOP_MARGIN_SECONDS = 5
+
+
+def stop_timeout(graceful_timeout: float) -> int:
+    """docker's --stop-timeout for a service draining for `graceful_timeout` seconds."""
+    return int(graceful_timeout) + STOP_MARGIN_SECONDS
 
 
 DEFAULTS = Settings()  # the declared defaults, where a module needs one as a value (Settings.x is not one)

@@ -7,7 +7,7 @@ from . import choices
 from .knobs import Knobs, knob
 from .parse import Rule, boolean, choice, fraction, number
 
-_PER_DEVICE = "16 on cuda, 8 on cpu (faster-whisper on cpu: 1)"
+_PER_DEVICE = "16 on cuda, 8 on cpu (on cpu, smaller while short requests come: INTERACTIVE_BATCH_SIZE)"
 
 
 class DecodingSettings(Knobs):
@@ -18,7 +18,12 @@ class DecodingSettings(Knobs):
         choice(choices.DECODE_MODES),
         "batched \\| sequential (openai-whisper's transcribe()), unless a request chooses.",
     )
-    batch_size: int = knob("BATCH_SIZE", 0, number(int, 0, "16"), "Windows per model call; 0: " + _PER_DEVICE)
+    batch_size: int = knob(
+        "BATCH_SIZE",
+        0,
+        number(int, 0, "16"),
+        "Inputs per model call (each <= 30 s of one request's audio); 0: " + _PER_DEVICE,
+    )
     batch_wait_ms: int = knob(
         "BATCH_WAIT_MS",
         250,
@@ -66,12 +71,6 @@ class DecodingSettings(Knobs):
         1.0,
         number(float, 0, "1.0"),
         "... plus this many per audio second.",
-    )
-    force_tokens: int = knob(
-        "WHISPER_FORCE_TOKENS",
-        0,
-        number(int, 0, "96"),
-        "Benchmarks only: decode exactly N tokens per window; 0: off.",
     )
 
     # voice activity detection (intake/vad.py): only speech is decoded

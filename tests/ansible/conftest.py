@@ -25,6 +25,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from deploy.config import image_facts
+
 ROOT = Path(__file__).resolve().parents[2]
 ANSIBLE_DIR = ROOT / "ansible"
 VENV_BIN = Path(sys.executable).parent
@@ -196,6 +198,8 @@ def make_sandbox(root: Path) -> Sandbox:
         "whisper_manage_services": False,
         "whisper_user": TEST_USER,
         "whisper_uid": uid,
+        # what ansible/inventory.py gives a real host from the Dockerfile (deploy.config.image_facts)
+        "nvidia_driver_check_min_major": image_facts()["MIN_DRIVER_MAJOR"],
         "whisper_home": str(sandbox.home),
         "base_apt_conf_dir": str(sandbox.apt_conf_dir),
         "base_sshd_dropin_dir": str(sandbox.sshd_dropin.parent),

@@ -302,7 +302,7 @@ def test_status_and_logs_describe_the_live_container(host):
 def test_config_defaults_match_the_monitoring_contract():
     cfg = DeployConfig(image="x/y")
     assert (cfg.blue.metrics_port, cfg.green.metrics_port) == (9101, 9102)
-    assert cfg.public_port == 80 and cfg.stop_timeout == 135
+    assert cfg.public_port == 80 and cfg.stop_timeout == 125  # GRACEFUL_TIMEOUT 120 + the stop margin, 5
 
 
 def test_tunnel_forwards_grafana_and_prometheus_to_localhost(host, tmp_path):

@@ -6,12 +6,13 @@ greedy decoding must choose the same tokens and, through the shared split_segmen
 
 from __future__ import annotations
 
-import contextlib
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from bench.forced import forcing
 from service.engines import DecodeOptions, ModelUnavailable, Thresholds, WindowResult, create_engine
 from service.engines.faster_whisper import FasterWhisperEngine, resolve_compute_type
 from service.engines.looping import token_budget
@@ -130,16 +131,6 @@ def test_forced_token_counts_are_exact_on_both_engines(openai_engine, faster_eng
             assert [len(r.tokens) for r in engine.decode(windows, options)] == [tokens] * 3, engine.name
 
 
-@contextlib.contextmanager
-def forcing(engine, tokens: int):
-    """WHISPER_FORCE_TOKENS for one block (the engines read it from settings at construction)."""
-    engine.force_tokens = tokens
-    try:
-        yield
-    finally:
-        engine.force_tokens = 0
-
-
 def test_a_window_decodes_the_same_alone_and_in_a_batch(faster_engine, windows):
     """Batching across requests must not change a request's tokens or word timings."""
     options = DecodeOptions(language="en", word_timestamps=True)
@@ -208,3 +199,14 @@ def test_openai_whisper_best_of_sampling_works_in_a_batch(real_openai_engine, tm
     windows = [speech.read_wav(speech.clip(tmp_path, i).path) for i in range(2)]
     sampled = real_openai_engine.decode(windows, DecodeOptions(language="en", temperature=0.4, best_of=3))
     assert all(r.temperature == 0.4 and r.text for r in sampled)
+
+
+def test_the_service_ships_no_benchmark_hook():
+    """Forced token counts are bench/forced.py's (a subclass the bench installs), not the image's."""
+    root = Path(__file__).resolve().parents[2] / "service"
+    found = [
+        str(p)
+        for p in root.rglob("*.py")
+        if "force_tokens" in (text := p.read_text()) or "FORCE_TOKENS" in text
+    ]
+    assert not found, found

@@ -30,6 +30,7 @@ INFRA_MODULES = (
     "catalogue",
     "pricing",
     "config_values",
+    "config_keys",
     "config_gpu",
     "config_fleet",
     "config",

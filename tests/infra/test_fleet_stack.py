@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from pathlib import Path
 
 import pytest
 from pulumi.runtime import rpc
@@ -68,12 +67,18 @@ def test_the_backend_timeout_is_a_stack_setting(deploy):
 
 
 def test_connection_draining_matches_the_containers_graceful_timeout(fleet):
-    """The load balancer drains a leaving VM as long as gunicorn drains on SIGTERM: GRACEFUL_TIMEOUT, which
-    startup.sh writes as STOP_TIMEOUT - 5 into the container's env file."""
-    script = (Path(__file__).resolve().parents[2] / "infra" / "startup.sh").read_text()
+    """The load balancer drains a leaving VM as long as gunicorn drains on SIGTERM: the GRACEFUL_TIMEOUT
+    startup.sh writes into the container's env file, its STOP_TIMEOUT less the service's stop margin."""
+    from service.settings import STOP_MARGIN_SECONDS
+
+    script = fleet.one("InstanceTemplate").inputs["metadata"]["startup-script"]
     stop_timeout = int(re.search(r"^STOP_TIMEOUT=(\d+)", script, re.M).group(1))
-    assert "GRACEFUL_TIMEOUT=$((STOP_TIMEOUT - 5))" in script
-    assert fleet.one("BackendService").inputs["connectionDrainingTimeoutSec"] == stop_timeout - 5
+    graceful = int(re.search(r"^GRACEFUL_TIMEOUT=(\d+)", script, re.M).group(1))
+    assert (
+        graceful == stop_timeout - STOP_MARGIN_SECONDS
+        and 'echo "GRACEFUL_TIMEOUT=${GRACEFUL_TIMEOUT}"' in script
+    )
+    assert fleet.one("BackendService").inputs["connectionDrainingTimeoutSec"] == graceful
 
 
 def test_only_google_front_ends_and_checkers_reach_port_80(fleet):

@@ -77,3 +77,22 @@ def test_without_vad_a_window_starts_just_before_its_first_speech():
     assert from_first_speech(window, [Region(24 * sr, 27 * sr)]) == window  # speech across the cut
     assert from_first_speech(window, [Region(25 * sr + 100, 27 * sr)]).start == 25 * sr  # never before it
     assert from_first_speech(window, [Region(2 * sr, 5 * sr)]) == window  # no speech: decoded whole
+
+
+def test_the_audio_constants_are_whispers_own():
+    """service/audio.py owns the window's time constants: openai-whisper's, which the engines load."""
+    import whisper.audio
+    import whisper.tokenizer
+
+    from service import audio
+
+    assert (audio.SAMPLE_RATE, audio.HOP_LENGTH, audio.WINDOW_SECONDS) == (
+        whisper.audio.SAMPLE_RATE,
+        whisper.audio.HOP_LENGTH,
+        whisper.audio.CHUNK_LENGTH,
+    )
+    assert (audio.WINDOW_SAMPLES, audio.WINDOW_FRAMES) == (whisper.audio.N_SAMPLES, whisper.audio.N_FRAMES)
+    assert audio.AUDIO_TOKENS_PER_SECOND == whisper.audio.TOKENS_PER_SECOND
+    tokenizer = whisper.tokenizer.get_tokenizer(multilingual=False)
+    last = tokenizer.encoding.encode("<|30.00|>", allowed_special="all")
+    assert last == [tokenizer.timestamp_begin + audio.TIMESTAMP_TOKENS - 1]

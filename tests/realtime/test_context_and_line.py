@@ -168,3 +168,18 @@ def test_a_turns_final_decode_still_goes_before_any_partial(sentence):
     ended.handle(json.dumps({"type": "input_audio_buffer.commit"}))
     starting.tick()
     assert ended.decoding[0].final.live == FINAL and starting.speaking.partial is None
+
+
+def test_a_session_that_closes_while_waiting_in_line_holds_nobody_back(sentence):
+    queue = Queue(gpu=False)
+    busy, gone, next_ = (speaking(queue, sentence[: 2 * SAMPLE_RATE]) for _ in range(3))
+    for rank, session in enumerate([busy, gone, next_]):
+        session.speaking.agreement.final = ["The"]
+        session.speaking.partial_sent = 100.0 + rank
+    busy.tick()
+    gone.tick()
+    next_.tick()  # behind `gone`, whose last decode is older
+    queue.model_call()
+    gone.close()
+    next_.tick()
+    assert next_.speaking.partial is not None

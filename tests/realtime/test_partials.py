@@ -17,7 +17,7 @@ import pytest
 from service.api.realtime.decoding import FINAL, FIRST, Decoder, Item
 from service.api.realtime.session import Session
 from service.audio import SAMPLE_RATE
-from service.batching.job import Job, JobOptions, Rest, with_server_defaults
+from service.batching.job import FALLBACK_TEMPERATURES, Job, JobOptions, Rest, with_server_defaults
 from service.batching.work import ModelInput, Work, take_batch
 from service.intake.vad import VadParams
 from service.settings import from_env
@@ -126,14 +126,29 @@ def test_a_partial_waits_for_the_one_in_flight_and_for_its_step_of_new_audio(sen
     assert session.speaking.partial is not None
 
 
-def test_a_turns_final_decode_is_planned_as_the_same_audio_sent_as_a_file(sentence):
-    """Same options (the server's VAD, no timestamps for a json reply) and so the same windows: the turn's
-    completed text is what /v1/audio/transcriptions gives for its audio. Partial decodes skip the VAD."""
+def test_a_server_vad_turns_decodes_are_its_audio_padded_with_silence_to_a_window(sentence):
+    """A turn server_vad found is speech: no VAD, and the audio padded with silence to 30 s (not the
+    engine's log-mel zeros, docs/performance.md); a partial is decoded once, a final with the fallback
+    ladder."""
     queue = Queue()
     session = speaking(queue, sentence)
     session.tick()
-    partial = session.speaking.partial.options
-    assert partial.vad is False and partial.temperatures == (0.0,)  # once, no fallback ladder
+    partial = session.speaking.partial
+    assert partial.options.vad is False and partial.options.temperatures == (0.0,)  # no fallback ladder
+    session.handle(json.dumps({"type": "input_audio_buffer.commit"}))
+    final = session.decoding[0].final
+    for job in (partial, final):
+        assert len(job.audio) == 30 * SAMPLE_RATE and [w.seconds for w in job.windows] == [30.0]
+        assert np.array_equal(job.audio[: len(sentence)], sentence) and not job.audio[len(sentence) :].any()
+    assert final.options.vad is False and final.options.temperatures == FALLBACK_TEMPERATURES
+
+
+def test_a_buffer_the_client_commits_is_planned_as_the_same_audio_sent_as_a_file(sentence):
+    """Without server_vad: same options (the server's VAD, no timestamps for a json reply) and so the same
+    windows as /v1/audio/transcriptions for its audio."""
+    queue = Queue()
+    session = speaking(queue, sentence)
+    session.speaking = None  # no turn detected: the client commits what it sent
     session.handle(json.dumps({"type": "input_audio_buffer.commit"}))
     final = session.decoding[0].final
     as_file = with_server_defaults(JobOptions(timestamps=False), SETTINGS, multilingual=False)
@@ -154,7 +169,9 @@ def test_a_turn_longer_than_one_window_waits_for_its_final_decode(sentence):
     session.tick()
     assert session.speaking.partial is None and not queue.work.pending.get(session.speaking.id)
     session.handle(json.dumps({"type": "input_audio_buffer.commit"}))
-    assert session.decoding[0].final.live == FINAL  # the whole turn is still decoded once
+    final = session.decoding[0].final
+    assert final.live == FINAL  # the whole turn is still decoded once, its silence left out by the VAD
+    assert isinstance(final.options.vad, VadParams) and len(final.audio) == 31 * SAMPLE_RATE
 
 
 def test_a_turn_whose_clip_holds_nothing_completes_empty_without_the_model(sentence):

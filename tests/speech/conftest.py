@@ -104,7 +104,7 @@ class LongUnderLoad:
     response: requests.Response
     seconds: float  # the long file's request, upload to answer
     clip_seconds: list[float]  # each clip's request, sent while the long file decoded
-    rests: float  # whisper_redecoded_pieces_total over the run: rests of windows decoded again
+    rests: float  # whisper_redecoded_rests_total over the run: rests of windows decoded again
     inputs: float  # whisper_rest_inputs_total over the run: the model inputs that carried them
 
 
@@ -112,7 +112,7 @@ class LongUnderLoad:
 def long_under_load(real_service, corpus) -> LongUnderLoad:
     """One decode of the long file per engine serves both its accuracy test and the many-users test: 3 clips
     are sent one after another once its windows are queued, as users would."""
-    counted = ("whisper_redecoded_pieces_total", "whisper_rest_inputs_total")
+    counted = ("whisper_redecoded_rests_total", "whisper_rest_inputs_total")
     before = [real_service.metric(name) for name in counted]
     result: dict = {}
 

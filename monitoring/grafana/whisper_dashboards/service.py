@@ -112,7 +112,7 @@ BEST_HOUR = (
 COST = "job:vm_price_dollars_per_hour:max / on () group_left () ({} > 0)"
 
 
-def throughput_and_batching():
+def throughput():
     return [
         timeseries_panel(
             "Real-time factor (inference s per audio s)",
@@ -141,8 +141,13 @@ def throughput_and_batching():
             units.Seconds,
             *quantiles("whisper_audio_duration_seconds", SVC_MODEL, qs=(0.5, 0.95)),
         ),
+    ]
+
+
+def batching():
+    return [
         timeseries_panel(
-            "Batch size (windows per batch)",
+            "Batch size (inputs per model call)",
             units.Short,
             *quantiles("whisper_batch_size", SVC_MODEL, qs=(0.5, 0.95)),
             target(mean("whisper_batch_size", SVC_MODEL), "mean"),
@@ -203,7 +208,7 @@ def speech_and_clients():
         timeseries_panel(
             "Rests of windows decoded again after an early stop",
             units.OpsPerSecond,
-            target(rate_sum("whisper_redecoded_pieces_total", SVC), "rests"),
+            target(rate_sum("whisper_redecoded_rests_total", SVC), "rests"),
             target(rate_sum("whisper_rest_inputs_total", SVC), "model inputs holding them"),
             description="Whisper often stops a few seconds before the end of a full window; the rests of "
             "a request's windows are packed together, several to one model input.",
@@ -270,7 +275,7 @@ def dashboard():
             ("Golden signals", golden_signals()),
             ("Service state", service_state()),
             ("Latency by stage", latency_by_stage()),
-            ("Throughput and batching", throughput_and_batching()),
+            ("Throughput and batching", throughput() + batching()),
             ("Queue and backpressure", queue_and_backpressure()),
             ("Speech, uploads and API keys", speech_and_clients()),
             ("Live audio (/v1/realtime)", live_audio()),

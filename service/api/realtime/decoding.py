@@ -3,8 +3,14 @@
 While a person speaks, the item so far is decoded every DELTA_STEP_SECONDS of new audio (FIRST_STEP_SECONDS
 until two decodes agree on its first words; one decode in flight per item; none queued while a turn's final
 decode waits); two successive decodes' common words go out as deltas (agreement.py). When the turn ends, the
-partial decode in flight is dropped and the whole item is decoded once more, with the options a file's
-decode of the same audio gets (the server's VAD included): that text is `completed`.
+partial decode in flight is dropped and the whole item is decoded once more: that text is `completed`.
+
+A turn server_vad found is speech already: its decodes skip the VAD, and its audio is padded with silence to
+a 30 s window, as whisper.decode's callers pad a clip. The engine, as transcribe(), pads a short window's
+log-mel with zeros instead (chosen for noisy clips, engines/openai_whisper.py); for a 4 s turn that is 26 s
+of an input the model was not trained on, and the same 22 clean turns scored 13.3% WER that way against
+11.7% padded with silence (docs/performance.md, live audio). A buffer the client commits without server_vad
+(or a turn grown past 30 s) is decoded as the same audio sent as a file (the server's VAD trims it).
 
 With REALTIME_CONTEXT_CHARS (0, off, by default: with tiny.en it cost accuracy, docs/performance.md), every
 decode of a turn is prompted with the end of the session's text so far, after the session's own prompt, as
@@ -32,6 +38,7 @@ from .config import SessionConfig
 DELTA_STEP_SECONDS = 0.5  # new audio between two partial decodes of a turn
 FIRST_STEP_SECONDS = 0.3  # ... until its first words are sent: the first delta needs two agreeing decodes
 MIN_PARTIAL_SECONDS = 0.5  # a turn shorter than this is not decoded before it ends
+WINDOW = 30 * SAMPLE_RATE  # one model input
 MAX_PARTIAL_SECONDS = 30.0  # one model input: a longer turn (turn detection switched off mid-turn, say) waits
 # for its final decode, so a partial never costs more than one window however long the client lets it grow
 # Job.live, the scheduler's order: a turn's final decode, then partials of turns that have no text yet, then
@@ -85,6 +92,9 @@ class Decoder:
         """Queue one decode (`live`: PARTIAL, FIRST or FINAL), prompted with the session's prompt and then
         `context`; APIError (429, 503) when the scheduler refuses it."""
         final = live == FINAL
+        padded = server_vad and len(audio) <= WINDOW  # speech: padded with silence, VAD off (the docstring)
+        if padded:
+            audio = np.concatenate([audio, np.zeros(WINDOW - len(audio), np.float32)])
         options = JobOptions(
             language=config.transcription.language,
             prompt=" ".join(p for p in (config.transcription.prompt, context) if p) or None,
@@ -93,9 +103,8 @@ class Decoder:
             # and its retries at higher temperatures made one partial 5x slower (docs/performance.md)
             temperatures=FALLBACK_TEMPERATURES if final else (0.0,),
             timestamps=False,
-            # a partial decode is of speech (server_vad found it) cut mid-word: decoded as it is; a final one
-            # as the same audio sent as a file (VAD trims the turn's padding), so both give the same text
-            vad=False if server_vad and not final else None,
+            # a client's commit, or a turn over 30 s (detection switched off mid-turn): as a file's audio
+            vad=False if padded or (server_vad and not final) else None,
         )
         options = with_server_defaults(options, self.settings, self.scheduler.engine.is_multilingual)
         seconds = len(audio) / SAMPLE_RATE

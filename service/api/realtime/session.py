@@ -221,6 +221,7 @@ class Session:
         for item in [*self.decoding, *([self.speaking] if self.speaking else [])]:
             self.decoder.cancel(item.partial)
             self.decoder.cancel(item.final)
+            self.decoder.line.leave(item.id)  # nobody waits behind a session that is gone
 
 
 def completed_event(item: Item, transcript: str, logprobs: list | None = None) -> dict:
