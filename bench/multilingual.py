@@ -87,8 +87,11 @@ def basic_words(text: str) -> list[str]:
     return BasicTextNormalizer()(text).split()
 
 
-def wer(references: list[str], hypotheses: list[str]) -> float:
-    """WER in any language: openai-whisper's BasicTextNormalizer on both sides."""
+def wer(references: str | list[str], hypotheses: str | list[str]) -> float:
+    """WER in any language: openai-whisper's BasicTextNormalizer on both sides (texts, or lists of texts
+    counted together)."""
+    if isinstance(references, str):
+        references, hypotheses = [references], [hypotheses]
     errors = sum(speech.edit_distance(basic_words(r), basic_words(h)) for r, h in zip(references, hypotheses))
     return errors / max(1, sum(len(basic_words(r)) for r in references))
 
