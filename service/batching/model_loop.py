@@ -15,7 +15,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import replace
 
 from .. import metrics
 from ..audio import SAMPLE_RATE, WINDOW_SECONDS
@@ -131,10 +130,10 @@ class ModelLoop:
         job = model_input.job
         if job.cancelled or job.done.is_set():
             return
-        step = model_input.step + 1
-        if result.needs_fallback(job.options.thresholds) and step < len(job.options.temperatures):
-            self.work.first(job, [replace(model_input, step=step)])  # retries go first: the job is waiting
-            return
+        if result.needs_fallback(job.options.thresholds):
+            if model_input.step + 1 < len(job.options.temperatures):  # retries go first: the job is waiting
+                return self.work.first(job, [model_input.retry(result)])
+            result = model_input.settle(result, self.engine.best_after_ladder)  # the ladder is exhausted
         job.deliver(model_input.rests, result)
         if job.finished_windows():
             self._finish(job, None)

@@ -7,12 +7,12 @@ from __future__ import annotations
 import enum
 import threading
 from collections import OrderedDict, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from .. import metrics
-from ..engines.base import DecodeOptions
+from ..engines.base import DecodeOptions, Thresholds, WindowResult
 from .job import Job
 from .placement import Rest
 
@@ -32,12 +32,21 @@ class ModelInput:
     job: Job
     rests: tuple[Rest, ...]
     step: int = 0
+    tried: tuple[WindowResult, ...] = ()  # the decodes at the earlier steps, each of which needed a fallback
 
     def options(self) -> DecodeOptions:
         return self.job.options.decode_options(self.step, self.job.language, self.rests[0].window)
 
     def audio(self) -> np.ndarray:
         return self.job.input_audio(self.rests)
+
+    def retry(self, result: WindowResult) -> ModelInput:
+        """The same rests at the next temperature, after `result` needed a fallback."""
+        return replace(self, step=self.step + 1, tried=(*self.tried, result))
+
+    def settle(self, result: WindowResult, best: bool) -> WindowResult:
+        """The last step's `result` needed a fallback too: what the window gets (after_ladder)."""
+        return after_ladder((*self.tried, result), self.job.options.thresholds, best)
 
 
 @dataclass
@@ -158,3 +167,14 @@ def _priority(inputs: deque[ModelInput]) -> tuple[bool, int, bool, int]:
     limit = MAX_PASSED_OVER if job.max_passed_over is None else job.max_passed_over
     overdue = job.passed_over >= limit
     return not overdue, -job.live, job.background is not overdue, len(inputs)
+
+
+def after_ladder(tried: tuple[WindowResult, ...], thresholds: Thresholds, best: bool) -> WindowResult:
+    """What a window gets when every temperature of the ladder needed a fallback: the last decode (openai-
+    whisper's transcribe()), or with `best` the one with the highest avg_logprob among those not too
+    repetitive, else among all (faster-whisper's transcribe(), transcribe.py's generate_with_fallback)."""
+    if not best:
+        return tried[-1]
+    limit = thresholds.compression_ratio
+    calm = [r for r in tried if limit is None or r.compression_ratio <= limit]
+    return max(calm or tried, key=lambda r: r.avg_logprob)

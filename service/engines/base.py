@@ -97,6 +97,8 @@ class Engine(abc.ABC):
     """One model on one device. Only the scheduler's inference thread calls load/decode/transcribe."""
 
     name: str  # "openai-whisper" | "faster-whisper"
+    # when every temperature fails: the most likely decode (faster-whisper's transcribe()), else the last one
+    best_after_ladder = False  # (openai-whisper's transcribe(): its T=1.0 sample); work.after_ladder()
 
     def __init__(self, settings: Settings, device_index: int = 0):
         self.settings = settings

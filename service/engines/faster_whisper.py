@@ -55,6 +55,7 @@ APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
 
 class FasterWhisperEngine(Engine):
     name = "faster-whisper"
+    best_after_ladder = True  # as its transcribe(): the decode with the best avg_logprob, unrepetitive first
 
     def __init__(self, settings: Settings, device_index: int = 0):
         super().__init__(settings, device_index)
