@@ -22,11 +22,16 @@ NEEDS = {  # what another field must say for this one to be allowed at all
         for name in ("max_line_width", "max_words_per_line", "highlight_words")
     },
     "max_line_count": {"response_format": "srt", "max_line_width": "10"},
+    "callback_url": {"background": "true"},
 }
+# a field with a pattern: its values at and past a length limit are this prefix padded with "x"
+PATTERNED = {"callback_url": "https://93.184.216.34/"}  # a global address: no DNS, no private destination
+# what a value at the limit meets next, when it is not the missing file: (param, words of the message)
+NEXT_CHECK = {"callback_url": ("callback_url", "WEBHOOK_SECRET")}  # the shared service has no secret
 QUERY_NEEDS = {  # /asr's: its format field is output
     name: {"output" if k == "response_format" else k: v for k, v in needs.items()}
     for name, needs in NEEDS.items()
-    if name.startswith(("max_line", "max_words", "highlight"))
+    if name.startswith(("max_line", "max_words", "highlight", "callback"))
 }
 # pairs of a name and a data URL of 2-10 s of audio, decoded before the upload: their limits (count, pairing,
 # length, content) are each checked in tests/speakers/test_refusals.py
@@ -43,7 +48,7 @@ def form_properties(document: dict, path: str) -> dict:
     return body["schema"]["properties"]
 
 
-def past(schema: dict) -> list:
+def past(schema: dict, prefix: str = "") -> list:
     """(value at the limit, value one past it) for each limit the property schema declares."""
     cases = []
     step = 1 if schema.get("type") == "integer" else None
@@ -54,7 +59,8 @@ def past(schema: dict) -> list:
         bottom = schema["minimum"]
         cases.append((bottom, bottom - step if step else math.nextafter(bottom, -math.inf)))
     if "maxLength" in schema:
-        cases.append(("x" * schema["maxLength"], "x" * (schema["maxLength"] + 1)))
+        at = prefix + "x" * (schema["maxLength"] - len(prefix))
+        cases.append((at, at + "x"))
     if "enum" in schema:
         cases.append((schema["enum"][-1], "not-" + str(schema["enum"][0])))
     if "const" in schema:
@@ -92,7 +98,7 @@ def form_cases(properties: dict) -> list[tuple[str, list, list]]:
                             )
                         )
             else:
-                for ok, bad in past(variant):
+                for ok, bad in past(variant, PATTERNED.get(name, "")):
                     out.append((name, [(name, str(ok))], [(name, str(bad))]))
     return out
 
@@ -117,7 +123,9 @@ def test_every_declared_form_limit_is_enforced(service, document):
         for name, at_limit, one_past in form_cases(form_properties(document, path)):
             assert_refused(post_form(service, path, one_past, name), name)
             resp = post_form(service, path, at_limit, name)
-            assert resp.status_code == 400 and resp.json()["error"]["param"] == "file", (
+            param, words = NEXT_CHECK.get(name, ("file", ""))
+            error = resp.json()["error"]
+            assert resp.status_code == 400 and error["param"] == param and words in error["message"], (
                 name,
                 at_limit,
                 resp.text,
@@ -131,7 +139,7 @@ def test_every_declared_query_limit_is_enforced(service, document):
     for path in ("/asr", "/detect-language"):
         for parameter in document["paths"][path]["post"]["parameters"]:
             name = parameter["name"]
-            for ok, bad in past(parameter["schema"]):
+            for ok, bad in past(parameter["schema"], PATTERNED.get(name, "")):
                 needs = QUERY_NEEDS.get(name, {})
                 resp = requests.post(
                     service.url + path, params={**needs, name: bad}, files={"unused": ("x", b"")}, timeout=60
@@ -140,7 +148,9 @@ def test_every_declared_query_limit_is_enforced(service, document):
                 resp = requests.post(
                     service.url + path, params={**needs, name: ok}, files={"unused": ("x", b"")}, timeout=60
                 )
-                assert resp.status_code == 400 and resp.json()["error"]["param"] == "audio_file", (
+                param, words = NEXT_CHECK.get(name, ("audio_file", ""))
+                error = resp.json()["error"]
+                assert resp.status_code == 400 and error["param"] == param and words in error["message"], (
                     name,
                     resp.text,
                 )
