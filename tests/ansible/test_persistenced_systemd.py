@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from deploy.config import image_facts
+
 from .conftest import ANSIBLE_DIR, ROOT, parse_run
 
 IMAGE = "whisper-local/systemd:bookworm"
@@ -67,11 +69,13 @@ UNIT
 systemctl reenable nvidia-persistenced.service
 systemctl start nvidia-persistenced.service
 """
-PLAYBOOK = """\
+PLAYBOOK = f"""\
 - name: The role alone, on this host
   hosts: localhost
   connection: local
   gather_facts: false
+  vars:  # what ansible/inventory.py gives every host: the Dockerfile's oldest driver branch
+    nvidia_driver_check_min_major: {image_facts()["MIN_DRIVER_MAJOR"]}
   roles:
     - role: nvidia_driver_check
 """
