@@ -40,11 +40,14 @@ system-deps: ## Install the Debian packages the tests need (ffmpeg, sshd, promet
 	scripts/system-deps.sh test
 
 # ---------------------------------------------------------------- the service
-run: $(STAMP) ## Serve the API on 127.0.0.1:PORT with gunicorn (API_HOST opens it; default model: embedded tiny.en).
+run: $(STAMP) ## Serve the API on 127.0.0.1:PORT with gunicorn (API_HOST opens it; embedded tiny.en, and base by request).
 	@scripts/system-deps.sh run
 	@model="$${WHISPER_MODEL:-$$($(BIN)/python -m tools.embedded "$${WHISPER_ENGINE:-}")}" || exit 2; \
-	  echo "serving WHISPER_MODEL=$$model"; \
-	  WHISPER_MODEL="$$model" exec $(BIN)/gunicorn -c gunicorn.conf.py 'service:create_app()'
+	  models="$${MODELS:-}"; \
+	  if [ -z "$${WHISPER_MODEL:-}" ] && [ -z "$${MODELS+set}" ]; then \
+	    models="base=$$($(BIN)/python -m tools.embedded "$${WHISPER_ENGINE:-}" base)" || exit 2; fi; \
+	  echo "serving WHISPER_MODEL=$$model MODELS=$$models"; \
+	  WHISPER_MODEL="$$model" MODELS="$$models" exec $(BIN)/gunicorn -c gunicorn.conf.py 'service:create_app()'
 
 checkpoint: $(STAMP) ## Write a small random-weight checkpoint (multilingual mechanics): build/tiny-random.pt.
 	$(BIN)/python -m tools.checkpoints build/tiny-random.pt
