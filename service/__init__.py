@@ -28,7 +28,6 @@ __version__ = _version()
 def create_app(settings=None, *, device_index: int | None = None):
     """Build the app: settings, errors, auth, health, the two API faces, and the inference scheduler."""
     from . import settings as settings_module
-    from .batching.registry import Registry
     from .batching.scheduler import Scheduler
     from .engines import create_engine
     from .intake import vad
@@ -41,10 +40,9 @@ def create_app(settings=None, *, device_index: int | None = None):
     if settings.vad:
         vad.load()  # the Silero model, before the first request needs it
     scheduler = Scheduler(create_engine(settings, device_index=device_index), settings)
-    app = _flask_app(settings, scheduler)
-    app.extensions["models"] = models = Registry(scheduler, settings, device_index)  # MODELS
+    app = _flask_app(settings, scheduler, device_index)
     scheduler.start()
-    models.start()
+    app.extensions["models"].start()
     _start_jobs(app, settings)
     return app
 
@@ -62,16 +60,19 @@ def _start_jobs(app, settings) -> None:
     app.extensions["jobs_housekeeping"].start()
 
 
-def _flask_app(settings, scheduler):
-    """The Flask app around the scheduler: the server's own hooks first, then the API faces and the page."""
+def _flask_app(settings, scheduler, device_index: int = 0):
+    """The Flask app around the scheduler (and MODELS' others): the server's own hooks first, then the API
+    faces and the page."""
     from flask import Flask
 
     from . import errors, web
     from .api import asr, jobs, openai, openapi, pipeline, realtime
+    from .batching.registry import Registry
     from .server import auth, headers, probes, request_log
     from .server.upload_limits import IntakeGuard
 
     app = Flask(__name__)
+    app.extensions["models"] = Registry(scheduler, settings, device_index)  # MODELS (docs/models.md)
     app.config.update(
         SETTINGS=settings,
         MAX_CONTENT_LENGTH=settings.max_upload_bytes,  # werkzeug answers 413 before reading a bigger body
