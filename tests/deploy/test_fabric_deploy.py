@@ -21,6 +21,7 @@ import requests
 from deploy import nginx, remote
 from deploy.config import DeployConfig
 from scripts.smoke import generated_clip
+from service.settings import stop_timeout
 from tests.deploy.conftest import watch_command_lines
 
 # each test gets 5 minutes; the fixtures bound their own builds, pushes and starts
@@ -151,7 +152,7 @@ def test_first_deploy_serves_the_api_on_the_public_port_only(host):
         "5000/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(host.ports["blue"])}],
         "9101/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(host.ports["blue_metrics"])}],
     }
-    assert info["Config"]["StopTimeout"] == 25  # GRACEFUL_TIMEOUT 10 + the 15 s margin
+    assert info["Config"]["StopTimeout"] == stop_timeout(10)  # GRACEFUL_TIMEOUT 10 + the stop margin
     assert info["Config"]["Labels"]["whisper.tag"] == "v1"
     assert f"API_KEYS={API_KEY}" in info["Config"]["Env"]  # from the 0600 env file
     assert requests.get(f"{host.public_url}/readyz", timeout=10).json()["build"] == "v1"
@@ -277,7 +278,7 @@ def test_rollback_puts_the_previous_tag_back(host):
     result = host.fab("rollback", IMAGE="", GRACEFUL_TIMEOUT="")
     assert result.returncode == 0, output(result)
     blue = host.container("whisper-blue")
-    assert blue["Config"]["StopTimeout"] == 25 and blue["Config"]["Image"] == f"{host.image}:v1"
+    assert blue["Config"]["StopTimeout"] == stop_timeout(10) and blue["Config"]["Image"] == f"{host.image}:v1"
     state = host.release_state()
     assert state["current"]["tag"] == "v1" and state["current"]["color"] == "blue"
     assert state["previous"]["tag"] == "v2"
