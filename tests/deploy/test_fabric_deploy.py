@@ -19,9 +19,8 @@ import pytest
 import requests
 
 from deploy import nginx, remote
-from deploy.config import DeployConfig
+from deploy.config import DeployConfig, stop_timeout
 from scripts.smoke import generated_clip
-from service.settings import stop_timeout
 from tests.deploy.conftest import watch_command_lines
 
 # each test gets 5 minutes; the fixtures bound their own builds, pushes and starts
