@@ -214,13 +214,16 @@ def test_a_new_tag_changes_no_layer(docker_engine, service_image, base_image, tm
     dependency layers cached from one commit to the next."""
     from tests.docker_engine import ROOT, image_build_args
 
-    other = "whisper-service:test-retag"
+    reference, other = "whisper-service:test-reref", "whisper-service:test-retag"
     ca = str(CA_BUNDLE) if CA_BUNDLE.is_file() else ""
+    # both from the context as it is now: earlier tests may have added a checkpoint under build/ since the
+    # session's image was built, and the model-baking step's cache key is the context it mounts
+    docker_engine.build([reference], ROOT, tmp_path / "ref.log", image_build_args(base_image), extra_ca=ca)
     args = image_build_args(base_image, tag="another-commit")
     docker_engine.build([other], ROOT, tmp_path / "build.log", args, extra_ca=ca)
     try:
-        new, old = docker_engine.inspect(other), docker_engine.inspect(service_image)
+        new, old = docker_engine.inspect(other), docker_engine.inspect(reference)
         assert new["RootFS"]["Layers"] == old["RootFS"]["Layers"]
         assert "WHISPER_BUILD=another-commit" in new["Config"]["Env"]
     finally:
-        docker_engine.docker("rmi", other, check=False)
+        docker_engine.docker("rmi", other, reference, check=False)
