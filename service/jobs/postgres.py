@@ -27,6 +27,7 @@ from psycopg_pool import ConnectionPool
 from .store import (
     STATUSES,
     Blobs,
+    BlobsBackedStore,
     BudgetExceeded,
     Clock,
     JobRecord,
@@ -90,7 +91,7 @@ def _too_many_attempts(max_attempts: int) -> Jsonb:
     )
 
 
-class PostgresJobStore:
+class PostgresJobStore(BlobsBackedStore):
     def __init__(
         self,
         url: str,
@@ -224,15 +225,6 @@ class PostgresJobStore:
                 "WHERE id = %s AND worker_id = %s AND status = 'in_progress'",
                 (job_id, worker_id),
             ).rowcount == 1  # fmt: skip
-
-    def open_audio(self, job_id: str) -> BinaryIO:
-        return self.blobs.open(audio_key(job_id))
-
-    def read_result(self, job_id: str) -> tuple[bytes, str] | None:
-        job = self.get(None, job_id)
-        if job is None or job.status != "completed" or job.result_type is None:
-            return None
-        return self.blobs.read(result_key(job_id)), job.result_type
 
     def pending_callbacks(self, limit: int) -> list[JobRecord]:
         with self._tx() as db:

@@ -16,6 +16,7 @@ from typing import BinaryIO
 from .store import (
     STATUSES,
     Blobs,
+    BlobsBackedStore,
     BudgetExceeded,
     Clock,
     JobRecord,
@@ -48,7 +49,7 @@ def _record(row: sqlite3.Row) -> JobRecord:
     return JobRecord(spec=spec, error=json.loads(row["error"]) if row["error"] else None, **values)
 
 
-class SqliteJobStore:
+class SqliteJobStore(BlobsBackedStore):
     def __init__(self, path: str | Path, blobs: Blobs, clock: Clock = time.time):
         self.path, self.blobs, self.clock = str(path), blobs, clock
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -187,15 +188,6 @@ class SqliteJobStore:
                 "WHERE id = ? AND worker_id = ? AND status = 'in_progress'",
                 (job_id, worker_id),
             ).rowcount == 1  # fmt: skip
-
-    def open_audio(self, job_id: str) -> BinaryIO:
-        return self.blobs.open(audio_key(job_id))
-
-    def read_result(self, job_id: str) -> tuple[bytes, str] | None:
-        job = self.get(None, job_id)
-        if job is None or job.status != "completed" or job.result_type is None:
-            return None
-        return self.blobs.read(result_key(job_id)), job.result_type
 
     def pending_callbacks(self, limit: int) -> list[JobRecord]:
         with self._tx() as db:

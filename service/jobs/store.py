@@ -183,3 +183,19 @@ def audio_key(job_id: str) -> str:
 
 def result_key(job_id: str) -> str:
     return f"results/{job_id}"
+
+
+class BlobsBackedStore:
+    """What a store does the same whatever holds its rows: audio and results live in `self.blobs`, a row's
+    lookup is `self.get` (both backends, sqlite.py and postgres.py, inherit it)."""
+
+    blobs: Blobs
+
+    def open_audio(self, job_id: str) -> BinaryIO:
+        return self.blobs.open(audio_key(job_id))
+
+    def read_result(self, job_id: str) -> tuple[bytes, str] | None:
+        job = self.get(None, job_id)
+        if job is None or job.status != "completed" or job.result_type is None:
+            return None
+        return self.blobs.read(result_key(job_id)), job.result_type
