@@ -86,6 +86,11 @@ bench-gpu: ## bench-speech's workloads on a CUDA GPU, large-v3-turbo dims, rando
 bench-diarization: $(STAMP) ## Speakers: DER, speaker count, WER, CPU overhead on espeak-ng conversations -> docs/accuracy.md (DIARIZATION_ARGS="--quick").
 	$(BIN)/python -m bench.diarization $(DIARIZATION_ARGS)
 
+.PHONY: bench-jobs
+bench-jobs: $(STAMP) ## Background jobs through SIGKILLs of the whole service: lost, identical results, callbacks (JOBS_ARGS="--kills 5").
+	@scripts/system-deps.sh test
+	$(BIN)/python -m bench.jobs $(JOBS_ARGS)
+
 bench-container: image-test ## The image against make run on one long real-speech file (docs/benchmarks-container.md).
 	$(BIN)/python -m bench.container $(CONTAINER_ARGS)
 
