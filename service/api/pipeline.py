@@ -172,11 +172,17 @@ DIARIZE_AT_ONCE = threading.BoundedSemaphore(2)
 
 def diarized(job: Job, transcript: Transcript, hints: speakers.Hints) -> Transcript:
     """The transcript with speakers (service/speakers), timed as the `diarize` stage."""
+    return speakers.label(transcript, speaker_turns(job, hints), hints)
+
+
+def speaker_turns(job: Job, hints: speakers.Hints) -> speakers.Found:
+    """Who spoke when in the job's audio (the transcript is not needed: a stream finds them while the model
+    decodes), timed as the `diarize` stage."""
     with DIARIZE_AT_ONCE:
         began = time.monotonic()
-        labelled = speakers.diarize(transcript, job.audio, hints)
+        found = speakers.find_turns(job.audio, hints)
     observe_stage("diarize", time.monotonic() - began)
-    return labelled
+    return found
 
 
 def segments_through(job: Job, index: int) -> list[Segment]:

@@ -30,7 +30,10 @@ class Hints:
     known: dict[str, np.ndarray] = field(default_factory=dict)  # name -> reference embedding
 
 
-def find_turns(audio: np.ndarray, hints: Hints = Hints()) -> tuple[list[turns.Turn], dict[int, np.ndarray]]:
+Found = tuple[list[turns.Turn], dict[int, np.ndarray]]  # turns, and each speaker's mean voice
+
+
+def find_turns(audio: np.ndarray, hints: Hints = Hints()) -> Found:
     """Who spoke when in 16 kHz audio: turns, and each speaker's mean voice (L2-normed)."""
     pieces = embeddings.merged(embeddings.embed(audio, speech_regions(audio, turns.TURN_VAD)))
     labels = clustering.cluster(pieces.vectors, hints.min_speakers, hints.max_speakers)
@@ -40,8 +43,17 @@ def find_turns(audio: np.ndarray, hints: Hints = Hints()) -> tuple[list[turns.Tu
 
 def diarize(transcript: Transcript, audio: np.ndarray, hints: Hints = Hints()) -> Transcript:
     """The transcript with a speaker on every segment and word; segments split where the speaker changes."""
-    found, voices = find_turns(audio, hints)
-    return turns.labelled(transcript, found, voices, hints.known)
+    return label(transcript, find_turns(audio, hints), hints)
+
+
+def label(transcript: Transcript, found: Found, hints: Hints = Hints()) -> Transcript:
+    """The transcript labelled with speakers found (find_turns) in its audio."""
+    return turns.labelled(transcript, *found, hints.known)
+
+
+def label_segments(segments, found: Found, hints: Hints = Hints()) -> list:
+    """The first segments of a transcript labelled as the whole transcript's would be (turns.py)."""
+    return turns.labelled_segments(segments, *found, hints.known)
 
 
 def reference_embedding(audio: np.ndarray) -> np.ndarray:
