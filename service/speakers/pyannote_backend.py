@@ -11,8 +11,8 @@ the rest of service/speakers labels, so every face and format works as with rese
 
 Known speakers' references are embedded by resemblyzer when the request is checked, before anything is
 queued, and KNOWN_MATCH was measured for that encoder; so each pyannote speaker's voice is resemblyzer's
-embedding of all its speech, and pyannote's own speaker_embeddings (another encoder, another scale) are not
-used.
+embedding of its longest turns (voices()), and pyannote's own speaker_embeddings (another encoder, another
+scale, with no threshold measured for it) are not used.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from . import clustering, embeddings, turns
 if TYPE_CHECKING:
     from . import Hints
 
+VOICE_SECONDS = 60.0  # of a speaker's speech embedded to match known speakers' references
 _lock = threading.Lock()  # one run at a time per worker: the pipeline's models and state are shared
 
 
@@ -95,10 +96,15 @@ def annotation_turns(annotation: Any) -> list[turns.Turn]:
 
 
 def voices(audio: np.ndarray, found: list[turns.Turn]) -> dict[int, np.ndarray]:
-    """Each speaker's voice as resemblyzer hears it: one embedding of all its turns' samples."""
+    """Each speaker's voice as resemblyzer hears it: one embedding of its longest turns' samples, up to
+    VOICE_SECONDS of them (a long file's speaker needs no more, and its mel windows would fill memory)."""
     out, rate = {}, SAMPLE_RATE
     for speaker in sorted({t.speaker for t in found}):
-        own = [t for t in found if t.speaker == speaker]
+        own, heard = [], 0.0
+        for t in sorted((t for t in found if t.speaker == speaker), key=lambda t: t.start - t.end):
+            if heard < VOICE_SECONDS:
+                own.append(t)
+                heard += t.end - t.start
         samples = np.concatenate([audio[round(t.start * rate) : round(t.end * rate)] for t in own])
         out[speaker] = embeddings.embed_clip(samples) if len(samples) else np.zeros(embeddings.EMBEDDING_SIZE)
     return out

@@ -19,7 +19,7 @@ from pyannote.core import Segment as Span
 
 from service import speakers
 from service.settings import SettingsError, from_env
-from service.speakers import Hints, pyannote_backend
+from service.speakers import Hints, embeddings, pyannote_backend
 from service.speakers.turns import Turn, labelled
 from service.transcript import Segment, Transcript, Word
 from tests.conftest import launch
@@ -136,6 +136,16 @@ def test_the_pipeline_loads_offline_once_and_answers_for_find_turns(standin, tmp
     assert call == {"event": "call", "shape": [1, 32000], "dtype": "torch.float32", "sample_rate": 16000,
                     "min_speakers": 1, "max_speakers": 2}  # fmt: skip
     assert speakers._pyannote is None  # DIARIZATION_BACKEND=resemblyzer again
+
+
+def test_a_speakers_voice_is_resemblyzers_embedding_of_its_longest_turns(two_voices, monkeypatch):
+    audio = speech.read_wav(two_voices.path)
+    found = [Turn(start, end, "AB".index(who)) for start, end, who in two_voices.turns]
+    longest = max((t for t in found if t.speaker == 0), key=lambda t: t.end - t.start)
+    alone = embeddings.embed_clip(audio[round(longest.start * 16000) : round(longest.end * 16000)])
+    assert not np.allclose(pyannote_backend.voices(audio, found)[0], alone, atol=1e-3)  # all of A's turns
+    monkeypatch.setattr(pyannote_backend, "VOICE_SECONDS", 1.0)  # the longest turn alone is over it
+    assert np.allclose(pyannote_backend.voices(audio, found)[0], alone, atol=1e-5)
 
 
 def test_a_python_without_pyannote_audio_cannot_load_it(tmp_path, monkeypatch):
