@@ -54,7 +54,7 @@ class SpeakersSettings(Knobs):
                 f"PYANNOTE_PIPELINE_DIR={directory!r} holds no {PYANNOTE_PIPELINE} ({PIPELINE_FILE} "
                 "missing), which DIARIZATION_BACKEND=pyannote reads: build the image with --build-arg "
                 "DIARIZATION_BACKEND=pyannote (docs/api.md), e.g. "
-                "PYANNOTE_PIPELINE_DIR=/models/pyannote/speaker-diarization-community-1"
+                "PYANNOTE_PIPELINE_DIR=/srv/pyannote/community-1"
             )
         if self.diarization_backend == "pyannote" and importlib.util.find_spec("pyannote.audio") is None:
             raise SettingsError(f"DIARIZATION_BACKEND=pyannote needs pyannote.audio: {INSTALL}")
