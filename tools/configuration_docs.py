@@ -29,12 +29,13 @@ SECTIONS = {
     "interactive_batch_size": "CPU call sizing (short requests first)",
     "jobs_dir": "Background jobs (/v1/audio/jobs)",
     "jobs_database_url": "The fleet's job store (PostgreSQL and Cloud Storage)",
+    "diarization_backend": "Speaker diarization (who spoke when)",
 }
 HEADER = """# Configuration
 
 Every setting is an environment variable, read once at start; an invalid value stops the service with one
 line that names it and gives an example (exit status 2). Generated from `service/settings/` (`__init__.py`,
-`decoding.py`, `live.py`, `models.py`, `sizing.py`, `jobs.py`, `jobs_fleet.py`) by
+`decoding.py`, `live.py`, `models.py`, `sizing.py`, `jobs.py`, `jobs_fleet.py`, `speakers.py`) by
 `python -m tools.configuration_docs`: edit the settings, not this file.
 """
 

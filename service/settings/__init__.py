@@ -37,6 +37,7 @@ from .parse import (
     text,
 )
 from .sizing import SizingSettings
+from .speakers import SpeakersSettings
 
 __all__ = ["DEFAULTS", "Settings", "SettingsError", "from_env"]
 
@@ -53,6 +54,7 @@ class Settings(
     SizingSettings,
     JobsSettings,
     JobsFleetSettings,
+    SpeakersSettings,
     Knobs,
 ):  # the groups of the other modules
     # model

@@ -6,11 +6,15 @@ take turns after shorter pauses than the service's VAD_MIN_SILENCE_MS) -> an emb
 groups split in two while their pieces form two groups (clustering.py, scikit-learn) -> turns -> a speaker
 per word, segments split where the speaker changes (turns.py). The engines are not involved: any transcript
 with word times can be labelled.
+
+DIARIZATION_BACKEND=pyannote (configure(), at start) puts pyannote.audio's community-1 pipeline in place of
+the first three steps (pyannote_backend.py); turns, labels and known speakers go on as above.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -19,6 +23,8 @@ from ..transcript import Transcript
 from . import clustering, embeddings, turns
 
 MAX_KNOWN_SPEAKERS = 4  # OpenAI's limit on known_speaker_references[]
+
+_pyannote: Any = None  # pyannote's pipeline when DIARIZATION_BACKEND=pyannote (configure)
 
 
 @dataclass(frozen=True)
@@ -33,8 +39,25 @@ class Hints:
 Found = tuple[list[turns.Turn], dict[int, np.ndarray]]  # turns, and each speaker's mean voice
 
 
+def configure(settings, device_index: int = 0) -> None:
+    """The backend DIARIZATION_BACKEND names, for this process: pyannote's pipeline is loaded now (a worker
+    that cannot load it does not start); resemblyzer's encoder on first use."""
+    global _pyannote
+    _pyannote = None
+    if settings.diarization_backend == "pyannote":
+        from . import pyannote_backend
+
+        device = pyannote_backend.device_of(settings.whisper_device, device_index)
+        _pyannote = pyannote_backend.load(settings.pyannote_pipeline_dir, device)
+
+
 def find_turns(audio: np.ndarray, hints: Hints = Hints()) -> Found:
-    """Who spoke when in 16 kHz audio: turns, and each speaker's mean voice (L2-normed)."""
+    """Who spoke when in 16 kHz audio: turns, and each speaker's mean voice (L2-normed; with pyannote, only
+    where known speakers are to be named)."""
+    if _pyannote is not None:
+        from . import pyannote_backend
+
+        return pyannote_backend.find_turns(_pyannote, audio, hints)
     pieces = embeddings.merged(embeddings.embed(audio, speech_regions(audio, turns.TURN_VAD)))
     labels = clustering.cluster(pieces.vectors, hints.min_speakers, hints.max_speakers)
     voices = {int(g): embeddings.normed(pieces.vectors[labels == g].mean(axis=0)) for g in np.unique(labels)}
