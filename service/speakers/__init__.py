@@ -21,6 +21,7 @@ import numpy as np
 from ..intake.vad import speech_regions
 from ..transcript import Transcript
 from . import clustering, embeddings, turns
+from .turns import Found
 
 MAX_KNOWN_SPEAKERS = 4  # OpenAI's limit on known_speaker_references[]
 
@@ -34,9 +35,6 @@ class Hints:
     min_speakers: int = 1
     max_speakers: int | None = None  # None: clustering.MAX_SPEAKERS
     known: dict[str, np.ndarray] = field(default_factory=dict)  # name -> reference embedding
-
-
-Found = tuple[list[turns.Turn], dict[int, np.ndarray]]  # turns, and each speaker's mean voice
 
 
 def configure(settings, device_index: int = 0) -> None:

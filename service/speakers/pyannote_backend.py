@@ -27,6 +27,7 @@ from ..audio import SAMPLE_RATE
 from ..settings.parse import SettingsError
 from ..settings.speakers import INSTALL
 from . import clustering, embeddings, turns
+from .turns import Found
 
 if TYPE_CHECKING:
     from . import Hints
@@ -108,9 +109,6 @@ def voices(audio: np.ndarray, found: list[turns.Turn]) -> dict[int, np.ndarray]:
         samples = np.concatenate([audio[round(t.start * rate) : round(t.end * rate)] for t in own])
         out[speaker] = embeddings.embed_clip(samples) if len(samples) else np.zeros(embeddings.EMBEDDING_SIZE)
     return out
-
-
-Found = tuple[list[turns.Turn], dict[int, np.ndarray]]  # turns, and each speaker's voice
 
 
 def find_turns(pipeline: Any, audio: np.ndarray, hints: Hints) -> Found:

@@ -28,6 +28,9 @@ class Turn:
     speaker: int  # the cluster's label
 
 
+Found = tuple[list[Turn], dict[int, np.ndarray]]  # a diarizer's answer: turns, and each speaker's mean voice
+
+
 def turns(spans: np.ndarray, labels: np.ndarray) -> list[Turn]:
     """Pieces' spans in file order, merged where neighbours share a label and touch."""
     out: list[Turn] = []
