@@ -99,8 +99,10 @@ clean: ## Remove the virtualenv and build output.
 .PHONY: lint-ansible configure test-ansible
 # ansible-lint wants the venv's tools on PATH; ansible.cfg sits beside the playbook, not in the cwd.
 ANSIBLE_ENV := PATH="$(CURDIR)/$(BIN):$$PATH" ANSIBLE_CONFIG=ansible/ansible.cfg
-# the stack outputs `make outputs` writes (deploy/config.py's DEFAULT_OUTPUTS), read by every step after it
-OUTPUTS ?= .deploy/outputs.json
+# the stack outputs `make outputs` writes (deploy/paths.py owns the path), read by every step after it
+ifndef OUTPUTS
+OUTPUTS := $(shell $(PYTHON) deploy/paths.py outputs)
+endif
 
 lint-ansible: $(STAMP) ## ansible-lint (production profile) and ansible-playbook --syntax-check.
 	$(ANSIBLE_ENV) $(BIN)/ansible-lint -q -c ansible/.ansible-lint ansible/

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Ansible dynamic inventory built from the Pulumi stack outputs.
 
-`make outputs` writes them to .deploy/outputs.json (`pulumi stack output --json`); the single GPU VM
+`make outputs` writes them to deploy/paths.py's OUTPUTS (`pulumi stack output --json`); the single GPU VM
 becomes the one host of the group `whisper`:
 
     ansible-inventory -i ansible/inventory.py --list
@@ -25,9 +25,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root: deploy/ is a package there
 from deploy import sshroute  # noqa: E402 (after the path it needs)
 from deploy.config import ConfigError, image_facts  # noqa: E402
+from deploy.paths import OUTPUTS as DEFAULT_OUTPUTS  # noqa: E402
 
 GROUP = "whisper"
-DEFAULT_OUTPUTS = Path(__file__).resolve().parent.parent / ".deploy" / "outputs.json"
 REQUIRED_KEYS = ("ip", "instanceName", "zone", "sshCommand")
 
 

@@ -20,12 +20,12 @@ from typing import Self
 
 from pydantic_settings import SettingsConfigDict
 
+from deploy.paths import OUTPUTS as DEFAULT_OUTPUTS
 from service.settings import STOP_MARGIN_SECONDS, Settings, SettingsError, stop_timeout
 from service.settings.knobs import Knobs, knob
 from service.settings.parse import boolean, number, tcp_port, text
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_OUTPUTS = ROOT / ".deploy" / "outputs.json"  # written by `make outputs` (Pulumi stack outputs)
 
 # Service settings copied from the operator's environment into the host's 0600 env file when set.
 SERVICE_ENV_KEYS = (
