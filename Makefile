@@ -248,7 +248,10 @@ TUNNEL_SSH ?= ssh
 
 lint-monitoring: $(STAMP) ## promtool check config/rules, promtool test rules; dashboards JSON matches its generator.
 	@command -v $(PROMTOOL) >/dev/null || { echo "no promtool: run make system-deps" >&2; exit 1; }
-	$(PROMTOOL) check config monitoring/prometheus/prometheus.yml
+	@# prometheus.yml with the targets files the VM gets beside it (deploy/monitoring.py), so promtool checks both
+	@copy=$$(mktemp -d) && trap 'rm -rf "$$copy"' EXIT && cp -r monitoring/prometheus "$$copy/" && \
+	  $(BIN)/python -m deploy.monitoring "$$copy" >/dev/null && \
+	  $(PROMTOOL) check config "$$copy/prometheus/prometheus.yml"
 	$(PROMTOOL) check rules monitoring/prometheus/rules/*.yml
 	$(PROMTOOL) test rules monitoring/prometheus/tests/*.yaml
 	$(BIN)/python monitoring/grafana/build_dashboards.py --check

@@ -23,8 +23,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root: deploy/ is a package there
-from deploy import sshroute  # noqa: E402 (after the path it needs)
-from deploy.config import ConfigError, image_facts  # noqa: E402
+from deploy import monitoring, sshroute  # noqa: E402 (after the path they need)
+from deploy.config import ConfigError, DeployConfig, image_facts  # noqa: E402
 from deploy.paths import OUTPUTS as DEFAULT_OUTPUTS  # noqa: E402
 
 GROUP = "whisper"
@@ -58,6 +58,8 @@ def host_vars(outputs: dict, env: dict[str, str]) -> dict:
     """Connection settings and facts about the VM: the route deploy/sshroute.py gives Fabric too."""
     try:
         route = sshroute.route(outputs, env)
+        # the monitoring stack's ports, from the deploy's knobs as Fabric reads them (DEPLOY_*_PORT)
+        ports = monitoring.ansible_vars(DeployConfig.from_env(env))
     except ConfigError as err:
         raise InventoryError(str(err)) from None
     facts = image_facts()  # the Dockerfile's: the account's uid, the oldest driver branch the image runs on
@@ -70,6 +72,7 @@ def host_vars(outputs: dict, env: dict[str, str]) -> dict:
         "gce_zone": outputs["zone"],
         # Ansible adds the key and port itself; the rest of the route's options go here.
         "ansible_ssh_common_args": shlex.join(route.connection_options()),
+        **ports,
     }
     if route.key_file:
         hostvars["ansible_ssh_private_key_file"] = route.key_file

@@ -93,11 +93,17 @@ class DeployConfig(Knobs):
     )
     green_port: int = knob(None, 5002, tcp_port, "Green's API on the host's loopback.")
     blue_metrics_port: int = knob(
-        None, 9101, tcp_port, "Blue's /metrics on the host's loopback, scraped by Prometheus."
+        None,
+        SERVICE_DEFAULTS.metrics_port,
+        tcp_port,
+        "Blue's /metrics on the host's loopback, scraped by Prometheus (default: the service's own).",
     )
     green_metrics_port: int = knob(None, 9102, tcp_port, "Green's /metrics on the host's loopback.")
+    # the monitoring stack's listeners on the host's loopback (deploy/monitoring.py fills its files with them)
     grafana_port: int = knob(None, 3000, tcp_port, "Grafana on the host's loopback (monitoring/compose.yml).")
     prometheus_port: int = knob(None, 9090, tcp_port, "Prometheus on the host's loopback.")
+    node_exporter_port: int = knob(None, 9100, tcp_port, "node-exporter (the host's metrics) on loopback.")
+    dcgm_exporter_port: int = knob(None, 9400, tcp_port, "dcgm-exporter (the GPUs' metrics) on loopback.")
     proxy_image: str = knob(
         None, "nginx:1.30", text, "The proxy; the official image carries ngx_http_acme_module (HTTPS)."
     )
