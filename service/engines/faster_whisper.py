@@ -28,9 +28,7 @@ from .base import (
     Transcribed,
     WindowResult,
     sampling_seed,
-    split_segments,
     window_result,
-    with_logprobs,
     words_of,
 )
 from .faster_whisper_ct2 import (
@@ -46,6 +44,7 @@ from .faster_whisper_ct2 import (
 )
 from .looping import bounded, token_budget
 from .nvml import nvml_used_bytes
+from .segments import split_segments, with_logprobs
 
 log = logging.getLogger(__name__)
 

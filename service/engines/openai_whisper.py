@@ -25,14 +25,12 @@ from .base import (
     WindowResult,
     download_failed,
     sampling_seed,
-    split_segments,
-    untimed_suppressed,
     window_result,
-    with_logprobs,
     words_of,
 )
 from .looping import loops, token_budget
 from .openai_whisper_tasks import BatchedGroups, bounded_task
+from .segments import split_segments, untimed_suppressed, with_logprobs
 
 log = logging.getLogger(__name__)
 
