@@ -86,7 +86,12 @@ class WindowResult:
 class Engine(abc.ABC):
     """One model on one device. Only the scheduler's inference thread calls load/decode/transcribe."""
 
-    name: str  # "openai-whisper" | "faster-whisper"
+    name: str  # its WHISPER_ENGINE: "openai-whisper" | "faster-whisper" (settings/choices.py's ENGINES)
+    # Each engine's own defaults, read from its class: the beam of untimed decoding when UNTIMED_BEAM_SIZE=0
+    # (0: BEAM_SIZE), and the inputs of one model call when BATCH_SIZE=0 on a GPU and on a CPU.
+    untimed_beam_size: int
+    gpu_batch_size: int
+    cpu_batch_size: int
     # when every temperature fails: the most likely decode (faster-whisper's transcribe()), else the last one
     best_after_ladder = False  # (openai-whisper's transcribe(): its T=1.0 sample); work.after_ladder()
 
@@ -128,6 +133,10 @@ class Engine(abc.ABC):
         if self.is_multilingual:
             self.detect_language([speechless])
         self.decode([speechless], DecodeOptions(language="en"))
+
+    def default_batch_size(self) -> int:
+        """Inputs per model call when BATCH_SIZE=0: this engine's on its device (docs/performance.md)."""
+        return self.gpu_batch_size if self.device.startswith("cuda") else self.cpu_batch_size
 
     def memory(self) -> dict[str, tuple[int, int]]:
         """Accelerator memory per device: (allocated, reserved) bytes; empty on CPU."""

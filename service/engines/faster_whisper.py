@@ -55,6 +55,8 @@ APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
 class FasterWhisperEngine(Engine):
     name = "faster-whisper"
     best_after_ladder = True  # as its transcribe(): the decode with the best avg_logprob, unrepetitive first
+    untimed_beam_size = 5  # as faster-whisper's batched pipeline (untimed greedy loses words on clips)
+    gpu_batch_size, cpu_batch_size = 16, 8  # docs/performance.md
 
     def __init__(self, settings: Settings, device_index: int = 0):
         super().__init__(settings, device_index)

@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 class OpenAIWhisperEngine(Engine):
     name = "openai-whisper"
+    untimed_beam_size = 0  # BEAM_SIZE: beam search costs it twice its time on a CPU (docs/performance.md)
+    gpu_batch_size, cpu_batch_size = 16, 8  # docs/performance.md
 
     def __init__(self, settings: Settings, device_index: int = 0):
         super().__init__(settings, device_index)
