@@ -23,9 +23,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root: deploy/ is a package there
-from deploy import monitoring, sshroute  # noqa: E402 (after the path they need)
+from deploy import monitoring, paths, sshroute  # noqa: E402 (after the path they need)
 from deploy.config import ConfigError, DeployConfig, image_facts  # noqa: E402
-from deploy.paths import OUTPUTS as DEFAULT_OUTPUTS  # noqa: E402
 
 GROUP = "whisper"
 REQUIRED_KEYS = ("ip", "instanceName", "zone", "sshCommand")
@@ -66,6 +65,9 @@ def host_vars(outputs: dict, env: dict[str, str]) -> dict:
     hostvars = {
         "whisper_uid": facts["WHISPER_UID"],
         "nvidia_driver_check_min_major": facts["MIN_DRIVER_MAJOR"],
+        # the host's paths that infra/startup.sh and Fabric use too
+        "whisper_home": str(paths.HOST_HOME),
+        "whisper_host_ready_file": str(paths.READY_FILE),
         "ansible_host": route.host,
         "ansible_user": route.user or getpass.getuser(),
         "gce_instance_name": outputs["instanceName"],
@@ -98,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     env = dict(os.environ)
     try:
-        inventory = build_inventory(load_outputs(Path(env.get("WHISPER_OUTPUTS", DEFAULT_OUTPUTS))), env)
+        inventory = build_inventory(load_outputs(Path(env.get("WHISPER_OUTPUTS", paths.OUTPUTS))), env)
     except InventoryError as err:
         print(f"inventory: {err}", file=sys.stderr)
         return 1

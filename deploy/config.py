@@ -20,6 +20,7 @@ from typing import Self
 
 from pydantic_settings import SettingsConfigDict
 
+from deploy.paths import HOST_HOME
 from deploy.paths import OUTPUTS as DEFAULT_OUTPUTS
 from service.settings import STOP_MARGIN_SECONDS, Settings, SettingsError, stop_timeout
 from service.settings.knobs import Knobs, knob
@@ -112,7 +113,7 @@ class DeployConfig(Knobs):
     domain: str = knob(None, "", text, "HTTPS name; empty: plain HTTP.", "the stack's domain output")
     https_port: int = knob(None, 443, tcp_port, "The proxy's HTTPS port, with a domain.")
     acme_dir: str = knob(
-        None, "/var/lib/whisper/acme", text, "The proxy's ACME state (account key, certificates), mode 0700."
+        None, str(HOST_HOME / "acme"), text, "The proxy's ACME state (account key, certificates), mode 0700."
     )
     allow_unauthenticated: bool = knob(
         None,
@@ -122,12 +123,12 @@ class DeployConfig(Knobs):
         "the stack's allowUnauthenticated output",
     )
     # --- files on the host
-    state_file: str = knob(None, "/var/lib/whisper/deploy.json", text, "The current and previous tag.")
+    state_file: str = knob(None, str(HOST_HOME / "deploy.json"), text, "The current and previous tag.")
     env_file: str = knob(None, "/etc/whisper/whisper.env", text, "Service settings and API keys, mode 0600.")
     proxy_dir: str = knob(None, "/etc/whisper/proxy", text, "Mounted as the proxy's /etc/nginx/conf.d.")
     jobs_dir: str = knob(
         None,
-        "/var/lib/whisper/jobs",
+        str(HOST_HOME / "jobs"),
         text,
         "Background jobs' data directory, mounted as /data/jobs into both colours.",
     )

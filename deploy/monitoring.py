@@ -1,8 +1,9 @@
-"""The monitoring stack's ports (monitoring/), filled in from their one owner: the deploy's knobs (config.py).
+"""The monitoring stack's ports (monitoring/), filled in from their one owner: the deploy's knobs (config.py);
+and the host's path it reads, from deploy/paths.py.
 
-Tools read the stack's files, not this code, so each file takes the ports the way its tool can:
-- compose.yml interpolates ${PROMETHEUS_PORT} & co. from PORTS_ENV, an env file beside it (compose's own
-  `--env-file`); Grafana's data source reads PROMETHEUS_PORT from its container's environment;
+Tools read the stack's files, not this code, so each file takes them the way its tool can:
+- compose.yml interpolates ${PROMETHEUS_PORT} & co. and ${TEXTFILE_DIR} from HOST_ENV, an env file beside it
+  (compose's own `--env-file`); Grafana's data source reads PROMETHEUS_PORT from its container's environment;
 - prometheus.yml scrapes the targets listed in its jobs' file_sd files (prometheus/targets/<job>.json).
 Ansible's monitoring role writes these files on the host (ansible/inventory.py gives them as variables);
 for a stack elsewhere, `python -m deploy.monitoring DIR` writes them into a copy of monitoring/.
@@ -16,11 +17,12 @@ from pathlib import Path
 
 import yaml
 
+from deploy import paths
 from deploy.config import ROOT, DeployConfig
 
 MONITORING = ROOT / "monitoring"
 PROMETHEUS_CONFIG = Path("prometheus") / "prometheus.yml"  # relative to monitoring/, as on the host
-PORTS_ENV = "ports.env"  # compose's variables, beside compose.yml
+HOST_ENV = "host.env"  # compose's variables, beside compose.yml
 
 
 def compose_ports(cfg: DeployConfig) -> dict[str, int]:
@@ -30,6 +32,14 @@ def compose_ports(cfg: DeployConfig) -> dict[str, int]:
         "GRAFANA_PORT": cfg.grafana_port,
         "NODE_EXPORTER_PORT": cfg.node_exporter_port,
         "DCGM_EXPORTER_PORT": cfg.dcgm_exporter_port,
+    }
+
+
+def compose_env(cfg: DeployConfig) -> dict[str, str]:
+    """Every variable compose.yml interpolates (but the Grafana password, which the host keeps in .env)."""
+    return {
+        **{name: str(port) for name, port in compose_ports(cfg).items()},
+        "TEXTFILE_DIR": str(paths.TEXTFILE_DIR),
     }
 
 
@@ -57,8 +67,8 @@ def target_files(cfg: DeployConfig, monitoring: Path = MONITORING) -> dict[str, 
 
 def host_files(cfg: DeployConfig, monitoring: Path = MONITORING) -> dict[str, str]:
     """Every file the stack needs beside the repo's: path relative to monitoring/ -> text."""
-    env = "".join(f"{name}={port}\n" for name, port in compose_ports(cfg).items())
-    return {PORTS_ENV: env, **target_files(cfg, monitoring)}
+    env = "".join(f"{name}={value}\n" for name, value in compose_env(cfg).items())
+    return {HOST_ENV: env, **target_files(cfg, monitoring)}
 
 
 def ansible_vars(cfg: DeployConfig) -> dict:

@@ -16,7 +16,8 @@ from service.settings import STOP_MARGIN_SECONDS, Settings  # the editable insta
 from config import StackConfig
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # the repo root: deploy/ is a package there
-from deploy.config import DeployConfig, image_facts  # noqa: E402 (after the path it needs)
+from deploy import paths  # noqa: E402 (after the path it needs)
+from deploy.config import DeployConfig, image_facts  # noqa: E402
 
 IDLE_STOP_SCRIPT = Path(__file__).with_name("idle_stop.py")
 SERVICE_TAG = "whisper-gpu"  # network tag: every firewall rule targets this tag, every VM has it
@@ -92,13 +93,16 @@ def price_labels(cfg: StackConfig) -> str:
 def startup_script() -> str:
     """startup.sh as the VM runs it, its facts filled in from their owners rather than copied into it: the
     container's port is the service's own default (the image sets no PORT), the stop timeouts and the
-    minimum driver are this module's."""
+    minimum driver are this module's, the host's paths deploy/paths.py's."""
     return filled(
         STARTUP_SCRIPT,
         SERVICE_PORT=Settings().port,
         STOP_TIMEOUT=STOP_TIMEOUT_SEC,
         GRACEFUL_TIMEOUT=GRACEFUL_TIMEOUT_SEC,
         DRIVER_MIN_MAJOR=DRIVER_MIN_MAJOR,
+        RUN_DIR=paths.RUN_DIR,
+        READY_FILE=paths.READY_FILE,
+        TEXTFILE_DIR=paths.TEXTFILE_DIR,
     )
 
 
@@ -110,6 +114,7 @@ def idle_stop_script() -> str:
         IDLE_STOP_SCRIPT,
         BLUE_METRICS_PORT=cfg.blue.metrics_port,
         GREEN_METRICS_PORT=cfg.green.metrics_port,
+        RUN_DIR=paths.RUN_DIR,
     )
 
 

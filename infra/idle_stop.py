@@ -39,7 +39,7 @@ METRICS_URLS = os.environ.get(
     "METRICS_URLS",
     "http://127.0.0.1:@BLUE_METRICS_PORT@/metrics http://127.0.0.1:@GREEN_METRICS_PORT@/metrics",
 )
-STATE_FILE = Path(os.environ.get("IDLE_STOP_STATE", "/run/whisper/idle-stop.json"))
+STATE_FILE = Path(os.environ.get("IDLE_STOP_STATE", "@RUN_DIR@/idle-stop.json"))  # RUN_DIR: deploy/paths.py
 MINUTES_ATTRIBUTE = "instance/attributes/whisper-idle-stop-minutes"
 PROBES = frozenset({"/healthz", "/readyz"})
 SETUP_GRACE_MINUTES = 60  # before the service first answers after a boot: driver, Ansible, image pull

@@ -5,7 +5,7 @@
     scripts/smoke.py --outputs stack.json                     # the stack's `url` output (make outputs)
     scripts/smoke.py --url http://127.0.0.1:5000 --file talk.wav
     scripts/smoke.py --outputs stack.json --expect-build 1a2b3c4d5e6f  # /readyz reports that build
-    sudo cat /etc/whisper/whisper.env | scripts/smoke.py --url http://127.0.0.1:PORT --env-file -  # on a host
+    sudo cat ENV_FILE | scripts/smoke.py --url http://127.0.0.1:PORT --env-file -  # on the host
 
 The API key comes from --env-file (the first of its API_KEYS), else $API_KEY, else the first of $API_KEYS,
 never from the command line. Stdlib only: `fab deploy` runs it on the host with the system python3.

@@ -42,6 +42,9 @@ FACTS = {
     "the service account's uid": (literal(r"(?<!\d)10001(?!\d)"), "Dockerfile"),
     "the oldest driver branch": (literal(r"(?<![\w.])580(?![\w.-])"), "Dockerfile"),
     "the stack outputs file": (literal(r"outputs\.json"), "deploy/paths.py"),
+    "the service account's home on the host": (literal(r"/var/lib/whisper\b"), "deploy/paths.py"),
+    "the host's tmpfs files": (literal(r"/run/whisper\b"), "deploy/paths.py"),
+    "the host's settings files": (literal(r"/etc/whisper\b"), "deploy/config.py"),
 }
 
 

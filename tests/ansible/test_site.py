@@ -164,9 +164,9 @@ def test_monitoring_files_match_the_repo(sandbox, first_run):
 
 
 def test_the_files_made_from_the_deploys_ports_are_installed_and_kept(sandbox, first_run, second_run):
-    """compose's ports.env and Prometheus' targets: what deploy.monitoring renders, never removed as stale."""
+    """compose's host.env and Prometheus' targets: what deploy.monitoring renders, never removed as stale."""
     generated = monitoring.host_files(DeployConfig())
-    assert set(generated) >= {monitoring.PORTS_ENV, "prometheus/targets/whisper.json"}
+    assert set(generated) >= {monitoring.HOST_ENV, "prometheus/targets/whisper.json"}
     for name, text in generated.items():
         assert (sandbox.monitoring_dir / name).read_text() == text, name
 

@@ -11,6 +11,8 @@ import sys
 
 import pytest
 
+from deploy import paths
+
 from .conftest import INFRA, infra_module, infra_modules_by_bare_name
 
 COMPUTE_SCOPE = "https://www.googleapis.com/auth/compute"
@@ -140,9 +142,11 @@ def test_idle_stop_adds_the_compute_scope_and_ships_the_watch(deploy):
     attributes = metadata(deployment)
     assert attributes["whisper-idle-stop-minutes"] == "45"
     script = attributes["whisper-idle-stop-script"]
-    assert script == (INFRA / "idle_stop.py").read_text().replace("@BLUE_METRICS_PORT@", "9101").replace(
-        "@GREEN_METRICS_PORT@", "9102"
-    )
+    raw = (INFRA / "idle_stop.py").read_text()
+    filled = {"@BLUE_METRICS_PORT@": "9101", "@GREEN_METRICS_PORT@": "9102", "@RUN_DIR@": str(paths.RUN_DIR)}
+    for placeholder, value in filled.items():
+        raw = raw.replace(placeholder, value)
+    assert script == raw
     assert deployment.outputs["idleStopMinutes"] == 45
 
 

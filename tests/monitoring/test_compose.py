@@ -2,7 +2,7 @@
 Grafana password required from the environment, and ports that agree with prometheus.yml and Grafana.
 
 There is no Docker engine or compose plugin here (`docker compose config` is unavailable), so the file is
-checked structurally, the way compose would interpret it: its ${VAR} from the ports.env and targets files
+checked structurally, the way compose would interpret it: its ${VAR} from the host.env and targets files
 that deploy.monitoring renders from the deploy's knobs (what Ansible writes beside it on the VM)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from deploy import monitoring
+from deploy import monitoring, paths
 from deploy.config import DeployConfig
 
 from .conftest import MONITORING, PROMETHEUS_DIR, load_yaml
@@ -20,7 +20,7 @@ from .conftest import MONITORING, PROMETHEUS_DIR, load_yaml
 COMPOSE_PATH = MONITORING / "compose.yml"
 PORTS = DeployConfig()
 HOST_FILES = monitoring.host_files(PORTS)
-PORTS_ENV = dict(line.split("=", 1) for line in HOST_FILES[monitoring.PORTS_ENV].splitlines())
+HOST_ENV = dict(line.split("=", 1) for line in HOST_FILES[monitoring.HOST_ENV].splitlines())
 VARIABLE = re.compile(r"\$\{(\w+)(?::\?[^}]*)?\}")
 
 
@@ -35,7 +35,7 @@ def interpolated(value, env: dict[str, str]):
     return value
 
 
-COMPOSE = interpolated(load_yaml(COMPOSE_PATH), PORTS_ENV)
+COMPOSE = interpolated(load_yaml(COMPOSE_PATH), HOST_ENV)
 SERVICES = COMPOSE["services"]
 PINNED = re.compile(r"^[\w./-]+:(v?\d+\.\d+\.\d+)([\w.-]*)$")  # name:1.2.3[-variant], never latest
 
@@ -123,13 +123,20 @@ def test_bind_mounted_config_exists():
                 assert (MONITORING / source).exists(), f"{source} is mounted but missing"
 
 
-def test_every_port_comes_from_the_rendered_env_file_without_a_default():
-    """No port is written in compose.yml: each ${VAR} is required (`:?`) and ports.env sets it."""
+def test_every_port_and_path_comes_from_the_rendered_env_file_without_a_default():
+    """No port or host path is written in compose.yml: each ${VAR} is required (`:?`) and host.env sets it."""
     text = COMPOSE_PATH.read_text()
     names = {m[1] for m in VARIABLE.finditer(text)} - {"GRAFANA_ADMIN_PASSWORD"}
-    assert names == set(PORTS_ENV)
+    assert names == set(HOST_ENV)
     assert all(f"${{{name}:?" in text for name in names)
     assert not re.search(r"127\.0\.0\.1:\d", text), "a literal loopback port"
+
+
+def test_node_exporter_reads_the_price_where_the_startup_script_writes_it():
+    """deploy/paths.py's TEXTFILE_DIR: infra/host.py writes it into startup.sh, host.env into compose.yml."""
+    command = SERVICES["node-exporter"]["command"]
+    assert f"--collector.textfile.directory=/host{paths.TEXTFILE_DIR}" in command
+    assert "/:/host:ro,rslave" in SERVICES["node-exporter"]["volumes"]
 
 
 def test_prometheus_scrapes_what_the_stack_listens_on():
