@@ -112,7 +112,7 @@ def admit() -> None:
 def submit(audio, options: JobOptions) -> Job:
     """Plan the audio's windows (VAD), then queue the job; 429/503 when the scheduler refuses it."""
     cfg = settings()
-    options = with_server_defaults(options, cfg, scheduler().engine.is_multilingual)
+    options = with_server_defaults(options, cfg, scheduler().engine)
     seconds = len(audio) / SAMPLE_RATE
     deadline = time.monotonic() + cfg.request_timeout + cfg.request_timeout_per_audio_second * seconds
     began = time.monotonic()
