@@ -48,7 +48,8 @@ FROM system AS pins
 COPY pyproject.toml deploy/pins.py /tmp/pins/
 RUN python /tmp/pins/pins.py /tmp/pins/pyproject.toml faster > /tmp/pins/requirements.txt \
     && python /tmp/pins/pins.py --extras-only /tmp/pins/pyproject.toml cuda12 > /tmp/pins/cuda12.txt \
-    && python /tmp/pins/pins.py --extras-only /tmp/pins/pyproject.toml nodeps > /tmp/pins/nodeps.txt
+    && python /tmp/pins/pins.py --extras-only /tmp/pins/pyproject.toml nodeps > /tmp/pins/nodeps.txt \
+    && python /tmp/pins/pins.py --extras-only /tmp/pins/pyproject.toml pyannote > /tmp/pins/pyannote.txt
 
 # Dependencies first (the big, rarely changing layers). The checks fail the build, not the first request,
 # when a library is missing.
@@ -120,6 +121,35 @@ RUN --mount=type=bind,target=/context \
             *) bake "${source}" "${engine}" ;; \
         esac || exit 1; \
     done
+
+# Speaker diarization's second backend (docs/api.md, "The pyannote backend"): with
+# --build-arg DIARIZATION_BACKEND=pyannote, pyannote.audio (pyproject's `pyannote` extra, constrained by the pins
+# above, so torch stays) and the community-1 pipeline, whose weights are gated on the Hugging Face Hub,
+# downloaded with the operator's token into PYANNOTE_PIPELINE_DIR, then loaded offline as the service will.
+# The token is a BuildKit secret (`docker build --secret id=hf_token,env=HF_TOKEN`): mounted for this step
+# alone, never a build argument, an ENV, a layer's file or a part of the cache key. The lists are bind-mounted
+# from the pins stage, so this layer is rebuilt only when they change. Unset, the step does nothing. After
+# the Whisper weights: switching the backend does not download them again.
+ARG DIARIZATION_BACKEND
+ENV DIARIZATION_BACKEND=${DIARIZATION_BACKEND} \
+    PYANNOTE_PIPELINE_DIR=/models/pyannote/speaker-diarization-community-1
+RUN --mount=type=secret,id=hf_token,required=false \
+    --mount=type=secret,id=ca,required=false \
+    --mount=type=bind,from=pins,source=/tmp/pins/pyannote.txt,target=/tmp/pins/pyannote.txt \
+    --mount=type=bind,from=pins,source=/tmp/pins/requirements.txt,target=/tmp/pins/requirements.txt \
+    if [ "${DIARIZATION_BACKEND}" != "pyannote" ]; then exit 0; fi \
+    && if [ ! -s /run/secrets/hf_token ]; then \
+        echo "DIARIZATION_BACKEND=pyannote downloads the gated pyannote/speaker-diarization-community-1: pass a Hugging Face token that accepted its conditions, docker build --secret id=hf_token,env=HF_TOKEN ... (docs/api.md)" >&2; \
+        exit 1; \
+    fi \
+    && if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca REQUESTS_CA_BUNDLE=/run/secrets/ca; fi \
+    && pip install -r /tmp/pins/pyannote.txt -c /tmp/pins/requirements.txt \
+    && HF_TOKEN="$(cat /run/secrets/hf_token)" python -c "import sys; from huggingface_hub import snapshot_download; snapshot_download(sys.argv[1], local_dir=sys.argv[2])" \
+        pyannote/speaker-diarization-community-1 "${PYANNOTE_PIPELINE_DIR}" \
+    && rm -rf "${PYANNOTE_PIPELINE_DIR}/.cache" \
+    && chmod -R a+rX "${PYANNOTE_PIPELINE_DIR}" \
+    && HF_HUB_OFFLINE=1 PYANNOTE_METRICS_ENABLED=false python -c "import sys; from pyannote.audio import Pipeline; sys.exit(Pipeline.from_pretrained(sys.argv[1]) is None)" \
+        "${PYANNOTE_PIPELINE_DIR}"
 
 COPY gunicorn.conf.py pyproject.toml ./
 COPY service/ service/

@@ -86,6 +86,11 @@ bench-gpu: ## bench-speech's workloads on a CUDA GPU, large-v3-turbo dims, rando
 bench-diarization: $(STAMP) ## Speakers: DER, speaker count, WER, CPU overhead on espeak-ng conversations -> docs/accuracy.md (DIARIZATION_ARGS="--quick").
 	$(BIN)/python -m bench.diarization $(DIARIZATION_ARGS)
 
+.PHONY: bench-jobs
+bench-jobs: $(STAMP) ## Background jobs through SIGKILLs of the whole service: lost, identical results, callbacks (JOBS_ARGS="--kills 5").
+	@scripts/system-deps.sh test
+	$(BIN)/python -m bench.jobs $(JOBS_ARGS)
+
 bench-container: image-test ## The image against make run on one long real-speech file (docs/benchmarks-container.md).
 	$(BIN)/python -m bench.container $(CONTAINER_ARGS)
 
@@ -99,8 +104,10 @@ clean: ## Remove the virtualenv and build output.
 .PHONY: lint-ansible configure test-ansible
 # ansible-lint wants the venv's tools on PATH; ansible.cfg sits beside the playbook, not in the cwd.
 ANSIBLE_ENV := PATH="$(CURDIR)/$(BIN):$$PATH" ANSIBLE_CONFIG=ansible/ansible.cfg
-# the stack outputs `make outputs` writes (deploy/config.py's DEFAULT_OUTPUTS), read by every step after it
-OUTPUTS ?= .deploy/outputs.json
+# the stack outputs `make outputs` writes (deploy/paths.py owns the path), read by every step after it
+ifndef OUTPUTS
+OUTPUTS := $(shell $(PYTHON) deploy/paths.py outputs)
+endif
 
 lint-ansible: $(STAMP) ## ansible-lint (production profile) and ansible-playbook --syntax-check.
 	$(ANSIBLE_ENV) $(BIN)/ansible-lint -q -c ansible/.ansible-lint ansible/
@@ -246,7 +253,10 @@ TUNNEL_SSH ?= ssh
 
 lint-monitoring: $(STAMP) ## promtool check config/rules, promtool test rules; dashboards JSON matches its generator.
 	@command -v $(PROMTOOL) >/dev/null || { echo "no promtool: run make system-deps" >&2; exit 1; }
-	$(PROMTOOL) check config monitoring/prometheus/prometheus.yml
+	@# prometheus.yml with the targets files the VM gets beside it (deploy/monitoring.py), so promtool checks both
+	@copy=$$(mktemp -d) && trap 'rm -rf "$$copy"' EXIT && cp -r monitoring/prometheus "$$copy/" && \
+	  $(BIN)/python -m deploy.monitoring "$$copy" >/dev/null && \
+	  $(PROMTOOL) check config "$$copy/prometheus/prometheus.yml"
 	$(PROMTOOL) check rules monitoring/prometheus/rules/*.yml
 	$(PROMTOOL) test rules monitoring/prometheus/tests/*.yaml
 	$(BIN)/python monitoring/grafana/build_dashboards.py --check

@@ -162,7 +162,7 @@ def tunnel(
     seconds=0,
 ):
     """Forward the host's Grafana and Prometheus to the same local ports (DEPLOY_GRAFANA_PORT,
-    DEPLOY_PROMETHEUS_PORT: 3000 and 9090) until Ctrl-C (or --seconds)."""
+    DEPLOY_PROMETHEUS_PORT) until Ctrl-C (or --seconds)."""
     target = open_host(c, host)
     cfg, conn = target.cfg, target.conn
     with (

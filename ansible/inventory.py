@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Ansible dynamic inventory built from the Pulumi stack outputs.
 
-`make outputs` writes them to .deploy/outputs.json (`pulumi stack output --json`); the single GPU VM
+`make outputs` writes them to deploy/paths.py's OUTPUTS (`pulumi stack output --json`); the single GPU VM
 becomes the one host of the group `whisper`:
 
     ansible-inventory -i ansible/inventory.py --list
@@ -23,11 +23,10 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root: deploy/ is a package there
-from deploy import sshroute  # noqa: E402 (after the path it needs)
-from deploy.config import ConfigError, image_facts  # noqa: E402
+from deploy import monitoring, paths, sshroute  # noqa: E402 (after the path they need)
+from deploy.config import ConfigError, DeployConfig, image_facts  # noqa: E402
 
 GROUP = "whisper"
-DEFAULT_OUTPUTS = Path(__file__).resolve().parent.parent / ".deploy" / "outputs.json"
 REQUIRED_KEYS = ("ip", "instanceName", "zone", "sshCommand")
 
 
@@ -58,18 +57,24 @@ def host_vars(outputs: dict, env: dict[str, str]) -> dict:
     """Connection settings and facts about the VM: the route deploy/sshroute.py gives Fabric too."""
     try:
         route = sshroute.route(outputs, env)
+        # the monitoring stack's ports, from the deploy's knobs as Fabric reads them (DEPLOY_*_PORT)
+        ports = monitoring.ansible_vars(DeployConfig.from_env(env))
     except ConfigError as err:
         raise InventoryError(str(err)) from None
     facts = image_facts()  # the Dockerfile's: the account's uid, the oldest driver branch the image runs on
     hostvars = {
         "whisper_uid": facts["WHISPER_UID"],
         "nvidia_driver_check_min_major": facts["MIN_DRIVER_MAJOR"],
+        # the host's paths that infra/startup.sh and Fabric use too
+        "whisper_home": str(paths.HOST_HOME),
+        "whisper_host_ready_file": str(paths.READY_FILE),
         "ansible_host": route.host,
         "ansible_user": route.user or getpass.getuser(),
         "gce_instance_name": outputs["instanceName"],
         "gce_zone": outputs["zone"],
         # Ansible adds the key and port itself; the rest of the route's options go here.
         "ansible_ssh_common_args": shlex.join(route.connection_options()),
+        **ports,
     }
     if route.key_file:
         hostvars["ansible_ssh_private_key_file"] = route.key_file
@@ -95,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     env = dict(os.environ)
     try:
-        inventory = build_inventory(load_outputs(Path(env.get("WHISPER_OUTPUTS", DEFAULT_OUTPUTS))), env)
+        inventory = build_inventory(load_outputs(Path(env.get("WHISPER_OUTPUTS", paths.OUTPUTS))), env)
     except InventoryError as err:
         print(f"inventory: {err}", file=sys.stderr)
         return 1

@@ -21,6 +21,7 @@ import time
 import uuid
 from pathlib import Path
 
+from service.settings import DEFAULTS
 from tools import embedded, speech
 
 from .service_bench import transcribe
@@ -57,6 +58,9 @@ class MakeRun:
         stop(self.process)
 
 
+API_PORT = DEFAULTS.port  # the image sets no PORT: the service's default
+
+
 class Container:
     """The image with `docker run`, its API port published on loopback."""
 
@@ -67,8 +71,8 @@ class Container:
 
     def __enter__(self) -> Container:
         subprocess.run(
-            ["docker", "run", "--detach", "--name", self.name, "--publish", f"127.0.0.1:{self.port}:5000",
-             self.image], check=True, capture_output=True,
+            ["docker", "run", "--detach", "--name", self.name,
+             "--publish", f"127.0.0.1:{self.port}:{API_PORT}", self.image], check=True, capture_output=True,
         )  # fmt: skip
         wait_ready(self.url, self.running, READY_SECONDS, interval=0.5)
         return self

@@ -1,6 +1,7 @@
 """Operator-side deploy code behind `fabfile.py` and the Makefile's image and deploy targets.
 
-config.py   every deploy knob, read once from the environment and `.deploy/outputs.json`
+config.py   every deploy knob, read once from the environment and the stack outputs (`make outputs`)
+paths.py    the operator-side files the steps share (the stack outputs), each path written once
 remote.py   one host as the deploy drives it: pull, start a colour, wait for /readyz, smoke, stop
 proxy_ops.py  the host's proxy: its config pointed at a colour, its container, the public check
 steps.py    the blue/green steps: start beside, switch, stop the old colour; rollback; status

@@ -20,12 +20,13 @@ from typing import Self
 
 from pydantic_settings import SettingsConfigDict
 
+from deploy.paths import HOST_HOME
+from deploy.paths import OUTPUTS as DEFAULT_OUTPUTS
 from service.settings import STOP_MARGIN_SECONDS, Settings, SettingsError, stop_timeout
 from service.settings.knobs import Knobs, knob
 from service.settings.parse import boolean, number, tcp_port, text
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_OUTPUTS = ROOT / ".deploy" / "outputs.json"  # written by `make outputs` (Pulumi stack outputs)
 
 # Service settings copied from the operator's environment into the host's 0600 env file when set.
 SERVICE_ENV_KEYS = (
@@ -93,11 +94,17 @@ class DeployConfig(Knobs):
     )
     green_port: int = knob(None, 5002, tcp_port, "Green's API on the host's loopback.")
     blue_metrics_port: int = knob(
-        None, 9101, tcp_port, "Blue's /metrics on the host's loopback, scraped by Prometheus."
+        None,
+        SERVICE_DEFAULTS.metrics_port,
+        tcp_port,
+        "Blue's /metrics on the host's loopback, scraped by Prometheus (default: the service's own).",
     )
     green_metrics_port: int = knob(None, 9102, tcp_port, "Green's /metrics on the host's loopback.")
+    # the monitoring stack's listeners on the host's loopback (deploy/monitoring.py fills its files with them)
     grafana_port: int = knob(None, 3000, tcp_port, "Grafana on the host's loopback (monitoring/compose.yml).")
     prometheus_port: int = knob(None, 9090, tcp_port, "Prometheus on the host's loopback.")
+    node_exporter_port: int = knob(None, 9100, tcp_port, "node-exporter (the host's metrics) on loopback.")
+    dcgm_exporter_port: int = knob(None, 9400, tcp_port, "dcgm-exporter (the GPUs' metrics) on loopback.")
     proxy_image: str = knob(
         None, "nginx:1.30", text, "The proxy; the official image carries ngx_http_acme_module (HTTPS)."
     )
@@ -106,7 +113,7 @@ class DeployConfig(Knobs):
     domain: str = knob(None, "", text, "HTTPS name; empty: plain HTTP.", "the stack's domain output")
     https_port: int = knob(None, 443, tcp_port, "The proxy's HTTPS port, with a domain.")
     acme_dir: str = knob(
-        None, "/var/lib/whisper/acme", text, "The proxy's ACME state (account key, certificates), mode 0700."
+        None, str(HOST_HOME / "acme"), text, "The proxy's ACME state (account key, certificates), mode 0700."
     )
     allow_unauthenticated: bool = knob(
         None,
@@ -116,12 +123,12 @@ class DeployConfig(Knobs):
         "the stack's allowUnauthenticated output",
     )
     # --- files on the host
-    state_file: str = knob(None, "/var/lib/whisper/deploy.json", text, "The current and previous tag.")
+    state_file: str = knob(None, str(HOST_HOME / "deploy.json"), text, "The current and previous tag.")
     env_file: str = knob(None, "/etc/whisper/whisper.env", text, "Service settings and API keys, mode 0600.")
     proxy_dir: str = knob(None, "/etc/whisper/proxy", text, "Mounted as the proxy's /etc/nginx/conf.d.")
     jobs_dir: str = knob(
         None,
-        "/var/lib/whisper/jobs",
+        str(HOST_HOME / "jobs"),
         text,
         "Background jobs' data directory, mounted as /data/jobs into both colours.",
     )

@@ -1,7 +1,7 @@
 """`make cost`: what an hour of audio costs on this deployment, from the VM's live Prometheus.
 
     python -m deploy.cost                                   # through the SSH tunnel of `make dashboards`
-    python -m deploy.cost --prometheus http://127.0.0.1:9090  # a Prometheus already reachable (no tunnel)
+    python -m deploy.cost --prometheus http://127.0.0.1:PORT  # a Prometheus already reachable (no tunnel)
 
 It opens the deploy's one SSH route (deploy/sshroute.py: OS Login user, gcloud's key, Google's IAP tunnel),
 the route `make dashboards` uses, forwarding a free local port to the VM's Prometheus on its loopback, reads

@@ -15,7 +15,7 @@ A plain `ssh [-p PORT] [-i KEY] [user@]host` command is used as it is. WHISPER_S
 override the user and the key (no gcloud call then for the user).
 
     python -m deploy.sshroute show                      # the route, one line per field
-    python -m deploy.sshroute tunnel -L 3000:127.0.0.1:3000 ...   # exec ssh -N with the route's options
+    python -m deploy.sshroute tunnel -L PORT:127.0.0.1:PORT ...   # exec ssh -N with the route's options
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from catalogue import KNOWN_GPU_ZONES
 FIRST_BOOT_BUDGET_SEC = {
     "boot": 60,  # VM start, guest agent, the startup script begins
     "docker and toolkit": 240,  # two apt repositories, apt-get update, Docker + NVIDIA Container Toolkit
-    "driver install": 600,  # Google's installer: prerequisites, then the 580 runfile builds its kernel module
+    "driver install": 600,  # Google's installer: prerequisites, then the driver's runfile builds its module
     "reboot": 120,  # the installer reboots once; the script runs again from the top
     "image pull": 480,  # ~4 GB from Docker Hub through Cloud NAT, then unpacking 7.7 GB onto pd-balanced
     "model load": 180,  # container start, weights onto the GPU, warm-up, /readyz 200

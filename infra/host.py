@@ -7,7 +7,7 @@ different Args classes with the same fields, hence the class parameter.
 
 from __future__ import annotations
 
-import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +15,19 @@ from service.settings import STOP_MARGIN_SECONDS, Settings  # the editable insta
 
 from config import StackConfig
 
+sys.path.append(str(Path(__file__).resolve().parents[1]))  # the repo root: deploy/ is a package there
+from deploy import paths  # noqa: E402 (after the path it needs)
+from deploy.config import DeployConfig, image_facts  # noqa: E402
+
 IDLE_STOP_SCRIPT = Path(__file__).with_name("idle_stop.py")
 SERVICE_TAG = "whisper-gpu"  # network tag: every firewall rule targets this tag, every VM has it
 STARTUP_SCRIPT = Path(__file__).with_name("startup.sh")
-DOCKERFILE = Path(__file__).resolve().parents[1] / "Dockerfile"
 # Seconds docker gives the container to stop: a spot preemption leaves about 30 before the power goes.
 # Rolling updates and scale-in drain through the load balancer first (connection draining, fleet.py).
 STOP_TIMEOUT_SEC = 25
 GRACEFUL_TIMEOUT_SEC = STOP_TIMEOUT_SEC - STOP_MARGIN_SECONDS  # the containers' GRACEFUL_TIMEOUT: 20 s
 # CUDA 13.0's minimum driver branch (the image is CUDA 13): the Dockerfile's ARG owns it; startup.sh checks it
-DRIVER_MIN_MAJOR = int(re.search(r"^ARG MIN_DRIVER_MAJOR=(\d+)$", DOCKERFILE.read_text(), re.M).group(1))
+DRIVER_MIN_MAJOR = image_facts()["MIN_DRIVER_MAJOR"]
 
 # Write logs and metrics, read Cloud Storage, nothing else. The identity's IAM roles are the real limit;
 # the scopes keep a stolen token from reaching any other API even if a role is added later by hand.
@@ -70,7 +73,7 @@ def vm_metadata(cfg: StackConfig) -> dict[str, str]:
         extra["whisper-price-labels"] = price_labels(cfg)
     if cfg.idle_stop_minutes:
         extra["whisper-idle-stop-minutes"] = str(cfg.idle_stop_minutes)
-        extra["whisper-idle-stop-script"] = IDLE_STOP_SCRIPT.read_text(encoding="utf-8")
+        extra["whisper-idle-stop-script"] = idle_stop_script()
     return extra
 
 
@@ -90,16 +93,37 @@ def price_labels(cfg: StackConfig) -> str:
 def startup_script() -> str:
     """startup.sh as the VM runs it, its facts filled in from their owners rather than copied into it: the
     container's port is the service's own default (the image sets no PORT), the stop timeouts and the
-    minimum driver are this module's."""
-    script = STARTUP_SCRIPT.read_text(encoding="utf-8")
-    for name, value in {
-        "SERVICE_PORT": Settings().port,
-        "STOP_TIMEOUT": STOP_TIMEOUT_SEC,
-        "GRACEFUL_TIMEOUT": GRACEFUL_TIMEOUT_SEC,
-        "DRIVER_MIN_MAJOR": DRIVER_MIN_MAJOR,
-    }.items():
-        script = script.replace(f"@{name}@", str(value))
-    return script
+    minimum driver are this module's, the host's paths deploy/paths.py's."""
+    return filled(
+        STARTUP_SCRIPT,
+        SERVICE_PORT=Settings().port,
+        STOP_TIMEOUT=STOP_TIMEOUT_SEC,
+        GRACEFUL_TIMEOUT=GRACEFUL_TIMEOUT_SEC,
+        DRIVER_MIN_MAJOR=DRIVER_MIN_MAJOR,
+        RUN_DIR=paths.RUN_DIR,
+        READY_FILE=paths.READY_FILE,
+        TEXTFILE_DIR=paths.TEXTFILE_DIR,
+    )
+
+
+def idle_stop_script() -> str:
+    """idle_stop.py as the VM runs it: the blue and green metrics ports where `fab deploy` publishes them
+    (the deploy's knobs, DEPLOY_BLUE_METRICS_PORT and DEPLOY_GREEN_METRICS_PORT, read as it reads them)."""
+    cfg = DeployConfig.from_env()
+    return filled(
+        IDLE_STOP_SCRIPT,
+        BLUE_METRICS_PORT=cfg.blue.metrics_port,
+        GREEN_METRICS_PORT=cfg.green.metrics_port,
+        RUN_DIR=paths.RUN_DIR,
+    )
+
+
+def filled(path: Path, **values: object) -> str:
+    """The file's text with each @NAME@ replaced by its value."""
+    text = path.read_text(encoding="utf-8")
+    for name, value in values.items():
+        text = text.replace(f"@{name}@", str(value))
+    return text
 
 
 def metadata(extra: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -34,8 +34,12 @@ from pathlib import Path
 
 METADATA_URL = os.environ.get("METADATA_URL", "http://metadata.google.internal/computeMetadata/v1")
 COMPUTE_URL = os.environ.get("COMPUTE_URL", "https://compute.googleapis.com/compute/v1")
-METRICS_URLS = os.environ.get("METRICS_URLS", "http://127.0.0.1:9101/metrics http://127.0.0.1:9102/metrics")
-STATE_FILE = Path(os.environ.get("IDLE_STOP_STATE", "/run/whisper/idle-stop.json"))
+# blue's and green's /metrics; infra/host.py fills in the deploy's ports (deploy/config.py) as it ships it
+METRICS_URLS = os.environ.get(
+    "METRICS_URLS",
+    "http://127.0.0.1:@BLUE_METRICS_PORT@/metrics http://127.0.0.1:@GREEN_METRICS_PORT@/metrics",
+)
+STATE_FILE = Path(os.environ.get("IDLE_STOP_STATE", "@RUN_DIR@/idle-stop.json"))  # RUN_DIR: deploy/paths.py
 MINUTES_ATTRIBUTE = "instance/attributes/whisper-idle-stop-minutes"
 PROBES = frozenset({"/healthz", "/readyz"})
 SETUP_GRACE_MINUTES = 60  # before the service first answers after a boot: driver, Ansible, image pull

@@ -22,13 +22,13 @@ set -euo pipefail
 METADATA_URL="${METADATA_URL:-http://metadata.google.internal/computeMetadata/v1}"
 SECRETS_URL="${SECRETS_URL:-https://secretmanager.googleapis.com/v1}"
 INSTALLER_DIR="${INSTALLER_DIR:-/opt/google/cuda-installer}"  # where Google's installer keeps its logs
-RUN_DIR="${RUN_DIR:-/run/whisper}"  # tmpfs: the API key never lands on the disk
-READY_FILE="${READY_FILE:-/run/whisper-host-ready}" # tmpfs: absent after a reboot until this script is done
+RUN_DIR="${RUN_DIR:-@RUN_DIR@}"  # tmpfs: the API key never lands on the disk
+READY_FILE="${READY_FILE:-@READY_FILE@}" # tmpfs: absent after a reboot until this script is done
 DOCKER_DAEMON_JSON="${DOCKER_DAEMON_JSON:-/etc/docker/daemon.json}"
 APT_KEYRINGS="${APT_KEYRINGS:-/etc/apt/keyrings}"
 APT_SOURCES="${APT_SOURCES:-/etc/apt/sources.list.d}"
 # node-exporter's textfile collector (monitoring/compose.yml mounts it): the VM's price for Prometheus.
-TEXTFILE_DIR="${TEXTFILE_DIR:-/var/lib/whisper/textfile}"
+TEXTFILE_DIR="${TEXTFILE_DIR:-@TEXTFILE_DIR@}"
 SYSTEMD_DIR="${SYSTEMD_DIR:-/etc/systemd/system}"
 IDLE_STOP_DIR="${IDLE_STOP_DIR:-/usr/local/lib/whisper}"  # the idle watch (infra/idle_stop.py)
 # Docker's own install line (https://docs.docker.com/engine/install/ubuntu/). The plugins must be named:

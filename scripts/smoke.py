@@ -2,10 +2,10 @@
 """Smoke test: transcribe one clip through a running service; exit 0 when it answers like OpenAI, else 1.
 
     scripts/smoke.py --url http://203.0.113.7                 # a generated 2 s clip
-    scripts/smoke.py --outputs .deploy/outputs.json           # the stack's `url` output
+    scripts/smoke.py --outputs stack.json                     # the stack's `url` output (make outputs)
     scripts/smoke.py --url http://127.0.0.1:5000 --file talk.wav
-    scripts/smoke.py --outputs .deploy/outputs.json --expect-build 1a2b3c4d5e6f  # /readyz reports that build
-    sudo cat /etc/whisper/whisper.env | scripts/smoke.py --url http://127.0.0.1:5001 --env-file -
+    scripts/smoke.py --outputs stack.json --expect-build 1a2b3c4d5e6f  # /readyz reports that build
+    sudo cat ENV_FILE | scripts/smoke.py --url http://127.0.0.1:PORT --env-file -  # on the host
 
 The API key comes from --env-file (the first of its API_KEYS), else $API_KEY, else the first of $API_KEYS,
 never from the command line. Stdlib only: `fab deploy` runs it on the host with the system python3.
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--url", help="the service's base URL, e.g. http://203.0.113.7")
-    where.add_argument("--outputs", help="read the URL from the stack outputs (.deploy/outputs.json)")
+    where.add_argument("--outputs", help="read the URL from the stack outputs (`make outputs`)")
     parser.add_argument("--file", help="an audio file to send (default: a generated 2 s clip)")
     parser.add_argument("--env-file", help="read API_KEYS from this docker env file ('-' = stdin)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds for the request")

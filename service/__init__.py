@@ -28,6 +28,7 @@ __version__ = _version()
 def create_app(settings=None, *, device_index: int | None = None):
     """Build the app: settings, errors, auth, health, the two API faces, and the inference scheduler."""
     from . import settings as settings_module
+    from . import speakers
     from .batching.scheduler import Scheduler
     from .engines import create_engine
     from .intake import vad
@@ -39,6 +40,7 @@ def create_app(settings=None, *, device_index: int | None = None):
         device_index = settings.whisper_device_index  # gunicorn.conf.py's post_fork sets it per worker
     if settings.vad:
         vad.load()  # the Silero model, before the first request needs it
+    speakers.configure(settings, device_index)  # DIARIZATION_BACKEND=pyannote: its pipeline, loaded now
     scheduler = Scheduler(create_engine(settings, device_index=device_index), settings)
     app = _flask_app(settings, scheduler, device_index)
     scheduler.start()

@@ -186,14 +186,17 @@ def test_no_default_of_the_service_is_copied_into_the_image_the_deploy_or_the_ho
 def test_the_scheduler_takes_every_knob_from_settings():
     from service.batching.scheduler import Scheduler
 
-    engine = SimpleNamespace(model_name="m", name="openai-whisper", device="cuda:0")
+    # BATCH_SIZE=0 leaves the call's size to the engine (its class's, for its device: tests/engines)
+    engine = SimpleNamespace(
+        model_name="m", name="openai-whisper", device="cuda:0", default_batch_size=lambda: 9
+    )
     settings = Settings()
     scheduler = Scheduler(engine, settings)
     assert scheduler.admission.max_requests == settings.queue_max_requests == 24
     assert scheduler.admission.max_seconds == settings.queue_max_seconds
     assert scheduler.loop.batch_wait == settings.batch_wait_ms / 1000 == 0.25
     assert scheduler.admission.shares.max_requests_share == settings.key_max_share == 0.5
-    assert scheduler.batch_size == 16  # BATCH_SIZE=0: the device's
+    assert scheduler.batch_size == 9  # BATCH_SIZE=0: the engine's
     assert Scheduler(engine, settings.replace(batch_size=3)).batch_size == 3
 
 

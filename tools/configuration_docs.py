@@ -29,12 +29,13 @@ SECTIONS = {
     "interactive_batch_size": "CPU call sizing (short requests first)",
     "jobs_dir": "Background jobs (/v1/audio/jobs)",
     "jobs_database_url": "The fleet's job store (PostgreSQL and Cloud Storage)",
+    "diarization_backend": "Speaker diarization (who spoke when)",
 }
 HEADER = """# Configuration
 
 Every setting is an environment variable, read once at start; an invalid value stops the service with one
 line that names it and gives an example (exit status 2). Generated from `service/settings/` (`__init__.py`,
-`decoding.py`, `live.py`, `models.py`, `sizing.py`, `jobs.py`, `jobs_fleet.py`) by
+`decoding.py`, `live.py`, `models.py`, `sizing.py`, `jobs.py`, `jobs_fleet.py`, `speakers.py`) by
 `python -m tools.configuration_docs`: edit the settings, not this file.
 """
 
@@ -51,7 +52,27 @@ def shown(field: Knob) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def engine_facts() -> dict[str, str]:
+    """What the settings' descriptions name as {batch_sizes} and {untimed_beams}: the engine classes' own."""
+    from service.engines import ENGINES, engine_class
+
+    classes = [engine_class(name) for name in ENGINES]
+    sizes = {f"{c.gpu_batch_size} on cuda, {c.cpu_batch_size} on cpu" for c in classes}
+    each = "; ".join(f"{c.name}: {c.gpu_batch_size} on cuda, {c.cpu_batch_size} on cpu" for c in classes)
+    return {
+        "batch_sizes": sizes.pop() if len(sizes) == 1 else each,
+        "untimed_beams": ", ".join(f"{c.untimed_beam_size or 'BEAM_SIZE'} on {c.name}" for c in classes),
+    }
+
+
+def described(doc: str, facts: dict[str, str]) -> str:
+    for name, value in facts.items():
+        doc = doc.replace(f"{{{name}}}", value)
+    return doc
+
+
 def markdown() -> str:
+    facts = engine_facts()
     lines = [HEADER.rstrip()]
     for field in FIELDS:
         if field.name in SECTIONS:
@@ -62,7 +83,7 @@ def markdown() -> str:
                 "| Variable | Default | Meaning |",
                 "| --- | --- | --- |",
             ]
-        lines.append(f"| `{field.env}` | `{shown(field)}` | {field.doc} |")
+        lines.append(f"| `{field.env}` | `{shown(field)}` | {described(field.doc, facts)} |")
     return "\n".join(lines) + "\n"
 
 

@@ -144,21 +144,29 @@ def _sse(job, form: openai_fields.TranslationForm, hints: speakers.Hints | None 
 
 
 def _diarized_events(job, form, hints: speakers.Hints):
-    """Speakers need the whole file: once it is decoded and diarized, diarized_json sends each segment as a
-    transcript.text.segment event (other formats their deltas), then transcript.text.done."""
+    """Speakers are found in the audio alone, in this thread while the model decodes; then each window's
+    segments go out labelled as soon as the windows before it are decoded: diarized_json as
+    transcript.text.segment events (other formats as deltas), then transcript.text.done."""
+    sent = 0
     try:
-        for _ in pipeline.stream_events(job):
-            pass
-        transcript = pipeline.diarized(job, pipeline.finished(job), hints)
+        found = pipeline.speaker_turns(job, hints)
+        for index in pipeline.stream_events(job):
+            labelled = speakers.label_segments(pipeline.segments_through(job, index), found, hints)
+            spoken = [s for s in labelled if s.text.strip()]
+            for number, segment in enumerate(spoken[sent:], sent):
+                yield _event(_diarized_segment(number, segment, form))
+            sent = max(sent, len(spoken))
+        transcript = speakers.label(pipeline.finished(job), found, hints)
     except APIError as error:
         yield _event({"type": "error", **error.body()})
         return
-    for number, segment in enumerate(s for s in transcript.segments if s.text.strip()):
-        if form.response_format == "diarized_json":
-            yield _event(formats.diarized_segment(number, segment))
-        else:
-            yield _event(_delta(number, segment, form))
     yield _event(_done(transcript, form))
+
+
+def _diarized_segment(number: int, segment, form) -> dict:
+    if form.response_format == "diarized_json":
+        return formats.diarized_segment(number, segment)
+    return _delta(number, segment, form)
 
 
 def _delta(number: int, segment, form: openai_fields.TranslationForm) -> dict:

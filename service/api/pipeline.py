@@ -112,7 +112,7 @@ def admit() -> None:
 def submit(audio, options: JobOptions) -> Job:
     """Plan the audio's windows (VAD), then queue the job; 429/503 when the scheduler refuses it."""
     cfg = settings()
-    options = with_server_defaults(options, cfg, scheduler().engine.is_multilingual)
+    options = with_server_defaults(options, cfg, scheduler().engine)
     seconds = len(audio) / SAMPLE_RATE
     deadline = time.monotonic() + cfg.request_timeout + cfg.request_timeout_per_audio_second * seconds
     began = time.monotonic()
@@ -172,11 +172,17 @@ DIARIZE_AT_ONCE = threading.BoundedSemaphore(2)
 
 def diarized(job: Job, transcript: Transcript, hints: speakers.Hints) -> Transcript:
     """The transcript with speakers (service/speakers), timed as the `diarize` stage."""
+    return speakers.label(transcript, speaker_turns(job, hints), hints)
+
+
+def speaker_turns(job: Job, hints: speakers.Hints) -> speakers.Found:
+    """Who spoke when in the job's audio (the transcript is not needed: a stream finds them while the model
+    decodes), timed as the `diarize` stage."""
     with DIARIZE_AT_ONCE:
         began = time.monotonic()
-        labelled = speakers.diarize(transcript, job.audio, hints)
+        found = speakers.find_turns(job.audio, hints)
     observe_stage("diarize", time.monotonic() - began)
-    return labelled
+    return found
 
 
 def segments_through(job: Job, index: int) -> list[Segment]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..audio import HOP_LENGTH, SAMPLE_RATE
-from ..engines.base import DecodeOptions, Thresholds, WindowResult
+from ..engines.base import DecodeOptions, Engine, Thresholds, WindowResult
 from ..errors import APIError
 from ..intake.vad import Region, VadParams
 from ..intake.windows import SPEECH_LEAD_SECONDS, Window, plan
@@ -73,11 +73,11 @@ class JobOptions:
         )
 
 
-def with_server_defaults(options: JobOptions, settings: Settings, multilingual: bool = True) -> JobOptions:
+def with_server_defaults(options: JobOptions, settings: Settings, engine: Engine) -> JobOptions:
     """What the request left open, from the server's settings: sequential decoding (DECODE_MODE), VAD (VAD,
-    VAD_*), untimed decoding and the beam width (UNTIMED_DECODING, UNTIMED_BEAM_SIZE, BEAM_SIZE); and English
-    for an English-only model. Every API face's requests pass through here (service.api.pipeline.submit),
-    and only here are server settings applied to a request."""
+    VAD_*), untimed decoding and the beam width (UNTIMED_DECODING, UNTIMED_BEAM_SIZE, BEAM_SIZE, else the
+    model's engine's own); and English for an English-only model. Every API face's requests pass through
+    here (service.api.pipeline.submit), and only here are server settings applied to a request."""
     vad = settings.vad if options.vad is None else options.vad
     if vad is True:
         vad = VadParams(settings.vad_threshold, settings.vad_min_silence_ms, settings.vad_speech_pad_ms)
@@ -86,23 +86,20 @@ def with_server_defaults(options: JobOptions, settings: Settings, multilingual: 
         sequential = settings.decode_mode == "sequential"
     # timed for transcribe(), words, and greedy (untimed greedy loses words on clips: docs/performance.md)
     timestamps = options.timestamps or options.word_timestamps or sequential or not settings.untimed_decoding
-    timestamps = timestamps or (options.beam_size or untimed_beam(settings)) <= 1
+    timestamps = timestamps or (options.beam_size or untimed_beam(settings, engine)) <= 1
     beam_size = options.beam_size
     if beam_size is None:
-        default = settings.beam_size if timestamps else untimed_beam(settings)
+        default = settings.beam_size if timestamps else untimed_beam(settings, engine)
         beam_size = default if default > 1 else None
-    language = options.language or (None if multilingual else "en")  # an English-only model speaks English
+    language = options.language or (None if engine.is_multilingual else "en")  # English-only: English
     return replace(
         options, vad=vad, beam_size=beam_size, sequential=sequential, language=language, timestamps=timestamps
     )
 
 
-def untimed_beam(settings: Settings) -> int:
-    """UNTIMED_BEAM_SIZE, or the engine's: faster-whisper's batched pipeline decodes with beam 5; beam search
-    costs openai-whisper twice its time on a CPU (docs/performance.md), so it keeps BEAM_SIZE."""
-    if settings.untimed_beam_size:
-        return settings.untimed_beam_size
-    return 5 if settings.whisper_engine == "faster-whisper" else settings.beam_size
+def untimed_beam(settings: Settings, engine: Engine) -> int:
+    """UNTIMED_BEAM_SIZE, or the engine class's own (Engine.untimed_beam_size), else BEAM_SIZE."""
+    return settings.untimed_beam_size or engine.untimed_beam_size or settings.beam_size
 
 
 _ids = itertools.count(1)

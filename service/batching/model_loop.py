@@ -48,7 +48,7 @@ class ModelLoop:
         self.engine = engine
         self.settings = settings
         self.work = work
-        self.batch_size = settings.batch_size_on(engine.device)  # halved for good on out-of-memory
+        self.batch_size = settings.batch_size or engine.default_batch_size()  # halved for good on OOM
         self.free_batching = engine.device.startswith("cuda")  # a GPU's call costs about one input's time
         self.batch_wait = settings.batch_wait_ms / 1000
         self.sizing = Sizing(settings.interactive_batch_size, settings.interactive_hold_seconds)  # CPU calls

@@ -20,11 +20,16 @@ __all__ = [
     "Thresholds",
     "WindowResult",
     "create_engine",
+    "engine_class",
 ]
 
 
+def engine_class(name: str) -> type[Engine]:
+    """The class of the engine named `name` (a WHISPER_ENGINE value; its module: settings.ENGINES), imported
+    now: its facts (name, untimed_beam_size, gpu_batch_size, cpu_batch_size) are class attributes."""
+    return importlib.import_module(f"{__name__}.{ENGINES[name]}").ENGINE
+
+
 def create_engine(settings: Settings, device_index: int = 0) -> Engine:
-    """The engine named by WHISPER_ENGINE (its module: settings.ENGINES), not yet loaded (load() runs on the
-    inference thread)."""
-    module = importlib.import_module(f"{__name__}.{ENGINES[settings.whisper_engine]}")
-    return module.ENGINE(settings, device_index)
+    """The engine named by WHISPER_ENGINE, not yet loaded (load() runs on the inference thread)."""
+    return engine_class(settings.whisper_engine)(settings, device_index)

@@ -11,11 +11,10 @@ from __future__ import annotations
 import abc
 import zlib
 from dataclasses import dataclass, replace
-from typing import Protocol
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE, TIME_PRECISION, TIMESTAMP_TOKENS
+from ..audio import SAMPLE_RATE
 from ..settings import Settings
 from ..transcript import Segment, Word
 
@@ -84,19 +83,15 @@ class WindowResult:
         return thresholds.logprob is None or self.avg_logprob < thresholds.logprob
 
 
-class TimestampTokenizer(Protocol):
-    """What split_segments needs of a tokenizer; openai-whisper's and faster-whisper's both have it."""
-
-    eot: int  # end of text; every token id below it is text
-    timestamp_begin: int  # <|0.00|>; every token id from here on is a timestamp (0.02 s steps)
-
-    def decode(self, tokens: list[int]) -> str: ...
-
-
 class Engine(abc.ABC):
     """One model on one device. Only the scheduler's inference thread calls load/decode/transcribe."""
 
-    name: str  # "openai-whisper" | "faster-whisper"
+    name: str  # its WHISPER_ENGINE: "openai-whisper" | "faster-whisper" (settings/choices.py's ENGINES)
+    # Each engine's own defaults, read from its class: the beam of untimed decoding when UNTIMED_BEAM_SIZE=0
+    # (0: BEAM_SIZE), and the inputs of one model call when BATCH_SIZE=0 on a GPU and on a CPU.
+    untimed_beam_size: int
+    gpu_batch_size: int
+    cpu_batch_size: int
     # when every temperature fails: the most likely decode (faster-whisper's transcribe()), else the last one
     best_after_ladder = False  # (openai-whisper's transcribe(): its T=1.0 sample); work.after_ladder()
 
@@ -139,6 +134,10 @@ class Engine(abc.ABC):
             self.detect_language([speechless])
         self.decode([speechless], DecodeOptions(language="en"))
 
+    def default_batch_size(self) -> int:
+        """Inputs per model call when BATCH_SIZE=0: this engine's on its device (docs/performance.md)."""
+        return self.gpu_batch_size if self.device.startswith("cuda") else self.cpu_batch_size
+
     def memory(self) -> dict[str, tuple[int, int]]:
         """Accelerator memory per device: (allocated, reserved) bytes; empty on CPU."""
         return {}
@@ -166,69 +165,6 @@ def download_failed(source: str, error: BaseException) -> ModelUnavailable:
         "network set WHISPER_MODEL to a local checkpoint (.pt or a CTranslate2 directory; `make convert` "
         "converts between them), or run `make run` without WHISPER_MODEL for the embedded tiny.en"
     )
-
-
-def split_segments(
-    tokens: list[int], tokenizer: TimestampTokenizer, window_seconds: float
-) -> tuple[list[Segment], float, bool]:
-    """Cut one window's tokens into segments at timestamp pairs, like openai-whisper's transcribe(); how
-    much of the window they cover; and whether they end with a single timestamp (`WindowResult.ended`).
-
-    Shared by both engines so that the same tokens give the same segments whichever engine decoded them.
-    As in transcribe(), text after the last closing timestamp is an unfinished segment: it is dropped and
-    the window counts as covered up to that timestamp only, so the caller decodes the rest again (nothing
-    is lost). Without any closing timestamp the text becomes one segment that ends with the window. Times
-    are clamped into [0, window] and made monotonic, so segments never overlap.
-    """
-    spans = _timed_spans(tokens, tokenizer)
-    if not spans:
-        return [], window_seconds, False
-    text = [t for t in tokens if t < tokenizer.eot or t >= tokenizer.timestamp_begin]
-    ended = len(text) >= 2 and text[-1] >= tokenizer.timestamp_begin > text[-2]
-    closed = [p for p in spans if p[1] is not None]
-    consumed = window_seconds
-    if closed and spans[-1][1] is None:  # unfinished text after the last pair: decode it again
-        spans, consumed = closed, min(max(p[1] for p in closed), window_seconds)
-    elif closed and spans[-1][1] is not None:
-        consumed = min(spans[-1][1], window_seconds)
-    segments: list[Segment] = []
-    previous_end = 0.0
-    for span_start, span_end, span_tokens in spans:
-        start = previous_end if span_start is None else span_start
-        start = min(max(start, previous_end), window_seconds)
-        end = window_seconds if span_end is None else min(span_end, window_seconds)
-        end = max(end, start)
-        segments.append(
-            Segment(round(start, 3), round(end, 3), tokenizer.decode(span_tokens), tuple(span_tokens))
-        )
-        previous_end = end
-    return segments, consumed, ended
-
-
-def _timed_spans(tokens: list[int], tokenizer: TimestampTokenizer):
-    """(start or None, end or None, text tokens) between timestamp tokens: each span of text a segment
-    may become (spans without text left out)."""
-    begin = tokenizer.timestamp_begin
-    spans: list[tuple[float | None, float | None, list[int]]] = []
-    start: float | None = None
-    current: list[int] = []
-    for token in tokens:
-        if token >= begin:
-            stamp = (token - begin) * TIME_PRECISION
-            if current:  # a closing timestamp
-                spans.append((start, stamp, current))
-                start, current = None, []
-            else:  # an opening timestamp (the second of a pair)
-                start = stamp
-        elif token < tokenizer.eot:
-            current.append(token)
-    if current:
-        spans.append((start, None, current))
-    return spans
-
-
-def untimed_suppressed(tokenizer: TimestampTokenizer) -> list[int]:  # <|notimestamps|>, the timestamps
-    return list(range(tokenizer.timestamp_begin - 1, tokenizer.timestamp_begin + TIMESTAMP_TOKENS))
 
 
 def window_result(
@@ -259,21 +195,6 @@ def window_result(
         looped=looped,
         **stats,
     )
-
-
-def with_logprobs(
-    segments: list[Segment], tokens: list[int], token_logprobs: list[float], tokenizer: TimestampTokenizer
-) -> list[Segment]:
-    """Each segment with its text tokens' (text, log-probability): `token_logprobs[i]` belongs to
-    `tokens[i]`; a segment's tokens are the next text tokens of the window, in order."""
-    text = [(t, lp) for t, lp in zip(tokens, token_logprobs) if t < tokenizer.eot]
-    out, position = [], 0
-    for segment in segments:
-        mine = text[position : position + len(segment.tokens)]
-        position += len(segment.tokens)
-        pairs = tuple((tokenizer.decode([t]), float(lp)) for t, lp in mine)
-        out.append(replace(segment, logprobs=pairs))
-    return out
 
 
 def sampling_seed(windows: list[np.ndarray], temperature: float) -> int:

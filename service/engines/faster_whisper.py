@@ -28,9 +28,7 @@ from .base import (
     Transcribed,
     WindowResult,
     sampling_seed,
-    split_segments,
     window_result,
-    with_logprobs,
     words_of,
 )
 from .faster_whisper_ct2 import (
@@ -46,6 +44,7 @@ from .faster_whisper_ct2 import (
 )
 from .looping import bounded, token_budget
 from .nvml import nvml_used_bytes
+from .segments import split_segments, with_logprobs
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +55,8 @@ APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
 class FasterWhisperEngine(Engine):
     name = "faster-whisper"
     best_after_ladder = True  # as its transcribe(): the decode with the best avg_logprob, unrepetitive first
+    untimed_beam_size = 5  # as faster-whisper's batched pipeline (untimed greedy loses words on clips)
+    gpu_batch_size, cpu_batch_size = 16, 8  # docs/performance.md
 
     def __init__(self, settings: Settings, device_index: int = 0):
         super().__init__(settings, device_index)

@@ -16,7 +16,8 @@ from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import get_suppressed_tokens
 
 from ..transcript import Segment, Word
-from .base import DecodeOptions, untimed_suppressed
+from .base import DecodeOptions
+from .segments import untimed_suppressed
 
 OFFICIAL_TEXT_CTX = 448  # decoder positions of every official Whisper model
 DEFAULT_COMPUTE_TYPE = {"cuda": "float16", "cpu": "int8"}

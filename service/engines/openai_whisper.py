@@ -25,20 +25,20 @@ from .base import (
     WindowResult,
     download_failed,
     sampling_seed,
-    split_segments,
-    untimed_suppressed,
     window_result,
-    with_logprobs,
     words_of,
 )
 from .looping import loops, token_budget
 from .openai_whisper_tasks import BatchedGroups, bounded_task
+from .segments import split_segments, untimed_suppressed, with_logprobs
 
 log = logging.getLogger(__name__)
 
 
 class OpenAIWhisperEngine(Engine):
     name = "openai-whisper"
+    untimed_beam_size = 0  # BEAM_SIZE: beam search costs it twice its time on a CPU (docs/performance.md)
+    gpu_batch_size, cpu_batch_size = 16, 8  # docs/performance.md
 
     def __init__(self, settings: Settings, device_index: int = 0):
         super().__init__(settings, device_index)

@@ -107,8 +107,8 @@ class Runner:
         for run in runs:
             run.stop = run.stop or "released"
         for run in runs:
-            if not run.done.wait(wait):
-                self.store.release(run.record.id, run.worker_id)
+            if not run.done.wait(wait) and self.store.release(run.record.id, run.worker_id):
+                log.info("job %s handed back (still in its window after %.0f s)", run.record.id, wait)
 
     def _work(self, n: int) -> None:
         worker_id = f"{socket.gethostname()}:{os.getpid()}:{n}"

@@ -37,6 +37,7 @@ from .parse import (
     text,
 )
 from .sizing import SizingSettings
+from .speakers import SpeakersSettings
 
 __all__ = ["DEFAULTS", "Settings", "SettingsError", "from_env"]
 
@@ -53,6 +54,7 @@ class Settings(
     SizingSettings,
     JobsSettings,
     JobsFleetSettings,
+    SpeakersSettings,
     Knobs,
 ):  # the groups of the other modules
     # model
@@ -201,7 +203,8 @@ class Settings(
                 f"each request waits on a thread, e.g. QUEUE_MAX_REQUESTS={max(1, self.threads * 3 // 4)}"
             )
         if self.metrics_port and self.metrics_port == self.port:
-            raise SettingsError(f"METRICS_PORT must differ from PORT ({self.port}), e.g. METRICS_PORT=9101")
+            example = f"METRICS_PORT={type(self).model_fields['metrics_port'].default}"
+            raise SettingsError(f"METRICS_PORT must differ from PORT ({self.port}), e.g. {example}")
         return self
 
 

@@ -9,9 +9,6 @@ Engine = Literal["openai-whisper", "faster-whisper"]
 ENGINES: dict[Engine, str] = {"openai-whisper": "openai_whisper", "faster-whisper": "faster_whisper"}
 Device = Literal["auto", "cpu", "cuda"]
 DEVICES: tuple[Device, ...] = get_args(Device)
-# BATCH_SIZE=0: windows per model call on each kind of device. On a CPU a call's time grows with its inputs,
-# so calls are this size only while no short request is likely (INTERACTIVE_BATCH_SIZE, docs/performance.md).
-DEVICE_BATCH_SIZES = {"cuda": 16, "cpu": 8}
 DecodeMode = Literal["batched", "sequential"]
 DECODE_MODES: tuple[DecodeMode, ...] = get_args(DecodeMode)
 LogLevel = Literal["debug", "info", "warning", "error"]

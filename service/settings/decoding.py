@@ -7,7 +7,8 @@ from . import choices
 from .knobs import Knobs, knob
 from .parse import Rule, boolean, choice, fraction, number
 
-_PER_DEVICE = "16 on cuda, 8 on cpu (on cpu, smaller while short requests come: INTERACTIVE_BATCH_SIZE)"
+# {batch_sizes}, {untimed_beams}: the engine classes' own defaults (service/engines), which the docs fill in
+_PER_DEVICE = "the engine's, {batch_sizes} (on cpu, fewer while short requests come: INTERACTIVE_BATCH_SIZE)"
 
 
 class DecodingSettings(Knobs):
@@ -46,7 +47,7 @@ class DecodingSettings(Knobs):
         "UNTIMED_BEAM_SIZE",
         0,
         number(int, 0, "5", choices.MAX_BEAM_SIZE),
-        "Untimed decoding's beam width unless a request chooses; 0: 5 on faster-whisper, else BEAM_SIZE.",
+        "Untimed decoding's beam width unless a request chooses; 0: the engine's, {untimed_beams}.",
     )
     queue_max_seconds: float = knob(
         "QUEUE_MAX_SECONDS",
@@ -92,8 +93,3 @@ class DecodingSettings(Knobs):
     vad_speech_pad_ms: int = knob(
         "VAD_SPEECH_PAD_MS", 400, number(int, 0, "400"), "Audio kept on each side of a speech region."
     )
-
-    def batch_size_on(self, device: str) -> int:
-        """BATCH_SIZE, or the default for the device ("cpu", "cuda", "cuda:1") and the engine."""
-        kind = "cuda" if device.startswith("cuda") else f"cpu/{self.whisper_engine}"  # type: ignore[attr-defined]
-        return self.batch_size or choices.DEVICE_BATCH_SIZES.get(kind, choices.DEVICE_BATCH_SIZES["cpu"])

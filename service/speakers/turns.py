@@ -28,6 +28,9 @@ class Turn:
     speaker: int  # the cluster's label
 
 
+Found = tuple[list[Turn], dict[int, np.ndarray]]  # a diarizer's answer: turns, and each speaker's mean voice
+
+
 def turns(spans: np.ndarray, labels: np.ndarray) -> list[Turn]:
     """Pieces' spans in file order, merged where neighbours share a label and touch."""
     out: list[Turn] = []
@@ -96,19 +99,25 @@ def split(segment: Segment, turns: list[Turn]) -> list[tuple[Segment, int]]:
     return pieces
 
 
-def names(order: list[int], centroids: dict[int, np.ndarray], known: dict[str, np.ndarray]) -> dict[int, str]:
+def names(
+    order: list[int],
+    centroids: dict[int, np.ndarray],
+    known: dict[str, np.ndarray],
+    groups: list[int] | None = None,
+) -> dict[int, str]:
     """Labels for the groups: a known speaker's name where its reference matches the group's voice
-    (one-to-one, best total similarity: scipy's linear_sum_assignment), letters A, B, ... for the rest in
-    order of first speech."""
+    (one-to-one, best total similarity: scipy's linear_sum_assignment, over `groups`, all the audio's
+    speakers, when given), letters A, B, ... for the rest in order of first speech (`order`)."""
     from scipy.optimize import linear_sum_assignment
 
     named: dict[int, str] = {}
-    if known and order:
+    groups = order if groups is None else groups
+    if known and groups:
         refs = list(known)
-        similarity = np.array([[float(centroids[g] @ known[r]) for r in refs] for g in order])
+        similarity = np.array([[float(centroids[g] @ known[r]) for r in refs] for g in groups])
         for row, col in zip(*linear_sum_assignment(-similarity)):
             if similarity[row, col] >= KNOWN_MATCH:
-                named[order[row]] = refs[col]
+                named[groups[row]] = refs[col]
     letters = (c for c in string.ascii_uppercase if c not in named.values())  # a known name may be a letter
     for group in order:
         if group not in named:
@@ -120,13 +129,24 @@ def labelled(
     transcript: Transcript, turns: list[Turn], centroids: dict[int, np.ndarray], known: dict[str, np.ndarray]
 ) -> Transcript:
     """The transcript with each segment (split at changes) and word carrying its speaker's label."""
-    pieces = [p for s in transcript.segments for p in split(s, turns)] if turns else []
+    segments = labelled_segments(transcript.segments, turns, centroids, known)
+    return replace(transcript, segments=tuple(segments))
+
+
+def labelled_segments(
+    segments, turns: list[Turn], centroids: dict[int, np.ndarray], known: dict[str, np.ndarray]
+) -> list[Segment]:
+    """Segments split where the speaker changes, each piece and word with its speaker's label. Known names
+    are matched against every speaker of the audio (the turns), not only those of these segments, and
+    letters follow first speech, so the first segments of a transcript are labelled as the whole
+    transcript's are: a stream sends each window's segments labelled as soon as it is decoded."""
+    if not turns:  # nobody was heard speaking: one speaker for whatever was decoded
+        return [replace(s, speaker="A") for s in segments]
+    pieces = [p for s in segments for p in split(s, turns)]
     order = list(dict.fromkeys(who for _, who in pieces))
-    label = names(order, centroids, known)
-    segments = []
+    label = names(order, centroids, known, list(dict.fromkeys(t.speaker for t in turns)))
+    out = []
     for piece, who in pieces:
         words = piece.words and tuple(replace(w, speaker=label[who]) for w in piece.words)
-        segments.append(replace(piece, speaker=label[who], words=words))
-    if not turns:  # nobody was heard speaking: one speaker for whatever was decoded
-        segments = [replace(s, speaker="A") for s in transcript.segments]
-    return replace(transcript, segments=tuple(segments))
+        out.append(replace(piece, speaker=label[who], words=words))
+    return out

@@ -25,7 +25,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deploy.config import image_facts
+from deploy import monitoring
+from deploy.config import DeployConfig, image_facts
 
 ROOT = Path(__file__).resolve().parents[2]
 ANSIBLE_DIR = ROOT / "ansible"
@@ -206,6 +207,8 @@ def make_sandbox(root: Path) -> Sandbox:
         "docker_config_daemon_json": str(sandbox.daemon_json),
         # infra/startup.sh's marker that this boot's driver/Docker/toolkit work is done
         "whisper_host_ready_file": str(root / "host-ready"),
+        # what ansible/inventory.py gives a real host from the deploy's port knobs (deploy.monitoring)
+        **monitoring.ansible_vars(DeployConfig()),
     }
     (root / "host-ready").touch()
     sandbox.vars_file.write_text(yaml.safe_dump(variables))

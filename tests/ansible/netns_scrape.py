@@ -1,7 +1,7 @@
-"""Run inside a private network namespace (`unshare -n`): starts node-exporter on 127.0.0.1:9100 and
-Prometheus on 127.0.0.1:9090 with the given prometheus.yml, exactly the loopback ports compose.yml gives
-them on the VM, waits until Prometheus has scraped every target of the config once (and both of them
-successfully), and prints `up` per job as JSON.
+"""Run inside a private network namespace (`unshare -n`): starts node-exporter and Prometheus on the loopback
+ports the installed stack gives them on the VM (the deploy's knobs, deploy/config.py) with the given
+prometheus.yml and the targets files installed beside it, waits until Prometheus has scraped every target
+of the config once (and both of them successfully), and prints `up` per job as JSON.
 
     unshare -n python netns_scrape.py <prometheus.yml> <tsdb dir> <deadline seconds>
 """
@@ -15,10 +15,15 @@ import time
 import urllib.parse
 import urllib.request
 from contextlib import ExitStack
+from pathlib import Path
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root, for deploy/
+from deploy.config import DeployConfig  # noqa: E402
+
 JOBS = ("node", "prometheus")  # the targets that exist in this namespace
+PORTS = DeployConfig()
 
 
 def start(stack: ExitStack, command: list[str]) -> None:
@@ -28,9 +33,11 @@ def start(stack: ExitStack, command: list[str]) -> None:
 
 
 def target_count(config: str) -> int:
-    with open(config) as file:
-        scrape_configs = yaml.safe_load(file)["scrape_configs"]
-    return sum(len(static["targets"]) for job in scrape_configs for static in job.get("static_configs", []))
+    """The targets in every job's file_sd files (relative to the config's folder, as Prometheus has it)."""
+    folder = Path(config).parent
+    scrape_configs = yaml.safe_load(Path(config).read_text())["scrape_configs"]
+    files = [folder / name for job in scrape_configs for sd in job["file_sd_configs"] for name in sd["files"]]
+    return sum(len(group["targets"]) for path in files for group in json.loads(path.read_text()))
 
 
 def done(seen: dict[str, list[float]], targets: int) -> bool:
@@ -39,7 +46,7 @@ def done(seen: dict[str, list[float]], targets: int) -> bool:
 
 
 def up_by_job() -> dict[str, list[float]]:
-    url = "http://127.0.0.1:9090/api/v1/query?" + urllib.parse.urlencode({"query": "up"})
+    url = f"http://127.0.0.1:{PORTS.prometheus_port}/api/v1/query?" + urllib.parse.urlencode({"query": "up"})
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
             body = json.load(response)
@@ -55,14 +62,15 @@ def main(config: str, tsdb: str, deadline_s: float) -> int:
     targets = target_count(config)
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     with ExitStack() as stack:
-        start(stack, ["prometheus-node-exporter", "--web.listen-address=127.0.0.1:9100"])
+        node = f"--web.listen-address=127.0.0.1:{PORTS.node_exporter_port}"
+        start(stack, ["prometheus-node-exporter", node])
         start(
             stack,
             [
                 "prometheus",
                 f"--config.file={config}",
                 f"--storage.tsdb.path={tsdb}",
-                "--web.listen-address=127.0.0.1:9090",
+                f"--web.listen-address=127.0.0.1:{PORTS.prometheus_port}",
             ],
         )
         deadline = time.monotonic() + deadline_s

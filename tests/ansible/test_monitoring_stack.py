@@ -1,6 +1,6 @@
 """The monitoring files the role installed work as they are, on the loopback ports compose.yml gives the
-VM: in a private network namespace (so 9090 and 9100 are free whatever runs on this machine) the test
-starts node-exporter on 127.0.0.1:9100 and Prometheus with the installed prometheus.yml and rules."""
+VM (the deploy's knobs): in a private network namespace (so they are free whatever runs here) the test
+starts node-exporter and Prometheus with the installed prometheus.yml, targets and rules."""
 
 from __future__ import annotations
 

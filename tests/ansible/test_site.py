@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from deploy import monitoring
+from deploy.config import DeployConfig
+
 from .conftest import (
     ANSIBLE_DIR,
     ROOT,
@@ -158,6 +161,14 @@ def test_monitoring_files_match_the_repo(sandbox, first_run):
         installed = sandbox.monitoring_dir / path.relative_to(source)
         assert installed.read_bytes() == path.read_bytes(), installed
         assert stat.S_IMODE(installed.stat().st_mode) == 0o644, installed
+
+
+def test_the_files_made_from_the_deploys_ports_are_installed_and_kept(sandbox, first_run, second_run):
+    """compose's host.env and Prometheus' targets: what deploy.monitoring renders, never removed as stale."""
+    generated = monitoring.host_files(DeployConfig())
+    assert set(generated) >= {monitoring.HOST_ENV, "prometheus/targets/whisper.json"}
+    for name, text in generated.items():
+        assert (sandbox.monitoring_dir / name).read_text() == text, name
 
 
 def test_every_bind_mount_of_the_compose_stack_is_installed(sandbox, first_run):

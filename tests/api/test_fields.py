@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 from werkzeug.datastructures import MultiDict
 
@@ -9,6 +11,7 @@ from service.api import fields
 from service.api.asr_fields import AsrQuery
 from service.api.openai_fields import TranscriptionForm, TranslationForm
 from service.batching.job import FALLBACK_TEMPERATURES, with_server_defaults
+from service.engines import engine_class
 from service.errors import InvalidRequest
 from service.intake.vad import VadParams
 from service.settings import DEFAULTS, Settings
@@ -20,9 +23,16 @@ def parse(model, *pairs, **context):
     return fields.parse(model, MultiDict(pairs), context or None)
 
 
+def engine(settings: Settings, multilingual: bool = True) -> SimpleNamespace:
+    """What with_server_defaults reads of the model's engine: its class's facts (the class WHISPER_ENGINE
+    names), and whether the loaded model is multilingual."""
+    kind = engine_class(settings.whisper_engine)
+    return SimpleNamespace(untimed_beam_size=kind.untimed_beam_size, is_multilingual=multilingual)
+
+
 def served(form, settings: Settings = Settings(), multilingual: bool = True):
-    """The request's options once the server's settings filled in what it left open."""
-    return with_server_defaults(form.job_options(), settings, multilingual)
+    """The request's options once the server's settings and its engine filled in what it left open."""
+    return with_server_defaults(form.job_options(), settings, engine(settings, multilingual))
 
 
 def refused(model, *pairs, **context) -> dict:
@@ -145,9 +155,10 @@ def test_beam_size_setting_fills_in_only_what_the_request_left_open():
     beam5 = Settings(beam_size=5)
     unset = parse(TranscriptionForm).job_options()
     chosen = parse(TranscriptionForm, ("beam_size", "2")).job_options()
-    assert with_server_defaults(unset, beam5).decode_options(0, "en").beam_size == 5
-    assert with_server_defaults(chosen, beam5).beam_size == 2  # the request's choice wins
-    assert with_server_defaults(unset, Settings()).beam_size is None  # default: greedy, as transcribe()
+    assert with_server_defaults(unset, beam5, engine(beam5)).decode_options(0, "en").beam_size == 5
+    assert with_server_defaults(chosen, beam5, engine(beam5)).beam_size == 2  # the request's choice wins
+    greedy = with_server_defaults(unset, Settings(), engine(Settings()))
+    assert greedy.beam_size is None  # default: greedy, as transcribe()
     with pytest.raises(SettingsError, match="BEAM_SIZE"):
         from_env({"BEAM_SIZE": "17"})
 

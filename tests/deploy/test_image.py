@@ -63,7 +63,7 @@ def test_every_other_dependency_comes_from_pyproject_via_pins_py(tmp_path):
     assert command[:2] == ["python", "/tmp/pins/pins.py"] and command[2] == "/tmp/pins/pyproject.toml"
     # the install stage gets the lists alone: its cache holds while the lists do
     assert "COPY --from=pins /tmp/pins/requirements.txt /tmp/pins/cuda12.txt /tmp/pins/" in DOCKERFILE
-    (pip,) = [r for r in instructions("RUN") if "pip install -r" in r]
+    (pip,) = [r for r in instructions("RUN") if "pip install -r /tmp/pins/requirements.txt" in r]
     assert "pip install -r /tmp/pins/requirements.txt" in pip
     assert "pip install --target /opt/cuda12 -r /tmp/pins/cuda12.txt" in pip
     # run what the image runs, on the real pyproject.toml

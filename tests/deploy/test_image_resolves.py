@@ -59,7 +59,12 @@ def requirement_sets() -> dict[str, list[str]]:
             target = words[words.index("--target") + 1] if "--target" in words else "venv"
             if "--no-deps" in words:  # pyproject's `nodeps` extra: installed as is, never resolved (#33)
                 target += " --no-deps"
-            sets[target] = files[words[words.index("-r") + 1]]
+            listed = words[words.index("-r") + 1]
+            if "-c" in words:  # an extra over the venv's pins (`pyannote`, #33): resolved with them
+                pins = files[words[words.index("-c") + 1]]
+                sets[f"{target} + {Path(listed).stem}"] = pins + files[listed]
+            else:
+                sets[target] = files[listed]
     return sets
 
 
@@ -83,7 +88,7 @@ def resolved(tmp_path_factory) -> dict[str, dict[str, dict]]:
         report = pypi.resolve(requirements, python_version(), report_file, wheels)
         dists = pypi.installed(report)
         for name, dist in dists.items():
-            if name.startswith(("nvidia-", "torch", "ctranslate2", "cuda-")):
+            if "+" not in target and name.startswith(("nvidia-", "torch", "ctranslate2", "cuda-")):
                 dist["files"] = pypi.wheel_files(dist["url"])
         answer[target] = dists
     return answer
@@ -103,7 +108,7 @@ def owner_of(dists: dict[str, dict], path: str) -> str | None:
 
 
 def test_the_dockerfile_installs_two_sets_from_pyproject(resolved):
-    assert set(resolved) == {"venv", "/opt/cuda12"}
+    assert set(resolved) == {"venv", "/opt/cuda12", "venv + pyannote"}
     venv, cuda12 = resolved["venv"], resolved["/opt/cuda12"]
     assert venv["torch"]["version"] == "2.13.0"
     assert any(r.startswith("cuda-toolkit") and "13." in r for r in venv["torch"]["requires"]), venv["torch"]
@@ -112,6 +117,21 @@ def test_the_dockerfile_installs_two_sets_from_pyproject(resolved):
     for dists in resolved.values():  # PyPI alone: no extra index; only sdist-only projects built locally
         local = [n for n, d in dists.items() if not d["url"].startswith("https://files.pythonhosted.org/")]
         assert local in ([], ["openai-whisper"]), local
+
+
+def test_the_pyannote_extra_resolves_under_the_venvs_pins(resolved):
+    """--build-arg DIARIZATION_BACKEND=pyannote installs pyproject's `pyannote` extra constrained by the
+    venv's pins: every pin and every CUDA wheel keeps its version (torch 2.13.0, CUDA 13), and what
+    pyannote.audio imports is there (torchaudio's CUDA 13 build: pyproject.toml says why it loads). An
+    unpinned dependency may move (opentelemetry-api, which pyannote.audio's exporter pins one patch lower)."""
+    venv, both = resolved["venv"], resolved["venv + pyannote"]
+    pins = {re.split(r"[=\[]", line)[0].lower() for line in requirement_sets()["venv"]}
+    kept = [name for name in venv if name in pins or name.startswith(("nvidia-", "cuda-", "torch"))]
+    assert {"torch", "ctranslate2", "nvidia-cudnn-cu13"} <= set(kept)
+    assert {name: both[name]["version"] for name in kept} == {name: venv[name]["version"] for name in kept}
+    versions = {re.sub(r"[-_.]+", "-", name): d["version"] for name, d in both.items()}
+    assert (versions["pyannote-audio"], versions["torchaudio"]) == ("4.0.7", "2.11.1")
+    assert {"pyannote-core", "pyannote-pipeline", "lightning", "huggingface-hub"} <= set(versions)
 
 
 def test_no_two_wheels_install_the_same_file(resolved):

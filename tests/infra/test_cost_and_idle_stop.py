@@ -11,6 +11,8 @@ import sys
 
 import pytest
 
+from deploy import paths
+
 from .conftest import INFRA, infra_module, infra_modules_by_bare_name
 
 COMPUTE_SCOPE = "https://www.googleapis.com/auth/compute"
@@ -139,8 +141,22 @@ def test_idle_stop_adds_the_compute_scope_and_ships_the_watch(deploy):
     assert COMPUTE_SCOPE in instance.inputs["serviceAccount"]["scopes"]
     attributes = metadata(deployment)
     assert attributes["whisper-idle-stop-minutes"] == "45"
-    assert attributes["whisper-idle-stop-script"] == (INFRA / "idle_stop.py").read_text()
+    script = attributes["whisper-idle-stop-script"]
+    raw = (INFRA / "idle_stop.py").read_text()
+    filled = {"@BLUE_METRICS_PORT@": "9101", "@GREEN_METRICS_PORT@": "9102", "@RUN_DIR@": str(paths.RUN_DIR)}
+    for placeholder, value in filled.items():
+        raw = raw.replace(placeholder, value)
+    assert script == raw
     assert deployment.outputs["idleStopMinutes"] == 45
+
+
+def test_the_idle_watch_reads_the_metrics_ports_the_deploy_publishes(deploy, monkeypatch):
+    """infra/host.py fills idle_stop.py's ports from the deploy's knobs, as `fab deploy` reads them."""
+    monkeypatch.setenv("DEPLOY_BLUE_METRICS_PORT", "9201")
+    monkeypatch.setenv("DEPLOY_GREEN_METRICS_PORT", "9202")
+    script = metadata(deploy({"idleStopMinutes": "45"}))["whisper-idle-stop-script"]
+    assert '"http://127.0.0.1:9201/metrics http://127.0.0.1:9202/metrics"' in script
+    assert "@" not in script.split('"METRICS_URLS",', 1)[1].split(")", 1)[0]
 
 
 @pytest.mark.parametrize("value", ["5", "20000", "soon"])

@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from deploy import paths
 from service.settings import Settings
 
 FAKE_INSTANCE_ID = "4242424242424242424"  # what the mocked GCP assigns (tests/infra/conftest.py)
@@ -113,8 +114,12 @@ def test_gpu_host_terminates_on_maintenance_and_is_shielded_with_os_login(any_st
     assert vm["bootDisk"]["initializeParams"]["type"] == "pd-balanced"
     assert vm["metadata"]["startup-script"].startswith("#!/usr/bin/env bash")
     # the container's port: the service's own default, filled in by the stack (infra/host.py), not a copy
-    assert "@SERVICE_PORT@" not in vm["metadata"]["startup-script"]
-    assert f"\nSERVICE_PORT={Settings().port} " in vm["metadata"]["startup-script"]
+    script = vm["metadata"]["startup-script"]
+    assert not re.findall(r"@[A-Z_]+@", script)  # every placeholder filled
+    assert f"\nSERVICE_PORT={Settings().port} " in script
+    # the host's paths: deploy/paths.py's, which Ansible and the monitoring stack read too
+    assert f'\nREADY_FILE="${{READY_FILE:-{paths.READY_FILE}}}"' in script
+    assert f'\nTEXTFILE_DIR="${{TEXTFILE_DIR:-{paths.TEXTFILE_DIR}}}"' in script
     assert "metadataStartupScript" not in vm
 
 

@@ -1,9 +1,11 @@
 """A real Prometheus (Debian package) scrapes the real service under gunicorn, and node-exporter, with the
-committed prometheus.yml (ports swapped for free loopback ones, 1 s intervals) and recording rules. After real
-transcriptions, every dashboard query and every rule evaluates through the HTTP API without error."""
+committed prometheus.yml (its targets files listing free loopback ports, 1 s intervals) and recording
+rules. After real transcriptions, every dashboard query and every rule evaluates through the HTTP API
+without error."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import time
@@ -68,12 +70,15 @@ def scalar(prometheus: str, expr: str) -> float | None:
 
 
 def live_config(tmp: Path, targets: dict[str, str]) -> Path:
-    """The committed prometheus.yml with loopback test ports, 1 s intervals and absolute rule paths."""
+    """The committed prometheus.yml with 1 s intervals and absolute rule paths, its jobs' file_sd files
+    (beside it, where the config names them) listing loopback test ports."""
     config = load_yaml(PROMETHEUS_DIR / "prometheus.yml")
     config["global"].update(scrape_interval="1s", evaluation_interval="1s")
     config["rule_files"] = [str(PROMETHEUS_DIR / "rules" / "*.yml")]
     for job in config["scrape_configs"]:
-        job["static_configs"] = [{"targets": [targets[job["job_name"]]]}]
+        for name in (name for sd in job["file_sd_configs"] for name in sd["files"]):
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / name).write_text(json.dumps([{"targets": [targets[job["job_name"]]]}]))
     path = tmp / "prometheus.yml"
     path.write_text(yaml.safe_dump(config))
     return path

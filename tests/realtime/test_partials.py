@@ -19,6 +19,7 @@ from service.api.realtime.session import Session
 from service.audio import SAMPLE_RATE
 from service.batching.job import FALLBACK_TEMPERATURES, Job, JobOptions, Rest, with_server_defaults
 from service.batching.work import ModelInput, Work, take_batch
+from service.engines import engine_class
 from service.intake.vad import VadParams
 from service.settings import from_env
 from tools import speech
@@ -31,7 +32,9 @@ class Queue:
 
     def __init__(self, gpu: bool = True):
         self.work = Work()
-        self.engine = SimpleNamespace(is_multilingual=False)
+        # the facts with_server_defaults reads: an English-only model on WHISPER_ENGINE's engine class
+        untimed = engine_class(SETTINGS.whisper_engine).untimed_beam_size
+        self.engine = SimpleNamespace(is_multilingual=False, untimed_beam_size=untimed)
         self.loop = SimpleNamespace(free_batching=gpu)  # ModelLoop.free_batching: a GPU's calls
 
     def submit(self, job: Job) -> None:
@@ -151,7 +154,7 @@ def test_a_buffer_the_client_commits_is_planned_as_the_same_audio_sent_as_a_file
     session.speaking = None  # no turn detected: the client commits what it sent
     session.handle(json.dumps({"type": "input_audio_buffer.commit"}))
     final = session.decoding[0].final
-    as_file = with_server_defaults(JobOptions(timestamps=False), SETTINGS, multilingual=False)
+    as_file = with_server_defaults(JobOptions(timestamps=False), SETTINGS, queue.engine)
     assert isinstance(final.options.vad, VadParams)
     assert final.options == as_file
     assert final.windows == Job.planned(sentence, as_file, 0.0).windows

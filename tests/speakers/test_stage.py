@@ -13,7 +13,7 @@ from tests.helpers import wait_for
 def test_at_most_two_diarize_stages_run_at_once(monkeypatch):
     inside, most, lock, release = 0, 0, threading.Lock(), threading.Event()
 
-    def diarize(transcript, audio, hints):
+    def find_turns(audio, hints):  # the stage's part that holds its audio's windows and embeddings
         nonlocal inside, most
         with lock:
             inside += 1
@@ -21,9 +21,10 @@ def test_at_most_two_diarize_stages_run_at_once(monkeypatch):
         release.wait(30)
         with lock:
             inside -= 1
-        return transcript
+        return [], {}
 
-    monkeypatch.setattr(pipeline.speakers, "diarize", diarize)
+    monkeypatch.setattr(pipeline.speakers, "find_turns", find_turns)
+    monkeypatch.setattr(pipeline.speakers, "label", lambda transcript, found, hints: transcript)
     monkeypatch.setattr(pipeline, "observe_stage", lambda stage, seconds: None)  # needs a request's app
     job = SimpleNamespace(audio=None)
     threads = [threading.Thread(target=pipeline.diarized, args=(job, "t", None)) for _ in range(6)]

@@ -125,3 +125,26 @@ def test_a_known_name_that_is_a_letter_is_not_given_again():
     rng = np.random.default_rng(1)
     voice = {g: v / np.linalg.norm(v) for g, v in zip((7, 3, 5), rng.normal(size=(3, 256)))}
     assert turns.names([7, 3, 5], voice, {"A": voice[3]}) == {7: "B", 3: "A", 5: "C"}
+
+
+@settings(max_examples=200, deadline=None)
+@given(timelines(), st.lists(st.tuples(st.floats(0.1, 2.0), st.booleans()), min_size=1, max_size=12),
+       st.booleans())  # fmt: skip
+def test_the_first_segments_are_labelled_as_the_whole_transcript_is(found, shapes, known):
+    """What a diarized stream relies on: each window's segments, labelled once the windows before it are
+    decoded, carry the labels (and splits) the whole transcript's labelling gives them, known names too."""
+    rng = np.random.default_rng(len(shapes))
+    rows = rng.normal(size=(4, 256))
+    rows[1] = rows[0] + 0.3 * rows[1]  # two close voices: zoe's reference matches both, speaker 0 best
+    voice = {g: v / np.linalg.norm(v) for g, v in zip(range(4), rows)}
+    references = {"zoe": voice[0]} if known else {}
+    t, segments = 0.0, []
+    for i, (length, timed) in enumerate(shapes):
+        halves = (Word(f" a{i}", t, t + length / 2, 0.9), Word(f" b{i}", t + length / 2, t + length, 0.9))
+        segments.append(Segment(t, t + length, f" a{i} b{i}", (i,), halves if timed else None))
+        t += length + 0.1
+    whole = turns.labelled_segments(segments, found, voice, references)
+    for k in range(1, len(segments) + 1):
+        first = turns.labelled_segments(segments[:k], found, voice, references)
+        assert first == whole[: len(first)]
+    assert "".join(s.text for s in whole) == "".join(s.text for s in segments)

@@ -106,7 +106,7 @@ class Decoder:
             # a client's commit, or a turn over 30 s (detection switched off mid-turn): as a file's audio
             vad=False if padded or (server_vad and not final) else None,
         )
-        options = with_server_defaults(options, self.settings, self.scheduler.engine.is_multilingual)
+        options = with_server_defaults(options, self.settings, self.scheduler.engine)
         seconds = len(audio) / SAMPLE_RATE
         timeout = self.settings.request_timeout + self.settings.request_timeout_per_audio_second * seconds
         job = Job.planned(
