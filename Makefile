@@ -22,6 +22,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip setuptools wheel
 	$(BIN)/pip install -q -e '.[$(EXTRAS)]'
 	$(BIN)/pip install -q --no-deps $$($(BIN)/python deploy/pins.py --extras-only pyproject.toml nodeps)
+	$(BIN)/pip install -q --no-deps $$($(BIN)/python deploy/pins.py --extras-only pyproject.toml campplus)
 	@touch $@
 
 install: $(STAMP) ## Create .venv and install every Python dependency (idempotent).

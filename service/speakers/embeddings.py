@@ -46,6 +46,7 @@ class Encoder:
     embed: Callable[[np.ndarray, list[Region]], Windows]
     embed_clip: Callable[[np.ndarray], np.ndarray]
     merge_agree: float
+    size: int  # an embedding's length
 
 
 _encoder = None
@@ -165,4 +166,4 @@ def embed_clip(audio: np.ndarray) -> np.ndarray:
     return normed(vectors.mean(axis=0))
 
 
-RESEMBLYZER = Encoder("resemblyzer", embed, embed_clip, MERGE_AGREE)
+RESEMBLYZER = Encoder("resemblyzer", embed, embed_clip, MERGE_AGREE, EMBEDDING_SIZE)

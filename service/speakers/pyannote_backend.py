@@ -96,9 +96,12 @@ def annotation_turns(annotation: Any) -> list[turns.Turn]:
     return turns.turns(spans, np.array([who for _, _, who in tracks]))
 
 
-def voices(audio: np.ndarray, found: list[turns.Turn]) -> dict[int, np.ndarray]:
-    """Each speaker's voice as resemblyzer hears it: one embedding of its longest turns' samples, up to
-    VOICE_SECONDS of them (a long file's speaker needs no more, and its mel windows would fill memory)."""
+def voices(
+    audio: np.ndarray, found: list[turns.Turn], encoder: embeddings.Encoder = embeddings.RESEMBLYZER
+) -> dict[int, np.ndarray]:
+    """Each speaker's voice as the encoder of known speakers' references hears it (SPEAKER_ENCODER): one
+    embedding of its longest turns' samples, up to VOICE_SECONDS of them (a long file's speaker needs no
+    more, and its mel windows would fill memory)."""
     out, rate = {}, SAMPLE_RATE
     for speaker in sorted({t.speaker for t in found}):
         own, heard = [], 0.0
@@ -107,11 +110,13 @@ def voices(audio: np.ndarray, found: list[turns.Turn]) -> dict[int, np.ndarray]:
                 own.append(t)
                 heard += t.end - t.start
         samples = np.concatenate([audio[round(t.start * rate) : round(t.end * rate)] for t in own])
-        out[speaker] = embeddings.embed_clip(samples) if len(samples) else np.zeros(embeddings.EMBEDDING_SIZE)
+        out[speaker] = encoder.embed_clip(samples) if len(samples) else np.zeros(encoder.size, np.float32)
     return out
 
 
-def find_turns(pipeline: Any, audio: np.ndarray, hints: Hints) -> Found:
+def find_turns(
+    pipeline: Any, audio: np.ndarray, hints: Hints, encoder: embeddings.Encoder = embeddings.RESEMBLYZER
+) -> Found:
     """Who spoke when in 16 kHz audio, by the pipeline; each speaker's voice only where known speakers are
     to be named."""
     import torch
@@ -122,4 +127,4 @@ def find_turns(pipeline: Any, audio: np.ndarray, hints: Hints) -> Found:
     with _lock:
         output = pipeline({"waveform": waveform, "sample_rate": SAMPLE_RATE}, **bounds(hints))
     found = annotation_turns(annotation_of(output))
-    return found, voices(audio, found) if hints.known else {}
+    return found, voices(audio, found, encoder) if hints.known else {}

