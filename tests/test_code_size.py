@@ -15,9 +15,6 @@ TOP_LEVEL = ("gunicorn.conf.py", "fabfile.py")
 # Known debts outside service/ (issue #35): "path" for a module, "path:name" for a class or function, with
 # the length they may not exceed. Split them, then delete the line.
 DEBTS = {
-    "bench/loadtest.py": 370,
-    "bench/slowloris.py": 342,
-    "bench/slowloris.py:attack": 49,
     "tests/api/test_openai_contract.py": 343,
     "tests/deploy/conftest.py:deploy_host": 55,
     "tests/deploy/test_fabric_deploy.py": 344,
@@ -26,7 +23,6 @@ DEBTS = {
     "tests/docker_engine.py:local_registry": 45,
     "tests/infra/test_startup_script.py": 471,
     "tests/infra/test_startup_script.py:host": 44,
-    "tests/reliability/test_reliability_slow_clients.py:test_a_flooding_key_cannot_deny_another_key_service": 48,  # noqa: E501
     "tests/speech/test_model.py:test_make_run_serves_the_embedded_model_offline": 43,
 }
 
