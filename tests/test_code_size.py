@@ -15,10 +15,6 @@ TOP_LEVEL = ("gunicorn.conf.py", "fabfile.py")
 # Known debts outside service/ (issue #35): "path" for a module, "path:name" for a class or function, with
 # the length they may not exceed. Split them, then delete the line.
 DEBTS = {
-    "tests/deploy/conftest.py:deploy_host": 55,
-    "tests/deploy/test_fabric_deploy.py": 344,
-    "tests/deploy/test_sshroute.py:test_make_dashboards_tunnels_through_iap_as_the_os_login_user": 62,
-    "tests/deploy/test_sshroute.py:test_ssh_offers_only_the_routes_key_when_the_agent_holds_many": 65,
     "tests/docker_engine.py:local_registry": 45,
     "tests/infra/test_startup_script.py": 471,
     "tests/infra/test_startup_script.py:host": 44,
