@@ -27,7 +27,7 @@ from pathlib import Path
 import psutil
 import requests
 
-from bench.loadtest import local_server
+from bench.loopback import local_server
 
 BOMB_SECONDS = 10900  # just over the default MAX_AUDIO_SECONDS (10800)
 

@@ -14,7 +14,7 @@ attacker (status line if any), and the upload temp files the server still holds 
 the worker's open descriptors there).
 
 Everything is bounded: --connections (at most 1000), --duration (at most 300 s), every client timeout.
-Loopback only.
+Loopback only. The attackers themselves: bench/trickle.py.
 """
 
 from __future__ import annotations
@@ -23,33 +23,22 @@ import argparse
 import contextlib
 import json
 import os
-import selectors
-import socket
 import sys
 import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
 
 import psutil
 import requests
 
-from bench.loadtest import ENDPOINT, FORM, clip, local_server, percentile
+from bench.loadtest import ENDPOINT, FORM
+from bench.loadtest_report import percentile
+from bench.loopback import clip, local_server
+from bench.trickle import Attacker, Trickle
 
-BOUNDARY = "slowloris"
-MAX_CONNECTIONS = 1000
 MAX_DURATION = 300.0
-
-
-@dataclass
-class Attacker:
-    sock: socket.socket
-    opened: float
-    pending: bytes = b""  # bytes still to send, --chunk at a time
-    closed_at: float | None = None  # when the server closed (seconds after open)
-    status: str = ""  # the status line the server sent before closing, if any
 
 
 @dataclass
@@ -68,121 +57,6 @@ class Figures:
     statuses: dict[str, int] = field(default_factory=dict)
     tmp_files_during: int | None = None
     tmp_left: int | None = None
-
-
-class Trickle:
-    """N slow uploads (or slow headers) driven by one thread; records when the server closes each."""
-
-    def __init__(
-        self,
-        url: str,
-        connections: int,
-        *,
-        interval: float = 0.5,
-        chunk: int = 10,
-        phase: str = "body",
-        body_mib: float = 1.0,
-        headers: dict | None = None,
-        sources: list[str] | None = None,
-        burst: int = 0,
-        head_pad: int = 0,
-    ):
-        parsed = urlparse(url)
-        if not (parsed.hostname == "localhost" or (parsed.hostname or "").startswith("127.")):
-            raise SystemExit(f"loopback only: {url}")
-        self.address = (parsed.hostname, parsed.port or 80)
-        self.count = min(connections, MAX_CONNECTIONS)
-        self.interval, self.chunk, self.phase = interval, chunk, phase
-        self.body_bytes = int(body_mib * 2**20)
-        headers = {**(headers or {}), **({"X-Padding": "a" * head_pad} if head_pad else {})}
-        self.extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        self.sources = sources or []
-        self.burst = burst  # body bytes sent at once before the trickle (chunk=0: then nothing: a stall)
-        self.attackers: list[Attacker] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="slowloris", daemon=True)
-
-    def request_head(self) -> tuple[bytes, bytes]:
-        part = (
-            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n'
-            f"Content-Type: audio/wav\r\n\r\n"
-        ).encode()
-        head = (
-            f"POST {ENDPOINT} HTTP/1.1\r\nHost: {self.address[0]}\r\n{self.extra}"
-            f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
-            f"Content-Length: {len(part) + self.body_bytes}\r\n\r\n"
-        ).encode()
-        return head, part
-
-    def open(self) -> None:
-        head, part = self.request_head()
-        for i in range(self.count):
-            sock = socket.socket()
-            if self.sources:
-                sock.bind((self.sources[i % len(self.sources)], 0))
-            try:
-                sock.connect(self.address)
-            except OSError:
-                sock.close()
-                continue
-            sock.setblocking(False)
-            attacker = Attacker(sock, time.monotonic())
-            if self.phase == "body":
-                sock.setblocking(True)
-                with contextlib.suppress(OSError):
-                    sock.sendall(head + part + bytes(self.burst))
-                sock.setblocking(False)
-                attacker.pending = bytes(self.body_bytes - self.burst) if self.chunk else b""
-            elif self.phase == "silent":
-                pass
-            else:
-                attacker.pending = head
-            self.attackers.append(attacker)
-        self._thread.start()
-
-    def _run(self) -> None:
-        selector = selectors.DefaultSelector()
-        for attacker in self.attackers:
-            selector.register(attacker.sock, selectors.EVENT_READ, attacker)
-        next_send = time.monotonic()
-        while not self._stop.is_set():
-            for key, _ in selector.select(timeout=max(0.0, next_send - time.monotonic())):
-                self._on_readable(key.data, selector)
-            if time.monotonic() >= next_send:
-                next_send += self.interval
-                for attacker in self.attackers:
-                    if attacker.closed_at is None and attacker.pending:
-                        piece = attacker.pending[: self.chunk]
-                        attacker.pending = attacker.pending[self.chunk :]
-                        try:
-                            attacker.sock.send(piece)
-                        except OSError:
-                            self._closed(attacker, selector)
-        selector.close()
-
-    def _on_readable(self, attacker: Attacker, selector) -> None:
-        try:
-            data = attacker.sock.recv(4096)
-        except OSError:
-            data = b""
-        if data and not attacker.status:
-            attacker.status = data.split(b"\r\n", 1)[0].decode(errors="replace")
-        if not data:
-            self._closed(attacker, selector)
-
-    def _closed(self, attacker: Attacker, selector) -> None:
-        if attacker.closed_at is None:
-            attacker.closed_at = time.monotonic() - attacker.opened
-            selector.unregister(attacker.sock)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
-        for attacker in self.attackers:
-            attacker.sock.close()
-
-    def closed(self) -> list[Attacker]:
-        return [a for a in self.attackers if a.closed_at is not None]
 
 
 def probe(url: str, timeout: float = 20.0) -> tuple[int | None, float]:
@@ -240,31 +114,47 @@ def attack(
     figures = Figures(args.connections)
     trickle.open()
     figures.connected = len(trickle.attackers)
+    try:
+        probes, normal = watch(url, args, headers, figures, tmp_dir, master_pid)
+    finally:
+        trickle.close()
+    tally(figures, probes, normal, trickle.closed())
+    return figures
+
+
+def watch(
+    url: str, args, headers: dict, figures: Figures, tmp_dir: str | None, master_pid: int | None
+) -> tuple[list[tuple[int | None, float]], tuple]:
+    """While the attack lasts: /readyz every --probe-interval seconds, the normal request after
+    --normal-after seconds, and the temp files held then and at the end. Returns (probes, normal result)."""
     began = time.monotonic()
     probes: list[tuple[int | None, float]] = []
     normal: dict = {}
     sender = None
-    try:
-        while time.monotonic() - began < min(args.duration, MAX_DURATION):
-            if sender is None and time.monotonic() - began >= args.normal_after:
-                sender = threading.Thread(
-                    target=lambda: normal.update(result=normal_request(url, headers)), daemon=True
-                )
-                sender.start()
-            probes.append(probe(url))
-            if figures.tmp_files_during is None and time.monotonic() - began >= args.normal_after:
-                figures.tmp_files_during = held_tmp_files(tmp_dir, master_pid)
-            time.sleep(args.probe_interval)
-        if sender is not None:
-            sender.join(60)
-        figures.tmp_left = held_tmp_files(tmp_dir, master_pid)
-    finally:
-        trickle.close()
+    while time.monotonic() - began < min(args.duration, MAX_DURATION):
+        if sender is None and time.monotonic() - began >= args.normal_after:
+            sender = threading.Thread(
+                target=lambda: normal.update(result=normal_request(url, headers)), daemon=True
+            )
+            sender.start()
+        probes.append(probe(url))
+        if figures.tmp_files_during is None and time.monotonic() - began >= args.normal_after:
+            figures.tmp_files_during = held_tmp_files(tmp_dir, master_pid)
+        time.sleep(args.probe_interval)
+    if sender is not None:
+        sender.join(60)
+    figures.tmp_left = held_tmp_files(tmp_dir, master_pid)
+    return probes, normal.get("result", (None, None))
+
+
+def tally(
+    figures: Figures, probes: list[tuple[int | None, float]], normal: tuple, closed: list[Attacker]
+) -> None:
+    """The probes' latencies, the normal request's answer, and when and how the server closed attackers."""
     latencies = sorted(seconds for _, seconds in probes)
     figures.probes, figures.probe_failures = len(probes), sum(status != 200 for status, _ in probes)
     figures.probe_p50, figures.probe_max = percentile(latencies, 50), (latencies[-1] if latencies else None)
-    figures.normal_status, figures.normal_seconds = normal.get("result", (None, None))
-    closed = trickle.closed()
+    figures.normal_status, figures.normal_seconds = normal
     figures.closed_by_server = len(closed)
     if closed:
         figures.close_after_min = min(a.closed_at for a in closed)
@@ -272,7 +162,6 @@ def attack(
     for attacker in closed:
         key = attacker.status or "closed without an answer"
         figures.statuses[key] = figures.statuses.get(key, 0) + 1
-    return figures
 
 
 def markdown(figures: Figures, args) -> str:

@@ -157,7 +157,7 @@ The in-process pipeline takes them one after another; a file's latency counts fr
 
 
 def markdown(args, results: dict[str, dict[str, Runs]], elapsed: float, command: str) -> str:
-    from .loadtest import machine
+    from .loopback import machine
 
     gpu = args.device == "cuda"
     rows = "\n".join(t.row() for t in targets(results, gpu))

@@ -193,44 +193,56 @@ class Registry:
         engine_.docker("rmi", ref)
 
 
-@pytest.fixture(scope="session")
-def local_registry(docker_engine, tmp_path_factory) -> Registry:
-    """docker-registry on loopback with basic auth (plain HTTP: the engine treats 127.0.0.0/8 registries as
-    insecure), standing in for Docker Hub."""
+def write_registry_config(d: Path, port: int, user: str, password: str) -> Path:
+    """The registry's config.yml in `d`: its storage under REGISTRY_DIR, HTTP on loopback, basic auth with
+    one account (an htpasswd beside it)."""
     import bcrypt  # paramiko's dependency (Fabric): the registry reads bcrypt htpasswd entries only
 
-    binary = shutil.which("docker-registry")
-    if binary is None:
-        fail("no docker-registry: apt-get install docker-registry (scripts/system-deps.sh test)")
-    port, d = free_port(), tmp_path_factory.mktemp("registry")
-    user, password = "alice", secrets.token_hex(16)
     (d / "htpasswd").write_text(f"{user}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()}\n")
     REGISTRY_DIR.mkdir(parents=True, exist_ok=True)
-    (d / "config.yml").write_text(
+    config = d / "config.yml"
+    config.write_text(
         "version: 0.1\nlog:\n  level: error\n"
         f"storage:\n  filesystem:\n    rootdirectory: {REGISTRY_DIR}\n"
         f"http:\n  addr: 127.0.0.1:{port}\n"
         f"auth:\n  htpasswd:\n    realm: whisper-test\n    path: {d / 'htpasswd'}\n"
     )
+    return config
+
+
+def wait_listening(port: int, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while not listening(port):
+        if time.monotonic() > deadline or process.poll() is not None:
+            fail(f"docker-registry did not start: {log.read_text()[-1000:]}")
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def local_registry(docker_engine, tmp_path_factory) -> Registry:
+    """docker-registry on loopback with basic auth (plain HTTP: the engine treats 127.0.0.0/8 registries as
+    insecure), standing in for Docker Hub."""
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        fail("no docker-registry: apt-get install docker-registry (scripts/system-deps.sh test)")
+    port, d = free_port(), tmp_path_factory.mktemp("registry")
+    user, password = "alice", secrets.token_hex(16)
+    config = write_registry_config(d, port, user, password)
     log = d / "log"
     # Tags the tests push again each run leave the older manifests untagged: collect their blobs first, so
     # the storage holds about one image, not one per dependency change.
     subprocess.run(
-        [binary, "garbage-collect", "--delete-untagged", str(d / "config.yml")],
+        [binary, "garbage-collect", "--delete-untagged", str(config)],
         stdout=open(d / "gc.log", "w"),  # noqa: SIM115
         stderr=subprocess.STDOUT,
         timeout=600,
     )
     process = subprocess.Popen(
-        [binary, "serve", str(d / "config.yml")], stdout=open(log, "w"), stderr=subprocess.STDOUT
+        [binary, "serve", str(config)], stdout=open(log, "w"), stderr=subprocess.STDOUT
     )  # noqa: SIM115
     registry = Registry(f"127.0.0.1:{port}", user, password, d / "docker-config")
     try:
-        deadline = time.monotonic() + 30
-        while not listening(port):
-            if time.monotonic() > deadline or process.poll() is not None:
-                fail(f"docker-registry did not start: {log.read_text()[-1000:]}")
-            time.sleep(0.1)
+        wait_listening(port, process, log)
         env = {**os.environ, "DOCKER_CONFIG": str(registry.docker_config)}
         docker_engine.docker(
             "login", registry.host, "--username", user, "--password-stdin", input=password, env=env

@@ -1,6 +1,6 @@
 """Every Python folder stays readable in pieces: no module over 300 lines, no class over 200, no function
-over 40. service/ meets it; the other folders meet it but for the debts named in DEBTS, which may only
-shrink (a debt paid is removed from the list; a new long module, class or function fails)."""
+over 40, with no exception (the debts bench/ and tests/ once had, issue #35, are paid: split a long module
+by theme into siblings, a long function into named helpers)."""
 
 from __future__ import annotations
 
@@ -12,24 +12,6 @@ MAX_MODULE, MAX_CLASS, MAX_FUNCTION = 300, 200, 40
 FOLDERS = ("service", "bench", "deploy", "infra", "tools", "monitoring", "ansible", "scripts", "tests")
 TOP_LEVEL = ("gunicorn.conf.py", "fabfile.py")
 
-# Known debts outside service/ (issue #35): "path" for a module, "path:name" for a class or function, with
-# the length they may not exceed. Split them, then delete the line.
-DEBTS = {
-    "bench/loadtest.py": 370,
-    "bench/slowloris.py": 342,
-    "bench/slowloris.py:attack": 49,
-    "tests/api/test_openai_contract.py": 343,
-    "tests/deploy/conftest.py:deploy_host": 55,
-    "tests/deploy/test_fabric_deploy.py": 344,
-    "tests/deploy/test_sshroute.py:test_make_dashboards_tunnels_through_iap_as_the_os_login_user": 62,
-    "tests/deploy/test_sshroute.py:test_ssh_offers_only_the_routes_key_when_the_agent_holds_many": 65,
-    "tests/docker_engine.py:local_registry": 45,
-    "tests/infra/test_startup_script.py": 471,
-    "tests/infra/test_startup_script.py:host": 44,
-    "tests/reliability/test_reliability_slow_clients.py:test_a_flooding_key_cannot_deny_another_key_service": 48,  # noqa: E501
-    "tests/speech/test_model.py:test_make_run_serves_the_embedded_model_offline": 43,
-}
-
 
 def _modules() -> list[Path]:
     found = [p for folder in FOLDERS for p in (ROOT / folder).rglob("*.py")]
@@ -40,44 +22,29 @@ def _lines(node: ast.AST) -> int:
     return node.end_lineno - node.lineno + 1
 
 
-def _too_long(key: str, length: int, limit: int, service: bool) -> str | None:
-    allowed = limit if service else max(limit, DEBTS.get(key, 0))
-    return f"{key}: {length} lines (at most {allowed})" if length > allowed else None
+def _too_long(key: str, length: int, limit: int) -> str | None:
+    return f"{key}: {length} lines (at most {limit})" if length > limit else None
 
 
-def _measured() -> list[tuple[str, int, int, bool]]:
-    """(key, lines, limit, in service/) for every module, class and function."""
+def _measured() -> list[tuple[str, int, int]]:
+    """(key, lines, limit) for every module, class and function: "path" for a module, "path:name" for a class
+    or function."""
     found = []
     for path in _modules():
         name, text = str(path.relative_to(ROOT)), path.read_text()
-        service = name.startswith("service/")
-        found.append((name, len(text.splitlines()), MAX_MODULE, service))
+        found.append((name, len(text.splitlines()), MAX_MODULE))
         for node in ast.walk(ast.parse(text)):
             if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
                 limit = MAX_CLASS if isinstance(node, ast.ClassDef) else MAX_FUNCTION
-                found.append((f"{name}:{node.name}", _lines(node), limit, service))
+                found.append((f"{name}:{node.name}", _lines(node), limit))
     return found
 
 
 def test_no_module_over_300_lines():
-    long = [
-        m
-        for key, n, limit, service in _measured()
-        if ":" not in key
-        if (m := _too_long(key, n, limit, service))
-    ]
+    long = [m for key, n, limit in _measured() if ":" not in key if (m := _too_long(key, n, limit))]
     assert not long, "\n".join(long)
 
 
 def test_no_class_over_200_lines_and_no_function_over_40():
-    long = [
-        m for key, n, limit, service in _measured() if ":" in key if (m := _too_long(key, n, limit, service))
-    ]
+    long = [m for key, n, limit in _measured() if ":" in key if (m := _too_long(key, n, limit))]
     assert not long, "\n".join(long)
-
-
-def test_every_debt_is_still_owed():
-    """A debt paid (or a file gone) leaves the list, so that it cannot grow back unseen."""
-    measured = {key: n for key, n, limit, _ in _measured() if n > limit}
-    paid = sorted(key for key in DEBTS if key not in measured)
-    assert not paid, "paid: delete from DEBTS:\n" + "\n".join(paid)

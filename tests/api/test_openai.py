@@ -13,11 +13,6 @@ from service.settings.choices import OPENAI_AUDIO_MODELS
 SRT_CUE = re.compile(r"^\d+\n\d\d:\d\d:\d\d,\d{3} --> \d\d:\d\d:\d\d,\d{3}\n.+\n", re.M)
 
 
-@pytest.fixture(scope="module")
-def client(service):
-    return openai.OpenAI(base_url=service.url + "/v1", api_key="unused", max_retries=0, timeout=120)
-
-
 def test_json_is_text_and_duration_usage(client, audio_dir):
     with open(audio_dir / "speech.wav", "rb") as f:
         result = client.audio.transcriptions.create(model="whisper-1", file=f)

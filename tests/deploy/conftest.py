@@ -171,9 +171,8 @@ def host_paths(d: Path) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="module")
-def deploy_host(tmp_path_factory, docker_engine, local_registry, service_image, proxy_image) -> DeployHost:
-    d = tmp_path_factory.mktemp("host")
+def start_sshd(d: Path) -> tuple[subprocess.Popen, int]:
+    """sshd on a free loopback port, with host and user keys generated in `d`; returns it and its port."""
     keygen(d / "host_key")
     keygen(d / "user_key")
     ssh_port = free_port()
@@ -182,22 +181,33 @@ def deploy_host(tmp_path_factory, docker_engine, local_registry, service_image, 
         [SSHD, "-D", "-e", "-f", str(write_sshd_config(d, ssh_port))],
         stderr=open(d / "sshd.log", "w"),  # noqa: SIM115
     )
+    return sshd, ssh_port
+
+
+def ssh_home(d: Path, ssh_port: int) -> Path:
+    """`fab`'s HOME: ~/.ssh/config maps 127.0.0.1 to the sshd's port and the user key."""
     home = d / "home"
     (home / ".ssh").mkdir(parents=True)
     (home / ".ssh" / "config").write_text(
         f"Host 127.0.0.1\n  Port {ssh_port}\n  User {os.environ.get('USER', 'root')}\n"
         f"  IdentityFile {d}/user_key\n  IdentitiesOnly yes\n"
     )
+    return home
+
+
+def host_env(
+    d: Path, home: Path, registry: Registry, proxy_image: str, ports: dict[str, int]
+) -> dict[str, str]:
+    """`fab`'s environment: the stack outputs at 127.0.0.1, the local registry, a CPU-only host's settings."""
     (d / "outputs.json").write_text(json.dumps({"ip": "127.0.0.1", "url": "http://127.0.0.1", "mode": "vm"}))
-    ports = {k: free_port() for k in ("public", "blue", "green", "blue_metrics", "green_metrics")}
-    env = {
+    return {
         "PATH": os.environ["PATH"],
         "HOME": str(home),
         "LANG": "C.UTF-8",
-        "IMAGE": f"{local_registry.host}/{REPOSITORY}",
-        "DOCKERHUB_USERNAME": local_registry.user,  # the host logs in for its pulls (deploy/remote.py)
+        "IMAGE": f"{registry.host}/{REPOSITORY}",
+        "DOCKERHUB_USERNAME": registry.user,  # the host logs in for its pulls (deploy/remote.py)
         # the registry's one account stands in for a read-only token; the push token must never be used
-        "DOCKERHUB_PULL_TOKEN": local_registry.password,
+        "DOCKERHUB_PULL_TOKEN": registry.password,
         "DOCKERHUB_TOKEN": "push-token-never-sent-to-a-host",
         "API_KEYS": API_KEY,
         "DEPLOY_GPUS": "none",  # no NVIDIA runtime here: a CPU-only host
@@ -214,6 +224,15 @@ def deploy_host(tmp_path_factory, docker_engine, local_registry, service_image, 
         "DEPLOY_POLL_INTERVAL": "0.5",
         "DEPLOY_DRAIN_DELAY": "1",
     }
+
+
+@pytest.fixture(scope="module")
+def deploy_host(tmp_path_factory, docker_engine, local_registry, service_image, proxy_image) -> DeployHost:
+    d = tmp_path_factory.mktemp("host")
+    sshd, ssh_port = start_sshd(d)
+    home = ssh_home(d, ssh_port)
+    ports = {k: free_port() for k in ("public", "blue", "green", "blue_metrics", "green_metrics")}
+    env = host_env(d, home, local_registry, proxy_image, ports)
     remove_containers(docker_engine)  # a previous run's, if it was killed
     host = DeployHost(
         dir=d, ssh_port=ssh_port, env=env, engine=docker_engine, registry=local_registry, ports=ports

@@ -2,99 +2,28 @@
 registry, the real service image and nginx in a container.
 
 The tests run in file order on one host: first deploy (v1) -> upgrade under load (v2) -> a tag that never
-gets ready (v2 keeps serving) -> rollback (v1). Each test checks the state it starts from.
+gets ready (v2 keeps serving) -> rollback (v1). Each test checks the state it starts from. The client
+traffic: traffic.py; `fab tunnel`: test_fabric_tunnel.py.
 """
 
 from __future__ import annotations
 
 import os
 import stat
-import subprocess
-import sys
-import threading
 import time
-from dataclasses import dataclass, field
 
 import pytest
 import requests
 
 from deploy import nginx, remote
 from deploy.config import DeployConfig, stop_timeout
-from scripts.smoke import generated_clip
 from tests.deploy.conftest import watch_command_lines
+from tests.deploy.traffic import AUTH, Load, transcribe
 
 # each test gets 5 minutes; the fixtures bound their own builds, pushes and starts
 pytestmark = pytest.mark.timeout(300, func_only=True)
 
 API_KEY = "sk-test-deploy-0123456789"  # the deploy_host fixture's API key
-AUTH = {"Authorization": f"Bearer {API_KEY}"}
-CLOSE = {"Connection": "close"}  # a fresh connection per request: a refused connect shows up as a failure
-LOAD_MAX_SECONDS = 240  # the client loop's hard bound
-LOAD_MAX_REQUESTS = 5000
-
-
-def transcribe(base_url: str, headers: dict | None = None, timeout: float = 60) -> requests.Response:
-    files = {"file": ("clip.wav", generated_clip(), "audio/wav")}
-    data = {"model": "whisper-1", "response_format": "json"}
-    return requests.post(
-        f"{base_url}/v1/audio/transcriptions",
-        files=files,
-        data=data,
-        headers={**(headers or AUTH), "Connection": "close"},
-        timeout=timeout,
-    )
-
-
-@dataclass
-class Load:
-    """A bounded client loop against the public port: readiness probes and transcriptions, counted."""
-
-    url: str
-    ok: int = 0
-    transcribed: int = 0
-    failures: list[str] = field(default_factory=list)
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    def probe_loop(self) -> None:
-        deadline = time.monotonic() + LOAD_MAX_SECONDS
-        for _ in range(LOAD_MAX_REQUESTS):
-            if self.stop.is_set() or time.monotonic() > deadline:
-                return
-            self.record(
-                lambda: requests.get(f"{self.url}/readyz", timeout=10, headers={"Connection": "close"})
-            )
-            time.sleep(0.02)
-
-    def transcribe_loop(self) -> None:
-        deadline = time.monotonic() + LOAD_MAX_SECONDS
-        for _ in range(LOAD_MAX_REQUESTS):
-            if self.stop.is_set() or time.monotonic() > deadline:
-                return
-            if self.record(lambda: transcribe(self.url)):
-                self.transcribed += 1
-
-    def record(self, call) -> bool:
-        try:
-            response = call()
-        except requests.RequestException as err:
-            self.failures.append(f"{type(err).__name__}: {err}")
-            return False
-        if response.status_code != 200:
-            self.failures.append(f"{response.status_code}: {response.text[:200]}")
-            return False
-        self.ok += 1
-        return True
-
-    def __enter__(self) -> Load:
-        self.threads = [threading.Thread(target=f) for f in (self.probe_loop, self.transcribe_loop)]
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(timeout=90)
 
 
 @pytest.fixture(scope="module")
@@ -303,42 +232,3 @@ def test_config_defaults_match_the_monitoring_contract():
     cfg = DeployConfig(image="x/y")
     assert (cfg.blue.metrics_port, cfg.green.metrics_port) == (9101, 9102)
     assert cfg.public_port == 80 and cfg.stop_timeout == 125  # GRACEFUL_TIMEOUT 120 + the stop margin, 5
-
-
-def test_tunnel_forwards_grafana_and_prometheus_to_localhost(host, tmp_path):
-    """Two HTTP servers stand for the host's Grafana and Prometheus; `fab tunnel` must reach both."""
-    from tests.deploy.conftest import FAB, ROOT, wait_for_port
-    from tests.helpers import free_port
-
-    servers, remote_ports = [], {}
-    for name in ("grafana", "prometheus"):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "who").write_text(name)
-        remote_ports[name] = free_port()
-        servers.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(remote_ports[name])],
-                cwd=tmp_path / name,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
-    local = {"grafana": free_port(), "prometheus": free_port()}
-    env = {
-        **host.env,
-        "DEPLOY_GRAFANA_PORT": str(remote_ports["grafana"]),
-        "DEPLOY_PROMETHEUS_PORT": str(remote_ports["prometheus"]),
-    }
-    command = [FAB, "-r", str(ROOT), "tunnel", "--seconds", "30"]
-    command += ["--grafana-port", str(local["grafana"]), "--prometheus-port", str(local["prometheus"])]
-    tunnel = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        for name, port in local.items():
-            wait_for_port(port, seconds=20)
-            assert requests.get(f"http://127.0.0.1:{port}/who", timeout=10).text == name
-    finally:
-        tunnel.terminate()
-        tunnel.wait(timeout=30)
-        for server in servers:
-            server.terminate()
-            server.wait(timeout=10)

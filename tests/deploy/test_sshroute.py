@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -146,58 +147,74 @@ class Answer(BaseHTTPRequestHandler):
         pass
 
 
-def test_make_dashboards_tunnels_through_iap_as_the_os_login_user(laptop):
-    tmp_path, home, env = laptop
+def start_sshd(tmp_path: Path, extra: str = "") -> tuple[subprocess.Popen, int]:
+    """A real sshd on loopback for the VM behind the stand-in IAP tunnel: it accepts only the keys registered
+    with the stand-in OS Login; `extra` ends its config. Returns it and its port."""
     sshd_dir = tmp_path / "sshd"
     sshd_dir.mkdir()
     keygen(sshd_dir / "host_key")
     port = free_port()
-    (sshd_dir / "sshd_config").write_text(
+    config = sshd_dir / "sshd_config"
+    config.write_text(
         f"Port {port}\nListenAddress 127.0.0.1\nHostKey {sshd_dir}/host_key\nPidFile {sshd_dir}/pid\n"
         f"AuthorizedKeysFile {tmp_path}/gcloud/authorized_keys\nPasswordAuthentication no\nUsePAM no\n"
-        "KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nStrictModes no\n"
-        # OS Login's user exists only in Google's directory: here it maps to this machine's user
-        f"Match User {os.environ.get('USER', 'root')}\n  AllowTcpForwarding local\n"
+        "KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nStrictModes no\n" + extra
     )
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-    config = sshd_dir / "sshd_config"
-    sshd = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stderr=subprocess.DEVNULL)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    outputs = tmp_path / "outputs.json"
-    outputs.write_text(json.dumps(OUTPUTS))
-    fake_gcloud.install(tmp_path / "bin", tmp_path / "gcloud", os.environ.get("USER", "root"))
-    local = free_port()
+    return subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stderr=subprocess.DEVNULL), port
+
+
+def make_dashboards(tmp_path: Path, env: dict[str, str], local: int, remote: int) -> subprocess.Popen:
+    """`make dashboards` on the stack outputs in tmp_path, in its own session (stopped with its ssh),
+    Grafana's remote port forwarded to `local`; its output in tmp_path/make.log."""
     tunnel_ssh = f"ssh -o BatchMode=yes -o UserKnownHostsFile={tmp_path}/known_hosts -o LogLevel=ERROR"
-    make = subprocess.Popen(
+    return subprocess.Popen(
         [
             "make",
             "-s",
             "dashboards",
-            f"DEPLOY_OUTPUTS={outputs}",
+            f"DEPLOY_OUTPUTS={tmp_path / 'outputs.json'}",
             f"GRAFANA_LOCAL_PORT={local}",
-            f"GRAFANA_REMOTE_PORT={server.server_address[1]}",
+            f"GRAFANA_REMOTE_PORT={remote}",
             f"PROMETHEUS_LOCAL_PORT={free_port()}",
             f"TUNNEL_SSH={tunnel_ssh}",
         ],
         cwd=ROOT,
-        env=env | {"FAKE_IAP_PORT": str(port), "MAKEFLAGS": ""},
+        env=env,
         stdout=(tmp_path / "make.log").open("wb"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+
+
+def fetch_while_running(url: str, process: subprocess.Popen, seconds: float) -> bytes | None:
+    """The body of GET `url` once it answers, or None when `seconds` pass or `process` exits first."""
+    deadline = time.monotonic() + seconds
+    body = None
+    while time.monotonic() < deadline and body is None and process.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                body = answer.read()
+        except OSError:
+            time.sleep(0.3)
+    return body
+
+
+def test_make_dashboards_tunnels_through_iap_as_the_os_login_user(laptop):
+    tmp_path, home, env = laptop
+    # OS Login's user exists only in Google's directory: here it maps to this machine's user
+    forwarding = f"Match User {os.environ.get('USER', 'root')}\n  AllowTcpForwarding local\n"
+    sshd, port = start_sshd(tmp_path, forwarding)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    (tmp_path / "outputs.json").write_text(json.dumps(OUTPUTS))
+    fake_gcloud.install(tmp_path / "bin", tmp_path / "gcloud", os.environ.get("USER", "root"))
+    local = free_port()
+    iap = env | {"FAKE_IAP_PORT": str(port), "MAKEFLAGS": ""}
+    make = make_dashboards(tmp_path, iap, local, server.server_address[1])
     try:
         wait_for_port(port)
-        deadline = time.monotonic() + 30
-        body = None
-        while time.monotonic() < deadline and body is None and make.poll() is None:
-            try:
-                import urllib.request
-
-                with urllib.request.urlopen(f"http://127.0.0.1:{local}/", timeout=5) as answer:
-                    body = answer.read()
-            except OSError:
-                time.sleep(0.3)
+        body = fetch_while_running(f"http://127.0.0.1:{local}/", make, seconds=30)
         assert body == b"grafana", (tmp_path / "make.log").read_text()
     finally:
         os.killpg(make.pid, signal.SIGTERM)
@@ -210,6 +227,16 @@ def test_make_dashboards_tunnels_through_iap_as_the_os_login_user(laptop):
     assert tunnels and tunnels[0][2:4] == [NAME, "22"]
 
 
+def ssh_agent() -> dict[str, str]:
+    """A fresh ssh-agent: its SSH_AUTH_SOCK and SSH_AGENT_PID."""
+    started = subprocess.run(["ssh-agent", "-s"], capture_output=True, text=True, check=True)
+    return dict(line.split(";", 1)[0].split("=", 1) for line in started.stdout.splitlines() if "=" in line)
+
+
+def ssh(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(["ssh", *args], env=env, capture_output=True, text=True, timeout=60)
+
+
 def test_ssh_offers_only_the_routes_key_when_the_agent_holds_many(laptop):
     # A laptop's agent often holds more keys than sshd's MaxAuthTries; OpenSSH offers them all before the
     # IdentityFile unless IdentitiesOnly=yes. Real ssh, ssh-agent and sshd, behind the stand-in IAP tunnel.
@@ -217,58 +244,22 @@ def test_ssh_offers_only_the_routes_key_when_the_agent_holds_many(laptop):
     user = os.environ.get("USER", "root")
     fake_gcloud.install(tmp_path / "bin", tmp_path / "gcloud", user)
     route = sshroute.route(OUTPUTS, env={}, home=home, run=with_env(env))
-    sshd_dir = tmp_path / "sshd"
-    sshd_dir.mkdir()
-    keygen(sshd_dir / "host_key")
-    port = free_port()
-    (sshd_dir / "sshd_config").write_text(
-        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {sshd_dir}/host_key\nPidFile {sshd_dir}/pid\n"
-        f"AuthorizedKeysFile {tmp_path}/gcloud/authorized_keys\nPasswordAuthentication no\nUsePAM no\n"
-        "KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nStrictModes no\nMaxAuthTries 3\n"
-    )
-    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-    sshd = subprocess.Popen(
-        [SSHD, "-D", "-e", "-f", str(sshd_dir / "sshd_config")], stderr=subprocess.DEVNULL
-    )
-    agent = dict(
-        line.split(";", 1)[0].split("=", 1)
-        for line in subprocess.run(
-            ["ssh-agent", "-s"], capture_output=True, text=True, check=True
-        ).stdout.splitlines()
-        if "=" in line
-    )
+    sshd, port = start_sshd(tmp_path, "MaxAuthTries 3\n")
+    agent = ssh_agent()
     try:
         wait_for_port(port)
         for n in range(4):  # more than MaxAuthTries, none of them authorized
             keygen(tmp_path / f"agent_key_{n}")
             subprocess.run(["ssh-add", "-q", str(tmp_path / f"agent_key_{n}")], env=env | agent, check=True)
-        common = [
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            f"UserKnownHostsFile={tmp_path}/known_hosts",
-            "-o",
-            "LogLevel=ERROR",
-        ]
-        login = [*common, *route.ssh_options(), f"{user}@{route.host}", "echo", "in"]
-        done = subprocess.run(
-            ["ssh", *login],
-            env=env | agent | {"FAKE_IAP_PORT": str(port)},
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        known_hosts = f"UserKnownHostsFile={tmp_path}/known_hosts"
+        common = ["-o", "BatchMode=yes", "-o", known_hosts, "-o", "LogLevel=ERROR"]
+        iap = env | agent | {"FAKE_IAP_PORT": str(port)}
+        done = ssh([*common, *route.ssh_options(), f"{user}@{route.host}", "echo", "in"], iap)
         assert (done.returncode, done.stdout.strip()) == (0, "in"), done.stderr
         options = route.ssh_options()
         at = options.index("IdentitiesOnly=yes")
         without = options[: at - 1] + options[at + 1 :]  # the same route without the option
-        before = subprocess.run(
-            ["ssh", *common, *without, f"{user}@{route.host}", "echo", "in"],
-            env=env | agent | {"FAKE_IAP_PORT": str(port)},
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        before = ssh([*common, *without, f"{user}@{route.host}", "echo", "in"], iap)
         assert before.returncode != 0  # the failure the option prevents, for real
         assert "Too many authentication failures" in before.stderr
     finally:

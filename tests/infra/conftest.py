@@ -232,3 +232,12 @@ def infra_config() -> Iterator[Any]:
             yield importlib.import_module("config")
         finally:
             sys.path.remove(str(INFRA))
+
+
+@pytest.fixture
+def host(tmp_path: Path):
+    """A fake GPU host for infra/startup.sh (tests/infra/fake_host.py): stand-in commands on PATH and a
+    metadata server fed from files."""
+    from .fake_host import fake_host  # it imports this module's infra_module
+
+    return fake_host(tmp_path)

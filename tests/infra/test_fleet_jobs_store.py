@@ -14,7 +14,6 @@ from pulumi.runtime import rpc
 from service.settings import from_env
 
 from .conftest import FAKE_DB_IP, FAKE_DB_PASSWORD, infra_module
-from .test_startup_script import host  # noqa: F401 (the fake GPU host fixture)
 
 IMAGE = "myuser/whisper-gpu:1a2b3c4"
 FLEET = {"minReplicas": "1", "maxReplicas": "4", "dockerImage": IMAGE, "apiKey": "sk-fleet-key-0123456789"}
@@ -163,7 +162,7 @@ JOBS_METADATA = {
 }
 
 
-def test_the_vm_builds_the_database_url_from_secret_manager_and_the_service_accepts_it(host):  # noqa: F811
+def test_the_vm_builds_the_database_url_from_secret_manager_and_the_service_accepts_it(host):
     host.set_metadata(**JOBS_METADATA)
     (host.fake / "secrets").mkdir()
     (host.fake / "secrets" / "whisper-dev-jobs-db-password").write_text(FAKE_DB_PASSWORD)
@@ -183,7 +182,7 @@ def test_the_vm_builds_the_database_url_from_secret_manager_and_the_service_acce
     assert FAKE_DB_PASSWORD not in repr(settings)
 
 
-def test_a_password_that_cannot_be_read_stops_the_boot_before_the_service_starts(host):  # noqa: F811
+def test_a_password_that_cannot_be_read_stops_the_boot_before_the_service_starts(host):
     host.set_metadata(**JOBS_METADATA)
     curl = host.root / "bin" / "curl"  # Secret Manager answers 403 (curl -f: exit 22); the rest as before
     curl.rename(host.root / "bin" / "curl-fake")

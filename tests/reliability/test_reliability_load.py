@@ -11,7 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from bench.loadtest import ENDPOINT, FORM, LoadConfig, clip, markdown, run, worker_rss
+from bench.loadtest import ENDPOINT, FORM, LoadConfig, run
+from bench.loadtest_report import markdown
+from bench.loopback import clip, worker_rss
 
 SERVER = {"WHISPER_FORCE_TOKENS": "8", "QUEUE_MAX_REQUESTS": "16"}  # queue bound below THREADS=32
 

@@ -1,6 +1,6 @@
 """Slow and greedy clients against the real server and through the real nginx (docs/reliability.md).
 
-Hundreds of stalled connections are driven by one thread (bench.slowloris.Trickle); while they stall,
+Hundreds of stalled connections are driven by one thread (bench.trickle.Trickle); while they stall,
 /readyz answers within 2 s, a normal transcription succeeds, every stalled connection is closed within its
 timeout, and no upload temp file is left. Then one key floods the queue while another key is served.
 Every loop is bounded in count and time.
@@ -19,7 +19,8 @@ import requests
 from reliability_helpers import API_KEY, OTHER_KEY, auth
 
 from bench.loadtest import FORM  # no temperature fallback: every request costs the same
-from bench.slowloris import Trickle, held_tmp_files
+from bench.slowloris import held_tmp_files
+from bench.trickle import Trickle
 from deploy import nginx
 from deploy.config import Slot
 from service.server.auth import key_id
@@ -192,17 +193,12 @@ def wait_until(condition, seconds: float) -> None:
 
 
 # -- one key floods -----------------------------------------------------------------------------------------
-def test_a_flooding_key_cannot_deny_another_key_service(start_service, audio_dir):
-    keys = f"{API_KEY},{OTHER_KEY}"
-    service = start_service(
-        API_KEYS=keys, QUEUE_MAX_REQUESTS="8", KEY_MAX_SHARE="0.5", WHISPER_FORCE_TOKENS="16"
-    )
+def flood_while_another_key_sends(send) -> tuple[list[requests.Response], list[requests.Response]]:
+    """Eight threads send API_KEY's long clip back to back (at most 120 requests in all); once one is refused,
+    three rounds of four OTHER_KEY requests at once. Returns (the flood's answers, the other key's)."""
     flood: list[requests.Response] = []
     stop = threading.Event()
     budget = iter(range(120))  # at most 120 flooding requests in all
-
-    def send(key: str, name: str = "speech.wav") -> requests.Response:
-        return transcribe(service.url, audio_dir / name, key)
 
     def flooder():
         while not stop.is_set() and next(budget, None) is not None:
@@ -226,6 +222,19 @@ def test_a_flooding_key_cannot_deny_another_key_service(start_service, audio_dir
         stop.set()
         for thread in threads:
             thread.join(120)
+    return flood, others
+
+
+def test_a_flooding_key_cannot_deny_another_key_service(start_service, audio_dir):
+    keys = f"{API_KEY},{OTHER_KEY}"
+    service = start_service(
+        API_KEYS=keys, QUEUE_MAX_REQUESTS="8", KEY_MAX_SHARE="0.5", WHISPER_FORCE_TOKENS="16"
+    )
+
+    def send(key: str, name: str = "speech.wav") -> requests.Response:
+        return transcribe(service.url, audio_dir / name, key)
+
+    flood, others = flood_while_another_key_sends(send)
     assert [r.status_code for r in others] == [200] * 12, [r.text[:200] for r in others]
     refused = [r for r in flood if r.status_code == 429]
     assert refused and all(r.json()["error"]["code"] == "key_share" for r in refused)

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from typing import BinaryIO
 
 import pytest
 import requests
@@ -71,13 +72,13 @@ def test_english_only_models_detect_english_and_refuse_nothing_english(real_serv
     assert body["language"] == "english" and speech.wer(clip.text, body["text"]) < 0.5
 
 
-def test_make_run_serves_the_embedded_model_offline(corpus, tiny_en, tmp_path):
-    """The README's first command, as a newcomer runs it: no WHISPER_MODEL, no network."""
-    port, metrics = free_port(), free_port()
+def start_make_run(tmp_path, port: int) -> tuple[subprocess.Popen, BinaryIO]:
+    """`make run` on `port` with no WHISPER_MODEL and no network, in its own session; its output goes to
+    tmp_path/run.log (returned open, for the caller to close)."""
     env = {k: v for k, v in os.environ.items() if k not in ("WHISPER_MODEL", "WHISPER_ENGINE", "MAKEFLAGS")}
     env |= {
         "PORT": str(port),
-        "METRICS_PORT": str(metrics),
+        "METRICS_PORT": str(free_port()),
         "METRICS_HOST": "127.0.0.1",
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"),
         "HF_HUB_OFFLINE": "1",
@@ -91,6 +92,13 @@ def test_make_run_serves_the_embedded_model_offline(corpus, tiny_en, tmp_path):
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    return process, log
+
+
+def test_make_run_serves_the_embedded_model_offline(corpus, tiny_en, tmp_path):
+    """The README's first command, as a newcomer runs it: no WHISPER_MODEL, no network."""
+    port = free_port()
+    process, log = start_make_run(tmp_path, port)
     try:
         url = f"http://127.0.0.1:{port}"
 
