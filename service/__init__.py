@@ -6,8 +6,14 @@ torch: only the workers, one per GPU, do.
 
 from __future__ import annotations
 
+import os
 from importlib import metadata
 from pathlib import Path
+
+# onnxruntime (Silero VAD, faster-whisper's VAD) 1.32 ships Microsoft's 1DS telemetry on Linux: at import it
+# writes a session file ($TMPDIR/.ses) and its collector posts events to mobile.events.data.microsoft.com.
+# A self-hosted transcription service sends nothing out: off before anything imports it (docs/security.md).
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 
 def _version() -> str:
