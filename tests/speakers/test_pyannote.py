@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import requests
 from pyannote.core import Annotation
 from pyannote.core import Segment as Span
 
@@ -23,6 +22,7 @@ from service.speakers import Hints, embeddings, pyannote_backend
 from service.speakers.turns import Turn, labelled
 from service.transcript import Segment, Transcript, Word
 from tests.conftest import launch
+from tests.speakers.test_faces import transcribe as post
 from tests.speakers.test_sdk import reference_speaker
 from tools import conversations, speech
 
@@ -179,15 +179,6 @@ def pyannote_service(tiny_en, two_voices, tmp_path_factory):
     yield server, weights
     server.stop()
     assert not server.tracebacks(), server.tracebacks()
-
-
-def post(service, clip, path="/v1/audio/transcriptions", field="file", params=None, **form):
-    with open(clip.path, "rb") as f:
-        resp = requests.post(
-            service.url + path, params=params, data=form, files={field: (clip.path.name, f)}, timeout=300
-        )
-    assert resp.status_code == 200, resp.text
-    return resp
 
 
 def test_every_face_carries_pyannotes_speakers(pyannote_service, two_voices):
