@@ -147,15 +147,17 @@ def _diarized_events(job, form, hints: speakers.Hints):
     """Speakers are found in the audio alone, in this thread while the model decodes; then each window's
     segments go out labelled as soon as the windows before it are decoded: diarized_json as
     transcript.text.segment events (other formats as deltas), then transcript.text.done."""
-    sent = 0
+    labelled = sent = 0
     try:
         found = pipeline.speaker_turns(job, hints)
+        label = speakers.labeller(found, hints)
         for index in pipeline.stream_events(job):
-            labelled = speakers.label_segments(pipeline.segments_through(job, index), found, hints)
-            spoken = [s for s in labelled if s.text.strip()]
-            for number, segment in enumerate(spoken[sent:], sent):
-                yield _event(_diarized_segment(number, segment, form))
-            sent = max(sent, len(spoken))
+            segments = pipeline.segments_through(job, index)
+            for segment in label(segments[labelled:]):  # the windows decoded since the last event
+                if segment.text.strip():
+                    yield _event(_diarized_segment(sent, segment, form))
+                    sent += 1
+            labelled = max(labelled, len(segments))
         transcript = speakers.label(pipeline.finished(job), found, hints)
     except APIError as error:
         yield _event({"type": "error", **error.body()})

@@ -88,9 +88,9 @@ def label(transcript: Transcript, found: Found, hints: Hints = Hints()) -> Trans
     return turns.labelled(transcript, *found, hints.known)
 
 
-def label_segments(segments, found: Found, hints: Hints = Hints()) -> list:
-    """The first segments of a transcript labelled as the whole transcript's would be (turns.py)."""
-    return turns.labelled_segments(segments, *found, hints.known)
+def labeller(found: Found, hints: Hints = Hints()) -> turns.Labeller:
+    """Labels a transcript's segments a window's at a time, as the whole transcript's would be (turns.py)."""
+    return turns.Labeller(*found, hints.known)
 
 
 def reference_embedding(audio: np.ndarray) -> np.ndarray:

@@ -136,17 +136,29 @@ def labelled(
 def labelled_segments(
     segments, turns: list[Turn], centroids: dict[int, np.ndarray], known: dict[str, np.ndarray]
 ) -> list[Segment]:
-    """Segments split where the speaker changes, each piece and word with its speaker's label. Known names
-    are matched against every speaker of the audio (the turns), not only those of these segments, and
-    letters follow first speech, so the first segments of a transcript are labelled as the whole
-    transcript's are: a stream sends each window's segments labelled as soon as it is decoded."""
-    if not turns:  # nobody was heard speaking: one speaker for whatever was decoded
-        return [replace(s, speaker="A") for s in segments]
-    pieces = [p for s in segments for p in split(s, turns)]
-    order = list(dict.fromkeys(who for _, who in pieces))
-    label = names(order, centroids, known, list(dict.fromkeys(t.speaker for t in turns)))
-    out = []
-    for piece, who in pieces:
-        words = piece.words and tuple(replace(w, speaker=label[who]) for w in piece.words)
-        out.append(replace(piece, speaker=label[who], words=words))
-    return out
+    """Segments split where the speaker changes, each piece and word with its speaker's label (Labeller)."""
+    return Labeller(turns, centroids, known)(segments)
+
+
+class Labeller:
+    """Labels for a transcript's segments, given in order, all at once or a window's at a time (a stream):
+    known names are matched once against every speaker of the audio (the turns), not only those heard so
+    far, and letters go to the others in order of first speech, so the segments given so far are labelled
+    as the whole transcript's are."""
+
+    def __init__(self, turns: list[Turn], centroids: dict[int, np.ndarray], known: dict[str, np.ndarray]):
+        self.turns = turns
+        self.label = names([], centroids, known, list(dict.fromkeys(t.speaker for t in turns)))
+        self.letters = (c for c in string.ascii_uppercase if c not in self.label.values())
+
+    def __call__(self, segments) -> list[Segment]:
+        """The next segments, split where the speaker changes, each piece and word labelled."""
+        if not self.turns:  # nobody was heard speaking: one speaker for whatever was decoded
+            return [replace(s, speaker="A") for s in segments]
+        out = []
+        for piece, who in (p for s in segments for p in split(s, self.turns)):
+            if who not in self.label:  # a new voice: the next letter
+                self.label[who] = next(self.letters)
+            words = piece.words and tuple(replace(w, speaker=self.label[who]) for w in piece.words)
+            out.append(replace(piece, speaker=self.label[who], words=words))
+        return out

@@ -147,4 +147,6 @@ def test_the_first_segments_are_labelled_as_the_whole_transcript_is(found, shape
     for k in range(1, len(segments) + 1):
         first = turns.labelled_segments(segments[:k], found, voice, references)
         assert first == whole[: len(first)]
+    label = turns.Labeller(found, voice, references)  # as a stream labels them: a segment at a time
+    assert [piece for segment in segments for piece in label([segment])] == whole
     assert "".join(s.text for s in whole) == "".join(s.text for s in segments)
