@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import random
 import signal
 import socket
 import subprocess
@@ -21,10 +22,33 @@ GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now (the kernel's pick)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port free on every interface now, picked below the kernel's ephemeral range. The kernel's own
+    pick (bind to port 0) comes from that range, where every outgoing connection also takes its local port:
+    a server started a moment later could find its port taken by a client socket (CI saw gunicorn exit on
+    an API_HOST=0.0.0.0 bind). Ports under the range are only ever taken by listeners that ask for them."""
+    low, _ = ephemeral_range()
+    pick = random.SystemRandom()
+    for _ in range(200):
+        port = pick.randrange(10000, low) if low > 11000 else 0
+        with socket.socket() as s:
+            s.setsockopt(
+                socket.SOL_SOCKET, socket.SO_REUSEADDR, 1
+            )  # as servers bind: TIME_WAIT is no conflict
+            try:
+                s.bind(("", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise RuntimeError("no free TCP port found in 200 tries")
+
+
+def ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for local ports of outgoing connections (Linux's default when unreadable)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
 
 
 def gunicorn_command(env: Mapping[str, str], port: int | None = None) -> list[str]:

@@ -11,7 +11,6 @@ import glob
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -21,14 +20,10 @@ from pathlib import Path
 
 import pytest
 
+from bench.support import free_port
+
 # Settings for a cluster that lives a few minutes: no crash safety (the machine is shared and small).
 FAST = "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _bindir() -> Path:

@@ -56,7 +56,9 @@ def test_the_api_and_metrics_listen_where_the_settings_say(checkpoint, tmp_path,
     try:
         want = {(address, port), (address, metrics_port)}
         wait_for(lambda: ready(port) or server.poll() is not None, timeout=120, what="ready")
-        assert listening(server.pid) == want, (tmp_path / "log").read_text()[-2000:]
+        log = (tmp_path / "log").read_text
+        assert server.poll() is None, log()[-2000:]
+        assert listening(server.pid) == want, log()[-2000:]
     finally:
         stop(server)
 
