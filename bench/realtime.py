@@ -4,6 +4,7 @@
     python -m bench.realtime --seconds 60
     python -m bench.realtime --device cuda --sessions 1,16,64   # on a GPU (issue #36's 64 sessions)
     LOG_LEVEL=debug python -m bench.realtime --keep /tmp/live   # per-turn traces in /tmp/live/server-*.log
+    python -m bench.realtime --compare REALTIME_SHORT_PARTIALS=false   # the defaults, then that, one run
 
 Sides, on one server (the embedded tiny.en, openai-whisper engine, VAD on, its defaults):
   live   OpenAI's SDK streams each story as pcm16 at 24 kHz in 100 ms appends at real-time pace, server_vad
@@ -13,7 +14,9 @@ Sides, on one server (the embedded tiny.en, openai-whisper engine, VAD on, its d
   file   each story sent whole as a file: the accuracy both are judged against (per level, the level's
          stories: 1 session streams story 0 only, so its WER is set against story 0's as a file).
 Figures: finalisation latency (speech_stopped -> completed; naive: speech stop -> response), p50 and p95, with
-1 session and with 4 at once; the first delta after speech_started on turns over 3 s; WER of each side.
+1 session and with 4 at once; the first delta after speech_started on turns over 3 s; WER of each side;
+deltas vs final: the WER of each turn's deltas against as many words of its completed text (what a client
+showed while the person spoke, judged by what it got at the end).
 """
 
 from __future__ import annotations
@@ -71,7 +74,7 @@ def run_all(threads: list[threading.Thread]) -> None:
 
 
 def live_figures(runs: list[dict], clips: list[speech.Clip]) -> dict:
-    final, first, wers = [], [], []
+    final, first, wers, sent, later = [], [], [], [], []
     for run, clip in zip(runs, clips, strict=True):
         events = run["events"]
         stopped = {e["item_id"]: e for e in events.of("input_audio_buffer.speech_stopped")}
@@ -83,8 +86,11 @@ def live_figures(runs: list[dict], clips: list[speech.Clip]) -> dict:
             deltas = [e for e in events.of(DELTA) if e["item_id"] == done["item_id"]]
             if stop and start and stop["audio_end_ms"] - start["audio_start_ms"] > 3000 and deltas:
                 first.append(deltas[0]["_t"] - start["_t"])
+            said = speech.words("".join(e["delta"] for e in deltas))  # the deltas against the final text
+            sent.append(" ".join(said))
+            later.append(" ".join(speech.words(done["transcript"])[: len(said)]))
         wers.append(speech.wer(clip.text, " ".join(e["transcript"] for e in events.of(COMPLETED))))
-    return summary(final, first, wers)
+    return {**summary(final, first, wers), "delta_vs_final": speech.wer(later, sent) if any(later) else None}
 
 
 def summary(final: list[float], first: list[float], wers: list[float]) -> dict:
@@ -144,8 +150,11 @@ def file_wers(url: str, clips: list[speech.Clip]) -> list[float]:
     return [speech.wer(c.text, post(url, speech.read_wav(c.path))) for c in clips]
 
 
-def measure(seconds: float, work: Path, sessions: list[int], device: str = "cpu") -> dict:
-    """Each level of `sessions`: that many sessions at once (stories reused in turn past 4)."""
+def measure(
+    seconds: float, work: Path, sessions: list[int], device: str = "cpu", extra: dict | None = None
+) -> dict:
+    """Each level of `sessions`: that many sessions at once (stories reused in turn past 4); `extra`: more
+    of the server's settings."""
     stock = stories(work, seconds, 4)
     model = embedded.checkpoint(ROOT / embedded.CHECKPOINT).resolve()
     out: dict = {
@@ -153,10 +162,11 @@ def measure(seconds: float, work: Path, sessions: list[int], device: str = "cpu"
         "machine": machine(),
         "seconds": seconds,
         "sessions": sessions,
+        "settings": extra or {},
     }
     most = max(sessions)
     # each session holds a request thread, beside the 1024 requests service_bench's Server takes in
-    env = {"VAD": "true", "REALTIME_MAX_SESSIONS": str(most), "THREADS": str(1040 + most)}
+    env = {"VAD": "true", "REALTIME_MAX_SESSIONS": str(most), "THREADS": str(1040 + most), **(extra or {})}
     with Server(model, device, 0, work, **env) as server:
         post(server.url, np.zeros(SR, np.float32))  # warm the HTTP path
         for n in sessions:
@@ -181,19 +191,26 @@ def table(r: dict) -> str:
     def ms(v):
         return "-" if v is None else f"{v:.2f} s"
 
+    def pct(v):
+        return "-" if v is None else f"{100 * v:.1f}%"
+
+    state = " ".join(f"{k}={v}" for k, v in r.get("settings", {}).items()) or "defaults"
     lines = [
-        "| side | sessions | turns | finalisation p50 | p95 | first delta p50 | p95 | WER |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        f"server: {state}",
+        "| side | sessions | turns | finalisation p50 | p95 | first delta p50 | p95 | WER | deltas vs final"
+        " |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for side in ("live", "naive"):
         for n in r["sessions"]:
             f = r[f"{side}_{n}"]
             lines.append(
                 f"| {side} | {n} | {f['turns']} | {ms(f['final_p50'])} | {ms(f['final_p95'])} | "
-                f"{ms(f['first_delta_p50'])} | {ms(f['first_delta_p95'])} | {100 * f['wer']:.1f}% |"
+                f"{ms(f['first_delta_p50'])} | {ms(f['first_delta_p95'])} | {pct(f['wer'])} | "
+                f"{pct(f.get('delta_vs_final'))} |"
             )
     for n in r["sessions"]:  # the same stories sent whole as files
-        lines.append(f"| file | {n} | - | - | - | - | - | {100 * r[f'file_{n}']:.1f}% |")
+        lines.append(f"| file | {n} | - | - | - | - | - | {pct(r[f'file_{n}'])} | - |")
     return "\n".join(lines)
 
 
@@ -204,14 +221,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     keep = "keep the stories and the server's log here (with LOG_LEVEL=debug: per-turn traces)"
     parser.add_argument("--keep", type=Path, help=keep)
+    also = "also measure the server with these settings (KEY=VALUE,...), after the defaults, in the same run"
+    parser.add_argument("--compare", action="append", default=[], help=also)
     args = parser.parse_args(argv)
     levels = [int(n) for n in args.sessions.split(",")]
+    states = [{}] + [dict(pair.split("=", 1) for pair in state.split(",")) for state in args.compare]
+    results = []
     with tempfile.TemporaryDirectory() as tmp:
         work = args.keep or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        result = measure(args.seconds, work, levels, args.device)
-    print(json.dumps(result, indent=1))
-    print(table(result))
+        for extra in states:
+            results.append(measure(args.seconds, work, levels, args.device, extra))
+            print(json.dumps(results[-1], indent=1), flush=True)
+    for result in results:
+        print(table(result))
     return 0
 
 

@@ -39,6 +39,8 @@ class DecodeOptions:
     word_timestamps: bool = False  # align words with the cross-attention (DTW)
     logprobs: bool = False  # record each text token's log-probability on its segment
     timestamps: bool = True  # False: <|notimestamps|>, one segment per window (the batched pipeline's way)
+    # the model input's length: under 30 s, only for an engine that shortens_context (a live turn's partials)
+    context_seconds: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,7 @@ class Engine(abc.ABC):
     cpu_batch_size: int
     # when every temperature fails: the most likely decode (faster-whisper's transcribe()), else the last one
     best_after_ladder = False  # (openai-whisper's transcribe(): its T=1.0 sample); work.after_ladder()
+    shortens_context = False  # decode() honours DecodeOptions.context_seconds under 30 s (a shorter input)
 
     def __init__(self, settings: Settings, device_index: int = 0):
         self.settings = settings

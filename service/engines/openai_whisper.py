@@ -39,6 +39,7 @@ class OpenAIWhisperEngine(Engine):
     name = "openai-whisper"
     untimed_beam_size = 0  # BEAM_SIZE: beam search costs it twice its time on a CPU (docs/performance.md)
     gpu_batch_size, cpu_batch_size = 16, 8  # docs/performance.md
+    shortens_context = True  # openai_whisper_tasks.short_features
 
     def __init__(self, settings: Settings, device_index: int = 0):
         super().__init__(settings, device_index)
@@ -77,15 +78,17 @@ class OpenAIWhisperEngine(Engine):
             self.model.is_multilingual, num_languages=self.model.num_languages, language=language, task=task
         )
 
-    def _mels(self, windows: list[np.ndarray]) -> torch.Tensor:
+    def _mels(self, windows: list[np.ndarray], seconds: float = 30.0) -> torch.Tensor:
         """(batch, n_mels, 3000) log-mel spectrograms on the model's device, made as transcribe() makes them:
         the window's own frames, then zeros in log-mel space up to 30 s (not the log-mel of silent audio,
-        which is a different input and measurably worse on short or noisy windows)."""
+        which is a different input and measurably worse on short or noisy windows); `seconds` less than 30
+        gives a shorter input (DecodeOptions.context_seconds)."""
+        frames = min(WINDOW_FRAMES, round(seconds * SAMPLE_RATE) // HOP_LENGTH)
         mels = []
         for window in windows:
             audio = torch.from_numpy(np.ascontiguousarray(window[:WINDOW_SAMPLES])).to(self.device)
             mel = whisper.log_mel_spectrogram(audio, n_mels=self.model.dims.n_mels, padding=WINDOW_SAMPLES)
-            mels.append(whisper.pad_or_trim(mel[:, : len(audio) // HOP_LENGTH], WINDOW_FRAMES))
+            mels.append(whisper.pad_or_trim(mel[:, : len(audio) // HOP_LENGTH], frames))
         return torch.stack(mels)
 
     # -- inference -----------------------------------------------------------------------------------------
@@ -101,7 +104,7 @@ class OpenAIWhisperEngine(Engine):
 
     @torch.inference_mode()
     def decode(self, windows: list[np.ndarray], options: DecodeOptions) -> list[WindowResult]:
-        mel = self._mels(windows)
+        mel = self._mels(windows, options.context_seconds)
         decoding = DecodingOptions(
             task=options.task,
             language=options.language,

@@ -1,9 +1,10 @@
-"""How live sessions decode (service/api/realtime/decoding.py): the context a turn is decoded with."""
+"""How live sessions decode (service/api/realtime/decoding.py): the context a turn is decoded with, and the
+length of its partial decodes' model input."""
 
 from __future__ import annotations
 
 from .knobs import Knobs, knob
-from .parse import number
+from .parse import boolean, number
 
 
 class LiveDecodingSettings(Knobs):
@@ -13,4 +14,13 @@ class LiveDecodingSettings(Knobs):
         number(int, 0, "200"),
         "A live turn's decodes are prompted with the last this many characters of the session's text "
         "(after the session's own prompt); 0: off (with tiny.en it cost WER, docs/performance.md).",
+    )
+    realtime_short_partials: bool = knob(
+        "REALTIME_SHORT_PARTIALS",
+        True,
+        boolean,
+        "On a CPU, on the openai-whisper engine, a live turn's partial decodes (what its deltas come "
+        "from) use a model input of the turn's audio and at least 4 s of silence (10 s at the least) "
+        "instead of 30 s: about twice as fast on a short turn. The final decode (`completed`) always uses "
+        "30 s. false: 30 s (docs/performance.md, live audio).",
     )

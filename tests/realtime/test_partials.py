@@ -33,8 +33,12 @@ class Queue:
     def __init__(self, gpu: bool = True):
         self.work = Work()
         # the facts with_server_defaults reads: an English-only model on WHISPER_ENGINE's engine class
-        untimed = engine_class(SETTINGS.whisper_engine).untimed_beam_size
-        self.engine = SimpleNamespace(is_multilingual=False, untimed_beam_size=untimed)
+        facts = engine_class(SETTINGS.whisper_engine)
+        self.engine = SimpleNamespace(
+            is_multilingual=False,
+            untimed_beam_size=facts.untimed_beam_size,
+            shortens_context=facts.shortens_context,
+        )
         self.loop = SimpleNamespace(free_batching=gpu)  # ModelLoop.free_batching: a GPU's calls
 
     def submit(self, job: Job) -> None:

@@ -21,6 +21,7 @@ longest waiting.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import weakref
@@ -44,6 +45,9 @@ MAX_PARTIAL_SECONDS = 30.0  # one model input: a longer turn (turn detection swi
 # Job.live, the scheduler's order: a turn's final decode, then partials of turns that have no text yet, then
 # the other partials
 PARTIAL, FIRST, FINAL = 1, 2, 3
+# a partial's shortened model input (REALTIME_SHORT_PARTIALS): tiny.en looped on 6 s of speech in a 6 s input,
+# and gave a 30 s input's words on 1-6 s of speech with 4 s of silence or more (docs/performance.md)
+PARTIAL_MARGIN_SECONDS, MIN_PARTIAL_CONTEXT_SECONDS = 4.0, 10
 LINE_STALE_SECONDS = 0.5  # a waiting item not seen again for this long has left the line (its session ticks
 # every 50 ms: api/realtime/__init__.py's POLL_SECONDS)
 
@@ -93,8 +97,9 @@ class Decoder:
         `context`; APIError (429, 503) when the scheduler refuses it."""
         final = live == FINAL
         padded = server_vad and len(audio) <= WINDOW  # speech: padded with silence, VAD off (the docstring)
+        length = WINDOW if final or not padded else self.partial_context(len(audio))
         if padded:
-            audio = np.concatenate([audio, np.zeros(WINDOW - len(audio), np.float32)])
+            audio = np.concatenate([audio, np.zeros(length - len(audio), np.float32)])
         options = JobOptions(
             language=config.transcription.language,
             prompt=" ".join(p for p in (config.transcription.prompt, context) if p) or None,
@@ -105,6 +110,7 @@ class Decoder:
             timestamps=False,
             # a client's commit, or a turn over 30 s (detection switched off mid-turn): as a file's audio
             vad=False if padded or (server_vad and not final) else None,
+            context_seconds=length / SAMPLE_RATE,
         )
         options = with_server_defaults(options, self.settings, self.scheduler.engine)
         seconds = len(audio) / SAMPLE_RATE
@@ -119,6 +125,13 @@ class Decoder:
         )
         self.scheduler.submit(job)
         return job
+
+    def partial_context(self, samples: int) -> int:
+        """A partial decode's model input, in samples: shortened() where allowed (REALTIME_SHORT_PARTIALS,
+        an engine that shortens_context, a CPU), else a whole window."""
+        batching = self.scheduler.loop.free_batching  # a GPU: partials of all sessions share one call
+        shortens = self.settings.realtime_short_partials and self.scheduler.engine.shortens_context
+        return WINDOW if batching or not shortens else shortened(samples)
 
     def may_queue(self, item: Item) -> bool:
         """Whether the item's partial decode may be queued now. Never while a turn's final decode (any
@@ -175,6 +188,13 @@ def line(scheduler) -> Line:
     """The scheduler's one Line, shared by its sessions."""
     with _lines_lock:
         return _lines.setdefault(scheduler, Line())
+
+
+def shortened(samples: int) -> int:
+    """A model input for `samples` of speech: at least PARTIAL_MARGIN_SECONDS of silence after it, in steps
+    of 2 s, MIN_PARTIAL_CONTEXT_SECONDS at the least, a whole window at most."""
+    seconds = 2 * math.ceil((samples / SAMPLE_RATE + PARTIAL_MARGIN_SECONDS) / 2)
+    return min(WINDOW, max(MIN_PARTIAL_CONTEXT_SECONDS, seconds) * SAMPLE_RATE)
 
 
 def context_tail(text: str, chars: int) -> str:
