@@ -4,7 +4,7 @@
     python -m bench.realtime --seconds 60
     python -m bench.realtime --device cuda --sessions 1,16,64   # on a GPU (issue #36's 64 sessions)
     LOG_LEVEL=debug python -m bench.realtime --keep /tmp/live   # per-turn traces in /tmp/live/server-*.log
-    python -m bench.realtime --compare REALTIME_SHORT_PARTIALS=false   # the defaults, then that, one run
+    python -m bench.realtime --compare REALTIME_SHORT_INPUT=false   # the defaults, then that, one run
 
 Sides, on one server (the embedded tiny.en, openai-whisper engine, VAD on, its defaults):
   live   OpenAI's SDK streams each story as pcm16 at 24 kHz in 100 ms appends at real-time pace, server_vad

@@ -56,7 +56,7 @@ class JobOptions:
     logprobs: bool = False  # include[]=logprobs: each text token's log-probability
     streamed: bool = False  # stream=true: windows are sent as they finish, so rests are not held back
     timestamps: bool = True  # False: the response has no times; decoded untimed (UNTIMED_DECODING)
-    context_seconds: float = 30.0  # the model input's length (a live turn's partials: api/realtime/decoding)
+    context_seconds: float = 30.0  # the model input's length (a live turn's decodes: api/realtime/decoding)
 
     def decode_options(self, step: int, language: str | None, window: int = 0) -> DecodeOptions:
         prompt = None if self.prompt_first_window_only and window > 0 else self.prompt

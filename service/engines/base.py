@@ -39,7 +39,8 @@ class DecodeOptions:
     word_timestamps: bool = False  # align words with the cross-attention (DTW)
     logprobs: bool = False  # record each text token's log-probability on its segment
     timestamps: bool = True  # False: <|notimestamps|>, one segment per window (the batched pipeline's way)
-    # the model input's length: under 30 s, only for an engine that shortens_context (a live turn's partials)
+    # the model input's length: under 30 s only for an engine that shortens_context, untimed and without word
+    # timestamps (a live turn's decodes, api/realtime/decoding.py)
     context_seconds: float = 30.0
 
 

@@ -57,6 +57,7 @@ class FasterWhisperEngine(Engine):
     best_after_ladder = True  # as its transcribe(): the decode with the best avg_logprob, unrepetitive first
     untimed_beam_size = 5  # as faster-whisper's batched pipeline (untimed greedy loses words on clips)
     gpu_batch_size, cpu_batch_size = 16, 8  # docs/performance.md
+    shortens_context = True  # CTranslate2's encoder takes an input shorter than 30 s (_encode)
 
     def __init__(self, settings: Settings, device_index: int = 0):
         super().__init__(settings, device_index)
@@ -90,14 +91,15 @@ class FasterWhisperEngine(Engine):
     def tokenizer(self, task: str = "transcribe", language: str | None = None) -> Tokenizer:
         return Tokenizer(self.model.hf_tokenizer, self.is_multilingual, task=task, language=language or "en")
 
-    def _encode(self, windows: list[np.ndarray]) -> ctranslate2.StorageView:
-        """Log-mel of each window, zero-padded in log-mel space to 30 s as both libraries' transcribe() pad a
-        segment, encoded as one batch."""
+    def _encode(self, windows: list[np.ndarray], seconds: float = 30.0) -> ctranslate2.StorageView:
+        """Log-mel of each window, zero-padded in log-mel space to 30 s (or `seconds`: CTranslate2's encoder
+        takes a shorter input) as both libraries' transcribe() pad a segment, encoded as one batch."""
         extract, mels = self.model.feature_extractor, []
+        frames = min(extract.nb_max_frames, round(seconds * SAMPLE_RATE) // HOP_LENGTH)
         for window in windows:
             window = np.ascontiguousarray(window[:WINDOW_SAMPLES], dtype=np.float32)
-            mel = extract(window)[:, : len(window) // HOP_LENGTH]
-            mels.append(np.pad(mel, ((0, 0), (0, extract.nb_max_frames - mel.shape[1]))))
+            mel = extract(window)[:, : min(len(window) // HOP_LENGTH, frames)]
+            mels.append(np.pad(mel, ((0, 0), (0, frames - mel.shape[1]))))
         return self.model.encode(np.stack(mels).astype(np.float32))
 
     # -- inference -----------------------------------------------------------------------------------------
@@ -112,9 +114,7 @@ class FasterWhisperEngine(Engine):
             for window in self.model.model.detect_language(features)
         ]
 
-    def _generate_options(
-        self, tokenizer: Tokenizer, options: DecodeOptions, prompt: int, budget: int
-    ) -> dict:
+    def _generate_options(self, tokenizer: Tokenizer, options: DecodeOptions, prompt: int, budget: int):
         """CTranslate2's generate() options for windows of at most `budget` new tokens after a prompt."""
         return ct2_options(tokenizer, options, prompt, budget, self.text_ctx)
 
@@ -123,7 +123,7 @@ class FasterWhisperEngine(Engine):
         return bounded(tokens, eot, budget)
 
     def decode(self, windows: list[np.ndarray], options: DecodeOptions) -> list[WindowResult]:
-        features = self._encode(windows)
+        features = self._encode(windows, options.context_seconds)
         tokenizer = self.tokenizer(options.task, options.language)
         prompts = self._prompts(tokenizer, options, features)
         budgets = [token_budget(len(w) / SAMPLE_RATE, self.text_ctx // 2) for w in windows]
@@ -160,8 +160,7 @@ class FasterWhisperEngine(Engine):
     def _prompts(
         self, tokenizer: Tokenizer, options: DecodeOptions, features: ctranslate2.StorageView
     ) -> list[list[int]]:
-        """Hotwords and previous text, then the start sequence; each window's own language when none is
-        given."""
+        """Hotwords and previous text, then the start sequence; each window's own language if none given."""
         previous = tokenizer.encode(" " + options.prompt.strip()) if options.prompt else []
         prompt = self.model.get_prompt(
             tokenizer, previous, without_timestamps=not options.timestamps, hotwords=options.hotwords

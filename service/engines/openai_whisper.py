@@ -29,7 +29,7 @@ from .base import (
     words_of,
 )
 from .looping import loops, token_budget
-from .openai_whisper_tasks import BatchedGroups, bounded_task
+from .openai_whisper_tasks import BatchedGroups, bounded_task, short_features
 from .segments import split_segments, untimed_suppressed, with_logprobs
 
 log = logging.getLogger(__name__)
@@ -152,8 +152,8 @@ class OpenAIWhisperEngine(Engine):
         """Teacher-forced: the log-probability of each sampled token given the ones before (include[])."""
         task = DecodingTask(self.model, decoding)
         context = torch.tensor([list(task.initial_tokens) + list(tokens)], device=mel.device)
-        features = self.model.embed_audio(
-            mel[None].to(self.model.dtype if hasattr(self.model, "dtype") else mel.dtype)
+        features = short_features(  # upstream's encoder on a whole window, and on a shortened one too
+            self.model, mel[None].to(self.model.dtype if hasattr(self.model, "dtype") else mel.dtype)
         )
         logits = self.model.logits(context, features)[0, len(task.initial_tokens) - 1 : -1].float()
         logprobs = torch.log_softmax(logits, dim=-1)

@@ -5,12 +5,15 @@ until two decodes agree on its first words; one decode in flight per item; none 
 decode waits); two successive decodes' common words go out as deltas (agreement.py). When the turn ends, the
 partial decode in flight is dropped and the whole item is decoded once more: that text is `completed`.
 
-A turn server_vad found is speech already: its decodes skip the VAD, and its audio is padded with silence to
-a 30 s window, as whisper.decode's callers pad a clip. The engine, as transcribe(), pads a short window's
-log-mel with zeros instead (chosen for noisy clips, engines/openai_whisper.py); for a 4 s turn that is 26 s
-of an input the model was not trained on, and the same 22 clean turns scored 13.3% WER that way against
-11.7% padded with silence (docs/performance.md, live audio). A buffer the client commits without server_vad
-(or a turn grown past 30 s) is decoded as the same audio sent as a file (the server's VAD trims it).
+A turn server_vad found is speech already: its decodes skip the VAD, and its audio is padded with silence, as
+whisper.decode's callers pad a clip. The engine, as transcribe(), pads a short window's log-mel with zeros
+instead (chosen for noisy clips, engines/openai_whisper.py); for a 4 s turn that is 26 s of an input the
+model was not trained on, and the same 22 clean turns scored 13.3% WER that way against 11.7% padded with
+silence (docs/performance.md, live audio). On a CPU (REALTIME_SHORT_INPUT) the padding stops at 4 s of
+silence or more: a model input of 10 s at least, in steps of 2 s, not 30 s (`shortened`), as whisper.cpp's
+audio_ctx; tiny.en decodes 150 whole sentences in half the time that way, at 12.7% WER against 14.2% in
+30 s. A buffer the client commits without server_vad (or a turn grown past 30 s) is decoded as the same
+audio sent as a file (the server's VAD trims it).
 
 With REALTIME_CONTEXT_CHARS (0, off, by default: with tiny.en it cost accuracy, docs/performance.md), every
 decode of a turn is prompted with the end of the session's text so far, after the session's own prompt, as
@@ -45,9 +48,9 @@ MAX_PARTIAL_SECONDS = 30.0  # one model input: a longer turn (turn detection swi
 # Job.live, the scheduler's order: a turn's final decode, then partials of turns that have no text yet, then
 # the other partials
 PARTIAL, FIRST, FINAL = 1, 2, 3
-# a partial's shortened model input (REALTIME_SHORT_PARTIALS): tiny.en looped on 6 s of speech in a 6 s input,
-# and gave a 30 s input's words on 1-6 s of speech with 4 s of silence or more (docs/performance.md)
-PARTIAL_MARGIN_SECONDS, MIN_PARTIAL_CONTEXT_SECONDS = 4.0, 10
+# a turn's shortened model input (REALTIME_SHORT_INPUT): tiny.en looped on 6 s of speech in a 6 s input; with
+# 4 s of silence or more it read 1-26 s of speech as in 30 s (docs/performance.md, live audio)
+MARGIN_SECONDS, LEAST_INPUT_SECONDS = 4.0, 10
 LINE_STALE_SECONDS = 0.5  # a waiting item not seen again for this long has left the line (its session ticks
 # every 50 ms: api/realtime/__init__.py's POLL_SECONDS)
 
@@ -97,7 +100,7 @@ class Decoder:
         `context`; APIError (429, 503) when the scheduler refuses it."""
         final = live == FINAL
         padded = server_vad and len(audio) <= WINDOW  # speech: padded with silence, VAD off (the docstring)
-        length = WINDOW if final or not padded else self.partial_context(len(audio))
+        length = self.input_length(len(audio)) if padded else WINDOW
         if padded:
             audio = np.concatenate([audio, np.zeros(length - len(audio), np.float32)])
         options = JobOptions(
@@ -126,11 +129,11 @@ class Decoder:
         self.scheduler.submit(job)
         return job
 
-    def partial_context(self, samples: int) -> int:
-        """A partial decode's model input, in samples: shortened() where allowed (REALTIME_SHORT_PARTIALS,
-        an engine that shortens_context, a CPU), else a whole window."""
-        batching = self.scheduler.loop.free_batching  # a GPU: partials of all sessions share one call
-        shortens = self.settings.realtime_short_partials and self.scheduler.engine.shortens_context
+    def input_length(self, samples: int) -> int:
+        """A server_vad turn's model input, in samples: shortened() where allowed (REALTIME_SHORT_INPUT, an
+        engine that shortens_context, a CPU), else a whole window."""
+        batching = self.scheduler.loop.free_batching  # a GPU: the decodes of all sessions share one call
+        shortens = self.settings.realtime_short_input and self.scheduler.engine.shortens_context
         return WINDOW if batching or not shortens else shortened(samples)
 
     def may_queue(self, item: Item) -> bool:
@@ -191,10 +194,10 @@ def line(scheduler) -> Line:
 
 
 def shortened(samples: int) -> int:
-    """A model input for `samples` of speech: at least PARTIAL_MARGIN_SECONDS of silence after it, in steps
-    of 2 s, MIN_PARTIAL_CONTEXT_SECONDS at the least, a whole window at most."""
-    seconds = 2 * math.ceil((samples / SAMPLE_RATE + PARTIAL_MARGIN_SECONDS) / 2)
-    return min(WINDOW, max(MIN_PARTIAL_CONTEXT_SECONDS, seconds) * SAMPLE_RATE)
+    """A model input for `samples` of speech: at least MARGIN_SECONDS of silence after it, in steps of 2 s,
+    LEAST_INPUT_SECONDS at the least, a whole window at most."""
+    seconds = 2 * math.ceil((samples / SAMPLE_RATE + MARGIN_SECONDS) / 2)
+    return min(WINDOW, max(LEAST_INPUT_SECONDS, seconds) * SAMPLE_RATE)
 
 
 def context_tail(text: str, chars: int) -> str:
