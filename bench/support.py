@@ -31,9 +31,8 @@ def free_port() -> int:
     for _ in range(200):
         port = pick.randrange(10000, low) if low > 11000 else 0
         with socket.socket() as s:
-            s.setsockopt(
-                socket.SOL_SOCKET, socket.SO_REUSEADDR, 1
-            )  # as servers bind: TIME_WAIT is no conflict
+            # as servers bind: a port in TIME_WAIT is no conflict
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind(("", port))
             except OSError:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE
+from ..audio import HOP_LENGTH, SAMPLE_RATE, WINDOW_FRAMES
 from ..settings import Settings
 from ..transcript import Segment, Word
 
@@ -42,6 +42,11 @@ class DecodeOptions:
     # the model input's length: under 30 s only for an engine that shortens_context, untimed and without word
     # timestamps (a live turn's decodes, api/realtime/decoding.py)
     context_seconds: float = 30.0
+
+    @property
+    def frames(self) -> int:
+        """The model input's log-mel frames: 3000 for a whole window, fewer for a shortened one."""
+        return min(WINDOW_FRAMES, round(self.context_seconds * SAMPLE_RATE) // HOP_LENGTH)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import numpy as np
 from faster_whisper import WhisperModel
 from faster_whisper.tokenizer import Tokenizer
 
-from ..audio import HOP_LENGTH, SAMPLE_RATE, WINDOW_SAMPLES
+from ..audio import HOP_LENGTH, SAMPLE_RATE, WINDOW_FRAMES, WINDOW_SAMPLES
 from ..settings import Settings
 from ..transcript import Segment
 from . import hub
@@ -91,11 +91,10 @@ class FasterWhisperEngine(Engine):
     def tokenizer(self, task: str = "transcribe", language: str | None = None) -> Tokenizer:
         return Tokenizer(self.model.hf_tokenizer, self.is_multilingual, task=task, language=language or "en")
 
-    def _encode(self, windows: list[np.ndarray], seconds: float = 30.0) -> ctranslate2.StorageView:
-        """Log-mel of each window, zero-padded in log-mel space to 30 s (or `seconds`: CTranslate2's encoder
-        takes a shorter input) as both libraries' transcribe() pad a segment, encoded as one batch."""
+    def _encode(self, windows: list[np.ndarray], frames: int = WINDOW_FRAMES) -> ctranslate2.StorageView:
+        """Log-mel of each window, zero-padded in log-mel space to 30 s (or fewer `frames`: CTranslate2's
+        encoder takes a shorter input) as both libraries' transcribe() pad a segment, encoded as one batch."""
         extract, mels = self.model.feature_extractor, []
-        frames = min(extract.nb_max_frames, round(seconds * SAMPLE_RATE) // HOP_LENGTH)
         for window in windows:
             window = np.ascontiguousarray(window[:WINDOW_SAMPLES], dtype=np.float32)
             mel = extract(window)[:, : min(len(window) // HOP_LENGTH, frames)]
@@ -123,7 +122,7 @@ class FasterWhisperEngine(Engine):
         return bounded(tokens, eot, budget)
 
     def decode(self, windows: list[np.ndarray], options: DecodeOptions) -> list[WindowResult]:
-        features = self._encode(windows, options.context_seconds)
+        features = self._encode(windows, options.frames)
         tokenizer = self.tokenizer(options.task, options.language)
         prompts = self._prompts(tokenizer, options, features)
         budgets = [token_budget(len(w) / SAMPLE_RATE, self.text_ctx // 2) for w in windows]

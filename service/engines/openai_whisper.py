@@ -78,12 +78,11 @@ class OpenAIWhisperEngine(Engine):
             self.model.is_multilingual, num_languages=self.model.num_languages, language=language, task=task
         )
 
-    def _mels(self, windows: list[np.ndarray], seconds: float = 30.0) -> torch.Tensor:
+    def _mels(self, windows: list[np.ndarray], frames: int = WINDOW_FRAMES) -> torch.Tensor:
         """(batch, n_mels, 3000) log-mel spectrograms on the model's device, made as transcribe() makes them:
         the window's own frames, then zeros in log-mel space up to 30 s (not the log-mel of silent audio,
-        which is a different input and measurably worse on short or noisy windows); `seconds` less than 30
-        gives a shorter input (DecodeOptions.context_seconds)."""
-        frames = min(WINDOW_FRAMES, round(seconds * SAMPLE_RATE) // HOP_LENGTH)
+        which is a different input and measurably worse on short or noisy windows); fewer `frames` give a
+        shorter input (DecodeOptions.frames)."""
         mels = []
         for window in windows:
             audio = torch.from_numpy(np.ascontiguousarray(window[:WINDOW_SAMPLES])).to(self.device)
@@ -104,7 +103,7 @@ class OpenAIWhisperEngine(Engine):
 
     @torch.inference_mode()
     def decode(self, windows: list[np.ndarray], options: DecodeOptions) -> list[WindowResult]:
-        mel = self._mels(windows, options.context_seconds)
+        mel = self._mels(windows, options.frames)
         decoding = DecodingOptions(
             task=options.task,
             language=options.language,

@@ -13,8 +13,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.api.realtime.decoding import FINAL, MARGIN_SECONDS, WINDOW, Decoder, Item, shortened
-from service.api.realtime.session import Session
+from service.api.realtime.decoding import FINAL, MARGIN_SECONDS, WINDOW, shortened
 from service.audio import SAMPLE_RATE
 from service.batching.job import FALLBACK_TEMPERATURES
 from service.engines.base import DecodeOptions
@@ -22,7 +21,7 @@ from service.engines.openai_whisper_tasks import short_features
 from service.settings import Settings, from_env
 from tools import speech
 
-from .test_partials import SETTINGS, Queue
+from .test_partials import Queue, speaking
 
 
 @given(samples=st.integers(1, WINDOW))
@@ -42,10 +41,9 @@ def sentence(tmp_path_factory):
 
 def decodes(queue: Queue, audio: np.ndarray, env: dict | None = None):
     """The partial decode a session queues for a server_vad turn holding `audio`, then its final decode."""
-    session = Session(Decoder(queue, from_env({"VAD": "true", **(env or {})}) if env else SETTINGS, None))
-    session.detector = None
-    session.buffer.append(audio)
-    session.speaking = Item("item_1", None, 0)
+    session = speaking(queue, audio)
+    if env:
+        session.decoder.settings = from_env({"VAD": "true", **env})
     session.tick()
     partial = session.speaking.partial
     session.handle(json.dumps({"type": "input_audio_buffer.commit"}))
@@ -78,9 +76,8 @@ def test_elsewhere_a_turn_is_decoded_in_a_whole_window(sentence, where):
 
 def test_a_turn_the_client_commits_is_decoded_as_a_file_in_a_whole_window(sentence):
     """Without server_vad the server's VAD plans the windows, as for a file: never a shortened input."""
-    session = Session(Decoder(Queue(gpu=False), SETTINGS, None))
-    session.detector = None
-    session.buffer.append(sentence)
+    session = speaking(Queue(gpu=False), sentence)
+    session.speaking = None  # no turn detected: the client commits what it sent
     session.handle(json.dumps({"type": "input_audio_buffer.commit"}))
     final = session.decoding[0].final
     assert final.options.context_seconds == 30.0 and len(final.audio) == len(sentence)
