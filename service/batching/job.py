@@ -131,7 +131,7 @@ class Job:
     complete: list[bool] = field(default_factory=list)  # per window
     rests: list[Rest] = field(default_factory=list)  # rests of windows waiting to be packed into inputs
     passed_over: int = 0  # model calls in a row that left this job's queued inputs out (work.take_batch)
-    live: int = 0  # a live session's decode (api/realtime): 1 partial, 2 a turn's final; first in line
+    live: int = 0  # a live session's decode (api/realtime/decoding.py's levels), first in line, highest first
     background: bool = False  # a stored job's (service/jobs): after interactive requests, outside admission
     max_passed_over: int | None = None  # calls it may be left out of in a row; None: work.MAX_PASSED_OVER
     _next_event: int = 0

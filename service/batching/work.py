@@ -158,11 +158,11 @@ def _capped(job: Job, taken: int) -> bool:
 
 
 def _priority(inputs: deque[ModelInput]) -> tuple[bool, int, bool, int]:
-    """Sort key: a job passed over too often first, then live decodes (someone is waiting for the words; a
-    turn's final before partials), then interactive before background jobs (but an overdue background job
-    before overdue requests), then the fewest inputs; ties keep arrival order. So a file waits for live
-    decodes at most MAX_PASSED_OVER calls, a live decode for a file at most one call, and a background job
-    for requests at most its own `max_passed_over` calls."""
+    """Sort key: a job passed over too often first, then live decodes (someone is waiting for the words;
+    the highest Job.live first: a turn's first words, a turn's final, later words), then interactive before
+    background jobs (but an overdue background job before overdue requests), then the fewest inputs; ties
+    keep arrival order. So a file waits for live decodes at most MAX_PASSED_OVER calls, a live decode for a
+    file at most one call, and a background job for requests at most its own `max_passed_over` calls."""
     job = inputs[0].job
     limit = MAX_PASSED_OVER if job.max_passed_over is None else job.max_passed_over
     overdue = job.passed_over >= limit

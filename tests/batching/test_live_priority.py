@@ -9,6 +9,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from service.api.realtime.decoding import FINAL, FIRST, PARTIAL
 from service.batching.job import Job
 from service.batching.work import MAX_PASSED_OVER, take_batch
 from tests.batching.test_work import JSON, job, queued
@@ -47,9 +48,10 @@ def test_live_items_go_first_but_never_before_an_overdue_file(files, size):
         pending = type(pending)((k, v) for k, v in pending.items() if not v[0].job.live)  # a new one comes
 
 
-def test_a_turns_final_decode_goes_before_partial_ones():
-    partials = [live_item() for _ in range(3)]
-    final = live_item()
-    final.live = 2
-    batch = take_batch(queued(*partials, final), 1)
-    assert [m.job for m in batch] == [final]
+def test_live_decodes_go_in_order_of_their_level_first_words_final_later_words():
+    """Job.live's levels (api/realtime/decoding.py): a turn's first words, then a turn's final decode, then
+    the later partials, whatever order they were queued in."""
+    later, final, first = (live_item() for _ in range(3))
+    later.live, final.live, first.live = PARTIAL, FINAL, FIRST
+    pending = queued(later, final, first)
+    assert [take_batch(pending, 1, free_batching=False)[0].job for _ in range(3)] == [first, final, later]

@@ -16,6 +16,7 @@ from service.api.realtime.decoding import FINAL, FIRST, PARTIAL, Decoder, Item, 
 from service.api.realtime.session import Session
 from service.audio import SAMPLE_RATE
 from service.batching.placement import Rest
+from service.batching.work import MAX_PASSED_OVER
 from service.engines.base import WindowResult
 from service.settings import from_env
 from service.transcript import Segment
@@ -162,12 +163,58 @@ def test_on_a_cpu_sessions_waiting_for_a_partial_go_oldest_decode_first(sentence
     assert order == [waiting[1], waiting[2], waiting[0]]
 
 
-def test_a_turns_final_decode_still_goes_before_any_partial(sentence):
+def test_on_a_cpu_a_turns_first_words_go_before_a_final_decode_and_later_words_after_it(sentence):
     queue = Queue(gpu=False)
-    ended, starting = speaking(queue, sentence), speaking(queue, sentence[: 2 * SAMPLE_RATE])
+    ended, starting, talking = (
+        speaking(queue, sentence),
+        *(speaking(queue, sentence[:SAMPLE_RATE]) for _ in "ab"),
+    )
+    talking.speaking.agreement.final = ["The"]
     ended.handle(json.dumps({"type": "input_audio_buffer.commit"}))
     starting.tick()
-    assert ended.decoding[0].final.live == FINAL and starting.speaking.partial is None
+    talking.tick()
+    assert starting.speaking.partial.live == FIRST and talking.speaking.partial is None
+    calls = [queue.model_call()[0].job for _ in range(2)]
+    assert calls == [starting.speaking.partial, ended.decoding[0].final]
+    talking.tick()
+    assert talking.speaking.partial.live == PARTIAL
+
+
+@given(
+    kinds=st.lists(st.sampled_from(["ended", "starting", "talking"]), min_size=1, max_size=7),
+    seed=st.randoms(),
+)
+@settings(max_examples=60, deadline=None)
+def test_on_a_cpu_each_call_takes_the_most_urgent_live_decode_and_few_wait(sentence, kinds, seed):
+    """Sessions in any mix of states, ticking in any order before each model call: each call on a CPU takes
+    one live decode, of the most urgent level waiting (a turn's first words, then a final decode, then later
+    words) unless one has been passed over MAX_PASSED_OVER calls (then that one), and never more than one
+    first-words and one later partial wait at once, so a decode that becomes due waits for the call in flight
+    and those few; every session's decode is served."""
+    queue = Queue(gpu=False)
+    sessions = [speaking(queue, sentence if kind == "ended" else sentence[:SAMPLE_RATE]) for kind in kinds]
+    for kind, session in zip(kinds, sessions, strict=True):
+        if kind == "talking":
+            session.speaking.agreement.final = ["The"]
+        elif kind == "ended":
+            session.handle(json.dumps({"type": "input_audio_buffer.commit"}))
+    served = []
+    for _ in range(len(kinds) + 1):
+        seed.shuffle(sessions)
+        for session in sessions:
+            session.tick()
+        with queue.work.lock:
+            waiting = [inputs[0].job for inputs in queue.work.pending.values()]
+        levels = [job.live for job in waiting]
+        assert levels.count(FIRST) <= 1 and levels.count(PARTIAL) <= 1, levels
+        if not waiting:
+            break
+        overdue = [job for job in waiting if job.passed_over >= MAX_PASSED_OVER]
+        (taken,) = [i.job for i in queue.model_call()]
+        assert taken in overdue if overdue else taken.live == max(levels), (levels, taken.live)
+        served.append(taken.live)
+    expected = {FIRST: kinds.count("starting"), FINAL: kinds.count("ended"), PARTIAL: kinds.count("talking")}
+    assert sorted(served) == sorted(level for level, n in expected.items() for _ in range(n))
 
 
 def test_a_session_that_closes_while_waiting_in_line_holds_nobody_back(sentence):

@@ -93,9 +93,12 @@ def test_on_a_cpu_sessions_take_turns_with_one_partial_waiting_at_a_time(sentenc
 
 
 @pytest.mark.parametrize("gpu", [True, False])
-def test_no_partial_is_queued_while_a_turns_final_decode_waits(sentence, gpu):
+def test_no_later_partial_is_queued_while_a_turns_final_decode_waits(sentence, gpu):
+    """A turn with words sent waits for another turn's final decode (a turn's first words need not:
+    test_context_and_line.py)."""
     queue = Queue(gpu)
     ended, talking = speaking(queue, sentence), speaking(queue, sentence[: 2 * SAMPLE_RATE])
+    talking.speaking.agreement.final = ["The"]
     ended.handle(json.dumps({"type": "input_audio_buffer.commit"}))
     final = ended.decoding[0].final
     assert final.live == FINAL and final.id in queue.work.pending

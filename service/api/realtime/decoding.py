@@ -19,7 +19,8 @@ With REALTIME_CONTEXT_CHARS (0, off, by default: with tiny.en it cost accuracy, 
 decode of a turn is prompted with the end of the session's text so far, after the session's own prompt, as
 whisper_streaming prompts with its committed text. On a CPU, where a model call costs each input's time,
 one partial waits at a time, and `Line` chooses whose: a turn's first words before later words, then the
-longest waiting.
+longest waiting; a turn's first words go before other turns' final decodes too, which go before later words
+(4 sessions: first delta p95 2.54 -> 2.01 s, finalisation p95 0.74 -> 0.99 s, docs/performance.md).
 """
 
 from __future__ import annotations
@@ -45,9 +46,10 @@ MIN_PARTIAL_SECONDS = 0.5  # a turn shorter than this is not decoded before it e
 WINDOW = 30 * SAMPLE_RATE  # one model input
 MAX_PARTIAL_SECONDS = 30.0  # one model input: a longer turn (turn detection switched off mid-turn, say) waits
 # for its final decode, so a partial never costs more than one window however long the client lets it grow
-# Job.live, the scheduler's order: a turn's final decode, then partials of turns that have no text yet, then
-# the other partials
-PARTIAL, FIRST, FINAL = 1, 2, 3
+# Job.live, the scheduler's order (the highest first): partials of turns that have no text yet (the first
+# delta needs two agreeing decodes, so each wait counts twice), then a turn's final decode, then the other
+# partials; a final decode passed over MAX_PASSED_OVER calls goes first (batching/work.py)
+PARTIAL, FINAL, FIRST = 1, 2, 3
 # a turn's shortened model input (REALTIME_SHORT_INPUT): tiny.en looped on 6 s of speech in a 6 s input; with
 # 4 s of silence or more it read 1-26 s of speech as in 30 s (docs/performance.md, live audio)
 MARGIN_SECONDS, LEAST_INPUT_SECONDS = 4.0, 10
@@ -137,18 +139,16 @@ class Decoder:
         return WINDOW if batching or not shortens else shortened(samples)
 
     def may_queue(self, item: Item) -> bool:
-        """Whether the item's partial decode may be queued now. Never while a turn's final decode (any
-        session's) waits for the model. A GPU's call costs about one input's time, so there the partials of
-        all sessions go in one call; a CPU's call costs each input's time, so one partial waits at a time
-        (a turn's first words may queue beside a later partial, and go first), and the Line says whose
-        (docs/performance.md, live audio)."""
+        """Whether the item's partial decode may be queued now. A GPU's call costs about one input's time,
+        so there the partials of all sessions go in one call, and none queues while a turn's final decode
+        (any session's) waits. A CPU's call costs each input's time, so one partial waits at a time, and
+        the Line says whose: a turn's first words may queue beside a final decode or a later partial, and
+        go first; a later partial waits until no live decode does (docs/performance.md, live audio)."""
         work, batching = self.scheduler.work, self.scheduler.loop.free_batching
         with work.lock:
             live = [inputs[0].job.live for inputs in work.pending.values() if inputs]
-        if FINAL in live:
-            return False
         if batching:
-            return True
+            return FINAL not in live
         level = item.level()
         mine = self.line.first(item.id, level, item.partial_sent or item.created)
         return mine and all(waiting < level for waiting in live)
