@@ -188,7 +188,7 @@ def test_on_a_cpu_a_turns_first_words_go_before_a_final_decode_and_later_words_a
 def test_on_a_cpu_each_call_takes_the_most_urgent_live_decode_and_few_wait(sentence, kinds, seed):
     """Sessions in any mix of states, ticking in any order before each model call: each call on a CPU takes
     one live decode, of the most urgent level waiting (a turn's first words, then a final decode, then later
-    words) unless one has been passed over MAX_PASSED_OVER calls (then that one), and never more than one
+    words) unless one has been passed over as many calls as it may be (then that one), and never more than one
     first-words and one later partial wait at once, so a decode that becomes due waits for the call in flight
     and those few; every session's decode is served."""
     queue = Queue(gpu=False)
@@ -209,12 +209,26 @@ def test_on_a_cpu_each_call_takes_the_most_urgent_live_decode_and_few_wait(sente
         assert levels.count(FIRST) <= 1 and levels.count(PARTIAL) <= 1, levels
         if not waiting:
             break
-        overdue = [job for job in waiting if job.passed_over >= MAX_PASSED_OVER]
+        overdue = [job for job in waiting if job.passed_over >= (job.max_passed_over or MAX_PASSED_OVER)]
         (taken,) = [i.job for i in queue.model_call()]
         assert taken in overdue if overdue else taken.live == max(levels), (levels, taken.live)
         served.append(taken.live)
     expected = {FIRST: kinds.count("starting"), FINAL: kinds.count("ended"), PARTIAL: kinds.count("talking")}
     assert sorted(served) == sorted(level for level, n in expected.items() for _ in range(n))
+
+
+def test_on_a_cpu_turns_first_words_delay_a_final_decode_by_one_call_at_most(sentence):
+    """However many turns are starting, a final decode waits for one call of their first words at most."""
+    queue = Queue(gpu=False)
+    ended, *starting = speaking(queue, sentence), *(speaking(queue, sentence[:SAMPLE_RATE]) for _ in "abc")
+    ended.handle(json.dumps({"type": "input_audio_buffer.commit"}))
+    calls = []
+    for _ in range(4):
+        for session in starting:
+            session.tick()
+        calls.append(queue.model_call()[0].job)
+    assert calls[0].live == FIRST and calls[1] is ended.decoding[0].final
+    assert [job.live for job in calls[2:]] == [FIRST, FIRST]
 
 
 def test_a_session_that_closes_while_waiting_in_line_holds_nobody_back(sentence):

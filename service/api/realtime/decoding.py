@@ -19,8 +19,8 @@ With REALTIME_CONTEXT_CHARS (0, off, by default: with tiny.en it cost accuracy, 
 decode of a turn is prompted with the end of the session's text so far, after the session's own prompt, as
 whisper_streaming prompts with its committed text. On a CPU, where a model call costs each input's time,
 one partial waits at a time, and `Line` chooses whose: a turn's first words before later words, then the
-longest waiting; a turn's first words go before other turns' final decodes too, which go before later words
-(4 sessions: first delta p95 2.54 -> 2.01 s, finalisation p95 0.74 -> 0.99 s, docs/performance.md).
+longest waiting; a turn's first words go before other turns' final decodes too (but a final waits for one
+call of them at most), which go before later words (docs/performance.md, live audio, fourth follow-up).
 """
 
 from __future__ import annotations
@@ -48,8 +48,10 @@ MAX_PARTIAL_SECONDS = 30.0  # one model input: a longer turn (turn detection swi
 # for its final decode, so a partial never costs more than one window however long the client lets it grow
 # Job.live, the scheduler's order (the highest first): partials of turns that have no text yet (the first
 # delta needs two agreeing decodes, so each wait counts twice), then a turn's final decode, then the other
-# partials; a final decode passed over MAX_PASSED_OVER calls goes first (batching/work.py)
+# partials; but a final decode passed over once goes first (Job.max_passed_over), so turns' first words delay
+# a `completed` by one call at most
 PARTIAL, FINAL, FIRST = 1, 2, 3
+FINAL_PASSED_OVER = 1
 # a turn's shortened model input (REALTIME_SHORT_INPUT): tiny.en looped on 6 s of speech in a 6 s input; with
 # 4 s of silence or more it read 1-26 s of speech as in 30 s (docs/performance.md, live audio)
 MARGIN_SECONDS, LEAST_INPUT_SECONDS = 4.0, 10
@@ -127,6 +129,7 @@ class Decoder:
             arrived_at=self.arrived_at,
             key_id=self.key_id,
             live=live,
+            max_passed_over=FINAL_PASSED_OVER if final else None,
         )
         self.scheduler.submit(job)
         return job
