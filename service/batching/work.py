@@ -164,9 +164,15 @@ def _priority(inputs: deque[ModelInput]) -> tuple[bool, int, bool, int]:
     keep arrival order. So a file waits for live decodes at most MAX_PASSED_OVER calls, a live decode for a
     file at most one call, and a background job for requests at most its own `max_passed_over` calls."""
     job = inputs[0].job
+    late = overdue(job)
+    return not late, -job.live, job.background is not late, len(inputs)
+
+
+def overdue(job: Job) -> bool:
+    """Whether the job has been left out of as many calls in a row as it may be (its own `max_passed_over`,
+    else MAX_PASSED_OVER): then it goes first."""
     limit = MAX_PASSED_OVER if job.max_passed_over is None else job.max_passed_over
-    overdue = job.passed_over >= limit
-    return not overdue, -job.live, job.background is not overdue, len(inputs)
+    return job.passed_over >= limit
 
 
 def after_ladder(tried: tuple[WindowResult, ...], thresholds: Thresholds, best: bool) -> WindowResult:

@@ -16,7 +16,7 @@ from service.api.realtime.decoding import FINAL, FIRST, PARTIAL, Decoder, Item, 
 from service.api.realtime.session import Session
 from service.audio import SAMPLE_RATE
 from service.batching.placement import Rest
-from service.batching.work import MAX_PASSED_OVER
+from service.batching.work import overdue
 from service.engines.base import WindowResult
 from service.settings import from_env
 from service.transcript import Segment
@@ -209,9 +209,9 @@ def test_on_a_cpu_each_call_takes_the_most_urgent_live_decode_and_few_wait(sente
         assert levels.count(FIRST) <= 1 and levels.count(PARTIAL) <= 1, levels
         if not waiting:
             break
-        overdue = [job for job in waiting if job.passed_over >= (job.max_passed_over or MAX_PASSED_OVER)]
+        late = [job for job in waiting if overdue(job)]
         (taken,) = [i.job for i in queue.model_call()]
-        assert taken in overdue if overdue else taken.live == max(levels), (levels, taken.live)
+        assert taken in late if late else taken.live == max(levels), (levels, taken.live)
         served.append(taken.live)
     expected = {FIRST: kinds.count("starting"), FINAL: kinds.count("ended"), PARTIAL: kinds.count("talking")}
     assert sorted(served) == sorted(level for level, n in expected.items() for _ in range(n))
